@@ -1,0 +1,94 @@
+"""The typed events that flow between stages: frozen, slotted, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Purpose(StrEnum):
+    """Consent purposes (DESIGN.md); each is granted or withdrawn per shopper."""
+
+    PRESENCE_BLE = "presence_ble"
+    CAMERA_CHECKIN = "camera_checkin"
+    PERSONALIZATION = "personalization"
+    CLIENTELING = "clienteling"
+    DEVICE_PREFERENCES = "device_preferences"
+    MEASUREMENT = "measurement"
+
+
+@dataclass(slots=True, frozen=True)
+class CheckinReceived:
+    """A verified check-in: a pseudonymous shopper is at a zone now."""
+
+    shopper_id: str
+    zone: str
+    source: str  # "app" | "kiosk" | "qr"
+    jti: str
+    at_wall: float
+    at_mono: float
+
+
+@dataclass(slots=True, frozen=True)
+class PresenceChanged:
+    """A shopper entered or left a zone (leave carries the zone they left)."""
+
+    shopper_id: str
+    zone: str
+    kind: str  # "enter" | "leave"
+    at_wall: float
+    at_mono: float
+
+
+@dataclass(slots=True, frozen=True)
+class ZoneCount:
+    """Anonymous counts for one zone; the only presence data that leaves the gateway."""
+
+    zone: str
+    people: int
+    identified: int
+    since_wall: float
+
+
+@dataclass(slots=True, frozen=True)
+class DecisionContext:
+    """Everything a decision may look at. ``profile`` is present only with personalization consent."""
+
+    display_id: str
+    zone: str
+    at_wall: float
+    audience: int
+    shopper_id: str | None = None
+    profile: dict[str, Any] | None = None
+    weather: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Candidate:
+    """One offer the model scored, with its eligibility and probability of being chosen."""
+
+    offer_id: str
+    eligible: bool
+    score: float
+    reason: str = ""  # why not eligible ("zone", "window", "consent", "cap", "cooldown")
+
+
+@dataclass(slots=True, frozen=True)
+class Decision:
+    """The outcome of one decision: what to show on which display, and why."""
+
+    decision_id: str
+    display_id: str
+    zone: str
+    at_wall: float
+    shopper_id: str | None
+    offer_id: str | None  # None: fallback
+    template: str
+    data: dict[str, Any]
+    model_version: str
+    propensity: float
+    explored: bool
+    holdout: bool
+    personalized: bool
+    candidates: tuple[Candidate, ...] = field(default=())
