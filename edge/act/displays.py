@@ -1,0 +1,226 @@
+"""What every screen shows: versioned retained manifests, arbitration, minimum display time, expiry.
+
+Arbitration (docs/displays.md): one shopper per screen; the newest request wins, but content that is up
+stays at least ``min_display_s``; a request arriving earlier waits in the screen's single pending slot
+(a newer request replaces it, counted as superseded) and is decided when the time is up, if the shopper
+is still in the zone. Personal content expires to the fallback after ``content_ttl_s`` or soon after
+the shopper leaves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from edge.clock import Clock, iso_utc
+from edge.config.model import DisplaySettings
+from edge.events import Decision
+from edge.transport.topics import Topics
+
+log = logging.getLogger(__name__)
+
+# Decisions remembered per display to match acks; a screen acks within seconds, 64 covers hours of churn.
+ACKABLE_PER_DISPLAY: Final = 64
+
+DecideFn = Callable[[str, str, str | None], Awaitable[Decision]]
+PublishFn = Callable[[str, bytes, bool], None]
+PresentFn = Callable[[str, str], bool]
+
+
+@dataclass(slots=True)
+class _Screen:
+    settings: DisplaySettings
+    version: int = 0
+    decision: Decision | None = None  # None: idle fallback
+    shopper_id: str | None = None
+    shown_mono: float = float("-inf")
+    expires_mono: float | None = None
+    expires_wall: float | None = None
+    pending: str | None = None
+    release_asked: bool = False
+    online: bool = True
+    ackable: OrderedDict[str, tuple[int, Decision]] = field(default_factory=OrderedDict)
+
+
+class DisplayBoard:
+    """Owns the state of every configured display and publishes their manifests."""
+
+    def __init__(
+        self,
+        displays: list[DisplaySettings],
+        *,
+        topics: Topics,
+        publish: PublishFn,
+        decide: DecideFn,
+        is_present: PresentFn,
+        clock: Clock,
+    ) -> None:
+        self._topics = topics
+        self._publish = publish
+        self._decide = decide
+        self._is_present = is_present
+        self._clock = clock
+        self._screens = {display.id: _Screen(display) for display in displays}
+        self.counters: Counter[str] = Counter()
+
+    # ----- queries -----
+    def displays_in(self, zone: str) -> list[str]:
+        return [sid for sid, screen in self._screens.items() if screen.settings.zone == zone]
+
+    def knows(self, display_id: str) -> bool:
+        return display_id in self._screens
+
+    def current(self, display_id: str) -> Decision | None:
+        return self._screens[display_id].decision
+
+    def version(self, display_id: str) -> int:
+        return self._screens[display_id].version
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {
+            sid: {
+                "version": screen.version,
+                "offer_id": screen.decision.offer_id if screen.decision else None,
+                "online": screen.online,
+                "pending": screen.pending is not None,
+            }
+            for sid, screen in self._screens.items()
+        }
+
+    # ----- inputs -----
+    def publish_idle(self) -> None:
+        """Publish every display's fallback at start-up so screens never show stale content from before."""
+        for screen in self._screens.values():
+            self._show(screen, None)
+
+    async def request(self, zone: str, shopper_id: str) -> list[Decision]:
+        """A shopper asks for service in ``zone``; returns the decisions made now."""
+        made = []
+        for screen in self._in_zone(zone):
+            if not screen.online:
+                self.counters["skipped_offline"] += 1
+                continue
+            if self._can_replace(screen):
+                made.append(await self._serve(screen, shopper_id))
+            else:
+                if screen.pending is not None and screen.pending != shopper_id:
+                    self.counters["superseded"] += 1
+                screen.pending = shopper_id
+        return made
+
+    def shopper_left(self, zone: str, shopper_id: str) -> None:
+        for screen in self._in_zone(zone):
+            if screen.pending == shopper_id:
+                screen.pending = None
+            if screen.shopper_id == shopper_id:
+                screen.release_asked = True
+
+    def forget_shopper(self, shopper_id: str) -> None:
+        """Withdrawn consent or erasure: their content leaves every screen now, not after min display."""
+        for screen in self._screens.values():
+            if screen.pending == shopper_id:
+                screen.pending = None
+            if screen.shopper_id == shopper_id:
+                self._show(screen, None)
+
+    def set_online(self, display_id: str, online: bool) -> None:
+        screen = self._screens[display_id]
+        if screen.online != online:
+            log.info("display %s is %s", display_id, "online" if online else "offline")
+        screen.online = online
+
+    async def tick(self) -> list[Decision]:
+        """Timer work: serve pending requests, release screens of shoppers who left, expire content."""
+        made = []
+        now = self._clock.monotonic()
+        for screen in self._screens.values():
+            if screen.pending is not None and self._can_replace(screen):
+                shopper, screen.pending = screen.pending, None
+                if self._is_present(shopper, screen.settings.zone) and screen.online:
+                    made.append(await self._serve(screen, shopper))
+                    continue
+            if screen.decision is None:
+                continue
+            elapsed = now - screen.shown_mono
+            if screen.release_asked and elapsed >= screen.settings.min_display_s:
+                self.counters["released"] += 1
+                self._show(screen, None)
+            elif screen.expires_mono is not None and now >= screen.expires_mono:
+                self.counters["expired"] += 1
+                self._show(screen, None)
+        return made
+
+    def lookup_ack(self, display_id: str, decision_id: str) -> tuple[int, Decision] | None:
+        screen = self._screens.get(display_id)
+        if screen is None:
+            return None
+        return screen.ackable.get(decision_id)
+
+    # ----- internals -----
+    def _in_zone(self, zone: str) -> list[_Screen]:
+        return [screen for screen in self._screens.values() if screen.settings.zone == zone]
+
+    def _can_replace(self, screen: _Screen) -> bool:
+        if screen.decision is None:
+            return True
+        return self._clock.monotonic() - screen.shown_mono >= screen.settings.min_display_s
+
+    async def _serve(self, screen: _Screen, shopper_id: str | None) -> Decision:
+        decision = await self._decide(screen.settings.id, screen.settings.zone, shopper_id)
+        self._show(screen, decision)
+        return decision
+
+    def _show(self, screen: _Screen, decision: Decision | None) -> None:
+        now_wall = self._clock.wall()
+        # Monotonic across restarts without storage: never below the wall clock in milliseconds.
+        screen.version = max(screen.version + 1, int(now_wall * 1000))
+        screen.decision = decision
+        screen.shopper_id = decision.shopper_id if decision is not None else None
+        screen.release_asked = False
+        screen.shown_mono = self._clock.monotonic() if decision is not None else float("-inf")
+        if decision is not None:
+            ttl = screen.settings.content_ttl_s
+            screen.expires_mono = self._clock.monotonic() + ttl
+            screen.expires_wall = now_wall + ttl
+            screen.ackable[decision.decision_id] = (screen.version, decision)
+            while len(screen.ackable) > ACKABLE_PER_DISPLAY:
+                screen.ackable.popitem(last=False)
+        else:
+            screen.expires_mono = screen.expires_wall = None
+        self._publish(self._topics.display_content(screen.settings.id), self._manifest(screen, now_wall), True)
+        self.counters["manifests"] += 1
+
+    def _manifest(self, screen: _Screen, now_wall: float) -> bytes:
+        decision = screen.decision
+        fallback = screen.settings.fallback
+        if decision is None:
+            body: dict[str, Any] = {
+                "decision_id": None,
+                "offer_id": None,
+                "template": fallback.template,
+                "data": fallback.data,
+                "fallback": True,
+            }
+        else:
+            is_fallback = decision.offer_id is None
+            body = {
+                "decision_id": decision.decision_id,
+                "offer_id": decision.offer_id,
+                "template": fallback.template if is_fallback else decision.template,
+                "data": fallback.data if is_fallback else decision.data,
+                "fallback": is_fallback,
+            }
+        manifest = {
+            "v": 1,
+            "ts": iso_utc(now_wall),
+            "display": screen.settings.id,
+            "version": screen.version,
+            **body,
+            "issued_at": iso_utc(now_wall),
+            "expires_at": iso_utc(screen.expires_wall) if screen.expires_wall is not None else None,
+        }
+        return json.dumps(manifest, separators=(",", ":")).encode()

@@ -1,0 +1,115 @@
+"""The ``edge-gateway`` command: run, demo, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from edge import __version__
+from edge.config import ConfigError, GatewaySettings, load_settings
+
+log = logging.getLogger("edge")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str, *, json_format: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _JsonFormatter() if json_format else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _check_config(path: Path) -> int:
+    try:
+        load_settings(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(f"{path}: OK")
+    return 0
+
+
+async def _run_until_signal(settings: GatewaySettings, config_version: str) -> None:
+    from edge.daemon import Gateway  # noqa: PLC0415 - keeps check-config free of onnxruntime start-up
+
+    gateway = Gateway(settings, config_version=config_version)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, gateway.request_stop)
+    await gateway.run()
+
+
+def _run(path: Path) -> int:
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return 2
+    setup_logging(settings.logging.level, json_format=settings.logging.json_format)
+    config_version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    asyncio.run(_run_until_signal(settings, config_version))
+    return 0
+
+
+def _demo(duration: float, broker: str | None) -> int:
+    from edge.demo.run import run_demo  # noqa: PLC0415
+
+    setup_logging("WARNING", json_format=False)
+    address = None
+    if broker:
+        host, _, port = broker.rpartition(":")
+        address = (host or "127.0.0.1", int(port))
+    summary = asyncio.run(run_demo(duration, out=sys.stdout, broker=address))
+    return 0 if summary.exposure_rows > 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-gateway", description="In-store edge gateway")
+    parser.add_argument("--version", action="version", version=f"edge-gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the gateway")
+    run.add_argument("--config", type=Path, required=True, help="path to the TOML configuration")
+    check = commands.add_parser("check-config", help="validate a configuration file and list every problem")
+    check.add_argument("path", type=Path)
+    demo = commands.add_parser("demo", help="a simulated store through a real MQTT round trip")
+    demo.add_argument("--duration", type=float, default=10.0, help="seconds of simulated traffic")
+    demo.add_argument("--broker", default=None, help="host:port of a broker to use instead of the embedded one")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.path)
+    if args.command == "run":
+        return _run(args.config)
+    return _demo(args.duration, args.broker)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

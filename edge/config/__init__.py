@@ -1,0 +1,15 @@
+"""Validated configuration: schema, file loading and secret lookup."""
+
+from edge.config.load import ConfigError, load_settings, missing_files, parse_settings, read_mqtt_password
+from edge.config.model import DisplaySettings, GatewaySettings, MqttSettings
+
+__all__ = [
+    "ConfigError",
+    "DisplaySettings",
+    "GatewaySettings",
+    "MqttSettings",
+    "load_settings",
+    "missing_files",
+    "parse_settings",
+    "read_mqtt_password",
+]

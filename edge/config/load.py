@@ -1,0 +1,133 @@
+"""Reading the TOML file: every problem reported with its key path, secrets read from env/files."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from edge.config.model import GatewaySettings
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; ``problems`` lists each one as 'key.path: message'."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: {len(problems)} problem(s): " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(root)"
+
+
+def problems_from_validation(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False):
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{_key_path(tuple(item['loc']))}: {message}")
+    return problems
+
+
+def parse_settings(data: dict[str, Any], *, base_dir: Path, source: str = "config") -> GatewaySettings:
+    """Validate a parsed document; relative paths are taken from ``base_dir`` (the file's folder)."""
+    try:
+        settings = GatewaySettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, problems_from_validation(exc)) from None
+    return _resolve_paths(settings, base_dir)
+
+
+def load_settings(path: Path, *, check_files: bool = True) -> GatewaySettings:
+    """Read, validate and (by default) check that every referenced file exists."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"(file): cannot read: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), ["(file): not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"(file): TOML syntax: {exc}"]) from None
+    settings = parse_settings(data, base_dir=path.resolve().parent, source=str(path))
+    if check_files:
+        problems = missing_files(settings)
+        if problems:
+            raise ConfigError(str(path), problems)
+    return settings
+
+
+def _resolve(base: Path, value: Path | None) -> Path | None:
+    if value is None or value.is_absolute():
+        return value
+    return base / value
+
+
+def _resolve_paths(settings: GatewaySettings, base: Path) -> GatewaySettings:
+    tls = settings.mqtt.tls.model_copy(
+        update={
+            "ca_file": _resolve(base, settings.mqtt.tls.ca_file),
+            "cert_file": _resolve(base, settings.mqtt.tls.cert_file),
+            "key_file": _resolve(base, settings.mqtt.tls.key_file),
+        }
+    )
+    mqtt = settings.mqtt.model_copy(
+        update={"tls": tls, "password_file": _resolve(base, settings.mqtt.password_file)}
+    )
+    identity = settings.identity.model_copy(
+        update={
+            "public_key_files": [_resolve(base, key) for key in settings.identity.public_key_files],
+            "consents_file": _resolve(base, settings.identity.consents_file),
+        }
+    )
+    decisions = settings.decisions.model_copy(
+        update={
+            "model": _resolve(base, settings.decisions.model),
+            "manifest": _resolve(base, settings.decisions.manifest),
+            "offers_file": _resolve(base, settings.decisions.offers_file),
+        }
+    )
+    ledger = settings.ledger.model_copy(update={"path": _resolve(base, settings.ledger.path)})
+    return settings.model_copy(
+        update={"mqtt": mqtt, "identity": identity, "decisions": decisions, "ledger": ledger}
+    )
+
+
+def missing_files(settings: GatewaySettings) -> list[str]:
+    """Every referenced input file that does not exist, as 'key.path: message'."""
+    wanted: list[tuple[str, Path | None]] = [
+        ("mqtt.tls.ca_file", settings.mqtt.tls.ca_file),
+        ("mqtt.tls.cert_file", settings.mqtt.tls.cert_file),
+        ("mqtt.tls.key_file", settings.mqtt.tls.key_file),
+        ("mqtt.password_file", settings.mqtt.password_file),
+        ("identity.consents_file", settings.identity.consents_file),
+        ("decisions.model", settings.decisions.model),
+        ("decisions.manifest", settings.decisions.manifest_path),
+        ("decisions.offers_file", settings.decisions.offers_file),
+    ]
+    wanted += [
+        (f"identity.public_key_files.{index}", key)
+        for index, key in enumerate(settings.identity.public_key_files)
+    ]
+    problems = [f"{key}: file not found: {path}" for key, path in wanted if path is not None and not path.is_file()]
+    if settings.mqtt.password_env and settings.mqtt.password_env not in os.environ:
+        problems.append(f"mqtt.password_env: environment variable {settings.mqtt.password_env} is not set")
+    if settings.identity.public_key_env and settings.identity.public_key_env not in os.environ:
+        problems.append(f"identity.public_key_env: environment variable {settings.identity.public_key_env} is not set")
+    if not settings.identity.public_key_files and not settings.identity.public_key_env:
+        problems.append("identity: no token public key configured (public_key_files or public_key_env)")
+    return problems
+
+
+def read_mqtt_password(settings: GatewaySettings) -> str | None:
+    """The broker password from the environment or a file; never from the TOML."""
+    if settings.mqtt.password_env:
+        return os.environ.get(settings.mqtt.password_env)
+    if settings.mqtt.password_file:
+        return settings.mqtt.password_file.read_text(encoding="utf-8").strip()
+    return None

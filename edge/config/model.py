@@ -1,0 +1,203 @@
+"""The gateway's settings schema: every key, its type, default and meaning (pydantic, extra keys forbidden)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edge.decide.policy import PolicySettings
+
+# Keys that look like secrets are refused in the TOML with a pointer to the right place.
+SECRET_KEYS = frozenset({"password", "secret", "private_key", "token", "api_key"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key in SECRET_KEYS:
+                    msg = (
+                        f"'{key}' must not be written in the config file; "
+                        f"use '{key}_env' (an environment variable) or '{key}_file' (a file path)"
+                    )
+                    raise ValueError(msg)
+        return data
+
+
+class StoreSettings(_Section):
+    id: str = Field(
+        title="Store id",
+        description="This store's id; the audience tokens must carry, and part of every topic.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+    )
+    topic_root: str = Field(
+        default="store/{store_id}",
+        title="Topic root",
+        description="Prefix of every MQTT topic; '{store_id}' is replaced by the store id.",
+    )
+
+    @field_validator("topic_root")
+    @classmethod
+    def _topic_root_ok(cls, value: str) -> str:
+        if not value or value.startswith("/") or value.endswith("/") or "#" in value or "+" in value:
+            msg = "must be a non-empty topic without wildcards or leading/trailing '/'"
+            raise ValueError(msg)
+        return value
+
+
+class TlsSettings(_Section):
+    enabled: bool = Field(default=False, description="Connect to the broker over TLS.")
+    ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker (PEM).")
+    cert_file: Path | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Path | None = Field(default=None, description="Client private key (PEM) for mutual TLS.")
+    insecure: bool = Field(default=False, description="Skip hostname verification (lab use only).")
+
+
+class MqttSettings(_Section):
+    host: str = Field(default="127.0.0.1", description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
+    client_id: str = Field(
+        default="edge-gateway-{store_id}",
+        description="MQTT client id; fixed so the broker keeps our session (queued acks) across restarts.",
+    )
+    username: str | None = Field(default=None, description="Broker user name, if the broker wants one.")
+    password_env: str | None = Field(default=None, description="Environment variable holding the password.")
+    password_file: Path | None = Field(default=None, description="File holding the password (systemd creds).")
+    tls: TlsSettings = Field(default_factory=TlsSettings, description="TLS options.")
+    keepalive_s: int = Field(default=15, ge=5, le=600, description="MQTT keepalive; LWT fires after 1.5x this.")
+    tcp_nodelay: bool = Field(
+        default=True, description="Disable Nagle on the socket (45 ms -> 2 ms median on loopback, DESIGN.md)."
+    )
+    outbox_max: int = Field(
+        default=10_000, ge=10, description="Outgoing messages held while disconnected; oldest dropped past it."
+    )
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="Cap of the jittered reconnect backoff.")
+    max_payload_bytes: int = Field(
+        default=16_384, ge=256, description="Inbound payloads larger than this are counted and dropped."
+    )
+    inflight_max: int = Field(
+        default=256, ge=1, description="Inbound messages processed at once; the receive loop waits past it."
+    )
+
+
+class IdentitySettings(_Section):
+    public_key_files: list[Path] = Field(
+        default_factory=list, description="Ed25519 public keys (PEM) of the cloud that signs shopper tokens."
+    )
+    public_key_env: str | None = Field(
+        default=None, description="Environment variable holding one more public key as PEM text."
+    )
+    leeway_s: float = Field(default=30.0, ge=0, le=300, description="Clock skew allowed on exp/nbf.")
+    max_token_lifetime_s: float = Field(
+        default=900.0, gt=0, description="Tokens valid for longer than this are refused (short-lived only)."
+    )
+    consents_file: Path | None = Field(
+        default=None, description="Seed file of shoppers' consents and profiles (until cloud sync exists)."
+    )
+
+
+class PresenceSettings(_Section):
+    checkin_timeout_s: float = Field(
+        default=600.0, gt=0, description="A checked-in shopper counts as present in the zone this long."
+    )
+
+
+class DecisionSettings(_Section):
+    model: Path = Field(default=Path("models/offers.onnx"), description="ONNX offer model.")
+    manifest: Path | None = Field(
+        default=None, description="Model manifest; defaults to the model path with a .json suffix."
+    )
+    offers_file: Path = Field(
+        default=Path("config/offers.example.toml"), description="Offer catalog (TOML, [[offers]] tables)."
+    )
+    policy: PolicySettings = Field(default_factory=PolicySettings, description="Exploration and holdout.")
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.manifest if self.manifest is not None else self.model.with_suffix(".json")
+
+
+class FallbackContent(_Section):
+    template: str = Field(default="fallback", description="Template the display shows with no offer.")
+    data: dict[str, Any] = Field(default_factory=dict, description="Free JSON handed to the template.")
+
+
+class ZoneSettings(_Section):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Zone id (topic-safe).")
+    name: str = Field(default="", description="Human name for dashboards.")
+
+
+class DisplaySettings(_Section):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Display id (topic-safe).")
+    zone: str = Field(description="Zone whose shoppers this display serves.")
+    fallback: FallbackContent = Field(default_factory=FallbackContent, description="Idle content.")
+    min_display_s: float = Field(
+        default=8.0, ge=0, description="Content stays at least this long before another replaces it."
+    )
+    content_ttl_s: float = Field(
+        default=45.0, gt=0, description="A personal manifest expires to the fallback after this."
+    )
+
+
+class LedgerSettings(_Section):
+    path: Path = Field(default=Path("state/ledger.sqlite"), description="SQLite ledger file.")
+    batch_max: int = Field(default=256, ge=1, description="Writes committed together at most.")
+    batch_window_ms: float = Field(default=2.0, ge=0, description="Wait for more writes after the first.")
+    retention_days: int = Field(default=90, ge=1, description="Decisions and exposures kept this long.")
+
+
+class HealthSettings(_Section):
+    interval_s: float = Field(default=15.0, gt=0, description="How often gateway/health is republished.")
+    watchdog_s: float = Field(
+        default=0.0, ge=0, description="sd_notify WATCHDOG period; 0 = half of WATCHDOG_USEC if set."
+    )
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    json_format: bool = Field(default=False, description="One JSON object per line (journald friendly).")
+
+
+class GatewaySettings(_Section):
+    """The whole configuration file."""
+
+    store: StoreSettings
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    presence: PresenceSettings = Field(default_factory=PresenceSettings)
+    decisions: DecisionSettings = Field(default_factory=DecisionSettings)
+    zones: list[ZoneSettings] = Field(min_length=1, description="The store's zones.")
+    displays: list[DisplaySettings] = Field(default_factory=list, description="Screens and their zones.")
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="after")
+    def _references(self) -> GatewaySettings:
+        zone_ids = [zone.id for zone in self.zones]
+        problems: list[str] = []
+        if len(set(zone_ids)) != len(zone_ids):
+            problems.append("zones: zone ids must be unique")
+        display_ids = [display.id for display in self.displays]
+        if len(set(display_ids)) != len(display_ids):
+            problems.append("displays: display ids must be unique")
+        for index, display in enumerate(self.displays):
+            if display.zone not in zone_ids:
+                problems.append(f"displays.{index}.zone: unknown zone '{display.zone}'")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def topic_root(self) -> str:
+        return self.store.topic_root.replace("{store_id}", self.store.id)
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id.replace("{store_id}", self.store.id)

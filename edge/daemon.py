@@ -1,0 +1,223 @@
+"""The composition root: builds every part from validated settings and runs them in one TaskGroup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from edge import __version__
+from edge.act.displays import DisplayBoard
+from edge.clock import Clock, SystemClock, iso_utc
+from edge.config import GatewaySettings, read_mqtt_password
+from edge.control.systemd import Notifier
+from edge.decide import DecisionEngine, load_catalog, load_model
+from edge.flow import GatewayFlow
+from edge.identity import ConsentStore, ProfileCache, TokenVerifier, load_public_keys
+from edge.ledger import Ledger
+from edge.presence.zones import ZonePresence
+from edge.transport.mqtt import MqttLink
+from edge.transport.topics import Topics
+
+log = logging.getLogger(__name__)
+
+# Presence timeouts, content expiry and pending requests are checked this often; 100 ms is below
+# what a person notices on a screen and costs nothing measurable on a Pi.
+TICK_S: Final = 0.1
+# SIGTERM to exit must fit systemd's default stop timeout with a wide margin (issue: within 5 s).
+SHUTDOWN_DEADLINE_S: Final = 4.0
+# Expired jtis and old rows are purged this often.
+PURGE_EVERY_S: Final = 3600.0
+
+
+class Gateway:
+    """One store's gateway; ``run`` returns after a graceful stop."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        clock: Clock | None = None,
+        config_version: str = "file",
+        notifier: Notifier | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.config_version = config_version
+        self.notifier = notifier or Notifier()
+        self.rng = rng or random.Random()
+        self.topics = Topics(settings.topic_root)
+        self.started_wall = self.clock.wall()
+        self.stop_event = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.flow: GatewayFlow | None = None
+        self.link: MqttLink | None = None
+        self.ledger: Ledger | None = None
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    async def run(self) -> None:
+        settings = self.settings
+        ledger = Ledger(
+            settings.ledger.path,
+            self.clock,
+            batch_max=settings.ledger.batch_max,
+            batch_window_s=settings.ledger.batch_window_ms / 1000,
+            retention_days=settings.ledger.retention_days,
+        )
+        async with ledger:
+            self.ledger = ledger
+            flow = await self._build(ledger)
+            try:
+                await self._serve(flow)
+            finally:
+                flow.close()
+
+    async def _build(self, ledger: Ledger) -> GatewayFlow:
+        settings = self.settings
+        keys = load_public_keys(settings.identity.public_key_files, settings.identity.public_key_env)
+        verifier = TokenVerifier(
+            keys,
+            settings.store.id,
+            self.clock,
+            leeway_s=settings.identity.leeway_s,
+            max_lifetime_s=settings.identity.max_token_lifetime_s,
+        )
+        consents = ConsentStore(ledger, self.clock)
+        await consents.load()
+        profiles = ProfileCache()
+        if settings.identity.consents_file is not None:
+            await consents.seed_from_file(settings.identity.consents_file, profiles)
+        catalog = load_catalog(settings.decisions.offers_file)
+        scorer = load_model(settings.decisions.model, settings.decisions.manifest_path)
+        engine = DecisionEngine(catalog, scorer, settings.decisions.policy, self.clock, self.rng)
+        engine.seed_counts(await ledger.offer_counts_since(self._local_midnight()))
+        link = MqttLink(
+            settings.mqtt,
+            client_id=settings.client_id,
+            topics=self.topics,
+            password=read_mqtt_password(settings),
+            clock=self.clock,
+            version=__version__,
+            started_wall=self.started_wall,
+            rng=self.rng,
+        )
+        zones = [zone.id for zone in settings.zones]
+        presence = ZonePresence(zones, timeout_s=settings.presence.checkin_timeout_s, clock=self.clock)
+        flow = GatewayFlow(
+            topics=self.topics,
+            link=link,
+            clock=self.clock,
+            verifier=verifier,
+            consents=consents,
+            profiles=profiles,
+            presence=presence,
+            engine=engine,
+            ledger=ledger,
+            zones=zones,
+        )
+        board = DisplayBoard(
+            settings.displays,
+            topics=self.topics,
+            publish=lambda topic, payload, retain: link.publish(topic, payload, retain=retain),
+            decide=flow.decide,
+            is_present=lambda shopper, zone: presence.zone_of(shopper) == zone,
+            clock=self.clock,
+        )
+        flow.attach_board(board)
+        flow.register()
+        flow.publish_initial_state()
+        self.flow, self.link = flow, link
+        if ledger.corrupted_moved_to is not None:
+            log.error("ledger was corrupt and has been moved aside to %s", ledger.corrupted_moved_to)
+        return flow
+
+    def _local_midnight(self) -> float:
+        zone = ZoneInfo(self.settings.decisions.policy.tz)
+        now = datetime.fromtimestamp(self.clock.wall(), tz=zone)
+        return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+    async def _serve(self, flow: GatewayFlow) -> None:
+        link = flow.link
+        async with asyncio.TaskGroup() as group:
+            link_task = group.create_task(link.run(), name="mqtt-link")
+            helpers = [
+                group.create_task(self._ticker(flow), name="tick"),
+                group.create_task(self._health_loop(flow), name="health"),
+                group.create_task(self._watchdog_loop(), name="watchdog"),
+                group.create_task(self._purge_loop(), name="purge"),
+            ]
+            self.notifier.ready(f"store {self.settings.store.id}")
+            self.ready.set()
+            log.info("gateway for store %s ready", self.settings.store.id)
+            await self.stop_event.wait()
+            log.info("stopping: draining for at most %.1f s", SHUTDOWN_DEADLINE_S)
+            self.notifier.stopping()
+            self._publish_health(flow)
+            link.request_stop()
+            _, pending = await asyncio.wait({link_task}, timeout=SHUTDOWN_DEADLINE_S)
+            for task in [*pending, *helpers]:
+                task.cancel()
+
+    async def _ticker(self, flow: GatewayFlow) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            await flow.tick()
+
+    async def _health_loop(self, flow: GatewayFlow) -> None:
+        while True:
+            self._publish_health(flow)
+            await asyncio.sleep(self.settings.health.interval_s)
+
+    async def _watchdog_loop(self) -> None:
+        interval = self.settings.health.watchdog_s or self.notifier.watchdog_interval_s
+        if not interval:
+            return
+        while True:
+            # Runs on the event loop: a blocked loop stops the pings and systemd restarts us.
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def _purge_loop(self) -> None:
+        assert self.ledger is not None
+        while True:
+            await asyncio.sleep(PURGE_EVERY_S)
+            removed = await self.ledger.purge(self.clock.wall())
+            log.info("ledger purge: %s", removed)
+
+    def health(self) -> dict[str, Any]:
+        flow, link, ledger = self.flow, self.link, self.ledger
+        assert flow is not None and link is not None and ledger is not None
+        now = self.clock.wall()
+        last = flow.stats.last_checkin_wall
+        return {
+            "v": 1,
+            "ts": iso_utc(now),
+            "version": __version__,
+            "uptime_s": round(now - self.started_wall, 1),
+            "config_version": self.config_version,
+            "model_version": flow.engine.model_version,
+            "mqtt": {"state": link.state, "outbox": link.outbox_depth, **dict(link.counters)},
+            "ledger": {**ledger.stats(), "corrupted_moved_to": str(ledger.corrupted_moved_to or "") or None},
+            "queues": {"mqtt_outbox": link.outbox_depth, "ledger": ledger.stats().get("queue_depth", 0)},
+            "drops": {"mqtt_outbox": link.counters["outbox_dropped"], "rejected": flow.rejects.as_dict()},
+            "checkins": flow.stats.checkins,
+            "decisions": flow.stats.decisions,
+            "exposures": flow.stats.exposures,
+            "last_checkin_age_s": None if last is None else round(now - last, 1),
+            "tokens": {"accepted": flow.verifier.accepted, "rejected": {str(k): v for k, v in flow.verifier.rejections.items()}},
+            "displays": flow.board.snapshot(),
+            "sync_backlog": None,  # the cloud sync arrives with its own issue
+        }
+
+    def _publish_health(self, flow: GatewayFlow) -> None:
+        with contextlib.suppress(AssertionError):
+            payload = json.dumps(self.health(), separators=(",", ":"), default=str).encode()
+            flow.link.publish(self.topics.health, payload, retain=True)

@@ -1,0 +1,46 @@
+"""An embedded MQTT 3.1.1 broker (amqtt) so the demo runs on a machine with no broker installed."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from types import TracebackType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedBroker:
+    """amqtt on a free loopback port, anonymous, for the demo only (production uses mosquitto)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_loopback_port()
+        self._broker: Any = None
+
+    async def __aenter__(self) -> EmbeddedBroker:
+        from amqtt.broker import Broker  # noqa: PLC0415 - only the demo needs it
+
+        # amqtt logs every connection at INFO; keep the demo's output about the store.
+        for name in ("amqtt", "transitions"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            "sys_interval": 0,
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        self._broker = Broker(config)
+        await self._broker.start()
+        log.info("embedded broker listening on 127.0.0.1:%d", self.port)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._broker is not None:
+            await self._broker.shutdown()

@@ -1,0 +1,214 @@
+"""``edge-gateway demo``: the whole gateway on embedded defaults with simulated shoppers and screens.
+
+Everything but the shoppers is real: the broker (embedded amqtt, or one given), MQTT round trips,
+token signatures, the SQLite ledger (a temporary file), the ONNX model and the display acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+import aiomqtt
+
+from edge.clock import SystemClock, iso_utc
+from edge.config import GatewaySettings, parse_settings
+from edge.daemon import Gateway
+from edge.demo.broker import EmbeddedBroker
+from edge.events import Decision
+from edge.identity import generate_keypair, sign_token
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+DEMO_STORE: Final = "demo-store"
+ZONES: Final = ("entrance", "fitting-rooms", "cafe", "electronics")
+CATEGORIES: Final = ("apparel", "beauty", "coffee", "electronics", "grocery", "home", "kids", "sports")
+# One check-in in this many is a replay of an earlier token, to show that replays are refused.
+REPLAY_EVERY: Final = 9
+
+
+@dataclass(slots=True)
+class DemoSummary:
+    checkins_sent: int = 0
+    replays_sent: int = 0
+    checkins_accepted: int = 0
+    decisions: int = 0
+    personalized: int = 0
+    holdout: int = 0
+    exposures_acked: int = 0
+    exposure_rows: int = 0
+    rejected: int = 0
+
+
+def _shoppers(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    shoppers = []
+    for index in range(count):
+        favourite = rng.sample(CATEGORIES, 2)
+        shoppers.append(
+            {
+                "id": f"p-demo{index:04d}",
+                "at": "2026-11-01T09:00:00Z",
+                "consents": {
+                    "personalization": index % 4 != 3,
+                    "measurement": index % 3 != 2,
+                    "camera_checkin": True,
+                },
+                "profile": {
+                    "affinity": {favourite[0]: round(rng.uniform(0.6, 1.0), 2), favourite[1]: 0.3},
+                    "visits": rng.randint(0, 40),
+                },
+            }
+        )
+    return shoppers
+
+
+def demo_settings(workdir: Path, public_pem: bytes, shoppers: list[dict[str, Any]], host: str, port: int) -> GatewaySettings:
+    (workdir / "token-public.pem").write_bytes(public_pem)
+    (workdir / "shoppers.json").write_text(json.dumps({"shoppers": shoppers}))
+    document: dict[str, Any] = {
+        "store": {"id": DEMO_STORE},
+        "mqtt": {"host": host, "port": port, "reconnect_max_s": 2},
+        "identity": {
+            "public_key_files": [str(workdir / "token-public.pem")],
+            "consents_file": str(workdir / "shoppers.json"),
+        },
+        "decisions": {
+            "model": str(REPO_ROOT / "models" / "offers.onnx"),
+            "offers_file": str(REPO_ROOT / "config" / "offers.example.toml"),
+            "policy": {"epsilon": 0.1, "holdout_percent": 10},
+        },
+        "zones": [{"id": zone} for zone in ZONES],
+        "displays": [
+            {"id": f"screen-{zone}-1", "zone": zone, "min_display_s": 1.0, "content_ttl_s": 4.0} for zone in ZONES
+        ],
+        "ledger": {"path": str(workdir / "ledger.sqlite")},
+        "health": {"interval_s": 5},
+    }
+    return parse_settings(document, base_dir=REPO_ROOT, source="demo defaults")
+
+
+async def _display_players(client: aiomqtt.Client, root: str, summary: DemoSummary) -> None:
+    """Screens that render whatever they are told and ack it, as a signage player would."""
+    for zone in ZONES:
+        await client.publish(f"{root}/display/screen-{zone}-1/availability", b"online", qos=1, retain=True)
+    await client.subscribe(f"{root}/display/+/content", qos=1)
+    async for message in client.messages:
+        if not isinstance(message.payload, bytes | bytearray) or not message.payload:
+            continue
+        manifest = json.loads(message.payload)
+        if manifest.get("decision_id") is None:
+            continue
+        ack = {
+            "v": 1,
+            "ts": iso_utc(SystemClock().wall()),
+            "version": manifest["version"],
+            "decision_id": manifest["decision_id"],
+            "status": "shown",
+            "shown_at": iso_utc(SystemClock().wall()),
+        }
+        await client.publish(f"{root}/display/{manifest['display']}/ack", json.dumps(ack).encode(), qos=1)
+        summary.exposures_acked += 1
+
+
+async def _shopper_traffic(
+    client: aiomqtt.Client,
+    root: str,
+    private_pem: bytes,
+    shoppers: list[dict[str, Any]],
+    rate_per_s: float,
+    rng: random.Random,
+    summary: DemoSummary,
+) -> None:
+    sent: list[bytes] = []
+    clock = SystemClock()
+    while True:
+        if sent and summary.checkins_sent % REPLAY_EVERY == REPLAY_EVERY - 1:
+            payload = rng.choice(sent)
+            summary.replays_sent += 1
+        else:
+            shopper = rng.choice(shoppers)
+            now = int(clock.wall())
+            claims = {"sub": shopper["id"], "aud": DEMO_STORE, "iat": now, "exp": now + 120, "jti": uuid.uuid4().hex}
+            token = sign_token(private_pem, claims)
+            payload = json.dumps({"v": 1, "ts": iso_utc(now), "token": token, "zone": rng.choice(ZONES), "source": "app"}).encode()
+            sent.append(payload)
+        await client.publish(f"{root}/checkin", payload, qos=1)
+        summary.checkins_sent += 1
+        await asyncio.sleep(rng.expovariate(rate_per_s))
+
+
+def _print_decision(out: TextIO, summary: DemoSummary) -> Any:
+    def show(decision: Decision) -> None:
+        summary.decisions += 1
+        summary.personalized += decision.personalized
+        summary.holdout += decision.holdout
+        who = decision.shopper_id or "anonymous"
+        what = decision.offer_id or ("fallback (holdout)" if decision.holdout else "fallback")
+        mode = "personal" if decision.personalized else "context-only"
+        print(
+            f"decision {decision.decision_id[:8]} {decision.display_id:<24} {who:<12} -> {what:<22} "
+            f"{mode:<12} p={decision.propensity:.2f}{' explore' if decision.explored else ''}",
+            file=out,
+            flush=True,
+        )
+
+    return show
+
+
+async def run_demo(
+    duration_s: float, *, out: TextIO, broker: tuple[str, int] | None = None, rate_per_s: float = 3.0, seed: int = 7
+) -> DemoSummary:
+    rng = random.Random(seed)
+    summary = DemoSummary()
+    with tempfile.TemporaryDirectory(prefix="edge-demo-") as tmp:
+        workdir = Path(tmp)
+        private_pem, public_pem = generate_keypair()
+        shoppers = _shoppers(rng, 12)
+        async with contextlib.AsyncExitStack() as stack:
+            if broker is None:
+                embedded = await stack.enter_async_context(EmbeddedBroker())
+                host, port = "127.0.0.1", embedded.port
+            else:
+                host, port = broker
+            settings = demo_settings(workdir, public_pem, shoppers, host, port)
+            gateway = Gateway(settings, config_version="demo")
+            gateway_task = asyncio.create_task(gateway.run(), name="gateway")
+            await asyncio.wait_for(gateway.ready.wait(), timeout=10)
+            assert gateway.flow is not None and gateway.ledger is not None
+            gateway.flow.on_decision.append(_print_decision(out, summary))
+            await asyncio.wait_for(gateway.link.connected.wait() if gateway.link else asyncio.sleep(0), timeout=10)
+            print(f"demo: store {DEMO_STORE} on mqtt://{host}:{port}, {len(shoppers)} simulated shoppers", file=out)
+            root = settings.topic_root
+            async with aiomqtt.Client(host, port, identifier="demo-screens") as screens, aiomqtt.Client(
+                host, port, identifier="demo-shoppers"
+            ) as phones:
+                tasks = [
+                    asyncio.create_task(_display_players(screens, root, summary)),
+                    asyncio.create_task(_shopper_traffic(phones, root, private_pem, shoppers, rate_per_s, rng, summary)),
+                ]
+                await asyncio.sleep(duration_s)
+                tasks[1].cancel()
+                await asyncio.sleep(1.0)  # let the last acks come back
+                tasks[0].cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            counts = await gateway.ledger.table_counts()
+            summary.exposure_rows = counts.get("exposures", 0)
+            summary.checkins_accepted = gateway.flow.stats.checkins
+            summary.rejected = sum(gateway.flow.rejects.counts.values())
+            gateway.request_stop()
+            await gateway_task
+    print(
+        f"summary: check-ins sent {summary.checkins_sent} (replays {summary.replays_sent}), "
+        f"accepted {summary.checkins_accepted}, rejected {summary.rejected}; decisions {summary.decisions} "
+        f"(personal {summary.personalized}, holdout {summary.holdout}); "
+        f"acked exposures {summary.exposure_rows}",
+        file=out,
+        flush=True,
+    )
+    return summary

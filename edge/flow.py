@@ -1,0 +1,263 @@
+"""The gateway's flow, stage to stage: check-in -> identity -> presence -> decide -> display -> ledger.
+
+Every inbound handler validates, counts what it refuses, and returns only once its effect is durable
+(the MQTT link acknowledges the message after that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from edge.act.displays import DisplayBoard
+from edge.clock import Clock, iso_utc
+from edge.decide import DecisionEngine
+from edge.events import CheckinReceived, Decision, DecisionContext, PresenceChanged, Purpose
+from edge.identity import ConsentStore, ProfileCache, Rejection, TokenVerifier
+from edge.ledger import Ledger, LedgerError
+from edge.presence.zones import ZonePresence
+from edge.sources.payloads import (
+    Rejected,
+    RejectCounter,
+    parse_ack,
+    parse_availability,
+    parse_checkin,
+)
+from edge.transport.mqtt import Inbound, MqttLink, RetryLater
+from edge.transport.topics import Topics
+
+log = logging.getLogger(__name__)
+
+# Check-in sources and the consent purpose each needs before the signal may identify anyone.
+SOURCE_PURPOSE = {"qr": Purpose.CAMERA_CHECKIN}
+
+
+@dataclass(slots=True)
+class FlowStats:
+    checkins: int = 0
+    decisions: int = 0
+    exposures: int = 0
+    acks_failed: int = 0
+    last_checkin_wall: float | None = None
+    decisions_by_kind: Counter[str] = field(default_factory=Counter)
+
+
+class GatewayFlow:
+    """Handlers for every inbound topic and the timer work, over injected stages."""
+
+    def __init__(
+        self,
+        *,
+        topics: Topics,
+        link: MqttLink,
+        clock: Clock,
+        verifier: TokenVerifier,
+        consents: ConsentStore,
+        profiles: ProfileCache,
+        presence: ZonePresence,
+        engine: DecisionEngine,
+        ledger: Ledger,
+        zones: list[str],
+    ) -> None:
+        self.topics = topics
+        self.link = link
+        self.clock = clock
+        self.verifier = verifier
+        self.consents = consents
+        self.profiles = profiles
+        self.presence = presence
+        self.engine = engine
+        self.ledger = ledger
+        self.zones = zones
+        self.rejects = RejectCounter()
+        self.stats = FlowStats()
+        # The model and its counters are confined to one thread: no locks, and the event loop never waits on it.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide")
+        self._board: DisplayBoard | None = None
+        # Observers of every decision (the demo prints them; metrics later).
+        self.on_decision: list[Callable[[Decision], None]] = []
+        consents.subscribe(self._consent_changed)
+
+    def attach_board(self, board: DisplayBoard) -> None:
+        self._board = board
+
+    @property
+    def board(self) -> DisplayBoard:
+        assert self._board is not None, "attach_board() first"
+        return self._board
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)
+
+    # ----- wiring -----
+    def register(self) -> None:
+        self.link.on(self.topics.checkin, self.on_checkin)
+        self.link.on(self.topics.display_ack_filter, self.on_ack)
+        self.link.on(self.topics.display_availability_filter, self.on_availability)
+
+    def publish_initial_state(self) -> None:
+        self.board.publish_idle()
+        for zone in self.zones:
+            self._publish_presence(zone)
+
+    # ----- check-ins -----
+    async def on_checkin(self, message: Inbound) -> None:
+        parsed = parse_checkin(message.payload)
+        if isinstance(parsed, Rejected):
+            self.rejects.reject("checkin", parsed.reason, message.topic)
+            return
+        if not self.presence.knows_zone(parsed.zone):
+            self.rejects.reject("checkin", "unknown_zone", message.topic)
+            return
+        verified = self.verifier.verify(parsed.token)
+        if isinstance(verified, Rejection):
+            self.rejects.reject("checkin", str(verified.reason), message.topic)
+            return
+        needed = SOURCE_PURPOSE.get(parsed.source)
+        if needed is not None and not self.consents.has(verified.sub, needed):
+            self.rejects.reject("checkin", "no_consent", message.topic)
+            return
+        try:
+            fresh = await self.ledger.claim_jti(verified.jti, verified.exp_wall)
+        except LedgerError as exc:
+            raise RetryLater(str(exc)) from exc
+        if not fresh:
+            self.rejects.reject("checkin", "replayed", message.topic)
+            return
+        event = CheckinReceived(
+            verified.sub, parsed.zone, parsed.source, verified.jti, self.clock.wall(), message.received_mono
+        )
+        self.stats.checkins += 1
+        self.stats.last_checkin_wall = event.at_wall
+        self._presence_changed(self.presence.checkin(event))
+        decisions = await self.board.request(event.zone, event.shopper_id)
+        await self._record(decisions)
+
+    # ----- display acks and availability -----
+    async def on_ack(self, message: Inbound) -> None:
+        display_id = self.topics.display_of(message.topic)
+        if display_id is None or not self.board.knows(display_id):
+            self.rejects.reject("ack", "unknown_display", message.topic)
+            return
+        ack = parse_ack(message.payload)
+        if isinstance(ack, Rejected):
+            self.rejects.reject("ack", ack.reason, message.topic)
+            return
+        if ack.status == "failed":
+            self.stats.acks_failed += 1
+            log.info("display %s failed to show version %d", display_id, ack.version)
+            return
+        if ack.decision_id is None:
+            return  # an idle fallback shown: nothing was decided, nothing to measure
+        known = self.board.lookup_ack(display_id, ack.decision_id)
+        if known is not None and known[0] != ack.version:
+            self.rejects.reject("ack", "version_mismatch", message.topic)
+            return
+        if known is None:
+            stored = await self.ledger.decision(ack.decision_id)
+            if stored is None or stored.get("display_id") != display_id:
+                self.rejects.reject("ack", "unknown_decision", message.topic)
+                return
+        now = self.clock.wall()
+        try:
+            new = await self.ledger.record_exposure(
+                decision_id=ack.decision_id,
+                display_id=display_id,
+                version=ack.version,
+                shown_at_wall=ack.shown_at_wall if ack.shown_at_wall is not None else now,
+                acked_at_wall=now,
+            )
+        except LedgerError as exc:
+            raise RetryLater(str(exc)) from exc
+        if new:
+            self.stats.exposures += 1
+        else:
+            self.rejects.reject("ack", "duplicate", message.topic)
+
+    async def on_availability(self, message: Inbound) -> None:
+        display_id = self.topics.display_of(message.topic)
+        if display_id is None or not self.board.knows(display_id):
+            self.rejects.reject("availability", "unknown_display", message.topic)
+            return
+        online = parse_availability(message.payload)
+        if isinstance(online, Rejected):
+            self.rejects.reject("availability", online.reason, message.topic)
+            return
+        self.board.set_online(display_id, online)
+
+    # ----- timers -----
+    async def tick(self) -> None:
+        self._presence_changed(self.presence.expire())
+        await self._record(await self.board.tick())
+
+    # ----- decisions -----
+    async def decide(self, display_id: str, zone: str, shopper_id: str | None) -> Decision:
+        consents = self.consents.granted(shopper_id) if shopper_id else frozenset()
+        profile = None
+        if shopper_id is not None and Purpose.PERSONALIZATION in consents:
+            profile = self.profiles.get(shopper_id)
+        context = DecisionContext(
+            display_id=display_id,
+            zone=zone,
+            at_wall=self.clock.wall(),
+            audience=self.presence.count(zone).people,
+            shopper_id=shopper_id,
+            profile=profile,
+        )
+        loop = asyncio.get_running_loop()
+        decision = await loop.run_in_executor(self._executor, self.engine.decide, context, consents)
+        self.stats.decisions += 1
+        kind = "holdout" if decision.holdout else "fallback" if decision.offer_id is None else "offer"
+        self.stats.decisions_by_kind[kind] += 1
+        for listener in self.on_decision:
+            listener(decision)
+        return decision
+
+    async def _record(self, decisions: list[Decision]) -> None:
+        if not decisions:
+            return
+        writes = [
+            self.ledger.record_decision(
+                decision,
+                keep_shopper=decision.shopper_id is not None
+                and self.consents.has(decision.shopper_id, Purpose.MEASUREMENT),
+            )
+            for decision in decisions
+        ]
+        try:
+            await asyncio.gather(*writes)
+        except LedgerError as exc:
+            raise RetryLater(str(exc)) from exc
+
+    # ----- presence -----
+    def _presence_changed(self, changes: list[PresenceChanged]) -> None:
+        zones = set()
+        for change in changes:
+            zones.add(change.zone)
+            if change.kind == "leave":
+                self.board.shopper_left(change.zone, change.shopper_id)
+        for zone in zones:
+            self._publish_presence(zone)
+
+    def _publish_presence(self, zone: str) -> None:
+        count = self.presence.count(zone)
+        body = {
+            "v": 1,
+            "ts": iso_utc(self.clock.wall()),
+            "people": count.people,
+            "identified": count.identified,
+            "since": iso_utc(count.since_wall),
+        }
+        self.link.publish(self.topics.presence(zone), json.dumps(body, separators=(",", ":")).encode(), retain=True)
+
+    def _consent_changed(self, shopper_id: str, purpose: Purpose, granted: bool) -> None:
+        if granted:
+            return
+        if purpose is Purpose.PERSONALIZATION:
+            # Withdrawal takes effect at once: personal content leaves the screens now.
+            self.board.forget_shopper(shopper_id)

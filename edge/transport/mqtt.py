@@ -1,0 +1,305 @@
+"""The one MQTT connection: reconnect with backoff, LWT and status, retained state, outbox, manual acks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import socket
+import ssl
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import aiomqtt
+
+from edge.clock import Clock, iso_utc
+from edge.config.model import MqttSettings
+from edge.transport.topics import Topics, topic_matches
+
+log = logging.getLogger(__name__)
+
+# First retry after ~0.25 s, doubling: a restarted broker is back within a second or two on a Pi.
+BACKOFF_BASE_S: Final = 0.25
+# How long a graceful stop waits for the outbox to reach the broker before giving up.
+DRAIN_DEADLINE_S: Final = 2.0
+# QoS 1 everywhere: at-least-once; every payload is idempotent (versions, ids) so duplicates are harmless.
+QOS: Final = 1
+
+
+@dataclass(slots=True, frozen=True)
+class Inbound:
+    """One received message as the stages see it: no client, no socket."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    received_mono: float
+
+
+class RetryLater(Exception):  # noqa: N818 - a signal, not an error condition
+    """Raised by a handler whose effect could not be made durable: the message is not acknowledged."""
+
+
+Handler = Callable[[Inbound], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+def backoff_delay(attempt: int, cap_s: float, rng: random.Random) -> float:
+    """Capped exponential backoff with jitter in [50%, 100%] so a fleet does not reconnect in step."""
+    ceiling = min(cap_s, BACKOFF_BASE_S * (2 ** min(attempt, 16)))
+    return ceiling * rng.uniform(0.5, 1.0)
+
+
+def status_payload(state: str, *, version: str, started_wall: float, now_wall: float) -> bytes:
+    body = {"v": 1, "ts": iso_utc(now_wall), "state": state, "version": version, "started_at": iso_utc(started_wall)}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class MqttLink:
+    """Owns the broker connection; the rest of the gateway publishes and registers handlers through it."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        client_id: str,
+        topics: Topics,
+        password: str | None,
+        clock: Clock,
+        version: str,
+        started_wall: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._topics = topics
+        self._password = password
+        self._clock = clock
+        self._version = version
+        self._started_wall = started_wall
+        self._rng = rng or random.Random()
+        self._handlers: list[tuple[str, Handler]] = []
+        self._retained: dict[str, bytes] = {}
+        self._outbox: deque[_Outgoing] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._inflight = asyncio.Semaphore(settings.inflight_max)
+        self._handler_tasks: set[asyncio.Task[None]] = set()
+        self._connect_hooks: list[Callable[[], None]] = []
+        self._generation = 0
+        self._client: aiomqtt.Client | None = None
+        self._stop = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.state = "idle"
+        self.counters: Counter[str] = Counter()
+
+    # ----- wiring (before run) -----
+    def on(self, pattern: str, handler: Handler) -> None:
+        """Subscribe ``pattern`` (QoS 1) on every connect and route its messages to ``handler``."""
+        self._handlers.append((pattern, handler))
+
+    def add_connect_hook(self, hook: Callable[[], None]) -> None:
+        """Called after each (re)connect, once retained state is queued for republishing."""
+        self._connect_hooks.append(hook)
+
+    # ----- publishing (never blocks, never raises) -----
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Queue a message; while disconnected it waits in the bounded outbox (oldest dropped, counted)."""
+        if retain:
+            self._retained[topic] = payload
+        if len(self._outbox) >= self._settings.outbox_max:
+            dropped = self._outbox.popleft()
+            self.counters["outbox_dropped"] += 1
+            log.warning("MQTT outbox full (%d); dropped oldest message for %s", len(self._outbox), dropped.topic)
+        self._outbox.append(_Outgoing(topic, payload, retain))
+        self._outbox_ready.set()
+
+    def clear_retained(self, topic: str) -> None:
+        """Stop republishing ``topic`` and clear it on the broker (an empty retained payload)."""
+        self._retained.pop(topic, None)
+        self.publish(topic, b"", retain=False)
+
+    @property
+    def outbox_depth(self) -> int:
+        return len(self._outbox)
+
+    # ----- lifecycle -----
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect with backoff, until ``request_stop``; then publish 'stopped' and leave."""
+        attempt = 0
+        while not self._stop.is_set():
+            self.state = "connecting"
+            try:
+                client = self._make_client()
+                async with client:
+                    attempt = 0
+                    await self._serve(client)
+                    return
+            except aiomqtt.MqttError as exc:
+                self.counters["connect_failures" if not self.connected.is_set() else "disconnects"] += 1
+                log.warning("MQTT connection to %s:%d lost or refused: %s", self._settings.host, self._settings.port, exc)
+            finally:
+                self.connected.clear()
+                self._client = None
+            self.state = "backoff"
+            delay = backoff_delay(attempt, self._settings.reconnect_max_s, self._rng)
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        self.state = "stopped"
+
+    async def wait_handlers(self, timeout: float) -> None:
+        """Let in-flight handlers finish (graceful drain)."""
+        if self._handler_tasks:
+            await asyncio.wait(set(self._handler_tasks), timeout=timeout)
+
+    def _make_client(self) -> aiomqtt.Client:
+        offline = status_payload(
+            "offline", version=self._version, started_wall=self._started_wall, now_wall=self._clock.wall()
+        )
+        socket_options: list[tuple[int, int, int]] = []
+        if self._settings.tcp_nodelay:
+            socket_options.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
+        tls_params = None
+        if self._settings.tls.enabled:
+            tls_params = aiomqtt.TLSParameters(
+                ca_certs=str(self._settings.tls.ca_file) if self._settings.tls.ca_file else None,
+                certfile=str(self._settings.tls.cert_file) if self._settings.tls.cert_file else None,
+                keyfile=str(self._settings.tls.key_file) if self._settings.tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client = aiomqtt.Client(
+            self._settings.host,
+            self._settings.port,
+            identifier=self._client_id,
+            username=self._settings.username,
+            password=self._password,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            # A persistent session: acks published by displays while we restart are queued by the broker.
+            clean_session=False,
+            keepalive=self._settings.keepalive_s,
+            will=aiomqtt.Will(self._topics.status, offline, qos=QOS, retain=True),
+            tls_params=tls_params,
+            tls_insecure=self._settings.tls.insecure if self._settings.tls.enabled else None,
+            socket_options=socket_options,
+            timeout=10,
+        )
+        # Inbound QoS 1 messages are acknowledged only once their effect is durable (see _handle).
+        client._client.manual_ack_set(True)  # noqa: SLF001 - aiomqtt does not expose paho's manual ack
+        return client
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        self._generation += 1
+        self._client = client
+        for pattern, _ in self._handlers:
+            await client.subscribe(pattern, qos=QOS)
+        self._queue_connect_state()
+        for hook in self._connect_hooks:
+            hook()
+        self.state = "connected"
+        self.connected.set()
+        log.info("MQTT connected to %s:%d as %s", self._settings.host, self._settings.port, self._client_id)
+        async with asyncio.TaskGroup() as group:
+            receiver = group.create_task(self._receive(client), name="mqtt-receive")
+            sender = group.create_task(self._send(client), name="mqtt-send")
+            await self._stop.wait()
+            await self._drain(client)
+            receiver.cancel()
+            sender.cancel()
+
+    def _queue_connect_state(self) -> None:
+        """Status online and every retained state go first; queued retained copies are superseded."""
+        rest = [item for item in self._outbox if not item.retain]
+        online = status_payload(
+            "online", version=self._version, started_wall=self._started_wall, now_wall=self._clock.wall()
+        )
+        self._retained[self._topics.status] = online
+        self._outbox = deque(_Outgoing(topic, payload, True) for topic, payload in self._retained.items())
+        self._outbox.extend(rest)
+        self._outbox_ready.set()
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        while True:
+            if not self._outbox:
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            item = self._outbox[0]
+            # Removed only once the broker has it: a message in flight when the link drops is sent again.
+            await client.publish(item.topic, item.payload, qos=QOS, retain=item.retain)
+            if self._outbox and self._outbox[0] is item:
+                self._outbox.popleft()
+            self.counters["published"] += 1
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_DEADLINE_S
+        while self._outbox and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await self.wait_handlers(max(0.0, deadline - loop.time()))
+        stopped = status_payload(
+            "stopped", version=self._version, started_wall=self._started_wall, now_wall=self._clock.wall()
+        )
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await client.publish(self._topics.status, stopped, qos=QOS, retain=True, timeout=DRAIN_DEADLINE_S)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        generation = self._generation
+        async for message in client.messages:
+            self.counters["received"] += 1
+            topic = message.topic.value
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                payload = b"" if payload is None else str(payload).encode()
+            handler = self._route(topic)
+            if handler is None or len(payload) > self._settings.max_payload_bytes:
+                if handler is not None:
+                    self.counters["oversized"] += 1
+                    log.warning("dropped oversized payload (%d bytes) on %s", len(payload), topic)
+                self._ack(client, generation, message.mid, message.qos)
+                continue
+            inbound = Inbound(topic, bytes(payload), bool(message.retain), self._clock.monotonic())
+            await self._inflight.acquire()
+            task = asyncio.create_task(self._handle(handler, inbound, client, generation, message.mid, message.qos))
+            self._handler_tasks.add(task)
+            task.add_done_callback(self._handler_tasks.discard)
+
+    def _route(self, topic: str) -> Handler | None:
+        for pattern, handler in self._handlers:
+            if topic_matches(pattern, topic):
+                return handler
+        return None
+
+    async def _handle(
+        self, handler: Handler, inbound: Inbound, client: aiomqtt.Client, generation: int, mid: int, qos: int
+    ) -> None:
+        try:
+            await handler(inbound)
+        except RetryLater:
+            # Not acknowledged: the broker redelivers it on our next session.
+            self.counters["deferred"] += 1
+            return
+        except Exception:
+            # The edge of the system: one bad message must never take the gateway down.
+            self.counters["handler_errors"] += 1
+            log.exception("handler for %s failed; message dropped", inbound.topic)
+        finally:
+            self._inflight.release()
+        self._ack(client, generation, mid, qos)
+
+    def _ack(self, client: aiomqtt.Client, generation: int, mid: int, qos: int) -> None:
+        # A message id belongs to one connection: acking it on a newer one could ack someone else's message.
+        if qos > 0 and generation == self._generation and self._client is client:
+            client._client.ack(mid, qos)  # noqa: SLF001 - see _make_client

@@ -1,0 +1,62 @@
+"""The MQTT topic names of the wire contract (docs/mqtt.md), built from one root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True, frozen=True)
+class Topics:
+    """Topic names under ``root`` (``store/{store_id}``)."""
+
+    root: str
+
+    @property
+    def status(self) -> str:
+        return f"{self.root}/gateway/status"
+
+    @property
+    def health(self) -> str:
+        return f"{self.root}/gateway/health"
+
+    @property
+    def checkin(self) -> str:
+        return f"{self.root}/checkin"
+
+    def display_content(self, display_id: str) -> str:
+        return f"{self.root}/display/{display_id}/content"
+
+    @property
+    def display_ack_filter(self) -> str:
+        return f"{self.root}/display/+/ack"
+
+    @property
+    def display_availability_filter(self) -> str:
+        return f"{self.root}/display/+/availability"
+
+    def presence(self, zone: str) -> str:
+        return f"{self.root}/presence/{zone}"
+
+    def display_of(self, topic: str) -> str | None:
+        """The display id in ``.../display/{id}/...``, or None if the topic is not a display topic."""
+        prefix = f"{self.root}/display/"
+        if not topic.startswith(prefix):
+            return None
+        rest = topic[len(prefix) :].split("/")
+        if len(rest) != 2 or not rest[0]:
+            return None
+        return rest[0]
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """MQTT filter matching with ``+`` and a trailing ``#``."""
+    pattern_parts = pattern.split("/")
+    topic_parts = topic.split("/")
+    for index, part in enumerate(pattern_parts):
+        if part == "#":
+            return True
+        if index >= len(topic_parts):
+            return False
+        if part not in ("+", topic_parts[index]):
+            return False
+    return len(pattern_parts) == len(topic_parts)
