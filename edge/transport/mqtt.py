@@ -28,6 +28,8 @@ BACKOFF_BASE_S: Final = 0.25
 DRAIN_DEADLINE_S: Final = 2.0
 # QoS 1 everywhere: at-least-once; every payload is idempotent (versions, ids) so duplicates are harmless.
 QOS: Final = 1
+# A full outbox during a long outage would log every message; one line per this many drops is enough.
+LOG_EVERY_DROPS: Final = 1000
 
 
 @dataclass(slots=True, frozen=True)
@@ -116,10 +118,18 @@ class MqttLink:
         """Queue a message; while disconnected it waits in the bounded outbox (oldest dropped, counted)."""
         if retain:
             self._retained[topic] = payload
+            if not self.connected.is_set():
+                return  # retained state is republished from the registry on connect
         if len(self._outbox) >= self._settings.outbox_max:
             dropped = self._outbox.popleft()
             self.counters["outbox_dropped"] += 1
-            log.warning("MQTT outbox full (%d); dropped oldest message for %s", len(self._outbox), dropped.topic)
+            if self.counters["outbox_dropped"] % LOG_EVERY_DROPS == 1:
+                log.warning(
+                    "MQTT outbox full (%d); dropping oldest messages (first: %s), %d dropped so far",
+                    self._settings.outbox_max,
+                    dropped.topic,
+                    self.counters["outbox_dropped"],
+                )
         self._outbox.append(_Outgoing(topic, payload, retain))
         self._outbox_ready.set()
 
@@ -153,6 +163,8 @@ class MqttLink:
             finally:
                 self.connected.clear()
                 self._client = None
+                # Retained copies are superseded by the registry, republished first on the next connect.
+                self._outbox = deque(item for item in self._outbox if not item.retain)
             self.state = "backoff"
             delay = backoff_delay(attempt, self._settings.reconnect_max_s, self._rng)
             attempt += 1
@@ -211,13 +223,17 @@ class MqttLink:
         self.state = "connected"
         self.connected.set()
         log.info("MQTT connected to %s:%d as %s", self._settings.host, self._settings.port, self._client_id)
-        async with asyncio.TaskGroup() as group:
-            receiver = group.create_task(self._receive(client), name="mqtt-receive")
-            sender = group.create_task(self._send(client), name="mqtt-send")
-            await self._stop.wait()
-            await self._drain(client)
-            receiver.cancel()
-            sender.cancel()
+        try:
+            async with asyncio.TaskGroup() as group:
+                receiver = group.create_task(self._receive(client), name="mqtt-receive")
+                sender = group.create_task(self._send(client), name="mqtt-send")
+                await self._stop.wait()
+                await self._drain(client)
+                receiver.cancel()
+                sender.cancel()
+        except* aiomqtt.MqttError as lost:
+            # One lost connection surfaces in both loops; the caller reconnects on the first.
+            raise lost.exceptions[0] from None
 
     def _queue_connect_state(self) -> None:
         """Status online and every retained state go first; queued retained copies are superseded."""

@@ -26,6 +26,7 @@ class Mosquitto:
         self.binary = binary
         self.port = free_port()
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"

@@ -1,0 +1,51 @@
+# make demo  - the gateway on embedded defaults: a simulated store through a real MQTT round trip
+# make test  - system packages, a fresh venv, ruff, mypy --strict, the whole test suite
+# make bench - the performance benchmarks (bench/out/results.json)
+# make model - rebuild models/offers.onnx + manifest from synthetic data with a fixed seed
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_SECONDS ?= 10
+
+.PHONY: demo test venv fresh-venv lint typecheck pytest bench model clean
+
+$(VENV)/.installed: pyproject.toml
+	./scripts/system-deps.sh demo
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+fresh-venv:
+	./scripts/system-deps.sh test
+	rm -rf $(VENV)
+	$(MAKE) venv
+
+demo: venv
+	$(VENV)/bin/edge-gateway demo --duration $(DEMO_SECONDS)
+
+lint: venv
+	$(VENV)/bin/ruff check edge tests bench scripts
+	$(VENV)/bin/ruff format --check edge tests bench scripts
+
+typecheck: venv
+	$(VENV)/bin/mypy --strict edge
+
+pytest: venv
+	$(PY) -m pytest -q
+
+test: fresh-venv
+	$(MAKE) lint typecheck pytest
+
+bench: venv
+	./scripts/system-deps.sh test
+	$(PY) -m bench
+
+model: venv
+	$(PY) scripts/build_model.py --out models/
+
+clean:
+	rm -rf $(VENV) bench/out .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs the Debian packages the gateway's build, tests and demo need, only when missing.
+# Usage: scripts/system-deps.sh [demo|test]   (run as root on Debian 12 / Raspberry Pi OS Bookworm)
+set -eu
+want="python3 python3-venv python3-dev"
+if [ "${1:-test}" = "test" ]; then
+    want="$want mosquitto mosquitto-clients"
+fi
+missing=""
+for pkg in $want; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" != "0" ]; then
+        echo "missing Debian packages:$missing (run as root, or: sudo apt-get install$missing)" >&2
+        exit 1
+    fi
+    echo "installing Debian packages:$missing"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+fi
+# The packaged mosquitto starts a system broker on 1883; the tests never use it, they start their own.

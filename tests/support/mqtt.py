@@ -1,0 +1,70 @@
+"""A test-side MQTT client that records what it sees and waits for a condition (real broker, real sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import aiomqtt
+
+
+class Probe:
+    """Subscribes to filters and keeps every message; ``wait_for`` polls a predicate without sleeping long."""
+
+    def __init__(self, port: int, *filters: str, identifier: str | None = None) -> None:
+        self.port = port
+        self.filters = filters
+        self.identifier = identifier
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Probe:
+        self._client = await self._stack.enter_async_context(
+            aiomqtt.Client("127.0.0.1", self.port, identifier=self.identifier)
+        )
+        for pattern in self.filters:
+            await self._client.subscribe(pattern, qos=1)
+        self._task = asyncio.create_task(self._collect())
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await self._task
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self._stack.aclose()
+
+    async def _collect(self) -> None:
+        assert self._client is not None
+        async for message in self._client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            self.messages.append((message.topic.value, payload, bool(message.retain)))
+
+    async def publish(self, topic: str, payload: bytes | str | dict[str, Any], *, retain: bool = False) -> None:
+        assert self._client is not None
+        if isinstance(payload, dict):
+            payload = json.dumps(payload)
+        await self._client.publish(topic, payload, qos=1, retain=retain)
+
+    def on(self, topic: str) -> list[bytes]:
+        return [payload for name, payload, _ in self.messages if name == topic]
+
+    def json_on(self, topic: str) -> list[dict[str, Any]]:
+        return [json.loads(payload) for payload in self.on(topic) if payload]
+
+    async def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            if loop.time() > deadline:
+                raise AssertionError(f"condition not met within {timeout} s; seen {len(self.messages)} messages")
+            await asyncio.sleep(0.01)
