@@ -34,7 +34,9 @@ class _JsonFormatter(logging.Formatter):
 def setup_logging(level: str, *, json_format: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        _JsonFormatter() if json_format else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        _JsonFormatter()
+        if json_format
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -98,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", type=Path)
     demo = commands.add_parser("demo", help="a simulated store through a real MQTT round trip")
     demo.add_argument("--duration", type=float, default=10.0, help="seconds of simulated traffic")
-    demo.add_argument("--broker", default=None, help="host:port of a broker to use instead of the embedded one")
+    demo.add_argument(
+        "--broker", default=None, help="host:port of a broker to use instead of the embedded one"
+    )
     return parser
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -194,7 +193,9 @@ class Gateway:
 
     def health(self) -> dict[str, Any]:
         flow, link, ledger = self.flow, self.link, self.ledger
-        assert flow is not None and link is not None and ledger is not None
+        if flow is None or link is None or ledger is None:
+            msg = "health() before the gateway was built"
+            raise RuntimeError(msg)
         now = self.clock.wall()
         last = flow.stats.last_checkin_wall
         return {
@@ -212,12 +213,14 @@ class Gateway:
             "decisions": flow.stats.decisions,
             "exposures": flow.stats.exposures,
             "last_checkin_age_s": None if last is None else round(now - last, 1),
-            "tokens": {"accepted": flow.verifier.accepted, "rejected": {str(k): v for k, v in flow.verifier.rejections.items()}},
+            "tokens": {
+                "accepted": flow.verifier.accepted,
+                "rejected": {str(k): v for k, v in flow.verifier.rejections.items()},
+            },
             "displays": flow.board.snapshot(),
             "sync_backlog": None,  # the cloud sync arrives with its own issue
         }
 
     def _publish_health(self, flow: GatewayFlow) -> None:
-        with contextlib.suppress(AssertionError):
-            payload = json.dumps(self.health(), separators=(",", ":"), default=str).encode()
-            flow.link.publish(self.topics.health, payload, retain=True)
+        payload = json.dumps(self.health(), separators=(",", ":"), default=str).encode()
+        flow.link.publish(self.topics.health, payload, retain=True)

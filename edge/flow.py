@@ -22,8 +22,8 @@ from edge.identity import ConsentStore, ProfileCache, Rejection, TokenVerifier
 from edge.ledger import Ledger, LedgerError
 from edge.presence.zones import ZonePresence
 from edge.sources.payloads import (
-    Rejected,
     RejectCounter,
+    Rejected,
     parse_ack,
     parse_availability,
     parse_checkin,
@@ -253,7 +253,9 @@ class GatewayFlow:
             "identified": count.identified,
             "since": iso_utc(count.since_wall),
         }
-        self.link.publish(self.topics.presence(zone), json.dumps(body, separators=(",", ":")).encode(), retain=True)
+        self.link.publish(
+            self.topics.presence(zone), json.dumps(body, separators=(",", ":")).encode(), retain=True
+        )
 
     def _consent_changed(self, shopper_id: str, purpose: Purpose, granted: bool) -> None:
         if granted:

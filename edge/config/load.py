@@ -114,11 +114,15 @@ def missing_files(settings: GatewaySettings) -> list[str]:
         (f"identity.public_key_files.{index}", key)
         for index, key in enumerate(settings.identity.public_key_files)
     ]
-    problems = [f"{key}: file not found: {path}" for key, path in wanted if path is not None and not path.is_file()]
+    problems = [
+        f"{key}: file not found: {path}" for key, path in wanted if path is not None and not path.is_file()
+    ]
     if settings.mqtt.password_env and settings.mqtt.password_env not in os.environ:
         problems.append(f"mqtt.password_env: environment variable {settings.mqtt.password_env} is not set")
     if settings.identity.public_key_env and settings.identity.public_key_env not in os.environ:
-        problems.append(f"identity.public_key_env: environment variable {settings.identity.public_key_env} is not set")
+        problems.append(
+            f"identity.public_key_env: environment variable {settings.identity.public_key_env} is not set"
+        )
     if not settings.identity.public_key_files and not settings.identity.public_key_env:
         problems.append("identity: no token public key configured (public_key_files or public_key_env)")
     return problems

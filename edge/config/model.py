@@ -70,12 +70,16 @@ class MqttSettings(_Section):
     password_env: str | None = Field(default=None, description="Environment variable holding the password.")
     password_file: Path | None = Field(default=None, description="File holding the password (systemd creds).")
     tls: TlsSettings = Field(default_factory=TlsSettings, description="TLS options.")
-    keepalive_s: int = Field(default=15, ge=5, le=600, description="MQTT keepalive; LWT fires after 1.5x this.")
+    keepalive_s: int = Field(
+        default=15, ge=5, le=600, description="MQTT keepalive; LWT fires after 1.5x this."
+    )
     tcp_nodelay: bool = Field(
         default=True, description="Disable Nagle on the socket (45 ms -> 2 ms median on loopback, DESIGN.md)."
     )
     outbox_max: int = Field(
-        default=10_000, ge=10, description="Outgoing messages held while disconnected; oldest dropped past it."
+        default=10_000,
+        ge=10,
+        description="Outgoing messages held while disconnected; oldest dropped past it.",
     )
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Cap of the jittered reconnect backoff.")
     max_payload_bytes: int = Field(

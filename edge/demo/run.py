@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 import aiomqtt
-
 from edge.clock import SystemClock, iso_utc
 from edge.config import GatewaySettings, parse_settings
 from edge.daemon import Gateway
@@ -68,7 +67,9 @@ def _shoppers(rng: random.Random, count: int) -> list[dict[str, Any]]:
     return shoppers
 
 
-def demo_settings(workdir: Path, public_pem: bytes, shoppers: list[dict[str, Any]], host: str, port: int) -> GatewaySettings:
+def demo_settings(
+    workdir: Path, public_pem: bytes, shoppers: list[dict[str, Any]], host: str, port: int
+) -> GatewaySettings:
     (workdir / "token-public.pem").write_bytes(public_pem)
     (workdir / "shoppers.json").write_text(json.dumps({"shoppers": shoppers}))
     document: dict[str, Any] = {
@@ -85,7 +86,8 @@ def demo_settings(workdir: Path, public_pem: bytes, shoppers: list[dict[str, Any
         },
         "zones": [{"id": zone} for zone in ZONES],
         "displays": [
-            {"id": f"screen-{zone}-1", "zone": zone, "min_display_s": 1.0, "content_ttl_s": 4.0} for zone in ZONES
+            {"id": f"screen-{zone}-1", "zone": zone, "min_display_s": 1.0, "content_ttl_s": 4.0}
+            for zone in ZONES
         ],
         "ledger": {"path": str(workdir / "ledger.sqlite")},
         "health": {"interval_s": 5},
@@ -134,9 +136,17 @@ async def _shopper_traffic(
         else:
             shopper = rng.choice(shoppers)
             now = int(clock.wall())
-            claims = {"sub": shopper["id"], "aud": DEMO_STORE, "iat": now, "exp": now + 120, "jti": uuid.uuid4().hex}
+            claims = {
+                "sub": shopper["id"],
+                "aud": DEMO_STORE,
+                "iat": now,
+                "exp": now + 120,
+                "jti": uuid.uuid4().hex,
+            }
             token = sign_token(private_pem, claims)
-            payload = json.dumps({"v": 1, "ts": iso_utc(now), "token": token, "zone": rng.choice(ZONES), "source": "app"}).encode()
+            payload = json.dumps(
+                {"v": 1, "ts": iso_utc(now), "token": token, "zone": rng.choice(ZONES), "source": "app"}
+            ).encode()
             sent.append(payload)
         await client.publish(f"{root}/checkin", payload, qos=1)
         summary.checkins_sent += 1
@@ -162,7 +172,12 @@ def _print_decision(out: TextIO, summary: DemoSummary) -> Any:
 
 
 async def run_demo(
-    duration_s: float, *, out: TextIO, broker: tuple[str, int] | None = None, rate_per_s: float = 3.0, seed: int = 7
+    duration_s: float,
+    *,
+    out: TextIO,
+    broker: tuple[str, int] | None = None,
+    rate_per_s: float = 3.0,
+    seed: int = 7,
 ) -> DemoSummary:
     rng = random.Random(seed)
     summary = DemoSummary()
@@ -180,17 +195,25 @@ async def run_demo(
             gateway = Gateway(settings, config_version="demo")
             gateway_task = asyncio.create_task(gateway.run(), name="gateway")
             await asyncio.wait_for(gateway.ready.wait(), timeout=10)
-            assert gateway.flow is not None and gateway.ledger is not None
+            if gateway.flow is None or gateway.ledger is None or gateway.link is None:
+                msg = "the gateway did not build"
+                raise RuntimeError(msg)
             gateway.flow.on_decision.append(_print_decision(out, summary))
-            await asyncio.wait_for(gateway.link.connected.wait() if gateway.link else asyncio.sleep(0), timeout=10)
-            print(f"demo: store {DEMO_STORE} on mqtt://{host}:{port}, {len(shoppers)} simulated shoppers", file=out)
+            await asyncio.wait_for(gateway.link.connected.wait(), timeout=10)
+            print(
+                f"demo: store {DEMO_STORE} on mqtt://{host}:{port}, {len(shoppers)} simulated shoppers",
+                file=out,
+            )
             root = settings.topic_root
-            async with aiomqtt.Client(host, port, identifier="demo-screens") as screens, aiomqtt.Client(
-                host, port, identifier="demo-shoppers"
-            ) as phones:
+            async with (
+                aiomqtt.Client(host, port, identifier="demo-screens") as screens,
+                aiomqtt.Client(host, port, identifier="demo-shoppers") as phones,
+            ):
                 tasks = [
                     asyncio.create_task(_display_players(screens, root, summary)),
-                    asyncio.create_task(_shopper_traffic(phones, root, private_pem, shoppers, rate_per_s, rng, summary)),
+                    asyncio.create_task(
+                        _shopper_traffic(phones, root, private_pem, shoppers, rate_per_s, rng, summary)
+                    ),
                 ]
                 await asyncio.sleep(duration_s)
                 tasks[1].cancel()

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import aiomqtt
-
 from edge.clock import Clock, iso_utc
 from edge.config.model import MqttSettings
 from edge.transport.topics import Topics, topic_matches
@@ -63,7 +62,13 @@ def backoff_delay(attempt: int, cap_s: float, rng: random.Random) -> float:
 
 
 def status_payload(state: str, *, version: str, started_wall: float, now_wall: float) -> bytes:
-    body = {"v": 1, "ts": iso_utc(now_wall), "state": state, "version": version, "started_at": iso_utc(started_wall)}
+    body = {
+        "v": 1,
+        "ts": iso_utc(now_wall),
+        "state": state,
+        "version": version,
+        "started_at": iso_utc(started_wall),
+    }
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -94,6 +99,7 @@ class MqttLink:
         self._retained: dict[str, bytes] = {}
         self._outbox: deque[_Outgoing] = deque()
         self._outbox_ready = asyncio.Event()
+        self._outbox_empty = asyncio.Event()
         self._inflight = asyncio.Semaphore(settings.inflight_max)
         self._handler_tasks: set[asyncio.Task[None]] = set()
         self._connect_hooks: list[Callable[[], None]] = []
@@ -159,7 +165,12 @@ class MqttLink:
                     return
             except aiomqtt.MqttError as exc:
                 self.counters["connect_failures" if not self.connected.is_set() else "disconnects"] += 1
-                log.warning("MQTT connection to %s:%d lost or refused: %s", self._settings.host, self._settings.port, exc)
+                log.warning(
+                    "MQTT connection to %s:%d lost or refused: %s",
+                    self._settings.host,
+                    self._settings.port,
+                    exc,
+                )
             finally:
                 self.connected.clear()
                 self._client = None
@@ -209,7 +220,7 @@ class MqttLink:
             timeout=10,
         )
         # Inbound QoS 1 messages are acknowledged only once their effect is durable (see _handle).
-        client._client.manual_ack_set(True)  # noqa: SLF001 - aiomqtt does not expose paho's manual ack
+        client._client.manual_ack_set(True)
         return client
 
     async def _serve(self, client: aiomqtt.Client) -> None:
@@ -249,6 +260,7 @@ class MqttLink:
     async def _send(self, client: aiomqtt.Client) -> None:
         while True:
             if not self._outbox:
+                self._outbox_empty.set()
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
                 continue
@@ -262,9 +274,12 @@ class MqttLink:
     async def _drain(self, client: aiomqtt.Client) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DRAIN_DEADLINE_S
-        while self._outbox and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        await self.wait_handlers(max(0.0, deadline - loop.time()))
+        # Handlers first: what they publish belongs in the drain too.
+        await self.wait_handlers(DRAIN_DEADLINE_S / 2)
+        if self._outbox:
+            self._outbox_empty.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox_empty.wait(), max(0.0, deadline - loop.time()))
         stopped = status_payload(
             "stopped", version=self._version, started_wall=self._started_wall, now_wall=self._clock.wall()
         )
@@ -288,7 +303,9 @@ class MqttLink:
                 continue
             inbound = Inbound(topic, bytes(payload), bool(message.retain), self._clock.monotonic())
             await self._inflight.acquire()
-            task = asyncio.create_task(self._handle(handler, inbound, client, generation, message.mid, message.qos))
+            task = asyncio.create_task(
+                self._handle(handler, inbound, client, generation, message.mid, message.qos)
+            )
             self._handler_tasks.add(task)
             task.add_done_callback(self._handler_tasks.discard)
 
@@ -318,4 +335,4 @@ class MqttLink:
     def _ack(self, client: aiomqtt.Client, generation: int, mid: int, qos: int) -> None:
         # A message id belongs to one connection: acking it on a newer one could ack someone else's message.
         if qos > 0 and generation == self._generation and self._client is client:
-            client._client.ack(mid, qos)  # noqa: SLF001 - see _make_client
+            client._client.ack(mid, qos)

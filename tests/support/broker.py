@@ -18,7 +18,7 @@ def free_port() -> int:
 class Mosquitto:
     """One broker process; ``restart`` keeps its port and its persisted sessions."""
 
-    def __init__(self, workdir: Path, *, extra_conf: str = "") -> None:
+    def __init__(self, workdir: Path, *, extra_conf: str = "", persistence: bool = True) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             msg = "mosquitto is not installed (make test installs it)"
@@ -32,16 +32,20 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "set_tcp_nodelay true\n"
-            "persistence true\n"
-            f"persistence_location {workdir}/\n"
-            "autosave_interval 1\n"
-            "max_queued_messages 10000\n"
+            + (
+                f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\n"
+                if persistence
+                else ""
+            )
+            + "max_queued_messages 10000\n"
             f"log_dest file {workdir}/mosquitto.log\n" + extra_conf
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

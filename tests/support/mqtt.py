@@ -49,7 +49,9 @@ class Probe:
             payload = message.payload if isinstance(message.payload, bytes) else b""
             self.messages.append((message.topic.value, payload, bool(message.retain)))
 
-    async def publish(self, topic: str, payload: bytes | str | dict[str, Any], *, retain: bool = False) -> None:
+    async def publish(
+        self, topic: str, payload: bytes | str | dict[str, Any], *, retain: bool = False
+    ) -> None:
         assert self._client is not None
         if isinstance(payload, dict):
             payload = json.dumps(payload)
@@ -66,5 +68,7 @@ class Probe:
         deadline = loop.time() + timeout
         while not predicate():
             if loop.time() > deadline:
-                raise AssertionError(f"condition not met within {timeout} s; seen {len(self.messages)} messages")
+                raise AssertionError(
+                    f"condition not met within {timeout} s; seen {len(self.messages)} messages"
+                )
             await asyncio.sleep(0.01)

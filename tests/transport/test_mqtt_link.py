@@ -6,11 +6,12 @@ import json
 import random
 
 import pytest
-
 from edge.clock import SystemClock
 from edge.config.model import MqttSettings
 from edge.transport.mqtt import Inbound, MqttLink, RetryLater, backoff_delay
 from edge.transport.topics import Topics, topic_matches
+
+from tests.support.mqtt import Probe
 
 ROOT = "store/t1"
 
@@ -60,8 +61,6 @@ def test_topic_matching() -> None:
 
 
 async def test_status_online_then_stopped_and_retained_state(mosquitto) -> None:
-    from tests.support.mqtt import Probe
-
     link = make_link(mosquitto.port)
     async with Probe(mosquitto.port, f"{ROOT}/#") as probe:
         async with running(link):
@@ -72,13 +71,13 @@ async def test_status_online_then_stopped_and_retained_state(mosquitto) -> None:
         await probe.wait_for(lambda: probe.json_on(f"{ROOT}/gateway/status")[-1]["state"] == "stopped")
     # retained on the broker for anyone arriving later
     async with Probe(mosquitto.port, f"{ROOT}/#") as late:
-        await late.wait_for(lambda: late.on(f"{ROOT}/display/d1/content") and late.on(f"{ROOT}/gateway/status"))
+        await late.wait_for(
+            lambda: late.on(f"{ROOT}/display/d1/content") and late.on(f"{ROOT}/gateway/status")
+        )
         assert all(retained for _, _, retained in late.messages)
 
 
 async def test_reconnect_resubscribes_and_republishes(mosquitto) -> None:
-    from tests.support.mqtt import Probe
-
     link = make_link(mosquitto.port)
     seen: list[bytes] = []
 
@@ -105,8 +104,6 @@ async def test_reconnect_resubscribes_and_republishes(mosquitto) -> None:
 
 
 async def test_outbox_is_bounded_while_disconnected(mosquitto) -> None:
-    from tests.support.mqtt import Probe
-
     link = make_link(mosquitto.port, outbox_max=10)
     async with running(link):
         mosquitto.kill()
@@ -128,8 +125,6 @@ async def test_outbox_is_bounded_while_disconnected(mosquitto) -> None:
 
 
 async def test_retry_later_is_redelivered_and_bad_handlers_are_contained(mosquitto) -> None:
-    from tests.support.mqtt import Probe
-
     link = make_link(mosquitto.port, max_payload_bytes=1024)
     attempts: list[bytes] = []
 
@@ -164,8 +159,6 @@ async def test_retry_later_is_redelivered_and_bad_handlers_are_contained(mosquit
 
 @pytest.mark.parametrize("payload", [b"", b"\xff\xfe\x00", b"{" * 5000])
 async def test_odd_payloads_reach_handler_as_bytes(mosquitto, payload: bytes) -> None:
-    from tests.support.mqtt import Probe
-
     link = make_link(mosquitto.port)
     got: list[bytes] = []
 

@@ -1,0 +1,68 @@
+"""``make bench``: every benchmark, its baseline in the same run, a table, and bench/out/results.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from bench import bench_decision, e2e
+
+OUT = Path(__file__).resolve().parent / "out" / "results.json"
+
+TARGETS = {
+    "e2e_checkin_to_display": [("p50_ms", "<=", 3.0), ("p99_ms", "<=", 10.0), ("ratio_p99", "<=", 3.0)],
+    "decision_50_offers": [("p50_us", "<=", 100.0), ("p99_us", "<=", 300.0), ("ratio_p99", "<=", 4.0)],
+}
+
+
+def _machine() -> dict[str, object]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else 3
+    results: dict[str, object] = {
+        "machine": _machine(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    results["decision_50_offers"] = bench_decision.run(repeats=repeats if args.quick else 5)
+    results["e2e_checkin_to_display"] = e2e.run(repeats=repeats, seconds=5 if args.quick else 10)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2))
+    print(f"machine: {results['machine']}")
+    print(f"{'benchmark':<26} {'figure':<16} {'value':>10}  target")
+    for name, checks in TARGETS.items():
+        figures = results[name]
+        assert isinstance(figures, dict)
+        for key, op, limit in checks:
+            value = figures[key]
+            verdict = "ok" if value <= limit else "MISSED"
+            print(f"{name:<26} {key:<16} {value:>10}  {op} {limit} {verdict}")
+        for key in ("baseline_p99_ms", "baseline_p99_us"):
+            if key in figures:
+                print(f"{name:<26} {key:<16} {figures[key]:>10}  (baseline, same run)")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""Check-in published -> display manifest received, through a real mosquitto, vs a raw two-hop echo.
+
+The gateway runs as its own process (``edge-gateway run``) pinned to one core; the load generator and
+the receiver share another. The baseline is an echo client (subscribe, republish) in its own process on
+the same core as the gateway, with the same socket options (TCP_NODELAY) and the same broker config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from edge.identity import generate_keypair, sign_token
+
+REPO = Path(__file__).resolve().parents[1]
+RATE_PER_S = 200
+ZONES = 20  # round-robin: each zone sees one check-in per 100 ms, far above the latency measured
+NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pinned(cmd: list[str], core: int) -> list[str]:
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", str(core), *cmd] if taskset and (os.cpu_count() or 1) > 1 else cmd
+
+
+class Broker:
+    def __init__(self, workdir: Path) -> None:
+        self.port = _free_port()
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n")
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen(_pinned([binary, "-c", str(conf)], 1), stderr=subprocess.DEVNULL)
+        _wait_port(self.port)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
+def _wait_port(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def _percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    return {
+        "p50_ms": round(statistics.median(ordered), 3),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
+        "n": len(ordered),
+    }
+
+
+async def _drive(
+    port: int, send_topic: str, recv_filter: str, payloads: list[tuple[str, bytes]], key_of: Any
+) -> list[float]:
+    """Publish payloads at RATE_PER_S; latency = arrival of the reply keyed like the request."""
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    async with (
+        aiomqtt.Client(
+            "127.0.0.1", port, socket_options=NODELAY, identifier=f"bench-rx-{uuid.uuid4().hex[:6]}"
+        ) as rx,
+        aiomqtt.Client(
+            "127.0.0.1", port, socket_options=NODELAY, identifier=f"bench-tx-{uuid.uuid4().hex[:6]}"
+        ) as tx,
+    ):
+        await rx.subscribe(recv_filter, qos=1)
+
+        async def receive() -> None:
+            async for message in rx.messages:
+                if message.retain:
+                    continue
+                key = key_of(message.topic.value, message.payload)
+                start = sent_at.pop(key, None) if key is not None else None
+                if start is not None:
+                    latencies.append((time.perf_counter() - start) * 1000)
+
+        receiver = asyncio.create_task(receive())
+        await asyncio.sleep(0.3)
+        interval = 1 / RATE_PER_S
+        next_at = time.perf_counter()
+        for key, payload in payloads:
+            next_at += interval
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent_at[key] = time.perf_counter()
+            await tx.publish(send_topic, payload, qos=1)
+        await asyncio.sleep(0.5)
+        receiver.cancel()
+    return latencies
+
+
+ECHO = """
+import asyncio, socket, sys, aiomqtt
+async def main(port):
+    opts = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    async with aiomqtt.Client("127.0.0.1", port, socket_options=opts, identifier="bench-echo") as c:
+        await c.subscribe("bench/ping/+", qos=1)
+        print("ready", flush=True)
+        async for m in c.messages:
+            await c.publish("bench/pong/" + m.topic.value.rsplit("/", 1)[1], m.payload, qos=1)
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+async def _baseline(port: int, count: int) -> list[float]:
+    proc = subprocess.Popen(_pinned([sys.executable, "-c", ECHO, str(port)], 0), stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    try:
+        payloads = [(str(index % ZONES), b"x" * 600) for index in range(count)]
+        return await _drive(
+            port,
+            "bench/ping/0",
+            "bench/pong/+",
+            [(k, p) for k, p in payloads],
+            lambda topic, _: topic.rsplit("/", 1)[1],
+        )
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def _gateway_config(workdir: Path, port: int) -> Path:
+    private_pem, public_pem = generate_keypair()
+    (workdir / "pub.pem").write_bytes(public_pem)
+    (workdir / "private.pem").write_bytes(private_pem)
+    zones = "".join(
+        f'[[zones]]\nid = "z{i}"\n\n[[displays]]\nid = "d{i}"\nzone = "z{i}"\nmin_display_s = 0\n\n'
+        for i in range(ZONES)
+    )
+    config = workdir / "gateway.toml"
+    config.write_text(
+        f'[store]\nid = "bench"\n\n[mqtt]\nport = {port}\n\n[identity]\npublic_key_files = ["pub.pem"]\n\n'
+        f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n\n'
+        f'[ledger]\npath = "ledger.sqlite"\n\n[health]\ninterval_s = 60\n\n[logging]\nlevel = "WARNING"\n\n{zones}'
+    )
+    return config
+
+
+async def _gateway_run(workdir: Path, port: int, count: int) -> list[float]:
+    config = _gateway_config(workdir, port)
+    private_pem = (workdir / "private.pem").read_bytes()
+    proc = subprocess.Popen(
+        _pinned([sys.executable, "-m", "edge", "run", "--config", str(config)], 0),
+        cwd=workdir,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        async with aiomqtt.Client("127.0.0.1", port) as probe:
+            await probe.subscribe("store/bench/gateway/status", qos=1)
+            async for message in probe.messages:
+                if isinstance(message.payload, bytes) and b'"online"' in message.payload:
+                    break
+        now = int(time.time())
+        payloads = []
+        for index in range(count):
+            zone = f"z{index % ZONES}"
+            claims = {
+                "sub": f"p-bench{index}",
+                "aud": "bench",
+                "iat": now,
+                "exp": now + 600,
+                "jti": uuid.uuid4().hex,
+            }
+            body = {"v": 1, "token": sign_token(private_pem, claims), "zone": zone, "source": "app"}
+            payloads.append((f"d{index % ZONES}", json.dumps(body).encode()))
+        return await _drive(
+            port,
+            "store/bench/checkin",
+            "store/bench/display/+/content",
+            payloads,
+            lambda topic, _: topic.split("/")[3],
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run(repeats: int = 3, seconds: float = 10.0) -> dict[str, Any]:
+    count = int(RATE_PER_S * seconds)
+    runs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+            workdir = Path(tmp)
+            broker = Broker(workdir)
+            try:
+                base = _percentiles(asyncio.run(_baseline(broker.port, count)))
+                gateway = _percentiles(asyncio.run(_gateway_run(workdir, broker.port, count)))
+            finally:
+                broker.stop()
+        runs.append({"gateway": gateway, "baseline": base})
+    p50 = [r["gateway"]["p50_ms"] for r in runs]
+    p99 = [r["gateway"]["p99_ms"] for r in runs]
+    base99 = [r["baseline"]["p99_ms"] for r in runs]
+    return {
+        "p50_ms": statistics.median(p50),
+        "p99_ms": statistics.median(p99),
+        "baseline_p50_ms": statistics.median(r["baseline"]["p50_ms"] for r in runs),
+        "baseline_p99_ms": statistics.median(base99),
+        "ratio_p99": round(statistics.median(p99) / statistics.median(base99), 2),
+        "p50_ms_min_med_max": [min(p50), statistics.median(p50), max(p50)],
+        "p99_ms_min_med_max": [min(p99), statistics.median(p99), max(p99)],
+        "rate_per_s": RATE_PER_S,
+        "received": [r["gateway"]["n"] for r in runs],
+        "sent_per_run": count,
+        "runs": runs,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(repeats=1, seconds=5), indent=2))

@@ -1,0 +1,110 @@
+import tomllib
+from pathlib import Path
+
+import pytest
+from edge.cli import main
+from edge.config import ConfigError, load_settings, parse_settings
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config" / "gateway.example.toml"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_is_valid_apart_from_the_key_an_installer_provides() -> None:
+    settings = load_settings(EXAMPLE, check_files=False)
+    assert settings.store.id == "store-001"
+    assert settings.topic_root == "store/store-001"
+    assert settings.client_id == "edge-gateway-store-001"
+    assert [d.zone for d in settings.displays] == ["entrance", "fitting-rooms", "cafe", "electronics"]
+    # relative paths are taken from the file's folder
+    assert settings.decisions.model == (EXAMPLE.parent / "../models/offers.onnx")
+    with pytest.raises(ConfigError) as error:
+        load_settings(EXAMPLE)
+    assert error.value.problems == [
+        f"identity.public_key_files.0: file not found: {EXAMPLE.parent / 'keys/cloud-token-public.pem'}"
+    ]
+
+
+def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+[store]
+id = "bad id with spaces"
+[mqtt]
+port = 70000
+colour = "blue"
+[[zones]]
+id = "a"
+[[displays]]
+id = "d1"
+zone = "a"
+min_display_s = -1
+""",
+    )
+    with pytest.raises(ConfigError) as error:
+        load_settings(path)
+    problems = error.value.problems
+    keys = sorted(problem.split(":")[0] for problem in problems)
+    assert keys == ["displays.0.min_display_s", "mqtt.colour", "mqtt.port", "store.id"]
+
+
+def test_cross_references_are_checked(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, '[store]\nid = "s"\n[[zones]]\nid = "a"\n[[displays]]\nid = "d"\nzone = "nowhere"\n'
+    )
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, check_files=False)
+    assert "displays.0.zone: unknown zone 'nowhere'" in error.value.problems[0]
+
+
+def test_secrets_are_refused_in_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[store]\nid = "s"\n[mqtt]\npassword = "hunter2"\n[[zones]]\nid = "a"\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, check_files=False)
+    assert error.value.problems == [
+        "mqtt: 'password' must not be written in the config file; use 'password_env' "
+        "(an environment variable) or 'password_file' (a file path)"
+    ]
+    assert "hunter2" not in str(error.value)
+
+
+def test_syntax_and_encoding_errors(tmp_path: Path) -> None:
+    bad = _write(tmp_path, "[store\nid=")
+    with pytest.raises(ConfigError, match="TOML syntax"):
+        load_settings(bad)
+    bad.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_settings(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path, '[store]\nid = "s"\n[mqtt]\nport = 0\n[[zones]]\nid = "a"\n')
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "mqtt.port: Input should be greater than or equal to 1" in err
+    assert "identity: no token public key configured" not in err  # schema problems come first
+    key = tmp_path / "k.pem"
+    key.write_text("x")
+    good = _write(
+        tmp_path,
+        f'[store]\nid = "s"\n[identity]\npublic_key_files = ["{key}"]\n'
+        f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n'
+        '[[zones]]\nid = "a"\n',
+    )
+    assert main(["check-config", str(good)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_parse_settings_defaults() -> None:
+    settings = parse_settings(tomllib.loads('[store]\nid = "s"\n[[zones]]\nid = "a"\n'), base_dir=REPO)
+    assert settings.mqtt.tcp_nodelay is True
+    assert settings.mqtt.keepalive_s == 15
+    assert settings.ledger.path == REPO / "state/ledger.sqlite"

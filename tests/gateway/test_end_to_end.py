@@ -1,0 +1,200 @@
+"""The whole gateway in-process against a real mosquitto: check-in -> manifest -> ack -> exposure row."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from edge.daemon import Gateway
+from edge.identity import generate_keypair
+
+from tests.support.broker import Mosquitto
+from tests.support.mqtt import Probe
+from tests.support.store import ROOT, TestStore, make_store
+
+CONTENT = f"{ROOT}/display/screen-cafe/content"
+
+
+@contextlib.asynccontextmanager
+async def running(store: TestStore) -> AsyncIterator[Gateway]:
+    gateway = Gateway(store.settings(), config_version="test")
+    task = asyncio.create_task(gateway.run())
+    try:
+        await asyncio.wait_for(gateway.ready.wait(), 10)
+        assert gateway.link is not None
+        await asyncio.wait_for(gateway.link.connected.wait(), 10)
+        yield gateway
+    finally:
+        gateway.request_stop()
+        await asyncio.wait_for(task, 10)
+
+
+def _personal(manifests: list[dict]) -> list[dict]:
+    return [m for m in manifests if m.get("decision_id")]
+
+
+def _rows(db: Path, sql: str) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.fixture
+def store(tmp_path: Path, mosquitto: Mosquitto) -> TestStore:
+    return make_store(tmp_path / "store", mosquitto.port)
+
+
+async def test_checkin_to_manifest_to_ack_to_exposure(store: TestStore, mosquitto: Mosquitto) -> None:
+    async with running(store) as gateway, Probe(mosquitto.port, f"{ROOT}/#") as display:
+        await display.wait_for(lambda: display.json_on(CONTENT))
+        idle = display.json_on(CONTENT)[-1]
+        assert idle["fallback"] is True
+        assert idle["data"] == {"playlist": "cafe"}
+
+        await display.publish(f"{ROOT}/checkin", store.checkin("p-full", zone="cafe"))
+        await display.wait_for(lambda: _personal(display.json_on(CONTENT)))
+        manifest = _personal(display.json_on(CONTENT))[-1]
+        assert manifest["display"] == "screen-cafe"
+        assert manifest["version"] > idle["version"]
+        assert manifest["offer_id"] is not None
+        assert manifest["fallback"] is False
+        presence = display.json_on(f"{ROOT}/presence/cafe")[-1]
+        assert (presence["people"], presence["identified"]) == (1, 1)
+        assert "p-full" not in json.dumps(display.json_on(f"{ROOT}/presence/cafe"))
+
+        ack = {
+            "v": 1,
+            "version": manifest["version"],
+            "decision_id": manifest["decision_id"],
+            "status": "shown",
+        }
+        await display.publish(f"{ROOT}/display/screen-cafe/ack", ack)
+        await display.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.exposures == 1)
+        assert gateway.ledger is not None
+        exposures = await gateway.ledger.exposures()
+        assert [e["decision_id"] for e in exposures] == [manifest["decision_id"]]
+        # the same ack again is stored once
+        await display.publish(f"{ROOT}/display/screen-cafe/ack", ack)
+        await display.wait_for(lambda: gateway.flow.rejects.counts[("ack", "duplicate")] == 1)
+    db = store.workdir / "ledger.sqlite"
+    assert _rows(db, "select count(*) from exposures") == [(1,)]
+    decision = _rows(
+        db, f"select shopper_id, offer_id from decisions where decision_id = '{manifest['decision_id']}'"
+    )
+    assert decision == [("p-full", manifest["offer_id"])]
+
+
+async def test_measurement_and_personalization_consents(store: TestStore, mosquitto: Mosquitto) -> None:
+    async with running(store) as gateway, Probe(mosquitto.port, f"{ROOT}/display/#") as display:
+        decisions = []
+        assert gateway.flow is not None
+        gateway.flow.on_decision.append(decisions.append)
+        await display.publish(f"{ROOT}/checkin", store.checkin("p-nomeasure", zone="cafe"))
+        await display.wait_for(lambda: len(decisions) == 1)
+        await display.publish(f"{ROOT}/checkin", store.checkin("p-anon", zone="entrance"))
+        await display.wait_for(lambda: len(decisions) == 2)
+        await display.publish(f"{ROOT}/checkin", store.checkin("p-unknown", zone="entrance"))
+        await display.wait_for(lambda: len(decisions) == 3)
+    by_shopper = {d.shopper_id: d for d in decisions}
+    assert by_shopper["p-nomeasure"].personalized is True
+    assert by_shopper["p-anon"].personalized is False  # no personalization consent: context only
+    assert by_shopper["p-unknown"].personalized is False  # no consent on record at all
+    stored = dict(_rows(store.workdir / "ledger.sqlite", "select decision_id, shopper_id from decisions"))
+    assert stored[by_shopper["p-nomeasure"].decision_id] is None  # no measurement: not stored under their id
+    assert stored[by_shopper["p-anon"].decision_id] == "p-anon"
+    assert stored[by_shopper["p-unknown"].decision_id] is None
+
+
+async def test_bad_tokens_are_refused_and_counted(store: TestStore, mosquitto: Mosquitto) -> None:
+    other_key, _ = generate_keypair()
+    now = int(time.time())
+    replayed = store.checkin("p-full")
+    cases = {
+        "bad_signature": store.checkin("p-full", key=other_key),
+        "expired": store.checkin("p-full", iat=now - 900, exp=now - 600),
+        "wrong_audience": store.checkin("p-full", aud="another-store"),
+        "missing_claim": store.checkin("p-full", jti=None),
+        "malformed": json.dumps({"token": "not.a.jwt", "zone": "cafe"}).encode(),
+    }
+    async with running(store) as gateway, Probe(mosquitto.port, f"{ROOT}/display/#") as display:
+        assert gateway.flow is not None
+        await display.publish(f"{ROOT}/checkin", replayed)
+        await display.wait_for(lambda: gateway.flow.stats.checkins == 1)
+        await display.publish(f"{ROOT}/checkin", replayed)
+        for payload in cases.values():
+            await display.publish(f"{ROOT}/checkin", payload)
+        await display.wait_for(lambda: sum(gateway.flow.rejects.counts.values()) == len(cases) + 1)
+        counts = gateway.flow.rejects.as_dict()
+        for reason in [*cases, "replayed"]:
+            assert counts.get(f"checkin.{reason}") == 1, (reason, counts)
+        assert gateway.flow.stats.checkins == 1
+        assert gateway.flow.stats.decisions == 1
+    # the replay cache is durable: the same token is refused after a restart too
+    async with running(store) as gateway, Probe(mosquitto.port) as client:
+        assert gateway.flow is not None
+        await client.publish(f"{ROOT}/checkin", replayed)
+        await client.wait_for(lambda: gateway.flow.rejects.counts[("checkin", "replayed")] == 1)
+
+
+BAD_PAYLOADS = [b"", b"\xff\xfe\xfd", b"{", b"[]", b"null", b'{"v": 2}', b'{"token": 5}', b"x" * 40_000]
+
+
+async def test_junk_on_every_inbound_topic_is_counted_and_harmless(
+    store: TestStore, mosquitto: Mosquitto
+) -> None:
+    topics = [
+        f"{ROOT}/checkin",
+        f"{ROOT}/display/screen-cafe/ack",
+        f"{ROOT}/display/screen-cafe/availability",
+        f"{ROOT}/display/no-such-screen/ack",
+    ]
+    async with running(store) as gateway, Probe(mosquitto.port, f"{ROOT}/display/#") as display:
+        assert gateway.flow is not None and gateway.link is not None
+        for topic in topics:
+            for payload in BAD_PAYLOADS:
+                await display.publish(topic, payload)
+        expected = len(topics) * len(BAD_PAYLOADS)
+
+        def counted() -> int:
+            return sum(gateway.flow.rejects.counts.values()) + gateway.link.counters["oversized"]
+
+        await display.wait_for(lambda: counted() == expected)
+        assert gateway.link.counters["handler_errors"] == 0
+        assert gateway.link.counters["oversized"] == len(topics)
+        # and the gateway still serves
+        await display.publish(f"{ROOT}/checkin", store.checkin("p-full"))
+        await display.wait_for(lambda: _personal(display.json_on(CONTENT)))
+        health = gateway.health()
+        assert health["drops"]["rejected"]["checkin.not_json"] >= 1
+
+
+async def test_broker_restart_republishes_status_and_manifests(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "volatile-broker", persistence=False)
+    broker.start()
+    try:
+        store = make_store(tmp_path / "store", broker.port)
+        async with running(store) as gateway, Probe(broker.port, f"{ROOT}/display/#") as display:
+            await display.publish(f"{ROOT}/checkin", store.checkin("p-full"))
+            await display.wait_for(lambda: _personal(display.json_on(CONTENT)))
+            shown = _personal(display.json_on(CONTENT))[-1]
+            broker.kill()
+            await asyncio.sleep(0.5)
+            broker.start()  # a broker without persistence: every retained message is gone
+            assert gateway.link is not None
+            await asyncio.wait_for(gateway.link.connected.wait(), 10)
+            async with Probe(broker.port, f"{ROOT}/#") as late:
+                await late.wait_for(lambda: late.json_on(CONTENT) and late.json_on(f"{ROOT}/gateway/status"))
+                assert late.json_on(CONTENT)[-1]["decision_id"] == shown["decision_id"]
+                assert late.json_on(f"{ROOT}/gateway/status")[-1]["state"] == "online"
+                assert late.json_on(f"{ROOT}/presence/cafe")[-1]["people"] == 1
+            # resubscribed: check-ins work again
+            async with Probe(broker.port) as phone:
+                await phone.publish(f"{ROOT}/checkin", store.checkin("p-nomeasure", zone="entrance"))
+                await phone.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.checkins == 2)
+    finally:
+        broker.stop()

@@ -1,0 +1,97 @@
+"""A test store: keys generated per test, a config file, shoppers with consents, and signed check-ins."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.config import GatewaySettings, load_settings
+from edge.identity import generate_keypair, sign_token
+
+REPO = Path(__file__).resolve().parents[2]
+STORE = "s1"
+ROOT = f"store/{STORE}"
+
+SHOPPERS: list[dict[str, Any]] = [
+    {  # everything granted
+        "id": "p-full",
+        "at": "2026-11-01T10:00:00Z",
+        "consents": {"personalization": True, "measurement": True, "camera_checkin": True},
+        "profile": {"affinity": {"coffee": 0.95}, "visits": 10},
+    },
+    {  # personal offers, but nothing stored under their id
+        "id": "p-nomeasure",
+        "at": "2026-11-01T10:00:00Z",
+        "consents": {"personalization": True, "measurement": False},
+        "profile": {"affinity": {"electronics": 0.9}, "visits": 2},
+    },
+    {  # context-only decisions
+        "id": "p-anon",
+        "at": "2026-11-01T10:00:00Z",
+        "consents": {"personalization": False, "measurement": True},
+        "profile": {"affinity": {"beauty": 0.9}},
+    },
+]
+
+
+@dataclass
+class TestStore:
+    workdir: Path
+    port: int
+    private_pem: bytes
+    config_path: Path
+
+    def settings(self) -> GatewaySettings:
+        return load_settings(self.config_path)
+
+    def token(self, sub: str, *, key: bytes | None = None, **overrides: Any) -> str:
+        """A signed token; an override of None removes that claim."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "sub": sub,
+            "aud": STORE,
+            "iat": now,
+            "exp": now + 300,
+            "jti": uuid.uuid4().hex,
+        }
+        claims.update(overrides)
+        return sign_token(key or self.private_pem, {k: v for k, v in claims.items() if v is not None})
+
+    def checkin(self, sub: str, zone: str = "cafe", source: str = "app", **claims: Any) -> bytes:
+        body = {
+            "v": 1,
+            "ts": "2026-11-22T10:00:00Z",
+            "token": self.token(sub, **claims),
+            "zone": zone,
+            "source": source,
+        }
+        return json.dumps(body).encode()
+
+
+def make_store(
+    workdir: Path, port: int, *, min_display_s: float = 0.0, ttl_s: float = 30.0, keepalive_s: int = 5
+) -> TestStore:
+    workdir.mkdir(parents=True, exist_ok=True)
+    private_pem, public_pem = generate_keypair()
+    (workdir / "token-public.pem").write_bytes(public_pem)
+    (workdir / "shoppers.json").write_text(json.dumps({"shoppers": SHOPPERS}))
+    config = workdir / "gateway.toml"
+    displays = "".join(
+        f'[[displays]]\nid = "screen-{zone}"\nzone = "{zone}"\nmin_display_s = {min_display_s}\ncontent_ttl_s = {ttl_s}\n'
+        f'fallback = {{ template = "loop", data = {{ playlist = "{zone}" }} }}\n\n'
+        for zone in ("cafe", "entrance")
+    )
+    config.write_text(
+        f'[store]\nid = "{STORE}"\n\n'
+        f"[mqtt]\nport = {port}\nkeepalive_s = {keepalive_s}\nreconnect_max_s = 0.5\n\n"
+        '[identity]\npublic_key_files = ["token-public.pem"]\nconsents_file = "shoppers.json"\n\n'
+        f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n\n'
+        "[decisions.policy]\nepsilon = 0.0\nholdout_percent = 0\n\n"
+        '[ledger]\npath = "ledger.sqlite"\n\n[health]\ninterval_s = 1\n\n'
+        '[[zones]]\nid = "cafe"\n\n[[zones]]\nid = "entrance"\n\n' + displays
+    )
+    return TestStore(workdir, port, private_pem, config)
