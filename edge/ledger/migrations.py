@@ -1,0 +1,112 @@
+"""The ledger schema as an ordered list of migration steps, and the code that applies them."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Sequence
+from typing import Final
+
+import aiosqlite
+
+from edge.ledger.errors import LedgerError
+
+_LOGGER = logging.getLogger(__name__)
+
+# Step N (1-based) moves the schema from user_version N-1 to N. Append new steps; never edit a shipped one,
+# because gateways in the field have already applied it and will not run it again.
+SCHEMA_STEPS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        # One row per decision. shopper_id is NULL unless the shopper's consent allowed keeping it.
+        """CREATE TABLE decisions (
+            decision_id   TEXT PRIMARY KEY,
+            display_id    TEXT NOT NULL,
+            zone          TEXT NOT NULL,
+            at_wall       REAL NOT NULL,
+            shopper_id    TEXT,
+            offer_id      TEXT,
+            template      TEXT NOT NULL,
+            model_version TEXT NOT NULL,
+            propensity    REAL NOT NULL CHECK (propensity >= 0.0 AND propensity <= 1.0),
+            explored      INTEGER NOT NULL CHECK (explored IN (0, 1)),
+            holdout       INTEGER NOT NULL CHECK (holdout IN (0, 1)),
+            personalized  INTEGER NOT NULL CHECK (personalized IN (0, 1)),
+            candidates    TEXT NOT NULL
+        )""",
+        "CREATE INDEX decisions_at ON decisions (at_wall)",
+        "CREATE INDEX decisions_shopper ON decisions (shopper_id) WHERE shopper_id IS NOT NULL",
+        # An exposure exists only once a display acked it; (decision, display) makes MQTT redelivery a no-op.
+        """CREATE TABLE exposures (
+            decision_id   TEXT NOT NULL REFERENCES decisions (decision_id) ON DELETE CASCADE,
+            display_id    TEXT NOT NULL,
+            version       INTEGER NOT NULL,
+            shown_at_wall REAL NOT NULL,
+            acked_at_wall REAL NOT NULL,
+            shopper_id    TEXT,
+            PRIMARY KEY (decision_id, display_id)
+        )""",
+        "CREATE INDEX exposures_acked ON exposures (acked_at_wall)",
+        "CREATE INDEX exposures_shopper ON exposures (shopper_id) WHERE shopper_id IS NOT NULL",
+        """CREATE TABLE consents (
+            shopper_id TEXT NOT NULL,
+            purpose    TEXT NOT NULL,
+            granted    INTEGER NOT NULL CHECK (granted IN (0, 1)),
+            at_wall    REAL NOT NULL,
+            source     TEXT NOT NULL,
+            PRIMARY KEY (shopper_id, purpose)
+        ) WITHOUT ROWID""",
+        # Token replay cache: a jti is remembered until its token expires.
+        """CREATE TABLE jti (
+            jti      TEXT PRIMARY KEY,
+            exp_wall REAL NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX jti_exp ON jti (exp_wall)",
+    ),
+)
+
+SCHEMA_VERSION: Final[int] = len(SCHEMA_STEPS)
+
+
+async def schema_version(db: aiosqlite.Connection) -> int:
+    """The schema version stored in the database header (0 for a new file)."""
+    rows = list(await db.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0])
+
+
+async def migrate(db: aiosqlite.Connection, steps: Sequence[Sequence[str]] = SCHEMA_STEPS) -> int:
+    """Apply the steps the database lacks, each in its own transaction; return the resulting version.
+
+    The connection must be in autocommit mode (``isolation_level=None``). ``user_version`` lives in the
+    database header and is written inside the step's transaction, so a step is applied entirely or not at
+    all, even across a power cut.
+    """
+    current = await schema_version(db)
+    target = len(steps)
+    if current > target:
+        raise LedgerError(
+            f"ledger database schema version {current} is newer than this gateway supports ({target}); "
+            "refusing to open it (upgrade the gateway, or restore a matching backup)"
+        )
+    for version in range(current + 1, target + 1):
+        await db.execute_fetchall("BEGIN IMMEDIATE")
+        try:
+            for statement in steps[version - 1]:
+                await db.execute_fetchall(statement)
+            # PRAGMA takes no bound parameters; version is an int we computed, not input.
+            await db.execute_fetchall(f"PRAGMA user_version = {int(version)}")
+            await db.execute_fetchall("COMMIT")
+        except BaseException:
+            await rollback_quietly(db)
+            raise
+        _LOGGER.info("ledger schema migrated to version %s", version)
+    return target
+
+
+async def rollback_quietly(db: aiosqlite.Connection) -> None:
+    """Roll back the open transaction, if any; a failed rollback is only logged (the first error matters)."""
+    if not db.in_transaction:
+        return
+    try:
+        await db.execute_fetchall("ROLLBACK")
+    except sqlite3.Error as exc:
+        _LOGGER.warning("ledger rollback failed: %s", exc)

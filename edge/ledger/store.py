@@ -1,0 +1,258 @@
+"""``Ledger``: the gateway's one SQLite writer and reader (decisions, exposures, consents, token replay)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+import aiosqlite
+
+from edge.clock import Clock
+from edge.events import Decision, Purpose
+from edge.ledger import ops
+from edge.ledger.errors import LedgerError
+from edge.ledger.ops import DECISION_COLUMNS, DECISION_FLAGS, EXPOSURE_COLUMNS, ConsentRow
+from edge.ledger.recovery import open_database
+from edge.ledger.writer import BatchWriter, Op, WriterCounters
+
+_LOGGER = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_SECONDS_PER_DAY: Final = 86_400.0
+# A shutdown must finish before systemd's stop timeout (90 s default); a full queue of 10k writes commits
+# in well under a second on a Pi, so 10 s only runs out when the disk itself is stuck.
+DEFAULT_CLOSE_TIMEOUT_S: Final = 10.0
+
+
+@dataclass(slots=True)
+class _Outcomes:
+    """Counters of what writes found (not errors: normal redelivery and replay)."""
+
+    decision_duplicates: int = 0
+    exposure_duplicates: int = 0
+    exposure_unknown_decision: int = 0
+    jti_replays: int = 0
+    consent_stale: int = 0
+
+
+class Ledger:
+    """Async context manager over one SQLite file; writes return only once committed (durable, see docs)."""
+
+    def __init__(
+        self,
+        path: Path,
+        clock: Clock,
+        *,
+        batch_max: int = 256,
+        batch_window_s: float = 0.002,
+        queue_max: int = 10_000,
+        retention_days: int = 90,
+        close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
+    ) -> None:
+        if batch_max < 1 or queue_max < 1:
+            raise ValueError("batch_max and queue_max must be at least 1")
+        if batch_window_s < 0 or close_timeout_s < 0:
+            raise ValueError("batch_window_s and close_timeout_s must not be negative")
+        if retention_days < 1:
+            raise ValueError("retention_days must be at least 1")
+        self._path = path
+        self._clock = clock
+        self._batch_max = batch_max
+        self._batch_window_s = batch_window_s
+        self._queue_max = queue_max
+        self._retention_s = retention_days * _SECONDS_PER_DAY
+        self._close_timeout_s = close_timeout_s
+        self._db: aiosqlite.Connection | None = None
+        self._writer: BatchWriter | None = None
+        self._lock: asyncio.Lock | None = None
+        self._counters = WriterCounters()
+        self._outcomes = _Outcomes()
+        self.corrupted_moved_to: Path | None = None
+
+    async def __aenter__(self) -> Ledger:
+        if self._db is not None:
+            raise LedgerError("ledger is already open")
+        db, moved_to = await open_database(self._path, self._clock)
+        self.corrupted_moved_to = moved_to
+        self._db = db
+        # Created per open: a Lock belongs to the event loop that first uses it.
+        self._lock = asyncio.Lock()
+        self._writer = BatchWriter(
+            db,
+            self._lock,
+            self._counters,
+            batch_max=self._batch_max,
+            batch_window_s=self._batch_window_s,
+            queue_max=self._queue_max,
+        )
+        self._writer.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        db, writer = self._db, self._writer
+        self._db = self._writer = None
+        if db is None or writer is None:
+            return
+        try:
+            await writer.close(self._close_timeout_s)
+        finally:
+            await db.close()
+
+    # --- writes -----------------------------------------------------------------------------------------
+
+    async def record_decision(self, decision: Decision, *, keep_shopper: bool) -> None:
+        """Store a decision; the shopper id only when ``keep_shopper`` (their consent allows it)."""
+        if not await self._submit(ops.insert_decision(decision, keep_shopper=keep_shopper)):
+            self._outcomes.decision_duplicates += 1
+
+    async def record_exposure(
+        self, *, decision_id: str, display_id: str, version: int, shown_at_wall: float, acked_at_wall: float
+    ) -> bool:
+        """Store an acked exposure; False (and counted) if already recorded or its decision is unknown."""
+        outcome = await self._submit(
+            ops.insert_exposure(
+                decision_id=decision_id,
+                display_id=display_id,
+                version=version,
+                shown_at_wall=shown_at_wall,
+                acked_at_wall=acked_at_wall,
+            )
+        )
+        if outcome == "duplicate":
+            self._outcomes.exposure_duplicates += 1
+        elif outcome == "unknown_decision":
+            self._outcomes.exposure_unknown_decision += 1
+            _LOGGER.debug("exposure for unknown decision %s on display %s", decision_id, display_id)
+        return outcome == "new"
+
+    async def claim_jti(self, jti: str, exp_wall: float) -> bool:
+        """Claim a token id until it expires: True if newly claimed (durable), False if it is a replay."""
+        claimed = await self._submit(ops.claim_jti(jti, exp_wall, self._clock.wall()))
+        if not claimed:
+            self._outcomes.jti_replays += 1
+        return claimed
+
+    async def set_consent(self, row: ConsentRow) -> None:
+        """Upsert one consent: the latest ``at_wall`` wins; on a tie a withdrawal beats a grant.
+
+        Remaining ties (same time, same choice) go to the larger ``source`` string, so the stored state is
+        the maximum of a total order and does not depend on the order updates arrive in (local vs. cloud).
+        """
+        if not await self._submit(ops.upsert_consent(row)):
+            self._outcomes.consent_stale += 1
+
+    async def forget_shopper(self, shopper_id: str) -> None:
+        """Delete the shopper's consents and unlink their id from every decision and exposure."""
+        await self._submit(ops.forget_shopper(shopper_id))
+
+    async def purge(self, now_wall: float) -> dict[str, int]:
+        """Drop expired token claims, and decisions/exposures past retention; return rows deleted per table."""
+        # Not durable: a purge lost to a power cut is simply done again by the next one.
+        return await self._submit(ops.purge(now_wall, now_wall - self._retention_s), durable=False)
+
+    # --- reads --------------------------------------------------------------------------------------------
+
+    async def load_consents(self) -> list[ConsentRow]:
+        rows = await self._read(
+            "SELECT shopper_id, purpose, granted, at_wall, source FROM consents ORDER BY shopper_id, purpose"
+        )
+        consents: list[ConsentRow] = []
+        for shopper_id, purpose, granted, at_wall, source in rows:
+            try:
+                known = Purpose(purpose)
+            except ValueError:
+                # Written by a newer gateway (downgrade): keep the row, but this code cannot act on it.
+                _LOGGER.warning("ignoring consent with unknown purpose %s", purpose)
+                continue
+            consents.append(ConsentRow(shopper_id, known, bool(granted), float(at_wall), source))
+        return consents
+
+    async def offer_counts_since(self, since_wall: float) -> list[tuple[str, str, int]]:
+        """(shopper_id, offer_id, n) over decisions since ``since_wall`` with a kept shopper and an offer."""
+        rows = await self._read(
+            "SELECT shopper_id, offer_id, COUNT(*) FROM decisions WHERE at_wall >= ? "
+            "AND shopper_id IS NOT NULL AND offer_id IS NOT NULL "
+            "GROUP BY shopper_id, offer_id ORDER BY shopper_id, offer_id",
+            (since_wall,),
+        )
+        return [(str(shopper), str(offer), int(count)) for shopper, offer, count in rows]
+
+    async def decision(self, decision_id: str) -> dict[str, object] | None:
+        rows = await self._read(
+            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions WHERE decision_id = ?",  # noqa: S608
+            (decision_id,),
+        )
+        if not rows:
+            return None
+        record: dict[str, object] = dict(zip(DECISION_COLUMNS, rows[0], strict=True))
+        for flag in DECISION_FLAGS:
+            record[flag] = bool(record[flag])
+        record["candidates"] = json.loads(str(record["candidates"]))
+        return record
+
+    async def exposures(self, *, limit: int = 100) -> list[dict[str, object]]:
+        """The most recently written exposures first."""
+        rows = await self._read(
+            f"SELECT {', '.join(EXPOSURE_COLUMNS)} FROM exposures ORDER BY rowid DESC LIMIT ?",  # noqa: S608
+            (limit,),
+        )
+        return [dict(zip(EXPOSURE_COLUMNS, row, strict=True)) for row in rows]
+
+    async def table_counts(self) -> dict[str, int]:
+        rows = await self._read(
+            "SELECT (SELECT COUNT(*) FROM decisions), (SELECT COUNT(*) FROM exposures), "
+            "(SELECT COUNT(*) FROM consents), (SELECT COUNT(*) FROM jti)"
+        )
+        decisions, exposures, consents, jti = rows[0]
+        return {"decisions": decisions, "exposures": exposures, "consents": consents, "jti": jti}
+
+    def stats(self) -> dict[str, int | float]:
+        """Health figures: queue, batches, rows, outcome counters, and whether a corrupt file was replaced."""
+        writer, counters, outcomes = self._writer, self._counters, self._outcomes
+        return {
+            "queue_depth": writer.queue_depth if writer is not None else 0,
+            "queue_max": self._queue_max,
+            "batches_committed": counters.batches_committed,
+            "batches_split": counters.batches_split,
+            "ops_committed": counters.ops_committed,
+            "ops_failed": counters.ops_failed,
+            "rows_written": counters.rows_written,
+            "largest_batch": counters.largest_batch,
+            "last_commit_ms": counters.last_commit_ms,
+            "backpressure_waits": counters.backpressure_waits,
+            # Acknowledged events are never dropped (callers wait instead); kept so every queue's health
+            # reports the same keys.
+            "dropped": 0,
+            "decision_duplicates": outcomes.decision_duplicates,
+            "exposure_duplicates": outcomes.exposure_duplicates,
+            "exposure_unknown_decision": outcomes.exposure_unknown_decision,
+            "jti_replays": outcomes.jti_replays,
+            "consent_stale": outcomes.consent_stale,
+            "corrupt_recovered": int(self.corrupted_moved_to is not None),
+        }
+
+    # --- plumbing -----------------------------------------------------------------------------------------
+
+    async def _submit(self, run: Op[T], *, durable: bool = True) -> T:
+        if self._writer is None:
+            raise LedgerError("ledger is not open")
+        return await self._writer.submit(run, durable=durable)
+
+    async def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        if self._db is None or self._lock is None:
+            raise LedgerError("ledger is not open")
+        # The writer holds the same lock for a whole batch, so reads see only committed state.
+        async with self._lock:
+            rows = await self._db.execute_fetchall(sql, params)
+        return [tuple(row) for row in rows]

@@ -1,0 +1,36 @@
+"""Token replay cache: claim, replay, expiry, purge, and durability across a restart."""
+
+from __future__ import annotations
+
+from edge.clock import ManualClock
+from edge.ledger import Ledger
+
+
+async def test_claim_then_replay_then_expiry(ledger: Ledger, clock: ManualClock) -> None:
+    exp = clock.wall() + 300
+    assert await ledger.claim_jti("j1", exp) is True
+    assert await ledger.claim_jti("j1", exp) is False
+    clock.advance(299)
+    assert await ledger.claim_jti("j1", exp) is False
+    assert ledger.stats()["jti_replays"] == 2
+    # At exp the token is expired, so the id may be claimed afresh (with its new expiry).
+    clock.advance(1)
+    assert await ledger.claim_jti("j1", clock.wall() + 300) is True
+    assert await ledger.claim_jti("j1", clock.wall() + 300) is False
+
+
+async def test_purge_drops_only_expired_claims(ledger: Ledger, clock: ManualClock) -> None:
+    now = clock.wall()
+    assert await ledger.claim_jti("short", now + 10)
+    assert await ledger.claim_jti("long", now + 1000)
+    assert (await ledger.purge(now + 10))["jti"] == 1
+    assert (await ledger.table_counts())["jti"] == 1
+    clock.advance(20)
+    assert await ledger.claim_jti("long", now + 1000) is False
+
+
+async def test_claim_survives_restart(db_path, clock: ManualClock) -> None:
+    async with Ledger(db_path, clock) as ledger:
+        assert await ledger.claim_jti("j1", clock.wall() + 60)
+    async with Ledger(db_path, clock) as ledger:
+        assert await ledger.claim_jti("j1", clock.wall() + 60) is False

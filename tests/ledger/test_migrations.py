@@ -1,0 +1,74 @@
+"""Schema versioning: migrate from empty, keep data on reopen, refuse a newer schema, atomic steps."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from edge.clock import ManualClock
+from edge.ledger import Ledger, LedgerError
+from edge.ledger.migrations import SCHEMA_VERSION, migrate, schema_version
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _user_version(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+async def test_fresh_database_is_migrated_to_the_current_version(db_path: Path, clock: ManualClock) -> None:
+    assert not db_path.parent.exists()
+    async with Ledger(db_path, clock) as ledger:
+        assert await ledger.table_counts() == {"decisions": 0, "exposures": 0, "consents": 0, "jti": 0}
+        assert ledger.corrupted_moved_to is None
+    assert _user_version(db_path) == SCHEMA_VERSION >= 1
+    assert {"decisions", "exposures", "consents", "jti"} <= _tables(db_path)
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_reopen_keeps_data_and_does_not_migrate_again(db_path, clock, make_decision) -> None:
+    async with Ledger(db_path, clock) as ledger:
+        await ledger.record_decision(make_decision("d1"), keep_shopper=True)
+        assert await ledger.claim_jti("j1", clock.wall() + 60)
+    async with Ledger(db_path, clock) as ledger:
+        assert await ledger.decision("d1") is not None
+        assert await ledger.table_counts() == {"decisions": 1, "exposures": 0, "consents": 0, "jti": 1}
+    assert _user_version(db_path) == SCHEMA_VERSION
+
+
+async def test_newer_schema_is_refused_and_left_in_place(db_path: Path, clock: ManualClock) -> None:
+    async with Ledger(db_path, clock):
+        pass
+    with sqlite3.connect(db_path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(LedgerError, match="newer"):
+        async with Ledger(db_path, clock):
+            pass
+    # Refusing is not corruption: the file stays where it is, untouched.
+    assert _user_version(db_path) == SCHEMA_VERSION + 1
+    assert [p.name for p in db_path.parent.iterdir() if ".corrupt-" in p.name] == []
+
+
+async def test_a_failing_step_rolls_back_entirely(tmp_path: Path) -> None:
+    steps = (
+        ("CREATE TABLE a (x INTEGER)",),
+        ("CREATE TABLE b (x INTEGER)", "INSERT INTO a VALUES (1)", "THIS IS NOT SQL"),
+    )
+    async with aiosqlite.connect(tmp_path / "m.db", isolation_level=None) as db:
+        with pytest.raises(sqlite3.OperationalError):
+            await migrate(db, steps)
+        assert await schema_version(db) == 1
+        names = {row[0] for row in await db.execute_fetchall("SELECT name FROM sqlite_master")}
+        assert names == {"a"}
+        assert list(await db.execute_fetchall("SELECT COUNT(*) FROM a")) == [(0,)]
+        # Fixed step: migration resumes from version 1.
+        assert await migrate(db, (steps[0], ("CREATE TABLE b (x INTEGER)",))) == 2
+        assert await schema_version(db) == 2
