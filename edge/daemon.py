@@ -58,6 +58,7 @@ class Gateway:
         self.flow: GatewayFlow | None = None
         self.link: MqttLink | None = None
         self.ledger: Ledger | None = None
+        self.model_version = ""
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -97,6 +98,7 @@ class Gateway:
         catalog = load_catalog(settings.decisions.offers_file)
         scorer = load_model(settings.decisions.model, settings.decisions.manifest_path)
         engine = DecisionEngine(catalog, scorer, settings.decisions.policy, self.clock, self.rng)
+        self.model_version = scorer.version
         engine.seed_counts(await ledger.offer_counts_since(self._local_midnight()))
         link = MqttLink(
             settings.mqtt,
@@ -204,7 +206,7 @@ class Gateway:
             "version": __version__,
             "uptime_s": round(now - self.started_wall, 1),
             "config_version": self.config_version,
-            "model_version": flow.engine.model_version,
+            "model_version": self.model_version,
             "mqtt": {"state": link.state, "outbox": link.outbox_depth, **dict(link.counters)},
             "ledger": {**ledger.stats(), "corrupted_moved_to": str(ledger.corrupted_moved_to or "") or None},
             "queues": {"mqtt_outbox": link.outbox_depth, "ledger": ledger.stats().get("queue_depth", 0)},

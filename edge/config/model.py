@@ -152,7 +152,14 @@ class DisplaySettings(_Section):
 class LedgerSettings(_Section):
     path: Path = Field(default=Path("state/ledger.sqlite"), description="SQLite ledger file.")
     batch_max: int = Field(default=256, ge=1, description="Writes committed together at most.")
-    batch_window_ms: float = Field(default=2.0, ge=0, description="Wait for more writes after the first.")
+    batch_window_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Wait this long for more writes after the first. 0 (default): commit what is queued now; "
+            "writes arriving during a commit form the next batch, so batching costs no latency."
+        ),
+    )
     retention_days: int = Field(default=90, ge=1, description="Decisions and exposures kept this long.")
 
 
