@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+
 from edge.identity import generate_keypair, sign_token
 
 REPO = Path(__file__).resolve().parents[1]

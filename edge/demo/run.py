@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 import aiomqtt
+
 from edge.clock import SystemClock, iso_utc
 from edge.config import GatewaySettings, parse_settings
 from edge.daemon import Gateway

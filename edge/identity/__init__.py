@@ -1,22 +1,43 @@
-"""Identity: who a signal belongs to (verified tokens) and what they allowed (consent), nothing more."""
+"""Identity: whose signal it is (verified check-in tokens) and what they allowed (consent), nothing more."""
 
-from edge.identity.consent import ConsentFileError, ConsentStore, ProfileCache, parse_seed
-from edge.identity.keys import KeyLoadError, generate_keypair, key_id, load_public_keys, sign_token
+from edge.identity.consent import (
+    ConsentFileError,
+    ConsentRecord,
+    ConsentSink,
+    ConsentStore,
+    ConsentView,
+    ProfileCache,
+    SeedShopper,
+    parse_seed,
+)
+from edge.identity.keys import (
+    KeyLoadError,
+    generate_keypair,
+    key_id,
+    load_public_keys,
+    parse_public_keys,
+    sign_token,
+)
 from edge.identity.tokens import Rejection, RejectReason, TokenVerifier, VerifiedToken, fingerprint
 
 __all__ = [
     "ConsentFileError",
+    "ConsentRecord",
+    "ConsentSink",
     "ConsentStore",
+    "ConsentView",
     "KeyLoadError",
     "ProfileCache",
     "RejectReason",
     "Rejection",
+    "SeedShopper",
     "TokenVerifier",
     "VerifiedToken",
     "fingerprint",
     "generate_keypair",
     "key_id",
     "load_public_keys",
+    "parse_public_keys",
     "parse_seed",
     "sign_token",
 ]

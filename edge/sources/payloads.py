@@ -119,8 +119,10 @@ def parse_availability(payload: bytes) -> bool | Rejected:
     if isinstance(body, Rejected):
         return Rejected("bad_state")
     state = body.get("state")
-    if state in ("online", "offline"):
-        return state == "online"
+    if state == "online":
+        return True
+    if state == "offline":
+        return False
     return Rejected("bad_state")
 
 
@@ -134,7 +136,13 @@ class RejectCounter:
         first_of_kind = not any(key[0] == kind for key in self.counts)
         self.counts[(kind, reason)] += 1
         if first_of_kind:
-            log.warning("rejected %s payload on %s: %s (further %s rejections are only counted)", kind, topic, reason, kind)
+            log.warning(
+                "rejected %s payload on %s: %s (further %s rejections are only counted)",
+                kind,
+                topic,
+                reason,
+                kind,
+            )
 
     def as_dict(self) -> dict[str, int]:
         return {f"{kind}.{reason}": count for (kind, reason), count in sorted(self.counts.items())}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import aiomqtt
+
 from edge.clock import Clock, iso_utc
 from edge.config.model import MqttSettings
 from edge.transport.topics import Topics, topic_matches
@@ -57,7 +58,7 @@ class _Outgoing:
 
 def backoff_delay(attempt: int, cap_s: float, rng: random.Random) -> float:
     """Capped exponential backoff with jitter in [50%, 100%] so a fleet does not reconnect in step."""
-    ceiling = min(cap_s, BACKOFF_BASE_S * (2 ** min(attempt, 16)))
+    ceiling = min(cap_s, BACKOFF_BASE_S * float(2 ** min(attempt, 16)))
     return ceiling * rng.uniform(0.5, 1.0)
 
 
@@ -291,9 +292,9 @@ class MqttLink:
         async for message in client.messages:
             self.counters["received"] += 1
             topic = message.topic.value
-            payload = message.payload
-            if not isinstance(payload, bytes | bytearray):
-                payload = b"" if payload is None else str(payload).encode()
+            raw = message.payload
+            # paho hands bytes; aiomqtt's type also allows str/int/float/None for outgoing payloads.
+            payload = bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw or "").encode()
             handler = self._route(topic)
             if handler is None or len(payload) > self._settings.max_payload_bytes:
                 if handler is not None:

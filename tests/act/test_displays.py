@@ -17,7 +17,10 @@ class Harness:
         self.where: dict[str, str] = {}
         settings = [
             DisplaySettings(
-                id="d1", zone="z", min_display_s=min_display_s, content_ttl_s=ttl_s,
+                id="d1",
+                zone="z",
+                min_display_s=min_display_s,
+                content_ttl_s=ttl_s,
                 fallback=FallbackContent(template="loop", data={"p": 1}),
             ),
             DisplaySettings(id="d2", zone="other"),
@@ -33,9 +36,19 @@ class Harness:
 
     async def decide(self, display_id: str, zone: str, shopper_id: str | None) -> Decision:
         return Decision(
-            decision_id=uuid.uuid4().hex, display_id=display_id, zone=zone, at_wall=self.clock.wall(),
-            shopper_id=shopper_id, offer_id=f"offer-for-{shopper_id}", template="card", data={"s": shopper_id},
-            model_version="m", propensity=1.0, explored=False, holdout=False, personalized=True,
+            decision_id=uuid.uuid4().hex,
+            display_id=display_id,
+            zone=zone,
+            at_wall=self.clock.wall(),
+            shopper_id=shopper_id,
+            offer_id=f"offer-for-{shopper_id}",
+            template="card",
+            data={"s": shopper_id},
+            model_version="m",
+            propensity=1.0,
+            explored=False,
+            holdout=False,
+            personalized=True,
         )
 
     def last(self, display: str = "d1") -> dict:
@@ -60,7 +73,19 @@ async def test_idle_then_offer_manifest_fields() -> None:
     assert shown["version"] > idle["version"]
     assert shown["fallback"] is False
     assert shown["expires_at"] is not None
-    assert set(shown) >= {"v", "ts", "display", "version", "decision_id", "offer_id", "template", "data", "issued_at", "expires_at", "fallback"}
+    assert set(shown) >= {
+        "v",
+        "ts",
+        "display",
+        "version",
+        "decision_id",
+        "offer_id",
+        "template",
+        "data",
+        "issued_at",
+        "expires_at",
+        "fallback",
+    }
 
 
 async def test_min_display_time_then_newest_pending_wins() -> None:

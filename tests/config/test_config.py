@@ -2,6 +2,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from edge.cli import main
 from edge.config import ConfigError, load_settings, parse_settings
 

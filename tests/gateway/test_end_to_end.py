@@ -11,18 +11,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from edge.daemon import Gateway
 from edge.identity import generate_keypair
-
 from tests.support.broker import Mosquitto
 from tests.support.mqtt import Probe
-from tests.support.store import ROOT, TestStore, make_store
+from tests.support.store import ROOT, StoreKit, make_store
 
 CONTENT = f"{ROOT}/display/screen-cafe/content"
 
 
 @contextlib.asynccontextmanager
-async def running(store: TestStore) -> AsyncIterator[Gateway]:
+async def running(store: StoreKit) -> AsyncIterator[Gateway]:
     gateway = Gateway(store.settings(), config_version="test")
     task = asyncio.create_task(gateway.run())
     try:
@@ -45,11 +45,11 @@ def _rows(db: Path, sql: str) -> list[tuple]:
 
 
 @pytest.fixture
-def store(tmp_path: Path, mosquitto: Mosquitto) -> TestStore:
+def store(tmp_path: Path, mosquitto: Mosquitto) -> StoreKit:
     return make_store(tmp_path / "store", mosquitto.port)
 
 
-async def test_checkin_to_manifest_to_ack_to_exposure(store: TestStore, mosquitto: Mosquitto) -> None:
+async def test_checkin_to_manifest_to_ack_to_exposure(store: StoreKit, mosquitto: Mosquitto) -> None:
     async with running(store) as gateway, Probe(mosquitto.port, f"{ROOT}/#") as display:
         await display.wait_for(lambda: display.json_on(CONTENT))
         idle = display.json_on(CONTENT)[-1]
@@ -89,7 +89,7 @@ async def test_checkin_to_manifest_to_ack_to_exposure(store: TestStore, mosquitt
     assert decision == [("p-full", manifest["offer_id"])]
 
 
-async def test_measurement_and_personalization_consents(store: TestStore, mosquitto: Mosquitto) -> None:
+async def test_measurement_and_personalization_consents(store: StoreKit, mosquitto: Mosquitto) -> None:
     async with running(store) as gateway, Probe(mosquitto.port, f"{ROOT}/display/#") as display:
         decisions = []
         assert gateway.flow is not None
@@ -110,7 +110,7 @@ async def test_measurement_and_personalization_consents(store: TestStore, mosqui
     assert stored[by_shopper["p-unknown"].decision_id] is None
 
 
-async def test_bad_tokens_are_refused_and_counted(store: TestStore, mosquitto: Mosquitto) -> None:
+async def test_bad_tokens_are_refused_and_counted(store: StoreKit, mosquitto: Mosquitto) -> None:
     other_key, _ = generate_keypair()
     now = int(time.time())
     replayed = store.checkin("p-full")
@@ -145,7 +145,7 @@ BAD_PAYLOADS = [b"", b"\xff\xfe\xfd", b"{", b"[]", b"null", b'{"v": 2}', b'{"tok
 
 
 async def test_junk_on_every_inbound_topic_is_counted_and_harmless(
-    store: TestStore, mosquitto: Mosquitto
+    store: StoreKit, mosquitto: Mosquitto
 ) -> None:
     topics = [
         f"{ROOT}/checkin",

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.broker import Mosquitto
 from tests.support.mqtt import Probe
-from tests.support.store import ROOT, TestStore, make_store
+from tests.support.store import ROOT, StoreKit, make_store
 
 STATUS = f"{ROOT}/gateway/status"
 CONTENT = f"{ROOT}/display/screen-cafe/content"
@@ -36,7 +36,7 @@ def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
         sock.close()
 
 
-def start_gateway(store: TestStore, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_gateway(store: StoreKit, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "edge", "run", "--config", str(store.config_path)],
         cwd=store.workdir,
@@ -59,11 +59,11 @@ async def wait_state(probe: Probe, state: str, timeout: float = 10) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path, mosquitto: Mosquitto) -> TestStore:
+def store(tmp_path: Path, mosquitto: Mosquitto) -> StoreKit:
     return make_store(tmp_path / "store", mosquitto.port, min_display_s=0)
 
 
-async def test_sd_notify_and_graceful_sigterm(store: TestStore, mosquitto: Mosquitto, tmp_path: Path) -> None:
+async def test_sd_notify_and_graceful_sigterm(store: StoreKit, mosquitto: Mosquitto, tmp_path: Path) -> None:
     with notify_socket(tmp_path) as (sock, path):
         async with Probe(mosquitto.port, STATUS) as probe:
             proc = start_gateway(store, {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
@@ -87,7 +87,7 @@ async def test_sd_notify_and_graceful_sigterm(store: TestStore, mosquitto: Mosqu
     assert lines[-1] == "STOPPING=1"
 
 
-async def test_sigkill_loses_no_acknowledged_exposure(store: TestStore, mosquitto: Mosquitto) -> None:
+async def test_sigkill_loses_no_acknowledged_exposure(store: StoreKit, mosquitto: Mosquitto) -> None:
     count = 15
     async with Probe(mosquitto.port, STATUS, CONTENT, identifier="test-display") as display:
         proc = start_gateway(store)

@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 from edge.sources.payloads import (
     AckMessage,
     CheckinMessage,
-    Rejected,
     RejectCounter,
+    Rejected,
     parse_ack,
     parse_availability,
     parse_checkin,
@@ -48,15 +48,21 @@ def test_checkin_rejections() -> None:
 
 
 def test_ack_valid_and_rejections() -> None:
-    ok = parse_ack(_json({"version": 7, "decision_id": "d1", "status": "shown", "shown_at": "2026-11-22T10:00:00Z"}))
+    ok = parse_ack(
+        _json({"version": 7, "decision_id": "d1", "status": "shown", "shown_at": "2026-11-22T10:00:00Z"})
+    )
     assert isinstance(ok, AckMessage)
     assert ok.version == 7
     assert ok.shown_at_wall == 1795341600.0
     assert parse_ack(_json({"version": True, "status": "shown"})) == Rejected("bad_version")
     assert parse_ack(_json({"version": -1, "status": "shown"})) == Rejected("bad_version")
     assert parse_ack(_json({"version": 1, "status": "maybe"})) == Rejected("bad_status")
-    assert parse_ack(_json({"version": 1, "status": "shown", "decision_id": 5})) == Rejected("bad_decision_id")
-    assert parse_ack(_json({"version": 1, "status": "shown", "shown_at": "yesterday"})) == Rejected("bad_shown_at")
+    assert parse_ack(_json({"version": 1, "status": "shown", "decision_id": 5})) == Rejected(
+        "bad_decision_id"
+    )
+    assert parse_ack(_json({"version": 1, "status": "shown", "shown_at": "yesterday"})) == Rejected(
+        "bad_shown_at"
+    )
 
 
 def test_availability_forms() -> None:
@@ -75,13 +81,22 @@ def test_parsers_never_raise_on_bytes(payload: bytes) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=8,
 )
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from(["v", "token", "zone", "source", "version", "decision_id", "status", "shown_at", "state"]), json_values))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["v", "token", "zone", "source", "version", "decision_id", "status", "shown_at", "state"]
+        ),
+        json_values,
+    )
+)
 def test_parsers_never_raise_on_json_objects(body: dict[str, object]) -> None:
     payload = json.dumps(body).encode()
     for parser in (parse_checkin, parse_ack, parse_availability):

@@ -39,7 +39,7 @@ SHOPPERS: list[dict[str, Any]] = [
 
 
 @dataclass
-class TestStore:
+class StoreKit:
     workdir: Path
     port: int
     private_pem: bytes
@@ -74,7 +74,7 @@ class TestStore:
 
 def make_store(
     workdir: Path, port: int, *, min_display_s: float = 0.0, ttl_s: float = 30.0, keepalive_s: int = 5
-) -> TestStore:
+) -> StoreKit:
     workdir.mkdir(parents=True, exist_ok=True)
     private_pem, public_pem = generate_keypair()
     (workdir / "token-public.pem").write_bytes(public_pem)
@@ -94,4 +94,4 @@ def make_store(
         '[ledger]\npath = "ledger.sqlite"\n\n[health]\ninterval_s = 1\n\n'
         '[[zones]]\nid = "cafe"\n\n[[zones]]\nid = "entrance"\n\n' + displays
     )
-    return TestStore(workdir, port, private_pem, config)
+    return StoreKit(workdir, port, private_pem, config)

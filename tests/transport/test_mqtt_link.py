@@ -6,11 +6,11 @@ import json
 import random
 
 import pytest
+
 from edge.clock import SystemClock
 from edge.config.model import MqttSettings
 from edge.transport.mqtt import Inbound, MqttLink, RetryLater, backoff_delay
 from edge.transport.topics import Topics, topic_matches
-
 from tests.support.mqtt import Probe
 
 ROOT = "store/t1"
