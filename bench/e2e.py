@@ -77,7 +77,7 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
 
 
 async def _drive(
-    port: int, send_topic: str, recv_filter: str, payloads: list[tuple[str, bytes]], key_of: Any
+    port: int, send_topic: Any, recv_filter: str, payloads: list[tuple[str, bytes]], key_of: Any
 ) -> list[float]:
     """Publish payloads at RATE_PER_S; latency = arrival of the reply keyed like the request."""
     sent_at: dict[str, float] = {}
@@ -111,7 +111,7 @@ async def _drive(
             if delay > 0:
                 await asyncio.sleep(delay)
             sent_at[key] = time.perf_counter()
-            await tx.publish(send_topic, payload, qos=1)
+            await tx.publish(send_topic(key), payload, qos=1)
         await asyncio.sleep(0.5)
         receiver.cancel()
     return latencies
@@ -138,7 +138,7 @@ async def _baseline(port: int, count: int) -> list[float]:
         payloads = [(str(index % ZONES), b"x" * 600) for index in range(count)]
         return await _drive(
             port,
-            "bench/ping/0",
+            lambda key: f"bench/ping/{key}",
             "bench/pong/+",
             [(k, p) for k, p in payloads],
             lambda topic, _: topic.rsplit("/", 1)[1],
@@ -194,7 +194,7 @@ async def _gateway_run(workdir: Path, port: int, count: int) -> list[float]:
             payloads.append((f"d{index % ZONES}", json.dumps(body).encode()))
         return await _drive(
             port,
-            "store/bench/checkin",
+            lambda _key: "store/bench/checkin",
             "store/bench/display/+/content",
             payloads,
             lambda topic, _: topic.split("/")[3],

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 
 class Purpose(StrEnum):
@@ -75,6 +76,32 @@ class Candidate:
 
 
 @dataclass(slots=True, frozen=True)
+class Candidates:
+    """Every offer scored for one decision, as parallel columns.
+
+    Columns, not one object per offer: a 50-offer decision builds four tuples instead of 50 frozen
+    objects, which was a third of the decision's time. Iterating yields ``Candidate`` rows.
+    """
+
+    offer_ids: tuple[str, ...] = ()
+    eligible: tuple[bool, ...] = ()
+    scores: tuple[float, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.offer_ids)
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return map(Candidate, self.offer_ids, self.eligible, self.scores, self.reasons)
+
+    def __getitem__(self, index: int) -> Candidate:
+        return Candidate(self.offer_ids[index], self.eligible[index], self.scores[index], self.reasons[index])
+
+
+NO_CANDIDATES: Final = Candidates()
+
+
+@dataclass(slots=True, frozen=True)
 class Decision:
     """The outcome of one decision: what to show on which display, and why."""
 
@@ -91,4 +118,4 @@ class Decision:
     explored: bool
     holdout: bool
     personalized: bool
-    candidates: tuple[Candidate, ...] = field(default=())
+    candidates: Candidates = NO_CANDIDATES

@@ -191,7 +191,9 @@ class DisplayBoard:
                 screen.ackable.popitem(last=False)
         else:
             screen.expires_mono = screen.expires_wall = None
-        self._publish(self._topics.display_content(screen.settings.id), self._manifest(screen, now_wall), True)
+        self._publish(
+            self._topics.display_content(screen.settings.id), self._manifest(screen, now_wall), True
+        )
         self.counters["manifests"] += 1
 
     def _manifest(self, screen: _Screen, now_wall: float) -> bytes:

@@ -163,7 +163,7 @@ def _print_decision(out: TextIO, summary: DemoSummary) -> Any:
         what = decision.offer_id or ("fallback (holdout)" if decision.holdout else "fallback")
         mode = "personal" if decision.personalized else "context-only"
         print(
-            f"decision {decision.decision_id[:8]} {decision.display_id:<24} {who:<12} -> {what:<22} "
+            f"decision {decision.decision_id[-8:]} {decision.display_id:<24} {who:<12} -> {what:<22} "
             f"{mode:<12} p={decision.propensity:.2f}{' explore' if decision.explored else ''}",
             file=out,
             flush=True,

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from edge.events import Candidate, Decision, Purpose
+from edge.events import Candidates, Decision, Purpose
 from edge.ledger.writer import Op, Tx
 
 DECISION_COLUMNS: Final = (
@@ -162,7 +162,7 @@ def purge(now_wall: float, cutoff_wall: float) -> Op[dict[str, int]]:
     return run
 
 
-def candidates_json(candidates: tuple[Candidate, ...]) -> str:
+def candidates_json(candidates: Candidates) -> str:
     """Compact, strict JSON: a masked-out candidate's -inf score becomes null."""
     return json.dumps(
         [

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from edge.clock import ManualClock
-from edge.events import Candidate, Decision
+from edge.events import Candidates, Decision
 from edge.ledger import Ledger
 
 MakeDecision = Callable[..., Decision]
@@ -49,9 +49,8 @@ def make_decision(clock: ManualClock) -> MakeDecision:
             "explored": True,
             "holdout": False,
             "personalized": True,
-            "candidates": (
-                Candidate("offer-a", eligible=True, score=1.5),
-                Candidate("offer-b", eligible=False, score=float("-inf"), reason="zone"),
+            "candidates": Candidates(
+                ("offer-a", "offer-b"), (True, False), (1.5, float("-inf")), ("", "zone")
             ),
         }
         fields.update(overrides)
