@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from edge import __version__
-from edge.config import ConfigError, GatewaySettings, load_settings
+from edge.config import ConfigError, GatewaySettings
+from edge.control.preflight import load_checked
 
 log = logging.getLogger("edge")
 
@@ -45,7 +46,7 @@ def setup_logging(level: str, *, json_format: bool) -> None:
 
 def _check_config(path: Path) -> int:
     try:
-        load_settings(path)
+        load_checked(path)
     except ConfigError as exc:
         print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
@@ -67,10 +68,11 @@ async def _run_until_signal(settings: GatewaySettings, config_version: str) -> N
 
 def _run(path: Path) -> int:
     try:
-        settings = load_settings(path)
+        settings = load_checked(path)
     except ConfigError as exc:
+        print(f"{path}: refusing to start, {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
-            print(f"config error: {problem}", file=sys.stderr)
+            print(f"  {problem}", file=sys.stderr)
         return 2
     setup_logging(settings.logging.level, json_format=settings.logging.json_format)
     config_version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
@@ -103,7 +105,35 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--broker", default=None, help="host:port of a broker to use instead of the embedded one"
     )
+    token = commands.add_parser(
+        "token", help="trial keys and signed check-ins (the cloud's part, for integrators)"
+    )
+    token_commands = token.add_subparsers(dest="tool", required=True)
+    keygen = token_commands.add_parser("keygen", help="write token-private.pem and token-public.pem")
+    keygen.add_argument("--out", type=Path, required=True, help="folder for the two PEM files")
+    checkin = token_commands.add_parser("checkin", help="print a check-in payload with a signed token")
+    checkin.add_argument("--key", type=Path, required=True, help="token-private.pem from keygen")
+    checkin.add_argument("--store", required=True, help="store id (the token audience)")
+    checkin.add_argument("--shopper", required=True, help="pseudonymous shopper id (sub)")
+    checkin.add_argument("--zone", required=True)
+    checkin.add_argument("--source", default="app", choices=["app", "kiosk", "qr"])
     return parser
+
+
+def _token(args: argparse.Namespace) -> int:
+    from edge import devtools  # noqa: PLC0415
+
+    if args.tool == "keygen":
+        private_path, public_path = devtools.keygen(args.out)
+        print(f"wrote {public_path} (put it in identity.public_key_files)")
+        print(f"wrote {private_path} (the cloud's secret: keep it off gateways)")
+        return 0
+    print(
+        devtools.checkin_payload(
+            args.key, store=args.store, shopper=args.shopper, zone=args.zone, source=args.source
+        )
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args.path)
     if args.command == "run":
         return _run(args.config)
+    if args.command == "token":
+        return _token(args)
     return _demo(args.duration, args.broker)
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from edge.cli import main
 from edge.config import ConfigError, load_settings, parse_settings
+from edge.identity import generate_keypair
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "gateway.example.toml"
@@ -86,22 +87,55 @@ def test_syntax_and_encoding_errors(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.toml")
 
 
+ALL_ZONES = '[[zones]]\nid = "entrance"\n[[zones]]\nid = "cafe"\n[[zones]]\nid = "fitting-rooms"\n[[zones]]\nid = "electronics"\n'
+
+
+def _good_config(
+    tmp_path: Path, *, zones: str = ALL_ZONES, model: Path = REPO / "models/offers.onnx"
+) -> Path:
+    _, public_pem = generate_keypair()
+    key = tmp_path / "k.pem"
+    key.write_bytes(public_pem)
+    return _write(
+        tmp_path,
+        f'[store]\nid = "s"\n[identity]\npublic_key_files = ["{key}"]\n'
+        f'[decisions]\nmodel = "{model}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n' + zones,
+    )
+
+
 def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(tmp_path, '[store]\nid = "s"\n[mqtt]\nport = 0\n[[zones]]\nid = "a"\n')
     assert main(["check-config", str(path)]) == 1
     err = capsys.readouterr().err
     assert "mqtt.port: Input should be greater than or equal to 1" in err
-    assert "identity: no token public key configured" not in err  # schema problems come first
-    key = tmp_path / "k.pem"
-    key.write_text("x")
-    good = _write(
-        tmp_path,
-        f'[store]\nid = "s"\n[identity]\npublic_key_files = ["{key}"]\n'
-        f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n'
-        '[[zones]]\nid = "a"\n',
-    )
-    assert main(["check-config", str(good)]) == 0
+    assert main(["check-config", str(_good_config(tmp_path))]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_contents_are_checked_not_only_existence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _good_config(tmp_path, zones='[[zones]]\nid = "cafe"\n')
+    (tmp_path / "k.pem").write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "identity.public_key_files:" in err
+    assert "offer 'denim-fitting-15' names unknown zone(s) ['fitting-rooms']" in err
+    assert "BEGIN" not in err  # never the key content
+
+
+def test_a_tampered_model_is_refused_and_run_refuses_to_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    onnx = (REPO / "models/offers.onnx").read_bytes()
+    (models / "offers.onnx").write_bytes(onnx[:-1] + bytes([onnx[-1] ^ 1]))
+    (models / "offers.json").write_bytes((REPO / "models/offers.json").read_bytes())
+    path = _good_config(tmp_path, model=models / "offers.onnx")
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to start" in err
+    assert "decisions.model:" in err
+    assert "sha256" in err
 
 
 def test_parse_settings_defaults() -> None:

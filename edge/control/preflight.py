@@ -1,0 +1,57 @@
+"""Everything checkable before start-up: schema, referenced files, keys, catalog, model, seed file.
+
+``edge-gateway check-config`` and ``edge-gateway run`` use the same checks, so the daemon refuses to
+start with exactly the messages an installer saw.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edge.config import ConfigError, GatewaySettings, load_settings, missing_files
+from edge.decide import CatalogError, ModelError, load_catalog, load_model
+from edge.identity import ConsentFileError, KeyLoadError, load_public_keys, parse_seed
+
+
+def check_settings(settings: GatewaySettings) -> list[str]:
+    """Problems with what the settings point at, each as 'key.path: message'."""
+    problems = missing_files(settings)
+    if problems:
+        return problems
+    try:
+        load_public_keys(settings.identity.public_key_files, settings.identity.public_key_env)
+    except KeyLoadError as exc:
+        problems.append(f"identity.public_key_files: {exc}")
+    try:
+        catalog = load_catalog(settings.decisions.offers_file)
+    except CatalogError as exc:
+        problems += [f"decisions.offers_file: {error}" for error in exc.errors]
+    else:
+        zones = {zone.id for zone in settings.zones}
+        for offer in catalog.offers:
+            unknown = sorted(set(offer.zones) - zones)
+            if unknown:
+                problems.append(f"decisions.offers_file: offer '{offer.id}' names unknown zone(s) {unknown}")
+    try:
+        load_model(settings.decisions.model, settings.decisions.manifest_path)
+    except ModelError as exc:
+        problems.append(f"decisions.model: {exc}")
+    seed = settings.identity.consents_file
+    if seed is not None:
+        try:
+            parse_seed(json.loads(seed.read_bytes()), str(seed))
+        except (ValueError, RecursionError) as exc:
+            problems.append(f"identity.consents_file: not valid JSON ({exc})")
+        except ConsentFileError as exc:
+            problems.append(f"identity.consents_file: {exc}")
+    return problems
+
+
+def load_checked(path: Path) -> GatewaySettings:
+    """Load and check a configuration file; raises ConfigError listing every problem."""
+    settings = load_settings(path, check_files=False)
+    problems = check_settings(settings)
+    if problems:
+        raise ConfigError(str(path), problems)
+    return settings
