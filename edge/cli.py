@@ -14,7 +14,7 @@ from typing import Any
 
 from edge import __version__
 from edge.config import ConfigError, GatewaySettings
-from edge.control.preflight import load_checked
+from edge.control.preflight import load_checked, warnings_for
 
 log = logging.getLogger("edge")
 
@@ -46,12 +46,14 @@ def setup_logging(level: str, *, json_format: bool) -> None:
 
 def _check_config(path: Path) -> int:
     try:
-        load_checked(path)
+        settings = load_checked(path)
     except ConfigError as exc:
         print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    for warning in warnings_for(settings):
+        print(f"  warning: {warning}")
     print(f"{path}: OK")
     return 0
 
@@ -75,6 +77,8 @@ def _run(path: Path) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 2
     setup_logging(settings.logging.level, json_format=settings.logging.json_format)
+    for warning in warnings_for(settings):
+        log.warning("config: %s", warning)
     config_version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     asyncio.run(_run_until_signal(settings, config_version))
     return 0

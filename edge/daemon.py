@@ -123,6 +123,7 @@ class Gateway:
             engine=engine,
             ledger=ledger,
             zones=zones,
+            fallbacks={display.id: display.fallback for display in settings.displays},
         )
         board = DisplayBoard(
             settings.displays,
@@ -221,7 +222,17 @@ class Gateway:
             },
             "displays": flow.board.snapshot(),
             "sync_backlog": None,  # the cloud sync arrives with its own issue
+            "alerts": self._alerts(link, ledger),
         }
+
+    def _alerts(self, link: MqttLink, ledger: Ledger) -> list[str]:
+        """Conditions an operator must look at; empty when all is well."""
+        alerts = []
+        if ledger.corrupted_moved_to is not None:
+            alerts.append(f"ledger_corrupt: the database was moved aside to {ledger.corrupted_moved_to}")
+        if link.counters["outbox_dropped"]:
+            alerts.append(f"mqtt_outbox_dropped: {link.counters['outbox_dropped']} messages")
+        return alerts
 
     def _publish_health(self, flow: GatewayFlow) -> None:
         payload = json.dumps(self.health(), separators=(",", ":"), default=str).encode()

@@ -10,13 +10,13 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from edge.act.displays import DisplayBoard
 from edge.clock import Clock, iso_utc
-from edge.decide import DecisionEngine
+from edge.decide import DecisionEngine, FallbackSource
 from edge.events import CheckinReceived, Decision, DecisionContext, PresenceChanged, Purpose
 from edge.identity import ConsentStore, ProfileCache, Rejection, TokenVerifier
 from edge.ledger import Ledger, LedgerError
@@ -63,6 +63,7 @@ class GatewayFlow:
         engine: DecisionEngine,
         ledger: Ledger,
         zones: list[str],
+        fallbacks: Mapping[str, FallbackSource] | None = None,
     ) -> None:
         self.topics = topics
         self.link = link
@@ -74,6 +75,7 @@ class GatewayFlow:
         self.engine = engine
         self.ledger = ledger
         self.zones = zones
+        self._fallbacks = dict(fallbacks or {})
         self.rejects = RejectCounter()
         self.stats = FlowStats()
         # The model and its counters are confined to one thread: no locks, and the event loop never waits on it.
@@ -210,7 +212,8 @@ class GatewayFlow:
             profile=profile,
         )
         loop = asyncio.get_running_loop()
-        decision = await loop.run_in_executor(self._executor, self.engine.decide, context, consents)
+        fallback = self._fallbacks.get(display_id)
+        decision = await loop.run_in_executor(self._executor, self.engine.decide, context, consents, fallback)
         self.stats.decisions += 1
         kind = "holdout" if decision.holdout else "fallback" if decision.offer_id is None else "offer"
         self.stats.decisions_by_kind[kind] += 1

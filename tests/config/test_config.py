@@ -118,8 +118,18 @@ def test_contents_are_checked_not_only_existence(tmp_path: Path, capsys: pytest.
     assert main(["check-config", str(path)]) == 1
     err = capsys.readouterr().err
     assert "identity.public_key_files:" in err
-    assert "offer 'denim-fitting-15' names unknown zone(s) ['fitting-rooms']" in err
     assert "BEGIN" not in err  # never the key content
+
+
+def test_offers_for_zones_this_store_lacks_are_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _good_config(tmp_path, zones='[[zones]]\nid = "cafe"\n')
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "warning: decisions.offers_file: offer 'denim-fitting-15' targets only zones this store lacks" in out
+    )
 
 
 def test_a_tampered_model_is_refused_and_run_refuses_to_start(

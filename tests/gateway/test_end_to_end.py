@@ -198,3 +198,22 @@ async def test_broker_restart_republishes_status_and_manifests(tmp_path: Path) -
                 await phone.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.checkins == 2)
     finally:
         broker.stop()
+
+
+async def test_a_corrupt_ledger_is_moved_aside_loudly_and_service_goes_on(
+    store: StoreKit, mosquitto: Mosquitto
+) -> None:
+    db = store.workdir / "ledger.sqlite"
+    db.write_bytes(b"this is not a database, it is what a power cut left behind" * 200)
+    async with running(store) as gateway, Probe(mosquitto.port, f"{ROOT}/#") as display:
+        await display.wait_for(lambda: display.json_on(f"{ROOT}/gateway/health"))
+        health = display.json_on(f"{ROOT}/gateway/health")[-1]
+        assert health["ledger"]["corrupted_moved_to"]
+        assert health["alerts"][0].startswith("ledger_corrupt")
+        await display.publish(f"{ROOT}/checkin", store.checkin("p-full"))
+        await display.wait_for(lambda: _personal(display.json_on(CONTENT)))
+        assert gateway.flow is not None
+    moved = list(store.workdir.glob("ledger.sqlite.corrupt-*"))
+    assert len(moved) == 1
+    assert moved[0].read_bytes().startswith(b"this is not a database")
+    assert _rows(db, "select count(*) from decisions") == [(1,)]
