@@ -17,7 +17,7 @@ from edge.config import GatewaySettings, read_mqtt_password
 from edge.control.systemd import Notifier
 from edge.decide import DecisionEngine, load_catalog, load_model
 from edge.flow import GatewayFlow
-from edge.identity import ConsentStore, ProfileCache, TokenVerifier, load_public_keys
+from edge.identity import ConsentStore, ProfileCache, ReplayGuard, TokenVerifier, load_public_keys
 from edge.ledger import Ledger
 from edge.presence.zones import ZonePresence
 from edge.transport.mqtt import MqttLink
@@ -90,6 +90,8 @@ class Gateway:
             leeway_s=settings.identity.leeway_s,
             max_lifetime_s=settings.identity.max_token_lifetime_s,
         )
+        replay = ReplayGuard()
+        replay.load(await ledger.active_jtis(self.clock.wall()))
         consents = ConsentStore(ledger, self.clock)
         await consents.load()
         profiles = ProfileCache()
@@ -117,6 +119,7 @@ class Gateway:
             link=link,
             clock=self.clock,
             verifier=verifier,
+            replay=replay,
             consents=consents,
             profiles=profiles,
             presence=presence,

@@ -18,7 +18,7 @@ from edge.act.displays import DisplayBoard
 from edge.clock import Clock, iso_utc
 from edge.decide import DecisionEngine, FallbackSource
 from edge.events import CheckinReceived, Decision, DecisionContext, PresenceChanged, Purpose
-from edge.identity import ConsentStore, ProfileCache, Rejection, TokenVerifier
+from edge.identity import ConsentStore, ProfileCache, Rejection, ReplayGuard, TokenVerifier, fingerprint
 from edge.ledger import Ledger, LedgerError
 from edge.presence.zones import ZonePresence
 from edge.sources.payloads import (
@@ -57,6 +57,7 @@ class GatewayFlow:
         link: MqttLink,
         clock: Clock,
         verifier: TokenVerifier,
+        replay: ReplayGuard,
         consents: ConsentStore,
         profiles: ProfileCache,
         presence: ZonePresence,
@@ -69,6 +70,7 @@ class GatewayFlow:
         self.link = link
         self.clock = clock
         self.verifier = verifier
+        self.replay = replay
         self.consents = consents
         self.profiles = profiles
         self.presence = presence
@@ -124,20 +126,30 @@ class GatewayFlow:
         if needed is not None and not self.consents.has(verified.sub, needed):
             self.rejects.reject("checkin", "no_consent", message.topic)
             return
-        try:
-            fresh = await self.ledger.claim_jti(verified.jti, verified.exp_wall)
-        except LedgerError as exc:
-            raise RetryLater(str(exc)) from exc
-        if not fresh:
+        now = self.clock.wall()
+        if not self.replay.claim(verified.jti, verified.exp_wall, now):
             self.rejects.reject("checkin", "replayed", message.topic)
             return
-        event = CheckinReceived(
-            verified.sub, parsed.zone, parsed.source, verified.jti, self.clock.wall(), message.received_mono
-        )
-        self.stats.checkins += 1
-        self.stats.last_checkin_wall = event.at_wall
-        self._presence_changed(self.presence.checkin(event))
-        decisions = await self.board.request(event.zone, event.shopper_id)
+        # The durable claim commits while the screen is served; the message is acked only after both.
+        claim = asyncio.ensure_future(self.ledger.claim_jti(verified.jti, verified.exp_wall))
+        try:
+            event = CheckinReceived(
+                verified.sub, parsed.zone, parsed.source, verified.jti, now, message.received_mono
+            )
+            self.stats.checkins += 1
+            self.stats.last_checkin_wall = now
+            self._presence_changed(self.presence.checkin(event))
+            decisions = await self.board.request(event.zone, event.shopper_id)
+        finally:
+            try:
+                fresh = await claim
+            except LedgerError as exc:
+                self.replay.release(verified.jti)
+                raise RetryLater(str(exc)) from exc
+        if not fresh:
+            # Only if memory and disk disagree (a clock jump); the disk is the authority, and it is counted.
+            log.warning("token %s was already claimed on disk", fingerprint(parsed.token))
+            self.rejects.reject("checkin", "replayed_on_disk", message.topic)
         await self._record(decisions)
 
     # ----- display acks and availability -----
@@ -194,6 +206,7 @@ class GatewayFlow:
 
     # ----- timers -----
     async def tick(self) -> None:
+        self.replay.prune(self.clock.wall())
         self._presence_changed(self.presence.expire())
         await self._record(await self.board.tick())
 

@@ -18,6 +18,7 @@ from edge.identity.keys import (
     parse_public_keys,
     sign_token,
 )
+from edge.identity.replay import ReplayGuard
 from edge.identity.tokens import Rejection, RejectReason, TokenVerifier, VerifiedToken, fingerprint
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "ProfileCache",
     "RejectReason",
     "Rejection",
+    "ReplayGuard",
     "SeedShopper",
     "TokenVerifier",
     "VerifiedToken",

@@ -188,6 +188,11 @@ class Ledger:
         )
         return [(str(shopper), str(offer), int(count)) for shopper, offer, count in rows]
 
+    async def active_jtis(self, now_wall: float) -> list[tuple[str, float]]:
+        """Claimed token ids whose tokens have not expired (to rebuild the in-memory replay guard)."""
+        rows = await self._read("SELECT jti, exp_wall FROM jti WHERE exp_wall > ?", (now_wall,))
+        return [(str(jti), float(exp)) for jti, exp in rows]
+
     async def decision(self, decision_id: str) -> dict[str, object] | None:
         rows = await self._read(
             f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions WHERE decision_id = ?",  # noqa: S608
