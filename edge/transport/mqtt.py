@@ -13,7 +13,7 @@ import ssl
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import aiomqtt
 
@@ -29,6 +29,8 @@ BACKOFF_BASE_S: Final = 0.25
 DRAIN_DEADLINE_S: Final = 2.0
 # QoS 1 everywhere: at-least-once; every payload is idempotent (versions, ids) so duplicates are harmless.
 QOS: Final = 1
+# A broker answers CONNECT within milliseconds on a LAN; past this the attempt is retried with backoff.
+CONNECT_TIMEOUT_S: Final = 5.0
 # Messages published before waiting for their acks; below paho's default of 20 in flight.
 SEND_WINDOW: Final = 16
 # A full outbox during a long outage would log every message; one line per this many drops is enough.
@@ -146,7 +148,8 @@ class MqttLink:
     def clear_retained(self, topic: str) -> None:
         """Stop republishing ``topic`` and clear it on the broker (an empty retained payload)."""
         self._retained.pop(topic, None)
-        self.publish(topic, b"", retain=False)
+        self._outbox.append(_Outgoing(topic, b"", True))
+        self._outbox_ready.set()
 
     @property
     def outbox_depth(self) -> int:
@@ -161,12 +164,17 @@ class MqttLink:
         attempt = 0
         while not self._stop.is_set():
             self.state = "connecting"
+            client, dropped = self._make_client()
             try:
-                client = self._make_client()
-                async with client:
+                if not await self._connect(client, dropped):
+                    break
+                try:
                     attempt = 0
                     await self._serve(client)
-                    return
+                finally:
+                    with contextlib.suppress(aiomqtt.MqttError):
+                        await client.__aexit__(None, None, None)
+                break
             except aiomqtt.MqttError as exc:
                 self.counters["connect_failures" if not self.connected.is_set() else "disconnects"] += 1
                 log.warning(
@@ -187,12 +195,41 @@ class MqttLink:
                 await asyncio.wait_for(self._stop.wait(), timeout=delay)
         self.state = "stopped"
 
+    async def _connect(self, client: aiomqtt.Client, dropped: asyncio.Event) -> bool:
+        """Open the session; False if a stop came first. Raises MqttError on refusal, drop or timeout."""
+        entering = asyncio.ensure_future(client.__aenter__())
+        watchers = {asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(dropped.wait())}
+        try:
+            done, _ = await asyncio.wait(
+                {entering, *watchers}, timeout=CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+        if entering in done:
+            entering.result()  # raises MqttError on a refused CONNACK
+            return True
+        # aiomqtt waits for a CONNACK that will never come when the broker drops the socket first
+        # (a rejected client certificate, TLS spoken to a plain port): give up on this attempt now.
+        entering.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await entering
+        client._client._sock_close()  # the abandoned attempt's socket, if still open
+        if self._stop.is_set():
+            return False
+        reason = (
+            "connection closed before CONNACK"
+            if dropped.is_set()
+            else f"no CONNACK within {CONNECT_TIMEOUT_S} s"
+        )
+        raise aiomqtt.MqttError(reason)
+
     async def wait_handlers(self, timeout: float) -> None:
         """Let in-flight handlers finish (graceful drain)."""
         if self._handler_tasks:
             await asyncio.wait(set(self._handler_tasks), timeout=timeout)
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self) -> tuple[aiomqtt.Client, asyncio.Event]:
         offline = status_payload(
             "offline", version=self._version, started_wall=self._started_wall, now_wall=self._clock.wall()
         )
@@ -223,9 +260,21 @@ class MqttLink:
             socket_options=socket_options,
             timeout=10,
         )
+        # aiomqtt exposes neither paho's manual acks nor a drop before CONNACK: both go through paho.
+        paho = client._client
         # Inbound QoS 1 messages are acknowledged only once their effect is durable (see _handle).
-        client._client.manual_ack_set(True)
-        return client
+        paho.manual_ack_set(True)
+        dropped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        chained = paho.on_disconnect
+
+        def on_disconnect(*args: Any) -> None:
+            loop.call_soon_threadsafe(dropped.set)
+            if chained is not None:
+                chained(*args)
+
+        paho.on_disconnect = on_disconnect
+        return client, dropped
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         self._generation += 1

@@ -15,7 +15,7 @@ import logging
 import random
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,8 @@ USER = "gateway"
 PASSWORD = "s3cret pass-Ω"  # a space and a non-ASCII character: passed through untouched
 # How long a link that must not connect is watched: several backoff rounds at reconnect_max_s=0.5.
 REFUSED_WINDOW_S = 1.5
-
-
+# request_stop() while refused must end run() promptly (the daemon's shutdown waits for it).
+STOP_WITHIN_S = 1.0
 # ----- run-time PKI -----
 
 
@@ -53,6 +53,8 @@ class Pki:
     client_cert: Path
     client_key: Path
     other_ca: Path  # a CA that signed nothing the broker serves
+    misnamed_cert: Path  # signed by ``ca`` but issued to another host name, not 127.0.0.1
+    misnamed_key: Path
 
 
 def _name(common_name: str) -> x509.Name:
@@ -166,10 +168,15 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         usage=ExtendedKeyUsageOID.SERVER_AUTH,
         san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
     )
-    client_key, client_cert = _make_leaf(
-        "gw-test", ca_key, ca_cert, usage=ExtendedKeyUsageOID.CLIENT_AUTH
-    )
+    client_key, client_cert = _make_leaf("gw-test", ca_key, ca_cert, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
     _, other_ca_cert = _make_ca("some other CA")
+    misnamed_key, misnamed_cert = _make_leaf(
+        "broker.example",
+        ca_key,
+        ca_cert,
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        san=[x509.DNSName("broker.example")],
+    )
     paths = Pki(
         ca=folder / "ca.pem",
         server_cert=folder / "server.pem",
@@ -177,6 +184,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         client_cert=folder / "client.pem",
         client_key=folder / "client.key",
         other_ca=folder / "other-ca.pem",
+        misnamed_cert=folder / "misnamed.pem",
+        misnamed_key=folder / "misnamed.key",
     )
     _write_cert(paths.ca, ca_cert)
     _write_cert(paths.server_cert, server_cert)
@@ -184,6 +193,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     _write_cert(paths.client_cert, client_cert)
     _write_key(paths.client_key, client_key)
     _write_cert(paths.other_ca, other_ca_cert)
+    _write_cert(paths.misnamed_cert, misnamed_cert)
+    _write_key(paths.misnamed_key, misnamed_key)
     return paths
 
 
@@ -214,8 +225,11 @@ def password_file(folder: Path, user: str = USER, password: str = PASSWORD) -> P
     return path
 
 
+StartBroker = Callable[[str], SecureMosquitto]
+
+
 @pytest.fixture
-def start_broker(tmp_path: Path) -> Iterator[Any]:
+def start_broker(tmp_path: Path) -> Iterator[StartBroker]:
     brokers: list[SecureMosquitto] = []
 
     def start(conf: str) -> SecureMosquitto:
@@ -232,11 +246,8 @@ def start_broker(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def auth_broker(tmp_path: Path, start_broker: Any) -> SecureMosquitto:
-    broker: SecureMosquitto = start_broker(
-        f"allow_anonymous false\npassword_file {password_file(tmp_path)}\n"
-    )
-    return broker
+def auth_broker(tmp_path: Path, start_broker: StartBroker) -> SecureMosquitto:
+    return start_broker(f"allow_anonymous false\npassword_file {password_file(tmp_path)}\n")
 
 
 def tls_conf(pki: Pki, *, require_certificate: bool) -> str:
@@ -245,7 +256,7 @@ def tls_conf(pki: Pki, *, require_certificate: bool) -> str:
         f"cafile {pki.ca}\n"
         f"certfile {pki.server_cert}\n"
         f"keyfile {pki.server_key}\n"
-        "tls_version tlsv1.2\n"
+        "tls_version tlsv1.2\n"  # a minimum in mosquitto 2.0: TLS 1.3 is negotiated
         f"require_certificate {'true' if require_certificate else 'false'}\n"
     )
 
@@ -267,46 +278,47 @@ def make_link(port: int, *, password: str | None = None, **overrides: Any) -> Mq
     )
 
 
-async def assert_connects_and_goes_online(link: MqttLink, **probe: Any) -> None:
+async def assert_connects_and_goes_online(link: MqttLink, port: int, **probe: Any) -> None:
     """Run the link, see its retained 'online' status with an authenticated client, stop it cleanly."""
     task = asyncio.create_task(link.run())
     try:
         await asyncio.wait_for(link.connected.wait(), 3)
-        status = await read_status(link_port(link), **probe)
+        status = await read_status(port, **probe)
         assert status["state"] == "online"
         assert status["version"] == "test"
     finally:
         link.request_stop()
         await asyncio.wait_for(task, 3)
     assert task.result() is None
-    assert link.state == "stopped"
     assert link.counters["connect_failures"] == 0
 
 
-async def assert_refused_cleanly(link: MqttLink) -> None:
+async def assert_refused_cleanly(link: MqttLink, window_s: float = REFUSED_WINDOW_S) -> None:
     """Never connected, retried with backoff, counted, and ``run()`` returns on request_stop."""
     task = asyncio.create_task(link.run())
     try:
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(link.connected.wait(), REFUSED_WINDOW_S)
+            await asyncio.wait_for(link.connected.wait(), window_s)
         assert not task.done(), "run() left on its own while the broker refused it"
         assert link.counters["connect_failures"] >= 2  # the first refusal, then at least one retry
         assert link.counters["disconnects"] == 0
         assert link.state in {"connecting", "backoff"}
     finally:
         link.request_stop()
-        await asyncio.wait_for(task, 3)
+        # A refused attempt ends at once, so run() is in its backoff wait and leaves immediately.
+        await asyncio.wait_for(task, STOP_WITHIN_S)
     assert task.result() is None
     assert link.state == "stopped"
     assert not link.connected.is_set()
 
 
-def link_port(link: MqttLink) -> int:
-    return link._settings.port
-
-
 async def read_status(
-    port: int, *, username: str | None = None, password: str | None = None, tls: Any = None
+    port: int,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    tls: aiomqtt.TLSParameters | None = None,
+    insecure: bool = False,
 ) -> dict[str, Any]:
     """The retained gateway status, read by a separate client with its own credentials."""
     async with aiomqtt.Client(
@@ -316,6 +328,7 @@ async def read_status(
         username=username,
         password=password,
         tls_params=tls,
+        tls_insecure=insecure if tls is not None else None,
         timeout=3,
     ) as client:
         await client.subscribe(STATUS, qos=1)
@@ -357,7 +370,7 @@ async def test_right_password_connects_and_publishes_online(
     )
     # As the daemon does: the password comes from read_mqtt_password, never from the TOML.
     link = make_link(auth_broker.port, username=USER, password=read_mqtt_password(settings))
-    await assert_connects_and_goes_online(link, username=USER, password=PASSWORD)
+    await assert_connects_and_goes_online(link, auth_broker.port, username=USER, password=PASSWORD)
 
 
 @pytest.mark.parametrize(
@@ -377,6 +390,16 @@ async def test_refused_credentials_retry_with_backoff_and_stop_cleanly(
     assert "refused" in caplog.text
     if password is not None:
         assert password not in caplog.text  # the secret never reaches the log
+
+
+async def test_state_is_stopped_after_a_graceful_stop(auth_broker: SecureMosquitto) -> None:
+    link = make_link(auth_broker.port, username=USER, password=PASSWORD)
+    task = asyncio.create_task(link.run())
+    await asyncio.wait_for(link.connected.wait(), 3)
+    link.request_stop()
+    await asyncio.wait_for(task, 3)
+    assert not link.connected.is_set()
+    assert link.state == "stopped"
 
 
 def test_read_mqtt_password_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -400,13 +423,13 @@ def test_read_mqtt_password_from_env_and_file(tmp_path: Path, monkeypatch: pytes
 # ----- TLS and mutual TLS -----
 
 
-async def test_tls_with_trusted_ca_connects(start_broker: Any, pki: Pki) -> None:
+async def test_tls_with_trusted_ca_connects(start_broker: StartBroker, pki: Pki) -> None:
     broker = start_broker(tls_conf(pki, require_certificate=False))
     link = make_link(broker.port, tls=TlsSettings(enabled=True, ca_file=pki.ca))
-    await assert_connects_and_goes_online(link, tls=probe_tls(pki))
+    await assert_connects_and_goes_online(link, broker.port, tls=probe_tls(pki))
 
 
-async def test_tls_with_password_connects(start_broker: Any, pki: Pki, tmp_path: Path) -> None:
+async def test_tls_with_password_connects(start_broker: StartBroker, pki: Pki, tmp_path: Path) -> None:
     conf = tls_conf(pki, require_certificate=False).replace(
         "allow_anonymous true\n", f"allow_anonymous false\npassword_file {password_file(tmp_path)}\n"
     )
@@ -414,31 +437,58 @@ async def test_tls_with_password_connects(start_broker: Any, pki: Pki, tmp_path:
     link = make_link(
         broker.port, username=USER, password=PASSWORD, tls=TlsSettings(enabled=True, ca_file=pki.ca)
     )
-    await assert_connects_and_goes_online(link, username=USER, password=PASSWORD, tls=probe_tls(pki))
+    await assert_connects_and_goes_online(
+        link, broker.port, username=USER, password=PASSWORD, tls=probe_tls(pki)
+    )
 
 
 @pytest.mark.parametrize("trust", ["other-ca", "system-store"])
-async def test_tls_with_untrusted_ca_is_refused_cleanly(start_broker: Any, pki: Pki, trust: str) -> None:
+async def test_tls_with_untrusted_ca_is_refused_cleanly(
+    start_broker: StartBroker, pki: Pki, trust: str
+) -> None:
     broker = start_broker(tls_conf(pki, require_certificate=False))
     ca_file = pki.other_ca if trust == "other-ca" else None
     link = make_link(broker.port, tls=TlsSettings(enabled=True, ca_file=ca_file))
     await assert_refused_cleanly(link)
 
 
-async def test_plain_link_to_a_tls_listener_is_refused_cleanly(start_broker: Any, pki: Pki) -> None:
+async def test_tls_hostname_is_verified_unless_insecure(start_broker: StartBroker, pki: Pki) -> None:
+    conf = (
+        tls_conf(pki, require_certificate=False)
+        .replace(str(pki.server_cert), str(pki.misnamed_cert))
+        .replace(str(pki.server_key), str(pki.misnamed_key))
+    )
+    broker = start_broker(conf)
+    # A trusted CA is not enough: the certificate must name the host the link dials (127.0.0.1).
+    await assert_refused_cleanly(
+        make_link(broker.port, tls=TlsSettings(enabled=True, ca_file=pki.ca)), window_s=1.0
+    )
+    # tls.insecure (lab use) skips only the name check; the chain is still verified.
+    insecure = TlsSettings(enabled=True, ca_file=pki.ca, insecure=True)
+    probe = aiomqtt.TLSParameters(ca_certs=str(pki.ca))
+    await assert_connects_and_goes_online(
+        make_link(broker.port, tls=insecure), broker.port, tls=probe, insecure=True
+    )
+    await assert_refused_cleanly(
+        make_link(broker.port, tls=TlsSettings(enabled=True, ca_file=pki.other_ca, insecure=True)),
+        window_s=1.0,
+    )
+
+
+async def test_plain_link_to_a_tls_listener_is_refused_cleanly(start_broker: StartBroker, pki: Pki) -> None:
     broker = start_broker(tls_conf(pki, require_certificate=False))
     await assert_refused_cleanly(make_link(broker.port))
 
 
-async def test_mutual_tls_with_client_certificate_connects(start_broker: Any, pki: Pki) -> None:
+async def test_mutual_tls_with_client_certificate_connects(start_broker: StartBroker, pki: Pki) -> None:
     broker = start_broker(tls_conf(pki, require_certificate=True))
     tls = TlsSettings(enabled=True, ca_file=pki.ca, cert_file=pki.client_cert, key_file=pki.client_key)
     link = make_link(broker.port, tls=tls)
-    await assert_connects_and_goes_online(link, tls=probe_tls(pki, client_cert=True))
+    await assert_connects_and_goes_online(link, broker.port, tls=probe_tls(pki, client_cert=True))
 
 
 async def test_mutual_tls_without_client_certificate_is_refused_cleanly(
-    start_broker: Any, pki: Pki
+    start_broker: StartBroker, pki: Pki
 ) -> None:
     broker = start_broker(tls_conf(pki, require_certificate=True))
     link = make_link(broker.port, tls=TlsSettings(enabled=True, ca_file=pki.ca))
