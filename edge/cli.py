@@ -44,13 +44,20 @@ def setup_logging(level: str, *, json_format: bool) -> None:
     root.setLevel(level)
 
 
-def _check_config(path: Path) -> int:
+def _load_or_report(path: Path, headline: str) -> GatewaySettings | None:
+    """The checked settings, or None after printing every problem under ``headline``."""
     try:
-        settings = load_checked(path)
+        return load_checked(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        print(f"{path}: {headline}{len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _check_config(path: Path) -> int:
+    settings = _load_or_report(path, "")
+    if settings is None:
         return 1
     for warning in warnings_for(settings):
         print(f"  warning: {warning}")
@@ -69,12 +76,8 @@ async def _run_until_signal(settings: GatewaySettings, config_version: str) -> N
 
 
 def _run(path: Path) -> int:
-    try:
-        settings = load_checked(path)
-    except ConfigError as exc:
-        print(f"{path}: refusing to start, {len(exc.problems)} problem(s)", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    settings = _load_or_report(path, "refusing to start, ")
+    if settings is None:
         return 2
     setup_logging(settings.logging.level, json_format=settings.logging.json_format)
     for warning in warnings_for(settings):

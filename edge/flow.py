@@ -153,10 +153,16 @@ class GatewayFlow:
         await self._record(decisions)
 
     # ----- display acks and availability -----
-    async def on_ack(self, message: Inbound) -> None:
+    def _known_display(self, message: Inbound, kind: str) -> str | None:
         display_id = self.topics.display_of(message.topic)
         if display_id is None or not self.board.knows(display_id):
-            self.rejects.reject("ack", "unknown_display", message.topic)
+            self.rejects.reject(kind, "unknown_display", message.topic)
+            return None
+        return display_id
+
+    async def on_ack(self, message: Inbound) -> None:
+        display_id = self._known_display(message, "ack")
+        if display_id is None:
             return
         ack = parse_ack(message.payload)
         if isinstance(ack, Rejected):
@@ -194,9 +200,8 @@ class GatewayFlow:
             self.rejects.reject("ack", "duplicate", message.topic)
 
     async def on_availability(self, message: Inbound) -> None:
-        display_id = self.topics.display_of(message.topic)
-        if display_id is None or not self.board.knows(display_id):
-            self.rejects.reject("availability", "unknown_display", message.topic)
+        display_id = self._known_display(message, "availability")
+        if display_id is None:
             return
         online = parse_availability(message.payload)
         if isinstance(online, Rejected):
