@@ -33,12 +33,38 @@ class CheckinReceived:
 
 @dataclass(slots=True, frozen=True)
 class PresenceChanged:
-    """A shopper entered or left a zone (leave carries the zone they left)."""
+    """A shopper entered, dwelt in, or left a zone (leave carries the zone they left)."""
 
     shopper_id: str
     zone: str
-    kind: str  # "enter" | "leave"
+    kind: str  # "enter" | "dwell" | "leave"
     at_wall: float
+    at_mono: float
+
+
+@dataclass(slots=True, frozen=True)
+class Advert:
+    """One BLE advertisement as one scanner heard it; raw, before any parsing or identification.
+
+    ``address`` never leaves the BLE source stage: unknown (random) addresses are not stored anywhere.
+    """
+
+    scanner: str  # "local:hci0" for the gateway's adapter, "espresense:<node>" for a remote node
+    address: str
+    rssi: int
+    at_mono: float
+    manufacturer_data: dict[int, bytes]
+    service_data: dict[str, bytes]  # keyed by the full 128-bit service UUID, lower case (as bleak gives it)
+    tx_power: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Sighting:
+    """An identified signal: a consenting shopper (or a store beacon) heard by a scanner at a strength."""
+
+    identity: str  # the shopper's pseudonymous id, or "beacon:<key>" for a store beacon
+    scanner: str
+    rssi: int
     at_mono: float
 
 
