@@ -1,0 +1,130 @@
+"""The store's own fixed beacons: which zone each anchors, when it was last heard, its TLM health."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge.clock import Clock
+
+_HEX = re.compile(r"^[0-9a-f]+$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class BeaconSettings(BaseModel):
+    """One fixed store beacon (iBeacon or Eddystone-UID)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        min_length=1, max_length=64, description="Human name shown in health (e.g. 'cafe-ceiling')."
+    )
+    kind: Literal["ibeacon", "eddystone-uid"] = Field(description="Frame the beacon sends.")
+    zone: str = Field(description="Zone the beacon anchors.")
+    uuid: str | None = Field(default=None, description="iBeacon proximity UUID (lower-case, with dashes).")
+    major: int | None = Field(default=None, ge=0, le=65535, description="iBeacon major.")
+    minor: int | None = Field(default=None, ge=0, le=65535, description="iBeacon minor.")
+    namespace: str | None = Field(default=None, description="Eddystone-UID namespace, 20 hex chars.")
+    instance: str | None = Field(default=None, description="Eddystone-UID instance, 12 hex chars.")
+    missing_after_s: float = Field(
+        default=300.0, gt=0, description="Reported missing when not heard for this long (battery, theft)."
+    )
+
+    @model_validator(mode="after")
+    def _identity_complete(self) -> BeaconSettings:
+        if self.kind == "ibeacon":
+            if self.uuid is None or not _UUID.match(self.uuid) or self.major is None or self.minor is None:
+                msg = "an ibeacon needs uuid (lower-case, with dashes), major and minor"
+                raise ValueError(msg)
+        elif (
+            self.namespace is None
+            or self.instance is None
+            or len(self.namespace) != 20
+            or len(self.instance) != 12
+            or not _HEX.match(self.namespace + self.instance)
+        ):
+            msg = "an eddystone-uid needs namespace (20 lower-case hex) and instance (12 lower-case hex)"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def key(self) -> str:
+        """The same key the frame parsers give (``IBeacon.key`` / ``EddystoneUid.key``)."""
+        if self.kind == "ibeacon":
+            return f"ibeacon:{self.uuid}:{self.major}:{self.minor}"
+        return f"eddystone-uid:{self.namespace}:{self.instance}"
+
+
+@dataclass(slots=True)
+class _Heard:
+    settings: BeaconSettings
+    last_mono: float | None = None
+    rssi: int | None = None
+    scanner: str | None = None
+    battery_mv: int | None = None
+    temperature_c: float | None = None
+
+
+class BeaconRegistry:
+    """Known store beacons only; anything else is not a store beacon and is never remembered here."""
+
+    def __init__(self, beacons: list[BeaconSettings], clock: Clock) -> None:
+        self._clock = clock
+        self._by_key = {beacon.key: _Heard(beacon) for beacon in beacons}
+        # A store beacon's address is the store's own hardware, so keeping it is fine; it links a TLM
+        # frame (which carries no id) to the UID frame sent from the same address.
+        self._by_address: dict[str, _Heard] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    def zone_of(self, key: str) -> str | None:
+        heard = self._by_key.get(key)
+        return heard.settings.zone if heard else None
+
+    def seen(self, key: str, address: str, scanner: str, rssi: int, at_mono: float) -> bool:
+        """Record a sighting of ``key``; False (and nothing kept) if it is not one of the store's beacons."""
+        heard = self._by_key.get(key)
+        if heard is None:
+            return False
+        heard.last_mono, heard.rssi, heard.scanner = at_mono, rssi, scanner
+        self._by_address[address] = heard
+        return True
+
+    def telemetry(self, address: str, battery_mv: int | None, temperature_c: float | None) -> bool:
+        """TLM from a known beacon's address; False if the address is not a known store beacon."""
+        heard = self._by_address.get(address)
+        if heard is None:
+            return False
+        heard.battery_mv, heard.temperature_c = battery_mv, temperature_c
+        return True
+
+    def missing(self) -> list[str]:
+        now = self._clock.monotonic()
+        return [
+            heard.settings.name
+            for heard in self._by_key.values()
+            if heard.last_mono is None or now - heard.last_mono > heard.settings.missing_after_s
+        ]
+
+    def health(self) -> list[dict[str, Any]]:
+        now = self._clock.monotonic()
+        report = []
+        for heard in self._by_key.values():
+            age = None if heard.last_mono is None else round(now - heard.last_mono, 1)
+            report.append(
+                {
+                    "name": heard.settings.name,
+                    "zone": heard.settings.zone,
+                    "last_seen_age_s": age,
+                    "missing": age is None or age > heard.settings.missing_after_s,
+                    "rssi": heard.rssi,
+                    "scanner": heard.scanner,
+                    "battery_mv": heard.battery_mv,
+                    "temperature_c": heard.temperature_c,
+                }
+            )
+        return report

@@ -1,0 +1,60 @@
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge.sources.espresense import RemoteBeacon, RemoteEid, parse_report, parse_topic
+from edge.sources.payloads import Rejected
+
+UUID = "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
+
+
+def report(device_id: str, room: str = "kitchen", **body: object) -> tuple[str, bytes]:
+    payload = {"id": device_id, "rssi": -67, "distance": 1.9, **body}
+    return f"espresense/devices/{device_id}/{room}", json.dumps(payload).encode()
+
+
+def test_ibeacon_and_eddystone_uid_become_beacon_keys() -> None:
+    assert parse_report(*report(f"iBeacon:{UUID}-1-2")) == RemoteBeacon("kitchen", f"ibeacon:{UUID}:1:2", -67)
+    assert parse_report(*report(f"iBeacon:{UUID.upper()}-65535-0")) == RemoteBeacon(
+        "kitchen", f"ibeacon:{UUID}:65535:0", -67
+    )
+    ns, inst = "edd1ebeac04e5defa017", "0123456789ab"
+    assert parse_report(*report(f"eddy:{ns}-{inst}")) == RemoteBeacon(
+        "kitchen", f"eddystone-uid:{ns}:{inst}", -67
+    )
+
+
+def test_eid_reports_carry_the_raw_eid() -> None:
+    assert parse_report(*report("eid:0011223344556677", rssi=-71.4)) == RemoteEid(
+        "kitchen", bytes.fromhex("0011223344556677"), -71
+    )
+    assert parse_report(*report("eid:0011")) == Rejected("bad_eid")
+
+
+def test_everything_else_is_anonymous_and_dropped() -> None:
+    for device_id in (
+        "aa:bb:cc:dd:ee:ff",
+        "name:johns-iphone",
+        "apple:1005:9-26",
+        "md:0075:12",
+        f"iBeacon:{UUID}-x-2",
+    ):
+        assert parse_report(*report(device_id)) == Rejected("anonymous"), device_id
+
+
+def test_bad_reports() -> None:
+    topic, _ = report("eid:0011223344556677")
+    assert parse_report(topic, b"\xff") == Rejected("not_json")
+    assert parse_report(topic, b"[]") == Rejected("not_object")
+    assert parse_report(topic, b'{"rssi": "loud"}') == Rejected("bad_rssi")
+    assert parse_report(topic, b'{"rssi": -128}') == Rejected("bad_rssi")
+    assert parse_report(topic, b'{"rssi": NaN}') == Rejected("bad_rssi")
+    assert parse_report("espresense/rooms/x", b"{}") == Rejected("bad_topic")
+    assert parse_topic("espresense/devices/a/b/c", "espresense") is None
+    assert parse_topic("other/devices/a/b", "espresense") is None
+
+
+@given(st.text(max_size=80), st.binary(max_size=200))
+def test_never_raises(topic: str, payload: bytes) -> None:
+    parse_report(topic, payload)
