@@ -165,15 +165,31 @@ def _gateway_config(workdir: Path, port: int) -> Path:
     return config
 
 
-async def _gateway_run(workdir: Path, port: int, count: int) -> list[float]:
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+async def _gateway_run(workdir: Path, port: int, count: int, extra: dict[str, float]) -> list[float]:
     config = _gateway_config(workdir, port)
     private_pem = (workdir / "private.pem").read_bytes()
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(workdir / "notify.sock"))
+    started = time.perf_counter()
     proc = subprocess.Popen(
         _pinned([sys.executable, "-m", "edge", "run", "--config", str(config)], 0),
         cwd=workdir,
         stderr=subprocess.PIPE,
+        env={**os.environ, "NOTIFY_SOCKET": str(workdir / "notify.sock")},
     )
     try:
+        notify.settimeout(10)
+        while not notify.recv(4096).startswith(b"READY=1"):
+            pass
+        extra["start_to_ready_s"] = round(time.perf_counter() - started, 3)
+        notify.close()
         async with aiomqtt.Client("127.0.0.1", port) as probe:
             await probe.subscribe("store/bench/gateway/status", qos=1)
             async for message in probe.messages:
@@ -192,19 +208,25 @@ async def _gateway_run(workdir: Path, port: int, count: int) -> list[float]:
             }
             body = {"v": 1, "token": sign_token(private_pem, claims), "zone": zone, "source": "app"}
             payloads.append((f"d{index % ZONES}", json.dumps(body).encode()))
-        return await _drive(
+        latencies = await _drive(
             port,
             lambda _key: "store/bench/checkin",
             "store/bench/display/+/content",
             payloads,
             lambda topic, _: topic.split("/")[3],
         )
+        extra["rss_mb_after_load"] = _rss_mb(proc.pid)
+        return latencies
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _spread(values: list[float]) -> list[float]:
+    return [min(values), statistics.median(values), max(values)]
 
 
 def run(repeats: int = 3, seconds: float = 10.0) -> dict[str, Any]:
@@ -216,7 +238,9 @@ def run(repeats: int = 3, seconds: float = 10.0) -> dict[str, Any]:
             broker = Broker(workdir)
             try:
                 base = _percentiles(asyncio.run(_baseline(broker.port, count)))
-                gateway = _percentiles(asyncio.run(_gateway_run(workdir, broker.port, count)))
+                extra: dict[str, float] = {}
+                gateway = _percentiles(asyncio.run(_gateway_run(workdir, broker.port, count, extra)))
+                gateway.update(extra)
             finally:
                 broker.stop()
         runs.append({"gateway": gateway, "baseline": base})
@@ -231,6 +255,8 @@ def run(repeats: int = 3, seconds: float = 10.0) -> dict[str, Any]:
         "ratio_p99": round(statistics.median(p99) / statistics.median(base99), 2),
         "p50_ms_min_med_max": [min(p50), statistics.median(p50), max(p50)],
         "p99_ms_min_med_max": [min(p99), statistics.median(p99), max(p99)],
+        "start_to_ready_s_min_med_max": _spread([r["gateway"]["start_to_ready_s"] for r in runs]),
+        "rss_mb_after_load_min_med_max": _spread([r["gateway"]["rss_mb_after_load"] for r in runs]),
         "rate_per_s": RATE_PER_S,
         "received": [r["gateway"]["n"] for r in runs],
         "sent_per_run": count,
