@@ -85,13 +85,14 @@ class BeaconRegistry:
         heard = self._by_key.get(key)
         return heard.settings.zone if heard else None
 
-    def seen(self, key: str, address: str, scanner: str, rssi: int, at_mono: float) -> bool:
+    def seen(self, key: str, address: str | None, scanner: str, rssi: int, at_mono: float) -> bool:
         """Record a sighting of ``key``; False (and nothing kept) if it is not one of the store's beacons."""
         heard = self._by_key.get(key)
         if heard is None:
             return False
         heard.last_mono, heard.rssi, heard.scanner = at_mono, rssi, scanner
-        self._by_address[address] = heard
+        if address is not None:  # remote scanners report ids, not addresses
+            self._by_address[address] = heard
         return True
 
     def telemetry(self, address: str, battery_mv: int | None, temperature_c: float | None) -> bool:

@@ -1,0 +1,1 @@
+"""BLE source: advert payload parsers (``frames``) and the scanner adapter; import the submodules directly."""
