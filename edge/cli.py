@@ -124,7 +124,37 @@ def build_parser() -> argparse.ArgumentParser:
     checkin.add_argument("--shopper", required=True, help="pseudonymous shopper id (sub)")
     checkin.add_argument("--zone", required=True)
     checkin.add_argument("--source", default="app", choices=["app", "kiosk", "qr"])
+    ble = commands.add_parser("ble", help="installer tools for BLE presence")
+    ble_commands = ble.add_subparsers(dest="tool", required=True)
+    ble_scan = ble_commands.add_parser(
+        "scan", help="list what the gateway hears: type, identity or anonymous, RSSI, zone"
+    )
+    ble_scan.add_argument("--config", type=Path, required=True)
+    ble_scan.add_argument("--seconds", type=float, default=30.0)
+    ble_cal = ble_commands.add_parser(
+        "calibrate", help="record a reference device at a zone's edge; print thresholds"
+    )
+    ble_cal.add_argument("--config", type=Path, required=True)
+    ble_cal.add_argument("--zone", required=True)
+    ble_cal.add_argument("--seconds", type=float, default=30.0)
+    ble_cal.add_argument(
+        "--beacon", default=None, help="name of the configured store beacon used as reference"
+    )
     return parser
+
+
+def _ble(args: argparse.Namespace) -> int:
+    from edge.tools import ble  # noqa: PLC0415 - bleak only when asked for
+
+    settings = _load_or_report(args.config, "")
+    if settings is None:
+        return 1
+    setup_logging("WARNING", json_format=False)
+    if args.tool == "scan":
+        asyncio.run(ble.scan(settings, args.seconds, sys.stdout))
+        return 0
+    result = asyncio.run(ble.calibrate(settings, args.zone, args.seconds, sys.stdout, beacon=args.beacon))
+    return 0 if result is not None else 1
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -151,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args.config)
     if args.command == "token":
         return _token(args)
+    if args.command == "ble":
+        return _ble(args)
     return _demo(args.duration, args.broker)
 
 

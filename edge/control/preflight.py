@@ -12,6 +12,7 @@ from pathlib import Path
 from edge.config import ConfigError, GatewaySettings, load_settings, missing_files
 from edge.decide import CatalogError, ModelError, load_catalog, load_model
 from edge.identity import ConsentFileError, KeyLoadError, load_public_keys, parse_seed
+from edge.identity.eid import EidKeyFileError, load_eid_keys
 
 
 def check_settings(settings: GatewaySettings) -> list[str]:
@@ -31,6 +32,12 @@ def check_settings(settings: GatewaySettings) -> list[str]:
         load_model(settings.decisions.model, settings.decisions.manifest_path)
     except ModelError as exc:
         problems.append(f"decisions.model: {exc}")
+    keys = settings.ble.eid_keys_file
+    if keys is not None:
+        try:
+            load_eid_keys(keys)
+        except EidKeyFileError as exc:
+            problems.append(f"ble.eid_keys_file: {exc}")
     seed = settings.identity.consents_file
     if seed is not None:
         try:

@@ -1,0 +1,1 @@
+"""Installer and integrator tools behind the edge-gateway command."""
