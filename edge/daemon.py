@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import random
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -17,9 +18,15 @@ from edge.config import GatewaySettings, read_mqtt_password
 from edge.control.systemd import Notifier
 from edge.decide import DecisionEngine, load_catalog, load_model
 from edge.flow import GatewayFlow
+from edge.flow_ble import BleFlow
 from edge.identity import ConsentStore, ProfileCache, ReplayGuard, TokenVerifier, load_public_keys
+from edge.identity.eid import EidResolver, load_eid_keys
 from edge.ledger import Ledger
+from edge.presence.beacons import BeaconRegistry
+from edge.presence.ble import BlePresence
+from edge.presence.ingest import BleIngest
 from edge.presence.zones import ZonePresence
+from edge.sources.ble.scanner import BleScanner
 from edge.transport.mqtt import MqttLink
 from edge.transport.topics import Topics
 
@@ -59,6 +66,8 @@ class Gateway:
         self.link: MqttLink | None = None
         self.ledger: Ledger | None = None
         self.model_version = ""
+        self.ble_flow: BleFlow | None = None
+        self.scanner: BleScanner | None = None
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -138,11 +147,35 @@ class Gateway:
         )
         flow.attach_board(board)
         flow.register()
+        if settings.ble.active:
+            self.ble_flow = self._build_ble(flow, consents)
         flow.publish_initial_state()
         self.flow, self.link = flow, link
         if ledger.corrupted_moved_to is not None:
             log.error("ledger was corrupt and has been moved aside to %s", ledger.corrupted_moved_to)
         return flow
+
+    def _build_ble(self, flow: GatewayFlow, consents: ConsentStore) -> BleFlow:
+        ble = self.settings.ble
+        resolver = EidResolver(self.clock, neighbours=ble.eid_neighbours, consents=consents)
+        if ble.eid_keys_file is not None:
+            resolver.load(load_eid_keys(ble.eid_keys_file))
+        beacons = BeaconRegistry(ble.beacons, self.clock)
+        presence = BlePresence({}, ble.presence, self.clock)
+        ble_flow = BleFlow(
+            flow,
+            BleIngest(resolver, beacons, presence),
+            espresense_prefix=ble.espresense.topic_prefix,
+            espresense_rooms=ble.espresense.rooms if ble.espresense.enabled else {},
+        )
+        local = None
+        if ble.enabled:
+            self.scanner = BleScanner(ble.scanner, self.clock)
+            local = f"local:{ble.scanner.adapter}"
+        presence.set_scanner_zones(ble_flow.scanner_zones(local, ble.zone))
+        if ble.espresense.enabled:
+            ble_flow.register_espresense()
+        return ble_flow
 
     def _local_midnight(self) -> float:
         zone = ZoneInfo(self.settings.decisions.policy.tz)
@@ -155,6 +188,7 @@ class Gateway:
             link_task = group.create_task(link.run(), name="mqtt-link")
             helpers = [
                 group.create_task(self._ticker(flow), name="tick"),
+                *self._ble_tasks(group),
                 group.create_task(self._health_loop(flow), name="health"),
                 group.create_task(self._watchdog_loop(), name="watchdog"),
                 group.create_task(self._purge_loop(), name="purge"),
@@ -171,10 +205,20 @@ class Gateway:
             for task in [*pending, *helpers]:
                 task.cancel()
 
+    def _ble_tasks(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        if self.scanner is None or self.ble_flow is None:
+            return []
+        return [
+            group.create_task(self.scanner.run(), name="ble-scanner"),
+            group.create_task(self.ble_flow.consume(self.scanner.adverts), name="ble-ingest"),
+        ]
+
     async def _ticker(self, flow: GatewayFlow) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             await flow.tick()
+            if self.ble_flow is not None:
+                await self.ble_flow.tick()
 
     async def _health_loop(self, flow: GatewayFlow) -> None:
         while True:
@@ -225,7 +269,24 @@ class Gateway:
             },
             "displays": flow.board.snapshot(),
             "sync_backlog": None,  # the cloud sync arrives with its own issue
+            "ble": self._ble_health(),
             "alerts": self._alerts(link, ledger),
+        }
+
+    def _ble_health(self) -> dict[str, Any] | None:
+        ble_flow = self.ble_flow
+        if ble_flow is None:
+            return None
+        ingest = ble_flow.ingest
+        return {
+            "scanner": asdict(self.scanner.stats()) if self.scanner is not None else None,
+            "adverts": dict(ingest.counters),
+            "frames_rejected": dict(ingest.frame_counter),
+            "presence": ingest.presence.stats(),
+            "eid": ingest.resolver.stats(),
+            "beacons": ingest.beacons.health(),
+            "missing_beacons": ingest.beacons.missing(),
+            "events": dict(ble_flow.counters),
         }
 
     def _alerts(self, link: MqttLink, ledger: Ledger) -> list[str]:
@@ -233,6 +294,8 @@ class Gateway:
         alerts = []
         if ledger.corrupted_moved_to is not None:
             alerts.append(f"ledger_corrupt: the database was moved aside to {ledger.corrupted_moved_to}")
+        if self.ble_flow is not None and self.ble_flow.ingest.beacons.missing():
+            alerts.append(f"beacons_missing: {', '.join(self.ble_flow.ingest.beacons.missing())}")
         if link.counters["outbox_dropped"]:
             alerts.append(f"mqtt_outbox_dropped: {link.counters['outbox_dropped']} messages")
         return alerts

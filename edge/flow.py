@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from edge.act.displays import DisplayBoard
 from edge.clock import Clock, iso_utc
@@ -45,6 +46,10 @@ class FlowStats:
     acks_failed: int = 0
     last_checkin_wall: float | None = None
     decisions_by_kind: Counter[str] = field(default_factory=Counter)
+
+
+class PresenceSource(Protocol):
+    def present(self, zone: str) -> list[str]: ...
 
 
 class GatewayFlow:
@@ -83,6 +88,9 @@ class GatewayFlow:
         # The model and its counters are confined to one thread: no locks, and the event loop never waits on it.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide")
         self._board: DisplayBoard | None = None
+        # Other presence sources (BLE) whose shoppers count in zone totals.
+        self.presence_sources: list[PresenceSource] = []
+        self._last_counts: dict[str, tuple[int, float]] = {}
         # Observers of every decision (the demo prints them; metrics later).
         self.on_decision: list[Callable[[Decision], None]] = []
         consents.subscribe(self._consent_changed)
@@ -225,7 +233,7 @@ class GatewayFlow:
             display_id=display_id,
             zone=zone,
             at_wall=self.clock.wall(),
-            audience=self.presence.count(zone).people,
+            audience=len(self._people(zone)),
             shopper_id=shopper_id,
             profile=profile,
         )
@@ -256,6 +264,14 @@ class GatewayFlow:
             raise RetryLater(str(exc)) from exc
 
     # ----- presence -----
+    async def serve(self, zone: str, shopper_id: str) -> None:
+        """A shopper (from any source) asks for service in ``zone``: decide, show, record."""
+        await self._record(await self.board.request(zone, shopper_id))
+
+    def presence_changed(self, changes: list[PresenceChanged]) -> None:
+        """Publish counts of the zones ``changes`` touch and release screens of shoppers who left."""
+        self._presence_changed(changes)
+
     def _presence_changed(self, changes: list[PresenceChanged]) -> None:
         zones = set()
         for change in changes:
@@ -265,14 +281,24 @@ class GatewayFlow:
         for zone in zones:
             self._publish_presence(zone)
 
+    def _people(self, zone: str) -> set[str]:
+        """Identified shoppers in ``zone`` from every presence source (check-ins, BLE), each once."""
+        people = set(self.presence.present(zone))
+        for source in self.presence_sources:
+            people.update(source.present(zone))
+        return people
+
     def _publish_presence(self, zone: str) -> None:
-        count = self.presence.count(zone)
+        people = len(self._people(zone))
+        now = self.clock.wall()
+        if self._last_counts.get(zone, (-1, 0.0))[0] != people:
+            self._last_counts[zone] = (people, now)
         body = {
             "v": 1,
-            "ts": iso_utc(self.clock.wall()),
-            "people": count.people,
-            "identified": count.identified,
-            "since": iso_utc(count.since_wall),
+            "ts": iso_utc(now),
+            "people": people,
+            "identified": people,  # every source so far identifies; anonymous counts come with the camera
+            "since": iso_utc(self._last_counts[zone][1]),
         }
         self.link.publish(
             self.topics.presence(zone), json.dumps(body, separators=(",", ":")).encode(), retain=True

@@ -4,7 +4,7 @@
 set -eu
 want="python3 python3-venv python3-dev"
 if [ "${1:-test}" = "test" ]; then
-    want="$want mosquitto mosquitto-clients"
+    want="$want mosquitto mosquitto-clients dbus libdbus-1-dev libglib2.0-dev pkg-config gcc"
 fi
 missing=""
 for pkg in $want; do

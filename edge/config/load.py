@@ -93,8 +93,9 @@ def _resolve_paths(settings: GatewaySettings, base: Path) -> GatewaySettings:
         }
     )
     ledger = settings.ledger.model_copy(update={"path": _resolve(base, settings.ledger.path)})
+    ble = settings.ble.model_copy(update={"eid_keys_file": _resolve(base, settings.ble.eid_keys_file)})
     return settings.model_copy(
-        update={"mqtt": mqtt, "identity": identity, "decisions": decisions, "ledger": ledger}
+        update={"mqtt": mqtt, "identity": identity, "decisions": decisions, "ledger": ledger, "ble": ble}
     )
 
 
@@ -109,6 +110,7 @@ def missing_files(settings: GatewaySettings) -> list[str]:
         ("decisions.model", settings.decisions.model),
         ("decisions.manifest", settings.decisions.manifest_path),
         ("decisions.offers_file", settings.decisions.offers_file),
+        ("ble.eid_keys_file", settings.ble.eid_keys_file),
     ]
     wanted += [
         (f"identity.public_key_files.{index}", key)

@@ -8,6 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge.decide.policy import PolicySettings
+from edge.presence.beacons import BeaconSettings
+from edge.presence.ble import BlePresenceSettings
+from edge.sources.ble.scanner import BleScannerSettings
 
 # Keys that look like secrets are refused in the TOML with a pointer to the right place.
 SECRET_KEYS = frozenset({"password", "secret", "private_key", "token", "api_key"})
@@ -149,6 +152,40 @@ class DisplaySettings(_Section):
     )
 
 
+class EspresenseSettings(_Section):
+    enabled: bool = Field(default=False, description="Use ESPresense nodes on the broker as extra scanners.")
+    topic_prefix: str = Field(default="espresense", description="ESPresense base topic.")
+    rooms: dict[str, str] = Field(
+        default_factory=dict,
+        description="ESPresense room name -> zone; reports from other rooms are ignored.",
+    )
+
+
+class BleSettings(_Section):
+    enabled: bool = Field(default=False, description="Scan BLE on this gateway's adapter (BlueZ over D-Bus).")
+    zone: str | None = Field(default=None, description="Zone of this gateway's own adapter.")
+    scanner: BleScannerSettings = Field(default_factory=BleScannerSettings, description="The local scanner.")
+    presence: BlePresenceSettings = Field(
+        default_factory=BlePresenceSettings, description="RSSI filter, thresholds, timers, caps."
+    )
+    eid_keys_file: Path | None = Field(
+        default=None,
+        description="Eddystone-EID identity keys of shoppers who opted in (JSON, from the cloud).",
+    )
+    eid_neighbours: int = Field(
+        default=1,
+        ge=0,
+        le=4,
+        description="Rotation periods accepted either side of now (beacon clock drift).",
+    )
+    beacons: list[BeaconSettings] = Field(default_factory=list, description="The store's fixed beacons.")
+    espresense: EspresenseSettings = Field(default_factory=EspresenseSettings, description="Remote scanners.")
+
+    @property
+    def active(self) -> bool:
+        return self.enabled or self.espresense.enabled
+
+
 class LedgerSettings(_Section):
     path: Path = Field(default=Path("state/ledger.sqlite"), description="SQLite ledger file.")
     batch_max: int = Field(default=256, ge=1, description="Writes committed together at most.")
@@ -185,6 +222,7 @@ class GatewaySettings(_Section):
     decisions: DecisionSettings = Field(default_factory=DecisionSettings)
     zones: list[ZoneSettings] = Field(min_length=1, description="The store's zones.")
     displays: list[DisplaySettings] = Field(default_factory=list, description="Screens and their zones.")
+    ble: BleSettings = Field(default_factory=BleSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
@@ -201,6 +239,14 @@ class GatewaySettings(_Section):
         for index, display in enumerate(self.displays):
             if display.zone not in zone_ids:
                 problems.append(f"displays.{index}.zone: unknown zone '{display.zone}'")
+        if self.ble.enabled and self.ble.zone not in zone_ids:
+            problems.append(f"ble.zone: the local adapter needs a known zone (got {self.ble.zone!r})")
+        for index, beacon in enumerate(self.ble.beacons):
+            if beacon.zone not in zone_ids:
+                problems.append(f"ble.beacons.{index}.zone: unknown zone '{beacon.zone}'")
+        for room, zone in self.ble.espresense.rooms.items():
+            if zone not in zone_ids:
+                problems.append(f"ble.espresense.rooms.{room}: unknown zone '{zone}'")
         if problems:
             raise ValueError("; ".join(problems))
         return self

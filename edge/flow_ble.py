@@ -1,0 +1,92 @@
+"""BLE into the gateway's flow: local adverts and ESPresense reports -> presence -> screens.
+
+Enter events ask the zone's screens for service exactly like a check-in; leave events release them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Mapping
+
+from edge.events import Advert, PresenceChanged, Purpose
+from edge.flow import GatewayFlow
+from edge.presence.ingest import BleIngest
+from edge.sources.espresense import parse_report
+from edge.sources.payloads import Rejected
+from edge.transport.mqtt import Inbound
+
+log = logging.getLogger(__name__)
+
+
+class BleFlow:
+    """Feeds ``GatewayFlow`` from BLE; owns the consumption of the scanner's advert queue."""
+
+    def __init__(
+        self,
+        flow: GatewayFlow,
+        ingest: BleIngest,
+        *,
+        espresense_prefix: str = "espresense",
+        espresense_rooms: Mapping[str, str] | None = None,
+    ) -> None:
+        self.flow = flow
+        self.ingest = ingest
+        self._prefix = espresense_prefix
+        self._rooms = dict(espresense_rooms or {})
+        self.counters: Counter[str] = Counter()
+        flow.presence_sources.append(ingest.presence)
+        flow.consents.subscribe(self._consent_changed)
+
+    def register_espresense(self) -> None:
+        self.flow.link.on(f"{self._prefix}/devices/+/+", self.on_espresense)
+
+    async def consume(self, adverts: asyncio.Queue[Advert]) -> None:
+        """The long-lived task draining the local scanner's queue."""
+        ingest = self.ingest.advert
+        while True:
+            advert = await adverts.get()
+            changes = ingest(advert)
+            if changes:
+                await self.apply(changes)
+
+    async def on_espresense(self, message: Inbound) -> None:
+        report = parse_report(message.topic, message.payload, self._prefix)
+        if isinstance(report, Rejected):
+            if report.reason == "anonymous":
+                self.ingest.counters["anonymous"] += 1  # somebody's phone: counted, never kept
+            else:
+                self.flow.rejects.reject("espresense", report.reason, message.topic)
+            return
+        if report.room not in self._rooms:
+            self.counters["unmapped_room"] += 1
+            return
+        changes = self.ingest.remote(report, f"espresense:{report.room}", message.received_mono)
+        if changes:
+            await self.apply(changes)
+
+    async def tick(self) -> None:
+        """Timer-driven leaves and dwells; EID table roll-over."""
+        self.ingest.resolver.refresh()
+        changes = self.ingest.presence.tick()
+        if changes:
+            await self.apply(changes)
+
+    async def apply(self, changes: list[PresenceChanged]) -> None:
+        self.flow.presence_changed(changes)
+        for change in changes:
+            self.counters[change.kind] += 1
+            if change.kind == "enter":
+                await self.flow.serve(change.zone, change.shopper_id)
+
+    def scanner_zones(self, local_scanner: str | None, local_zone: str | None) -> dict[str, str]:
+        zones = {f"espresense:{room}": zone for room, zone in self._rooms.items()}
+        if local_scanner is not None and local_zone is not None:
+            zones[local_scanner] = local_zone
+        return zones
+
+    def _consent_changed(self, shopper_id: str, purpose: Purpose, granted: bool) -> None:
+        if purpose is Purpose.PRESENCE_BLE and not granted:
+            # The resolver dropped their EIDs already; their presence ends now, not at the timeout.
+            self.flow.presence_changed(self.ingest.presence.forget(shopper_id))
