@@ -1,0 +1,420 @@
+"""Which zone each identified shopper is in, from BLE sightings: filtered RSSI, hysteresis, held switches, timers.
+
+A pure state machine: no I/O, no asyncio. The BLE stage calls ``observe`` per sighting and ``tick`` on a timer.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge.clock import Clock
+from edge.events import PresenceChanged, Sighting
+from edge.presence.rssi import MAX_WINDOW, RssiWindow
+
+_log = logging.getLogger(__name__)
+
+# What a zone with no usable sample weighs: any heard zone beats it by any margin.
+_NO_SIGNAL: Final = -math.inf
+# BLE RSSI as HCI reports it: -127..+20 dBm; 127 means "not available". Anything else is a broken source.
+RSSI_MIN_DBM: Final = -127
+RSSI_MAX_DBM: Final = 20
+# Timer heap entries of dropped shoppers and abandoned switches are skipped lazily; once the heap holds
+# this many more entries than two per tracked shopper (one idle timer, one pending switch), it is rebuilt,
+# so its size stays proportional to max_tracked whatever the churn.
+_HEAP_SLACK: Final = 1024
+
+
+class BlePresenceSettings(BaseModel):
+    """Thresholds and timers of BLE presence; docs/ble-presence.md says how to tune them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: int = Field(
+        default=7,
+        ge=1,
+        le=MAX_WINDOW,
+        description="Samples kept per (shopper, scanner) for the filter (interquartile mean of the window).",
+    )
+    window_s: float = Field(
+        default=10.0, gt=0, le=600, description="A sample counts for this many seconds, then is ignored."
+    )
+    min_samples: int = Field(
+        default=3,
+        ge=1,
+        description="Samples needed in the window before it has a level (3: the filter out-votes one outlier).",
+    )
+    enter_rssi_dbm: float = Field(
+        default=-75.0,
+        ge=RSSI_MIN_DBM,
+        le=RSSI_MAX_DBM,
+        description="Filtered RSSI at or above which a shopper enters the zone of that scanner.",
+    )
+    exit_rssi_dbm: float = Field(
+        default=-85.0,
+        ge=RSSI_MIN_DBM,
+        le=RSSI_MAX_DBM,
+        description="A shopper stays while the zone's filtered RSSI is at or above this (below enter: hysteresis).",
+    )
+    enter_hold_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=600,
+        description="A shopper not yet in a zone enters the best one once it has stayed best this long.",
+    )
+    switch_margin_db: float = Field(
+        default=6.0, ge=0, le=60, description="Another zone must beat the current one by this many dB..."
+    )
+    switch_hold_s: float = Field(
+        default=3.0, ge=0, le=600, description="...continuously for this long before the shopper switches."
+    )
+    dwell_s: float = Field(
+        default=60.0, gt=0, description="A 'dwell' event once per stay, after this long in the zone."
+    )
+    leave_after_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="Leave after this long without a sighting at or above the exit level in the zone.",
+    )
+    max_tracked: int = Field(
+        default=5000,
+        ge=1,
+        description="Shoppers tracked at once; when full, the least recently seen is evicted (with a leave).",
+    )
+    max_scanners_per_identity: int = Field(
+        default=16,
+        ge=1,
+        description="Scanners remembered per shopper; the least recently heard is dropped beyond this.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BlePresenceSettings:
+        if self.exit_rssi_dbm >= self.enter_rssi_dbm:
+            msg = (
+                f"exit_rssi_dbm ({self.exit_rssi_dbm}) must be below enter_rssi_dbm ({self.enter_rssi_dbm}): "
+                "the gap between them is the hysteresis that stops flapping"
+            )
+            raise ValueError(msg)
+        if self.min_samples > self.window:
+            msg = f"min_samples ({self.min_samples}) cannot exceed window ({self.window})"
+            raise ValueError(msg)
+        return self
+
+
+@dataclass(slots=True, eq=False)
+class _Shopper:
+    last_seen: float
+    windows: dict[str, RssiWindow] = field(default_factory=dict)
+    zone: str | None = None
+    arrived: float = 0.0
+    last_ok: float = 0.0  # last sighting after which the current zone was at or above the exit level
+    dwelt: bool = False
+    pending: str | None = None  # the zone waiting out its hold (to be entered, or switched to)
+    pending_due: float = 0.0
+    pending_token: int = 0
+
+
+# (due, sequence, shopper id, state, token): token 0 is the shopper's idle timer (leave, or drop when not
+# in a zone), otherwise the pending switch it was armed for. The unique sequence keeps tuples comparable.
+_Timer = tuple[float, int, str, _Shopper, int]
+
+
+class BlePresence:
+    """Presence of identified shoppers in zones; memory bounded by max_tracked x max_scanners_per_identity."""
+
+    def __init__(self, scanner_zones: Mapping[str, str], settings: BlePresenceSettings, clock: Clock) -> None:
+        self._zones: dict[str, str] = dict(scanner_zones)
+        self._settings = settings
+        self._clock = clock
+        self._shoppers: OrderedDict[str, _Shopper] = OrderedDict()  # least recently seen first
+        self._present: dict[str, dict[str, None]] = {}  # zone -> shoppers in order of entering
+        self._timers: list[_Timer] = []
+        self._heap_limit = 2 * settings.max_tracked + _HEAP_SLACK
+        self._sequence = 0
+        self._warned_full = False
+        self._warned_unknown = False
+        self._counts: dict[str, int] = dict.fromkeys(
+            (
+                "evicted",
+                "unknown_scanner",
+                "invalid_rssi",
+                "scanners_dropped",
+                "enters",
+                "leaves",
+                "dwells",
+                "switches",
+                "suppressed_flaps",
+            ),
+            0,
+        )
+
+    # --- inputs -------------------------------------------------------------------------------------
+
+    def observe(self, sighting: Sighting) -> list[PresenceChanged]:
+        """One sighting of an identified shopper; returns the presence changes it causes (usually none)."""
+        scanner = sighting.scanner
+        if scanner not in self._zones:
+            self._unknown_scanner(scanner)
+            return []
+        rssi = sighting.rssi
+        if not RSSI_MIN_DBM <= rssi <= RSSI_MAX_DBM:
+            self._counts["invalid_rssi"] += 1
+            return []
+        changes: list[PresenceChanged] = []
+        shopper_id = sighting.identity
+        now = sighting.at_mono
+        state = self._shoppers.get(shopper_id)
+        if state is None:
+            if len(self._shoppers) >= self._settings.max_tracked:
+                self._evict_one(now, changes)
+            state = _Shopper(last_seen=now)
+            self._shoppers[shopper_id] = state
+            self._arm(now + self._settings.window_s, shopper_id, state, 0)
+        else:
+            self._shoppers.move_to_end(shopper_id)
+            # Queues and remote scanners can deliver slightly out of order; each shopper's timeline
+            # must not go back, or the windows' front-is-oldest rule would break.
+            now = max(now, state.last_seen)
+            state.last_seen = now
+        window = state.windows.get(scanner)
+        if window is None:
+            window = self._new_window(state, now)
+            state.windows[scanner] = window
+        window.add(rssi, now)
+        self._evaluate(shopper_id, state, now, True, changes)
+        return changes
+
+    def tick(self) -> list[PresenceChanged]:
+        """Timer work due now: leaves after silence, pending switches that held, dropping idle state."""
+        now = self._clock.monotonic()
+        changes: list[PresenceChanged] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, shopper_id, state, token = heapq.heappop(timers)
+            if self._shoppers.get(shopper_id) is not state:
+                continue  # forgotten, evicted or left since the timer was armed
+            if token:
+                if token == state.pending_token and state.pending is not None:
+                    self._evaluate(shopper_id, state, now, False, changes)
+                continue
+            if state.zone is not None:
+                due = state.last_ok + self._settings.leave_after_s
+                if due <= now:
+                    self._leave(shopper_id, state, now, changes)
+                    self._drop(shopper_id)
+                    continue
+            else:
+                due = state.last_seen + self._settings.window_s
+                if due <= now:
+                    self._drop(shopper_id)  # every sample has aged out: nothing left worth keeping
+                    continue
+            self._arm(due, shopper_id, state, 0)
+        return changes
+
+    def forget(self, shopper_id: str) -> list[PresenceChanged]:
+        """Consent withdrawn: a leave now if the shopper was in a zone, and every trace of them dropped."""
+        state = self._shoppers.get(shopper_id)
+        if state is None:
+            return []
+        changes: list[PresenceChanged] = []
+        if state.zone is not None:
+            self._leave(shopper_id, state, self._clock.monotonic(), changes)
+        self._drop(shopper_id)
+        return changes
+
+    def set_scanner_zones(self, mapping: Mapping[str, str]) -> None:
+        """Replace the scanner -> zone map (remote scanners added at run time); removed scanners stop counting."""
+        self._zones = dict(mapping)
+
+    # --- queries ------------------------------------------------------------------------------------
+
+    def zone_of(self, shopper_id: str) -> str | None:
+        state = self._shoppers.get(shopper_id)
+        return None if state is None else state.zone
+
+    def present(self, zone: str) -> list[str]:
+        """Shoppers in ``zone``, most recent arrival first."""
+        return list(reversed(self._present.get(zone, {})))
+
+    def filtered_rssi(self, shopper_id: str, scanner: str) -> float | None:
+        """The filter's current level for one pair (calibration and ``ble scan``); None if not enough samples."""
+        state = self._shoppers.get(shopper_id)
+        window = None if state is None else state.windows.get(scanner)
+        return None if window is None else window.value(self._clock.monotonic())
+
+    def stats(self) -> dict[str, int]:
+        return {"tracked": len(self._shoppers), **self._counts}
+
+    def __len__(self) -> int:
+        return len(self._shoppers)
+
+    # --- the state machine --------------------------------------------------------------------------
+
+    def _evaluate(
+        self, shopper_id: str, state: _Shopper, now: float, fresh: bool, changes: list[PresenceChanged]
+    ) -> None:
+        """Apply the rules to one shopper; ``fresh`` when a sighting just arrived (only that proves presence)."""
+        settings = self._settings
+        zones = self._zones
+        current = state.zone
+        current_level = _NO_SIGNAL
+        best_zone: str | None = None
+        best_level = _NO_SIGNAL
+        cutoff = now - settings.window_s
+        stale: list[str] | None = None
+        for scanner, window in state.windows.items():
+            zone = zones.get(scanner)
+            if zone is None or window.last_at <= cutoff:
+                stale = [scanner] if stale is None else [*stale, scanner]
+                continue
+            # The window's cache check, inlined: this loop runs for every scanner on every advert.
+            level = window.level if now < window.valid_until else window.value(now)
+            if level is None:
+                continue
+            if zone == current:
+                if level > current_level:  # noqa: PLR1730 (a compare costs a third of a max() call here)
+                    current_level = level
+            elif level > best_level:
+                best_level = level
+                best_zone = zone
+        if stale is not None:
+            for scanner in stale:
+                del state.windows[scanner]
+
+        if current is None:
+            if best_zone is not None and best_level >= settings.enter_rssi_dbm:
+                # The first enter is decided on the least data: whichever scanner filled its window first
+                # would win it. Holding a moment lets the other scanners be heard.
+                if self._held(shopper_id, state, best_zone, now, settings.enter_hold_s):
+                    self._enter(shopper_id, state, best_zone, now, changes)
+            else:
+                state.pending = None
+            return
+        if fresh and current_level >= settings.exit_rssi_dbm:
+            state.last_ok = now
+            if not state.dwelt and now - state.arrived >= settings.dwell_s:
+                state.dwelt = True
+                self._counts["dwells"] += 1
+                changes.append(self._event(shopper_id, current, "dwell", now))
+        if (
+            best_zone is not None
+            and best_level >= settings.enter_rssi_dbm
+            and best_level - current_level >= settings.switch_margin_db
+        ):
+            if self._held(shopper_id, state, best_zone, now, settings.switch_hold_s):
+                self._counts["switches"] += 1
+                self._leave(shopper_id, state, now, changes)
+                self._enter(shopper_id, state, best_zone, now, changes)
+        elif state.pending is not None:
+            # The other zone stopped winning before the hold ran out: a flap that did not happen.
+            state.pending = None
+            self._counts["suppressed_flaps"] += 1
+
+    def _held(self, shopper_id: str, state: _Shopper, zone: str, now: float, hold_s: float) -> bool:
+        """True once ``zone`` has won without a break for ``hold_s``; a timer lets tick() finish the wait."""
+        if state.pending != zone:
+            if state.pending is not None and state.zone is not None:
+                self._counts["suppressed_flaps"] += 1  # one candidate zone gave way to another
+            self._sequence += 1
+            state.pending = zone
+            state.pending_due = now + hold_s
+            state.pending_token = self._sequence
+            if hold_s > 0:
+                self._arm(state.pending_due, shopper_id, state, self._sequence)
+        return now >= state.pending_due
+
+    def _enter(
+        self, shopper_id: str, state: _Shopper, zone: str, now: float, changes: list[PresenceChanged]
+    ) -> None:
+        state.zone = zone
+        state.arrived = now
+        state.last_ok = now
+        state.dwelt = False
+        state.pending = None
+        self._present.setdefault(zone, {})[shopper_id] = None
+        self._counts["enters"] += 1
+        changes.append(self._event(shopper_id, zone, "enter", now))
+
+    def _leave(self, shopper_id: str, state: _Shopper, now: float, changes: list[PresenceChanged]) -> None:
+        zone = state.zone
+        if zone is None:
+            return
+        state.zone = None
+        state.pending = None
+        members = self._present.get(zone)
+        if members is not None:
+            members.pop(shopper_id, None)
+            if not members:
+                del self._present[zone]
+        self._counts["leaves"] += 1
+        changes.append(self._event(shopper_id, zone, "leave", now))
+
+    def _event(self, shopper_id: str, zone: str, kind: str, at_mono: float) -> PresenceChanged:
+        # The wall time at which the deciding sample was heard, not when the queue got round to it.
+        lag = max(0.0, self._clock.monotonic() - at_mono)
+        return PresenceChanged(shopper_id, zone, kind, self._clock.wall() - lag, at_mono)
+
+    # --- bounds -------------------------------------------------------------------------------------
+
+    def _drop(self, shopper_id: str) -> None:
+        state = self._shoppers.pop(shopper_id, None)
+        if state is not None:
+            # Stale timers still point at the state until they fire or the heap is compacted: keep it small.
+            state.windows.clear()
+
+    def _evict_one(self, now: float, changes: list[PresenceChanged]) -> None:
+        shopper_id, state = self._shoppers.popitem(last=False)
+        state.windows.clear()
+        self._counts["evicted"] += 1
+        if state.zone is not None:
+            self._leave(shopper_id, state, now, changes)
+        if not self._warned_full:
+            self._warned_full = True
+            _log.warning(
+                "BLE presence holds max_tracked=%d shoppers; evicting the least recently seen (counted)",
+                self._settings.max_tracked,
+            )
+
+    def _new_window(self, state: _Shopper, now: float) -> RssiWindow:
+        settings = self._settings
+        windows = state.windows
+        if len(windows) >= settings.max_scanners_per_identity:
+            cutoff = now - settings.window_s
+            for scanner in [s for s, w in windows.items() if w.last_at <= cutoff or s not in self._zones]:
+                del windows[scanner]
+            if len(windows) >= settings.max_scanners_per_identity:
+                oldest = min(windows, key=lambda s: windows[s].last_at)
+                del windows[oldest]
+                self._counts["scanners_dropped"] += 1
+        return RssiWindow(settings.window, settings.window_s, settings.min_samples)
+
+    def _arm(self, due: float, shopper_id: str, state: _Shopper, token: int) -> None:
+        self._sequence += 1
+        heapq.heappush(self._timers, (due, self._sequence, shopper_id, state, token))
+        if len(self._timers) > self._heap_limit:
+            self._compact_timers()
+
+    def _compact_timers(self) -> None:
+        shoppers = self._shoppers
+        live = [
+            timer
+            for timer in self._timers
+            if shoppers.get(timer[2]) is timer[3]
+            and (timer[4] == 0 or (timer[4] == timer[3].pending_token and timer[3].pending is not None))
+        ]
+        heapq.heapify(live)
+        self._timers = live
+        self._heap_limit = 2 * max(len(live), self._settings.max_tracked) + _HEAP_SLACK
+
+    def _unknown_scanner(self, scanner: str) -> None:
+        self._counts["unknown_scanner"] += 1
+        if not self._warned_unknown:
+            self._warned_unknown = True
+            _log.warning("sighting from scanner %r, which maps to no zone; ignored and counted", scanner)
