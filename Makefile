@@ -10,21 +10,27 @@ DEMO_SECONDS ?= 10
 
 .PHONY: demo test venv fresh-venv lint typecheck pytest bench model clean
 
-$(VENV)/.installed: pyproject.toml
+# The runtime alone (what the demo needs); the dev extra adds linters, tests and the D-Bus test stack,
+# whose dbus-python builds from source against Debian's libdbus (installed by system-deps.sh test).
+$(VENV)/.runtime: pyproject.toml
 	./scripts/system-deps.sh demo
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime
+	./scripts/system-deps.sh test
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.dev
 
 fresh-venv:
-	./scripts/system-deps.sh test
 	rm -rf $(VENV)
 	$(MAKE) venv
 
-demo: venv
+demo: $(VENV)/.runtime
 	$(VENV)/bin/edge-gateway demo --duration $(DEMO_SECONDS)
 
 lint: venv
@@ -41,7 +47,6 @@ test: fresh-venv
 	$(MAKE) lint typecheck pytest
 
 bench: venv
-	./scripts/system-deps.sh test
 	$(PY) -m bench
 
 model: venv

@@ -133,6 +133,9 @@ async def _measure(
         await asyncio.sleep(seconds)
         n1, cpu1, t1 = received[0], time.process_time(), time.perf_counter()
         out, _ = await gen.communicate()
+        if gen.returncode != 0:
+            msg = f"the load generator failed ({gen.returncode}); see its stderr above"
+            raise RuntimeError(msg)
         await asyncio.sleep(0.2)
         task.cancel()
         stats = scanner.stats()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from edge.clock import ManualClock, SystemClock
 from edge.events import Advert
 from edge.sources.ble.scanner import BleScanner, BleScannerSettings, BleScannerStats
-from tests.support.bluez import IN_PROGRESS, NOT_READY, AsyncBlueZ, async_bluez, collect_dbus_garbage
+from tests.support.bluez import IN_PROGRESS, NOT_READY, AsyncBlueZ, async_bluez, collect_dead_connections
 
 IBEACON = bytes.fromhex("0215") + bytes(range(16)) + bytes.fromhex("0001000ac5")  # uuid, major 1, minor 10
 EDDYSTONE_UUID = "0000feaa-0000-1000-8000-00805f9b34fb"
@@ -64,8 +64,14 @@ def scanning(scanner: BleScanner, starts: int = 1) -> Callable[[], bool]:
 
 
 @pytest.fixture(autouse=True)
-def _collect_garbage(collect_dbus_garbage: None) -> None:
-    """Every test here: dead D-Bus connections are collected after the loop closes (see the fixture)."""
+def _collect_dead_connections(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    # autouse: torn down after the test's event loop is closed. The captured records go first: pytest
+    # keeps them on the test item, and their exception arguments hold the dead buses' frames.
+    yield
+    for when in ("setup", "call"):
+        caplog.get_records(when).clear()
+    caplog.clear()
+    collect_dead_connections()
 
 
 @pytest.fixture

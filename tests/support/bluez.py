@@ -12,11 +12,12 @@ import gc
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -125,15 +126,24 @@ class PrivateSystemBus:
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not self.socket.exists():
+        while not self._accepting():
             if self.proc.poll() is not None:
                 err = self.log_path.read_text(errors="replace")[-2000:]
                 msg = f"dbus-daemon exited with {self.proc.returncode}: {err}"
                 raise RuntimeError(msg)
             if time.monotonic() > deadline:
-                msg = "dbus-daemon did not create its socket"
+                msg = "dbus-daemon did not accept connections"
                 raise RuntimeError(msg)
             time.sleep(POLL_S)
+
+    def _accepting(self) -> bool:
+        # the socket file appears at bind(), before listen(): only a connection says it is ready
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
     def stop(self) -> None:
         _stop_process(self.proc)
@@ -463,17 +473,14 @@ async def async_bluez(
             await release_bleak_bus()
 
 
-@pytest.fixture
-def collect_dbus_garbage() -> Iterator[None]:
-    """Collect a test's dead D-Bus connections after its event loop is closed, at a known point.
+def collect_dead_connections() -> None:
+    """Collect a test's dead D-Bus connections at a known point: call it after the test's loop closed.
 
     dbus-fast drops the futures of writes that failed when a bus died; once collected, asyncio logs
     them ("Future exception was never retrieved") with a formatted traceback, which calls ``ast.parse``.
     If that collection lands inside another ``ast.parse`` (pytest importing a module), CPython <= 3.11.7
-    raises "AST constructor recursion depth mismatch" (gh-106905). Use it as an autouse fixture, so it
-    is torn down after the loop.
+    raises "AST constructor recursion depth mismatch" (gh-106905, fixed in 3.11.8).
     """
-    yield
     gc.collect()
 
 
@@ -488,9 +495,14 @@ async def release_bleak_bus() -> None:
     manager = bleak_manager._global_instances.pop(asyncio.get_running_loop(), None)
     if manager is None or manager._bus is None:
         return
-    manager._bus.disconnect()
-    if manager._bus_watcher_task is not None:
-        await asyncio.wait({manager._bus_watcher_task}, timeout=START_TIMEOUT_S)
+    bus = manager._bus
+    bus.disconnect()
+    watcher = getattr(manager, "_bus_watcher_task", None)  # bleak >= 3.1 watches its bus
+    if watcher is not None:
+        await asyncio.wait({watcher}, timeout=START_TIMEOUT_S)
+    else:
+        with contextlib.suppress(OSError, EOFError, TimeoutError):  # however it ends, it has ended
+            await asyncio.wait_for(bus.wait_for_disconnect(), START_TIMEOUT_S)
 
 
 __all__ = [

@@ -10,11 +10,10 @@ import contextlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Final, Literal, Self
 
 from bleak import BleakScanner
 from bleak.args.bluez import BlueZScannerArgs, OrPattern
@@ -22,39 +21,19 @@ from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakDBusError, BleakError
-from dbus_fast import BusType, Message, MessageType, Variant, unpack_variants
-from dbus_fast.aio import MessageBus
-from dbus_fast.errors import DBusFastError
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.clock import Clock
 from edge.events import Advert
+from edge.sources.ble.bluez import IN_PROGRESS, NOT_READY, RETRYABLE, AdapterWatch
 
 LOG = logging.getLogger(__name__)
 
-BLUEZ: Final = "org.bluez"
-DBUS: Final = "org.freedesktop.DBus"
-ADAPTER_IFACE: Final = "org.bluez.Adapter1"
-MONITOR_MANAGER_IFACE: Final = "org.bluez.AdvertisementMonitorManager1"
-IN_PROGRESS: Final = "org.bluez.Error.InProgress"
-NOT_READY: Final = "org.bluez.Error.NotReady"
-# Passive scanning needs BlueZ's advertisement monitors (BlueZ >= 5.56 started with --experimental).
-PASSIVE_UNSUPPORTED_ERRORS: Final = frozenset(
-    {
-        "org.freedesktop.DBus.Error.UnknownInterface",
-        "org.freedesktop.DBus.Error.UnknownMethod",
-        "org.freedesktop.DBus.Error.UnknownProperty",
-        "org.bluez.Adapter1.UnknownInterface",  # what dbusmock answers instead of the standard name
-    }
-)
 # The monitor patterns: what store beacons and shoppers' apps send. iBeacon is Apple's company id (0x004C,
 # little endian) then type 0x02 length 0x15; Eddystone is service data for the 16-bit UUID 0xFEAA.
 IBEACON_PATTERN: Final = OrPattern(0, AdvertisementDataType.MANUFACTURER_SPECIFIC_DATA, b"\x4c\x00\x02\x15")
 EDDYSTONE_PATTERN: Final = OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\xaa\xfe")
 OR_PATTERNS: Final = (IBEACON_PATTERN, EDDYSTONE_PATTERN)
-# What ends an attempt and is retried (each counted by kind); anything else is a bug and should surface.
-# dbus-fast fails the calls pending when the bus drops with the reader's error: EOFError or its own errors.
-RETRYABLE: Final = (BleakError, DBusFastError, OSError, EOFError, TimeoutError)
 
 
 class ScannerState(StrEnum):
@@ -140,164 +119,6 @@ def error_kind(exc: BaseException) -> str:
     return "dbus_error"
 
 
-class _AdapterWatch:
-    """Our own view of bluetoothd and the adapter (bleak has none): owner changes, removal, Powered, monitors.
-
-    ``epoch`` moves whenever whatever scanning session exists has been lost with it: the adapter went away,
-    bluetoothd changed owner (restart), or our bus connection died.
-    """
-
-    def __init__(self, adapter: str, timeout: float, on_loss: Callable[[str], None]) -> None:
-        self.path = f"/org/bluez/{adapter}"
-        self._timeout = timeout
-        self._on_loss = on_loss
-        self.bus: MessageBus | None = None
-        self.owner: str | None = None
-        self.adapter: dict[str, Any] | None = None  # its org.bluez.Adapter1 properties while it exists
-        self.epoch = 0
-        self.changed = asyncio.Event()
-        self._seq = 0  # moves on every appearance/disappearance signal: a read older than that is stale
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def ready(self) -> bool:
-        return self.bus is not None and self.owner is not None and self.adapter is not None
-
-    async def connect(self) -> None:
-        bus = await asyncio.wait_for(MessageBus(bus_type=BusType.SYSTEM).connect(), self._timeout)
-        self.bus = bus
-        bus.add_message_handler(self._on_message)
-        try:
-            for rule in (
-                f"type='signal',sender='{DBUS}',interface='{DBUS}',member='NameOwnerChanged',arg0='{BLUEZ}'",
-                f"type='signal',interface='org.freedesktop.DBus.ObjectManager',arg0path='{self.path}'",
-                f"type='signal',interface='org.freedesktop.DBus.Properties',path='{self.path}'",
-            ):
-                await self._call(DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s", [rule])
-            try:
-                reply = await self._call(DBUS, "/org/freedesktop/DBus", DBUS, "GetNameOwner", "s", [BLUEZ])
-                self.owner = str(reply[0])
-            except BleakDBusError as exc:
-                if exc.dbus_error != "org.freedesktop.DBus.Error.NameHasNoOwner":
-                    raise
-            if self.owner is not None:
-                await self.refresh()
-        except BaseException:
-            await self.close()  # half set up is not connected: the next attempt starts clean
-            raise
-        self._spawn(self._watch_disconnect(bus))
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self.bus is not None:
-            self.bus.disconnect()
-        self.bus, self.owner, self.adapter = None, None, None
-
-    async def refresh(self) -> None:
-        """Read the adapter's properties afresh (GetManagedObjects), as after bluetoothd (re)appears."""
-        seq = self._seq
-        reply = await self._call(
-            BLUEZ, "/", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", "", []
-        )
-        if seq != self._seq:
-            return  # a signal came while the reply waited to be read: it is newer, and if needed re-reads
-        interfaces = reply[0].get(self.path, {})
-        self.adapter = unpack_variants(interfaces[ADAPTER_IFACE]) if ADAPTER_IFACE in interfaces else None
-        self.changed.set()
-
-    async def passive_supported(self) -> bool:
-        try:
-            reply = await self._call(
-                BLUEZ, self.path, "org.freedesktop.DBus.Properties", "GetAll", "s", [MONITOR_MANAGER_IFACE]
-            )
-        except BleakDBusError as exc:
-            if exc.dbus_error in PASSIVE_UNSUPPORTED_ERRORS:
-                return False
-            raise
-        types = reply[0].get("SupportedMonitorTypes")
-        return types is not None and "or_patterns" in types.value
-
-    async def set_powered(self, on: bool) -> None:
-        await self._call(
-            BLUEZ,
-            self.path,
-            "org.freedesktop.DBus.Properties",
-            "Set",
-            "ssv",
-            [ADAPTER_IFACE, "Powered", Variant("b", on)],
-        )
-
-    async def _call(
-        self, dest: str, path: str, iface: str, member: str, sig: str, body: list[Any]
-    ) -> list[Any]:
-        if self.bus is None:
-            raise BleakError("not connected to the system bus")
-        message = Message(
-            destination=dest, path=path, interface=iface, member=member, signature=sig, body=body
-        )
-        reply = await asyncio.wait_for(self.bus.call(message), self._timeout)
-        if reply is None or reply.message_type == MessageType.ERROR:
-            raise BleakDBusError(
-                reply.error_name if reply and reply.error_name else "no reply", reply.body if reply else []
-            )
-        return list(reply.body)
-
-    def _lose(self, kind: str) -> None:
-        self._seq += 1
-        self._on_loss(kind)
-        self.adapter = None
-        self.epoch += 1
-        self.changed.set()
-
-    def _on_message(self, msg: Message) -> None:
-        if msg.message_type != MessageType.SIGNAL:
-            return
-        if msg.member == "NameOwnerChanged" and msg.sender == DBUS and msg.body[0] == BLUEZ:
-            old, new = msg.body[1], msg.body[2]
-            if old:
-                self._lose("bluez_restarted")
-            self.owner = new or None
-            if new:
-                self._seq += 1
-                self._spawn(self._refresh_quietly())
-        elif msg.sender != self.owner:
-            return  # only bluetoothd speaks for the adapter
-        elif msg.path == "/" and msg.body and msg.body[0] == self.path:
-            if msg.member == "InterfacesAdded" and ADAPTER_IFACE in msg.body[1]:
-                # re-read: the signal need not carry every interface (dbusmock sends Adapter1 alone)
-                self._seq += 1
-                self._spawn(self._refresh_quietly())
-            elif msg.member == "InterfacesRemoved" and ADAPTER_IFACE in msg.body[1]:
-                self._lose("adapter_missing")
-        elif (
-            msg.member == "PropertiesChanged"
-            and msg.path == self.path
-            and msg.body[0] == ADAPTER_IFACE
-            and self.adapter is not None
-        ):
-            self.adapter.update(unpack_variants(msg.body[1]))
-            self.changed.set()
-
-    async def _refresh_quietly(self) -> None:
-        try:
-            await self.refresh()
-        except RETRYABLE as exc:  # the next (re)appearance or the scanner's retry reads it again
-            LOG.debug("reading the adapter failed: %s", exc)
-
-    async def _watch_disconnect(self, bus: MessageBus) -> None:
-        with contextlib.suppress(Exception):  # however the bus ended, the reaction is the same
-            await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]  # dbus-fast leaves it unannotated
-        if self.bus is bus:
-            self.bus = None
-            self._lose("bus_lost")
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-
 class BleScanner:
     """One continuous bleak scanner on ``settings.adapter``; ``run()`` until cancelled, or ``async with``.
 
@@ -309,7 +130,7 @@ class BleScanner:
         self._clock = clock
         self._name = f"local:{settings.adapter}"
         self.adverts: asyncio.Queue[Advert] = asyncio.Queue(maxsize=settings.queue_max)
-        self._watch = _AdapterWatch(settings.adapter, settings.dbus_timeout_s, self._on_loss)
+        self._watch = AdapterWatch(settings.adapter, settings.dbus_timeout_s, self._on_loss)
         self._scanner: BleakScanner | None = None
         self._scan_epoch = -1
         self._state = ScannerState.STOPPED
