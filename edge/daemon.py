@@ -8,7 +8,7 @@ import logging
 import random
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from edge import __version__
@@ -26,9 +26,11 @@ from edge.presence.beacons import BeaconRegistry
 from edge.presence.ble import BlePresence
 from edge.presence.ingest import BleIngest
 from edge.presence.zones import ZonePresence
-from edge.sources.ble.scanner import BleScanner
 from edge.transport.mqtt import MqttLink
 from edge.transport.topics import Topics
+
+if TYPE_CHECKING:
+    from edge.sources.ble.scanner import BleScanner
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,9 @@ class Gateway:
         )
         local = None
         if ble.enabled:
+            # bleak and dbus-fast are loaded only by gateways that scan (~15 MB not paid otherwise).
+            from edge.sources.ble.scanner import BleScanner  # noqa: PLC0415
+
             self.scanner = BleScanner(ble.scanner, self.clock)
             local = f"local:{ble.scanner.adapter}"
         presence.set_scanner_zones(ble_flow.scanner_zones(local, ble.zone))

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from edge.decide.policy import PolicySettings
 from edge.presence.beacons import BeaconSettings
 from edge.presence.ble import BlePresenceSettings
-from edge.sources.ble.scanner import BleScannerSettings
+from edge.sources.ble.settings import BleScannerSettings
 
 # Keys that look like secrets are refused in the TOML with a pointer to the right place.
 SECRET_KEYS = frozenset({"password", "secret", "private_key", "token", "api_key"})
