@@ -102,8 +102,8 @@ async def _display_players(client: aiomqtt.Client, root: str, summary: DemoSumma
         await client.publish(f"{root}/display/screen-{zone}-1/availability", b"online", qos=1, retain=True)
     await client.subscribe(f"{root}/display/+/content", qos=1)
     async for message in client.messages:
-        if not isinstance(message.payload, bytes | bytearray) or not message.payload:
-            continue
+        if not isinstance(message.payload, bytes | bytearray) or not message.payload or message.retain:
+            continue  # a retained manifest is one already shown before we subscribed
         manifest = json.loads(message.payload)
         if manifest.get("decision_id") is None:
             continue
@@ -163,7 +163,7 @@ def _print_decision(out: TextIO, summary: DemoSummary) -> Any:
         what = decision.offer_id or ("fallback (holdout)" if decision.holdout else "fallback")
         mode = "personal" if decision.personalized else "context-only"
         print(
-            f"decision {decision.decision_id[-8:]} {decision.display_id:<24} {who:<12} -> {what:<22} "
+            f"decision {decision.decision_id[-16:-8]} {decision.display_id:<24} {who:<12} -> {what:<22} "
             f"{mode:<12} p={decision.propensity:.2f}{' explore' if decision.explored else ''}",
             file=out,
             flush=True,
