@@ -6,12 +6,10 @@ nothing about the unknown devices heard alongside is kept anywhere.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import random
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from edge.daemon import Gateway
 from edge.identity import generate_keypair
 from edge.identity.eid import compute_eid
 from tests.support.broker import Mosquitto
+from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe
 from tests.support.store import REPO
 
@@ -88,18 +87,8 @@ def _config(workdir: Path, port: int) -> Path:
     return config
 
 
-@contextlib.asynccontextmanager
-async def running(config: Path, clock: ManualClock) -> AsyncIterator[Gateway]:
-    gateway = Gateway(load_settings(config), clock=clock, config_version="test")
-    task = asyncio.create_task(gateway.run())
-    try:
-        await asyncio.wait_for(gateway.ready.wait(), 10)
-        assert gateway.link is not None
-        await asyncio.wait_for(gateway.link.connected.wait(), 10)
-        yield gateway
-    finally:
-        gateway.request_stop()
-        await asyncio.wait_for(task, 10)
+def running(config: Path, clock: ManualClock) -> contextlib.AbstractAsyncContextManager[Gateway]:
+    return running_gateway(load_settings(config), clock=clock)
 
 
 def _walk_rssi(step: int, steps: int, rng: random.Random) -> tuple[int, int]:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,24 +14,15 @@ import pytest
 from edge.daemon import Gateway
 from edge.identity import generate_keypair
 from tests.support.broker import Mosquitto
+from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe
 from tests.support.store import ROOT, StoreKit, make_store
 
 CONTENT = f"{ROOT}/display/screen-cafe/content"
 
 
-@contextlib.asynccontextmanager
-async def running(store: StoreKit) -> AsyncIterator[Gateway]:
-    gateway = Gateway(store.settings(), config_version="test")
-    task = asyncio.create_task(gateway.run())
-    try:
-        await asyncio.wait_for(gateway.ready.wait(), 10)
-        assert gateway.link is not None
-        await asyncio.wait_for(gateway.link.connected.wait(), 10)
-        yield gateway
-    finally:
-        gateway.request_stop()
-        await asyncio.wait_for(task, 10)
+def running(store: StoreKit) -> contextlib.AbstractAsyncContextManager[Gateway]:
+    return running_gateway(store.settings())
 
 
 def _personal(manifests: list[dict]) -> list[dict]:
