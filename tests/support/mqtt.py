@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import aiomqtt
+
+from edge.clock import SystemClock
+from edge.config.model import MqttSettings
+from edge.transport.mqtt import MqttLink
+from edge.transport.topics import Topics
 
 
 class Probe:
@@ -72,3 +78,20 @@ class Probe:
                     f"condition not met within {timeout} s; seen {len(self.messages)} messages"
                 )
             await asyncio.sleep(0.01)
+
+
+def make_link(
+    port: int, *, root: str = "store/t1", password: str | None = None, **overrides: Any
+) -> MqttLink:
+    """A gateway MQTT link with short timings for tests (fixed client id: a persistent session)."""
+    settings = MqttSettings(port=port, reconnect_max_s=0.5, keepalive_s=5, **overrides)
+    return MqttLink(
+        settings,
+        client_id="gw-test",
+        topics=Topics(root),
+        password=password,
+        clock=SystemClock(),
+        version="test",
+        started_wall=SystemClock().wall(),
+        rng=random.Random(1),
+    )

@@ -7,27 +7,11 @@ import random
 
 import pytest
 
-from edge.clock import SystemClock
-from edge.config.model import MqttSettings
 from edge.transport.mqtt import Inbound, MqttLink, RetryLater, backoff_delay
 from edge.transport.topics import Topics, topic_matches
-from tests.support.mqtt import Probe
+from tests.support.mqtt import Probe, make_link
 
 ROOT = "store/t1"
-
-
-def make_link(port: int, **overrides: object) -> MqttLink:
-    settings = MqttSettings(port=port, reconnect_max_s=0.5, keepalive_s=5, **overrides)
-    return MqttLink(
-        settings,
-        client_id="gw-test",
-        topics=Topics(ROOT),
-        password=None,
-        clock=SystemClock(),
-        version="test",
-        started_wall=SystemClock().wall(),
-        rng=random.Random(1),
-    )
 
 
 @contextlib.asynccontextmanager

@@ -12,7 +12,6 @@ import datetime as dt
 import ipaddress
 import json
 import logging
-import random
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -27,12 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edge.clock import SystemClock
 from edge.config import read_mqtt_password
 from edge.config.model import GatewaySettings, MqttSettings, StoreSettings, TlsSettings, ZoneSettings
 from edge.transport.mqtt import MqttLink
-from edge.transport.topics import Topics
 from tests.support.broker import Mosquitto
+from tests.support.mqtt import make_link
 
 ROOT = "store/t1"
 STATUS = f"{ROOT}/gateway/status"
@@ -262,20 +260,6 @@ def tls_conf(pki: Pki, *, require_certificate: bool) -> str:
 
 
 # ----- the link under test, and a client that checks what it published -----
-
-
-def make_link(port: int, *, password: str | None = None, **overrides: Any) -> MqttLink:
-    settings = MqttSettings(port=port, reconnect_max_s=0.5, keepalive_s=5, **overrides)
-    return MqttLink(
-        settings,
-        client_id="gw-test",
-        topics=Topics(ROOT),
-        password=password,
-        clock=SystemClock(),
-        version="test",
-        started_wall=SystemClock().wall(),
-        rng=random.Random(1),
-    )
 
 
 async def assert_connects_and_goes_online(link: MqttLink, port: int, **probe: Any) -> None:
