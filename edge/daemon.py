@@ -252,6 +252,7 @@ class Gateway:
             msg = "health() before the gateway was built"
             raise RuntimeError(msg)
         now = self.clock.wall()
+        ledger_stats = ledger.stats()
         last = flow.stats.last_checkin_wall
         return {
             "v": 1,
@@ -261,8 +262,8 @@ class Gateway:
             "config_version": self.config_version,
             "model_version": self.model_version,
             "mqtt": {"state": link.state, "outbox": link.outbox_depth, **dict(link.counters)},
-            "ledger": {**ledger.stats(), "corrupted_moved_to": str(ledger.corrupted_moved_to or "") or None},
-            "queues": {"mqtt_outbox": link.outbox_depth, "ledger": ledger.stats().get("queue_depth", 0)},
+            "ledger": {**ledger_stats, "corrupted_moved_to": str(ledger.corrupted_moved_to or "") or None},
+            "queues": {"mqtt_outbox": link.outbox_depth, "ledger": ledger_stats.get("queue_depth", 0)},
             "drops": {"mqtt_outbox": link.counters["outbox_dropped"], "rejected": flow.rejects.as_dict()},
             "checkins": flow.stats.checkins,
             "decisions": flow.stats.decisions,
