@@ -94,8 +94,16 @@ def _resolve_paths(settings: GatewaySettings, base: Path) -> GatewaySettings:
     )
     ledger = settings.ledger.model_copy(update={"path": _resolve(base, settings.ledger.path)})
     ble = settings.ble.model_copy(update={"eid_keys_file": _resolve(base, settings.ble.eid_keys_file)})
+    sync = settings.sync.model_copy(update={"token_file": _resolve(base, settings.sync.token_file)})
     return settings.model_copy(
-        update={"mqtt": mqtt, "identity": identity, "decisions": decisions, "ledger": ledger, "ble": ble}
+        update={
+            "mqtt": mqtt,
+            "identity": identity,
+            "decisions": decisions,
+            "ledger": ledger,
+            "ble": ble,
+            "sync": sync,
+        }
     )
 
 
@@ -111,6 +119,7 @@ def missing_files(settings: GatewaySettings) -> list[str]:
         ("decisions.manifest", settings.decisions.manifest_path),
         ("decisions.offers_file", settings.decisions.offers_file),
         ("ble.eid_keys_file", settings.ble.eid_keys_file),
+        ("sync.token_file", settings.sync.token_file if settings.sync.enabled else None),
     ]
     wanted += [
         (f"identity.public_key_files.{index}", key)
@@ -125,9 +134,23 @@ def missing_files(settings: GatewaySettings) -> list[str]:
         problems.append(
             f"identity.public_key_env: environment variable {settings.identity.public_key_env} is not set"
         )
-    if not settings.identity.public_key_files and not settings.identity.public_key_env:
-        problems.append("identity: no token public key configured (public_key_files or public_key_env)")
+    if settings.sync.enabled and settings.sync.token_env and settings.sync.token_env not in os.environ:
+        problems.append(f"sync.token_env: environment variable {settings.sync.token_env} is not set")
+    no_keys = not settings.identity.public_key_files and not settings.identity.public_key_env
+    if no_keys and not settings.sync.enabled:
+        problems.append(
+            "identity: no token public key configured (public_key_files or public_key_env, or sync to get them)"
+        )
     return problems
+
+
+def read_sync_token(settings: GatewaySettings) -> str | None:
+    """The store's bearer token for the cloud, from the environment or a file; never from the TOML."""
+    if settings.sync.token_env:
+        return os.environ.get(settings.sync.token_env)
+    if settings.sync.token_file:
+        return settings.sync.token_file.read_text(encoding="utf-8").strip()
+    return None
 
 
 def read_mqtt_password(settings: GatewaySettings) -> str | None:

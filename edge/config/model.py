@@ -200,6 +200,52 @@ class LedgerSettings(_Section):
     retention_days: int = Field(default=90, ge=1, description="Decisions and exposures kept this long.")
 
 
+class SyncSettings(_Section):
+    """The cloud profile store (docs/sync.md): pull changes, push the outbox, fetch profiles on a miss."""
+
+    enabled: bool = Field(default=False, description="Sync with the cloud profile store.")
+    url: str = Field(
+        default="",
+        description="Base URL of the profile store (https://...; http:// only for loopback or tests).",
+        pattern=r"^(https?://[^\s/]+(/[^\s]*)?)?$",
+    )
+    token_env: str | None = Field(
+        default=None, description="Environment variable holding the store's bearer token."
+    )
+    token_file: Path | None = Field(default=None, description="File holding the store's bearer token.")
+    pull_interval_s: float = Field(default=30.0, gt=0, description="How often to ask for changes when idle.")
+    push_interval_s: float = Field(
+        default=1.0, gt=0, description="How often an idle pusher looks at the outbox."
+    )
+    batch_events: int = Field(default=500, ge=1, le=1000, description="Events per push request at most.")
+    batch_bytes: int = Field(
+        default=512 * 1024, ge=1024, le=1024 * 1024, description="Bytes per push at most."
+    )
+    page_limit: int = Field(default=500, ge=1, le=1000, description="Changes per pulled page at most.")
+    retry_max_s: float = Field(default=60.0, gt=0, description="Cap of the jittered retry backoff.")
+    request_timeout_s: float = Field(default=15.0, gt=0, description="Timeout of one pull or push request.")
+    profile_timeout_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=5,
+        description="How long a check-in of an unknown shopper waits for their profile before deciding without.",
+    )
+    outbox_max_mb: float = Field(
+        default=64.0,
+        gt=0,
+        description="Outbox bound on disk; past it telemetry is dropped (oldest first), privacy and conversions never.",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> SyncSettings:
+        if self.enabled:
+            if not self.url:
+                raise ValueError("url is required when sync is enabled")
+            if not (self.token_env or self.token_file):
+                raise ValueError("token_env or token_file is required when sync is enabled")
+        return self
+
+
 class HealthSettings(_Section):
     interval_s: float = Field(default=15.0, gt=0, description="How often gateway/health is republished.")
     watchdog_s: float = Field(
@@ -224,6 +270,7 @@ class GatewaySettings(_Section):
     displays: list[DisplaySettings] = Field(default_factory=list, description="Screens and their zones.")
     ble: BleSettings = Field(default_factory=BleSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

@@ -7,7 +7,7 @@ import json
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -170,6 +170,32 @@ class ConsentStore:
         if changed:
             self._notify(record)
         return changed
+
+    def absorb(self, rows: Iterable[ConsentView]) -> int:
+        """Merge rows another writer already made durable (a cloud page); returns how many changed a grant.
+
+        No write here: the rows are on disk already, committed with the sync cursor.
+        """
+        changed = 0
+        for row in rows:
+            if self._outranks(row) and self._remember(row):
+                changed += 1
+                self._notify(row)
+        return changed
+
+    def forget_shopper(self, shopper_id: str) -> bool:
+        """Drop every consent of an erased shopper from memory (the ledger deleted the rows already).
+
+        Listeners hear a withdrawal of each purpose that was granted, so every stage lets go at once.
+        """
+        records = self._records.pop(shopper_id, None)
+        granted = self._granted.pop(shopper_id, _NOTHING)
+        for key in [key for key in self._unsynced if key[0] == shopper_id]:
+            del self._unsynced[key]
+        for purpose in sorted(granted):
+            for listener in tuple(self._listeners):
+                listener(shopper_id, purpose, False)
+        return records is not None
 
     async def seed_from_file(self, path: Path, profiles: ProfileCache | None = None) -> ProfileCache:
         """Apply a seed file's consents (source "seed") and cache its profiles in ``profiles`` (or a new cache).

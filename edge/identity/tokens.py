@@ -108,6 +108,18 @@ class TokenVerifier:
         self.rejections: Counter[RejectReason] = Counter()
         self.accepted = 0
 
+    def set_key(self, kid: str, key: Ed25519PublicKey) -> None:
+        """Trust ``key`` for tokens naming ``kid`` from now on (a key pushed by the cloud)."""
+        self._keys[kid] = key
+
+    def revoke_key(self, kid: str) -> bool:
+        """Stop trusting ``kid`` at once; True if it was trusted."""
+        return self._keys.pop(kid, None) is not None
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
     def verify(self, token: object) -> VerifiedToken | Rejection:
         """Check ``token`` completely (except replay, which the caller claims in the ledger)."""
         outcome = self._check(token)

@@ -19,12 +19,12 @@ import aiomqtt
 
 from edge.clock import Clock, iso_utc
 from edge.config.model import MqttSettings
+from edge.retry import backoff_delay
 from edge.transport.topics import Topics, topic_matches
 
 log = logging.getLogger(__name__)
 
 # First retry after ~0.25 s, doubling: a restarted broker is back within a second or two on a Pi.
-BACKOFF_BASE_S: Final = 0.25
 # How long a graceful stop waits for the outbox to reach the broker before giving up.
 DRAIN_DEADLINE_S: Final = 2.0
 # QoS 1 everywhere: at-least-once; every payload is idempotent (versions, ids) so duplicates are harmless.
@@ -59,12 +59,6 @@ class _Outgoing:
     topic: str
     payload: bytes
     retain: bool
-
-
-def backoff_delay(attempt: int, cap_s: float, rng: random.Random) -> float:
-    """Capped exponential backoff with jitter in [50%, 100%] so a fleet does not reconnect in step."""
-    ceiling = min(cap_s, BACKOFF_BASE_S * float(2 ** min(attempt, 16)))
-    return ceiling * rng.uniform(0.5, 1.0)
 
 
 def status_payload(state: str, *, version: str, started_wall: float, now_wall: float) -> bytes:

@@ -1,0 +1,1 @@
+"""Cloud sync: pull changes by cursor, push the outbox, fetch profiles on a cache miss."""

@@ -1,0 +1,165 @@
+"""Cloud changes into the gateway's memory, once they are durable: consents, profiles, keys, offers, erasures.
+
+The ledger commits a page together with its cursor first; only then does `Mirror.apply` make every stage see
+it, so a crash in between leaves disk ahead of memory, and the next start loads memory from disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from edge.identity.consent import ConsentRecord, ConsentStore, ProfileCache
+from edge.identity.eid import EidKey, EidResolver
+from edge.identity.tokens import TokenVerifier
+from edge.sync.wire import Change, ChangeKind
+
+log = logging.getLogger(__name__)
+
+CLOUD_SOURCE = "cloud"
+
+
+@dataclass(slots=True)
+class OfferOverlay:
+    """The cloud's offers and inventory over the file catalog.
+
+    A cloud offer replaces the file's offer of the same id; deleting it in the cloud withdraws the cloud's
+    version (the file's own offers are the operator's, and only the file removes them). An offer marked
+    unavailable is never shown, whichever side it comes from.
+    """
+
+    offers: dict[str, dict[str, Any]]
+    unavailable: set[str]
+
+
+def _public_key(pem: str) -> Ed25519PublicKey | None:
+    key = load_pem_public_key(pem.encode("ascii"))
+    return key if isinstance(key, Ed25519PublicKey) else None
+
+
+class Mirror:
+    """Applies durable cloud changes to the in-memory stages, in page order."""
+
+    def __init__(
+        self,
+        *,
+        consents: ConsentStore,
+        profiles: ProfileCache,
+        verifier: TokenVerifier,
+        eid: EidResolver | None = None,
+        is_erased: Callable[[str, float], bool] = lambda _shopper, _at: False,
+    ) -> None:
+        self._consents = consents
+        self._profiles = profiles
+        self._verifier = verifier
+        self._eid = eid
+        self._is_erased = is_erased
+        self.overlay = OfferOverlay({}, set())
+        self.erasure_listeners: list[Callable[[str], None]] = []
+        self.offer_listeners: list[Callable[[OfferOverlay], None]] = []
+        self.applied: Counter[str] = Counter()
+
+    def apply(self, changes: Sequence[Change]) -> None:
+        offers_touched = False
+        for change in changes:
+            try:
+                offers_touched |= self._apply_one(change)
+            except (ValueError, TypeError):
+                # Validated on the way in; a failure here is a bug, counted and logged, never a stalled sync.
+                self.applied["failed"] += 1
+                log.exception("cloud change %s %s %s not applied in memory", change.kind, change.op, change.id)
+        if offers_touched:
+            self._offers_changed()
+
+    def _apply_one(self, change: Change) -> bool:
+        self.applied[f"{change.kind}.{change.op}"] += 1
+        data, shopper = change.data, change.id
+        match change.kind:
+            case ChangeKind.PROFILE:
+                if change.op == "delete":
+                    self._profiles.forget(shopper)
+                elif not self._is_erased(shopper, change.at_wall):
+                    self._profiles.put(shopper, data["profile"])
+            case ChangeKind.CONSENT:
+                if not self._is_erased(shopper, data["at_wall"]):
+                    record = ConsentRecord(
+                        shopper, data["purpose"], data["granted"], data["at_wall"], data["source"]
+                    )
+                    self._consents.absorb((record,))
+            case ChangeKind.EID_KEY:
+                if self._eid is not None:
+                    if change.op == "delete":
+                        self._eid.remove_shopper(shopper)
+                    elif not self._is_erased(shopper, change.at_wall):
+                        self._eid.add_key(
+                            EidKey(
+                                shopper,
+                                data["identity_key"],
+                                data["rotation_exponent"],
+                                data["clock_offset_s"],
+                            )
+                        )
+            case ChangeKind.TOKEN_KEY:
+                key = None if change.op == "delete" else _public_key(data["public_key_pem"])
+                if key is None:
+                    self._verifier.revoke_key(change.id)
+                else:
+                    self._verifier.set_key(change.id, key)
+            case ChangeKind.OFFER:
+                if change.op == "delete":
+                    self.overlay.offers.pop(change.id, None)
+                else:
+                    self.overlay.offers[change.id] = data["offer"]
+                return True
+            case ChangeKind.INVENTORY:
+                if change.op == "upsert" and not data["available"]:
+                    self.overlay.unavailable.add(change.id)
+                else:
+                    self.overlay.unavailable.discard(change.id)
+                return True
+            case ChangeKind.ERASURE:
+                self.erase(shopper)
+        return False
+
+    def erase(self, shopper_id: str) -> None:
+        """Everything the gateway holds in memory about the shopper goes, and every stage lets go."""
+        self._consents.forget_shopper(shopper_id)
+        self._profiles.forget(shopper_id)
+        if self._eid is not None:
+            self._eid.remove_shopper(shopper_id)
+        for listener in tuple(self.erasure_listeners):
+            listener(shopper_id)
+
+    def load(
+        self,
+        *,
+        profiles: Mapping[str, dict[str, Any]],
+        token_keys: Mapping[str, str],
+        eid_keys: Iterable[EidKey],
+        offers: Mapping[str, dict[str, Any]],
+        unavailable: Iterable[str],
+    ) -> None:
+        """Start-up: what earlier pulls stored (consents come through the ledger's own load)."""
+        for shopper_id, profile in profiles.items():
+            self._profiles.put(shopper_id, profile)
+        for kid, pem in token_keys.items():
+            key = _public_key(pem)
+            if key is not None:
+                self._verifier.set_key(kid, key)
+        if self._eid is not None:
+            for eid_key in eid_keys:
+                self._eid.add_key(eid_key)
+        self.overlay.offers.update(offers)
+        self.overlay.unavailable.update(unavailable)
+        if offers or self.overlay.unavailable:
+            self._offers_changed()
+
+    def _offers_changed(self) -> None:
+        for listener in tuple(self.offer_listeners):
+            listener(self.overlay)

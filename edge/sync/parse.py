@@ -1,0 +1,291 @@
+"""Pure parsers of the cloud's answers: a page of changes, a push result, one profile.
+
+A broken envelope raises `AnswerError` (the request is retried later, nothing is applied). Inside a good page,
+one change that does not validate is skipped and counted by reason, so one bad row can never stall a store's
+sync forever; the rest of the page still applies.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeGuard
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from pydantic import ValidationError
+
+from edge.clock import parse_iso_utc
+from edge.decide.catalog import Offer
+from edge.events import Purpose
+from edge.sync.wire import Change, ChangeKind
+
+MAX_ID_CHARS: Final = 128
+MAX_SOURCE_CHARS: Final = 64
+MAX_PEM_CHARS: Final = 4096
+IDENTITY_KEY_BYTES: Final = 16
+MAX_ROTATION_EXPONENT: Final = 15
+_COUNTER_MODULUS: Final = 2**32
+_UPSERT_ONLY: Final = frozenset({ChangeKind.CONSENT, ChangeKind.ERASURE})
+
+
+class AnswerError(ValueError):
+    """The cloud's answer as a whole cannot be used; ``reason`` is a short stable label for counters."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}")
+
+
+class ChangeError(ValueError):
+    """One change does not validate; ``reason`` is its counter label."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclass(slots=True)
+class Page:
+    changes: list[Change]
+    cursor: str
+    more: bool
+    rejected: Counter[str] = field(default_factory=Counter)
+    last_seq: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class PushResult:
+    accepted: int
+    duplicates: int
+    rejected: list[tuple[int, str]]  # (index in the batch, reason)
+
+
+@dataclass(slots=True, frozen=True)
+class FetchedProfile:
+    shopper_id: str
+    profile: dict[str, Any] | None
+    consents: list[tuple[Purpose, bool, float, str]]  # (purpose, granted, at_wall, source)
+    eid_key: dict[str, Any] | None
+
+
+def is_id(value: object) -> bool:
+    return (
+        isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS and value.isprintable() and value.isascii()
+    )
+
+
+def _int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _time(value: object, what: str) -> float:
+    if not isinstance(value, str):
+        raise ChangeError("bad_time", f"{what} is not a string")
+    try:
+        at = parse_iso_utc(value)
+    except ValueError as error:
+        raise ChangeError("bad_time", f"{what}: {error}") from None
+    if not math.isfinite(at):
+        raise ChangeError("bad_time", what)
+    return at
+
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ChangeError("bad_data", f"{what} is not an object")
+    return value
+
+
+def parse_page(document: object) -> Page:
+    """Validate one pulled page; raises AnswerError when the envelope is unusable."""
+    if not isinstance(document, dict):
+        raise AnswerError("bad_page", "not an object")
+    changes, cursor, more = document.get("changes"), document.get("cursor"), document.get("more", False)
+    if not isinstance(changes, list) or not isinstance(cursor, str) or not isinstance(more, bool):
+        raise AnswerError("bad_page", 'expected {"changes": [...], "cursor": str, "more": bool}')
+    if not cursor or len(cursor) > 256 or not cursor.isprintable():
+        raise AnswerError("bad_page", "cursor must be 1..256 printable characters")
+    page = Page(changes=[], cursor=cursor, more=more)
+    last_seq: int | None = None
+    for item in changes:
+        seq = item.get("seq") if isinstance(item, dict) else None
+        if not _int(seq):
+            raise AnswerError("bad_page", "a change without an integer seq")
+        if last_seq is not None and seq <= last_seq:
+            raise AnswerError("bad_page", f"seq {seq} does not increase (after {last_seq})")
+        last_seq = seq
+        try:
+            page.changes.append(parse_change(item))
+        except ChangeError as error:
+            page.rejected[error.reason] += 1
+    page.last_seq = last_seq
+    return page
+
+
+def parse_change(item: dict[str, Any]) -> Change:
+    try:
+        kind = ChangeKind(str(item.get("kind")))
+    except ValueError:
+        raise ChangeError("unknown_kind", str(item.get("kind"))[:40]) from None
+    change_id, op = item.get("id"), item.get("op")
+    if not is_id(change_id):
+        raise ChangeError("bad_id")
+    assert isinstance(change_id, str)
+    if op not in ("upsert", "delete") or (op == "delete" and kind in _UPSERT_ONLY):
+        raise ChangeError("bad_op", f"{op!r} for {kind}")
+    at_wall = _time(item.get("at"), "at")
+    data = _object(item.get("data", {}), "data")
+    normalised: dict[str, Any] = {} if op == "delete" else _DATA[kind](data)
+    if kind is ChangeKind.OFFER and op == "upsert" and normalised["offer"]["id"] != change_id:
+        raise ChangeError("bad_offer", "the offer's id is not the change's id")
+    return Change(item["seq"], kind, change_id, op, at_wall, normalised)
+
+
+def _profile_data(data: dict[str, Any]) -> dict[str, Any]:
+    return {"profile": _object(data.get("profile"), "profile")}
+
+
+def _consent_data(data: dict[str, Any]) -> dict[str, Any]:
+    purpose, granted, source = data.get("purpose"), data.get("granted"), data.get("source", "cloud")
+    try:
+        known = Purpose(str(purpose))
+    except ValueError:
+        raise ChangeError("unknown_purpose", str(purpose)[:40]) from None
+    if not isinstance(granted, bool):
+        raise ChangeError("bad_data", "granted is not a boolean")
+    if not isinstance(source, str) or not 0 < len(source) <= MAX_SOURCE_CHARS:
+        raise ChangeError("bad_data", "source")
+    return {
+        "purpose": known,
+        "granted": granted,
+        "at_wall": _time(data.get("at"), "data.at"),
+        "source": source,
+    }
+
+
+def _eid_key_data(data: dict[str, Any]) -> dict[str, Any]:
+    return parse_eid_key(data)
+
+
+def parse_eid_key(data: dict[str, Any]) -> dict[str, Any]:
+    encoded, exponent, offset = (
+        data.get("identity_key"),
+        data.get("rotation_exponent"),
+        data.get("clock_offset_s", 0),
+    )
+    try:
+        key = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else b""
+    except (binascii.Error, ValueError):
+        key = b""
+    # The key is a secret: never echoed in an error.
+    if len(key) != IDENTITY_KEY_BYTES:
+        raise ChangeError("bad_eid_key", f"identity_key must be base64 of {IDENTITY_KEY_BYTES} bytes")
+    if not _int(exponent) or not 0 <= exponent <= MAX_ROTATION_EXPONENT:
+        raise ChangeError("bad_eid_key", "rotation_exponent must be 0..15")
+    if not _int(offset) or not -_COUNTER_MODULUS < offset < _COUNTER_MODULUS:
+        raise ChangeError("bad_eid_key", "clock_offset_s")
+    return {"identity_key": key, "rotation_exponent": exponent, "clock_offset_s": offset}
+
+
+def _token_key_data(data: dict[str, Any]) -> dict[str, Any]:
+    pem = data.get("public_key_pem")
+    if not isinstance(pem, str) or len(pem) > MAX_PEM_CHARS:
+        raise ChangeError("bad_token_key", "public_key_pem")
+    try:
+        key = load_pem_public_key(pem.encode("ascii"))
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise ChangeError("bad_token_key", "not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ChangeError("bad_token_key", "not an Ed25519 key")
+    return {"public_key_pem": pem}
+
+
+def _offer_data(data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        offer = Offer.model_validate(data)
+    except ValidationError as error:
+        raise ChangeError("bad_offer", str(error.errors()[0].get("msg", ""))[:120]) from None
+    return {"offer": offer.model_dump(mode="json")}
+
+
+def _inventory_data(data: dict[str, Any]) -> dict[str, Any]:
+    available, quantity = data.get("available"), data.get("quantity")
+    if not isinstance(available, bool):
+        raise ChangeError("bad_inventory", "available is not a boolean")
+    if quantity is not None and (not _int(quantity) or quantity < 0):
+        raise ChangeError("bad_inventory", "quantity must be a non-negative integer or null")
+    return {"available": available, "quantity": quantity}
+
+
+def _erasure_data(_data: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+_DATA: Final = {
+    ChangeKind.PROFILE: _profile_data,
+    ChangeKind.CONSENT: _consent_data,
+    ChangeKind.EID_KEY: _eid_key_data,
+    ChangeKind.TOKEN_KEY: _token_key_data,
+    ChangeKind.OFFER: _offer_data,
+    ChangeKind.INVENTORY: _inventory_data,
+    ChangeKind.ERASURE: _erasure_data,
+}
+
+
+def parse_push_result(document: object, batch_size: int) -> PushResult:
+    """Validate the answer to a push of ``batch_size`` events."""
+    if not isinstance(document, dict):
+        raise AnswerError("bad_push_answer", "not an object")
+    accepted, duplicates, rejected = (
+        document.get("accepted"),
+        document.get("duplicates"),
+        document.get("rejected", []),
+    )
+    if not (_int(accepted) and _int(duplicates) and isinstance(rejected, list)):
+        raise AnswerError(
+            "bad_push_answer", 'expected {"accepted": int, "duplicates": int, "rejected": [...]}'
+        )
+    reasons: list[tuple[int, str]] = []
+    for item in rejected:
+        index = item.get("index") if isinstance(item, dict) else None
+        if not _int(index) or not 0 <= index < batch_size:
+            raise AnswerError("bad_push_answer", "a rejection without a valid index")
+        reason = item.get("reason")
+        reasons.append((index, reason[:200] if isinstance(reason, str) else "unspecified"))
+    if accepted < 0 or duplicates < 0 or accepted + duplicates + len(reasons) != batch_size:
+        raise AnswerError(
+            "bad_push_answer",
+            f"accepted {accepted} + duplicates {duplicates} + rejected {len(reasons)} != {batch_size} sent",
+        )
+    return PushResult(accepted, duplicates, reasons)
+
+
+def parse_profile(document: object, shopper_id: str) -> FetchedProfile:
+    """Validate a fetched profile; raises AnswerError if unusable (the decision then goes ahead without it)."""
+    if not isinstance(document, dict) or document.get("shopper_id") != shopper_id:
+        raise AnswerError("bad_profile", "not the profile asked for")
+    profile = document.get("profile")
+    if profile is not None and not isinstance(profile, dict):
+        raise AnswerError("bad_profile", "profile is not an object")
+    raw_consents = document.get("consents", {})
+    if not isinstance(raw_consents, dict):
+        raise AnswerError("bad_profile", "consents is not an object")
+    consents: list[tuple[Purpose, bool, float, str]] = []
+    for purpose, state in raw_consents.items():
+        try:
+            parsed = _consent_data({"purpose": purpose, **state} if isinstance(state, dict) else {})
+        except ChangeError:
+            continue  # an unknown purpose from a newer cloud: the others still count
+        consents.append((parsed["purpose"], parsed["granted"], parsed["at_wall"], parsed["source"]))
+    eid_key = document.get("eid_key")
+    parsed_key: dict[str, Any] | None = None
+    if isinstance(eid_key, dict):
+        try:
+            parsed_key = parse_eid_key(eid_key)
+        except ChangeError:
+            parsed_key = None
+    return FetchedProfile(shopper_id, profile, consents, parsed_key)

@@ -1,0 +1,123 @@
+"""Cache misses: a verified shopper the store has never seen -> one bounded profile fetch from the cloud.
+
+The check-in waits at most ``timeout_s`` (a quarter second by default) and not at all while the cloud is
+known to be down: the screen never waits on the internet. A fetch that outlives the wait still completes in
+the background, so the shopper's next check-in is personal. Unknown shoppers are remembered for a while so
+a stream of tokens for them cannot hammer the cloud.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from typing import Final, Protocol
+
+from edge.clock import Clock
+from edge.identity.consent import ConsentStore, ProfileCache
+from edge.sync.client import CloudRefusedError, CloudUnavailableError
+from edge.sync.mirror import CLOUD_SOURCE
+from edge.sync.parse import FetchedProfile
+
+log = logging.getLogger(__name__)
+
+MAX_INFLIGHT: Final = 16
+NEGATIVE_MAX: Final = 10_000
+
+
+class FetchClient(Protocol):
+    async def fetch_profile(self, shopper_id: str, timeout_s: float) -> FetchedProfile | None: ...
+
+
+class ProfileFetcher:
+    def __init__(
+        self,
+        client: FetchClient,
+        consents: ConsentStore,
+        profiles: ProfileCache,
+        clock: Clock,
+        *,
+        timeout_s: float,
+        fetch_timeout_s: float,
+        cloud_down: Callable[[], bool] = lambda: False,
+        is_erased: Callable[[str], bool] = lambda _shopper: False,
+        negative_ttl_s: float = 300.0,
+    ) -> None:
+        self._client = client
+        self._consents = consents
+        self._profiles = profiles
+        self._clock = clock
+        self._timeout_s = timeout_s
+        self._fetch_timeout_s = fetch_timeout_s
+        self._cloud_down = cloud_down
+        self._is_erased = is_erased
+        self._negative_ttl_s = negative_ttl_s
+        self._unknown: OrderedDict[str, float] = OrderedDict()  # shopper -> monotonic time it may be asked again
+        self._inflight: dict[str, asyncio.Task[str]] = {}
+        self.outcomes: Counter[str] = Counter()
+
+    def _known(self, shopper_id: str) -> bool:
+        return shopper_id in self._profiles or bool(self._consents.granted(shopper_id))
+
+    async def ensure(self, shopper_id: str) -> str:
+        """Make the shopper's profile and consents local if we can within the wait; returns what happened."""
+        outcome = await self._ensure(shopper_id)
+        self.outcomes[outcome] += 1
+        return outcome
+
+    async def _ensure(self, shopper_id: str) -> str:
+        if self._known(shopper_id):
+            return "cached"
+        if self._is_erased(shopper_id):
+            return "erased"
+        retry_at = self._unknown.get(shopper_id)
+        if retry_at is not None:
+            if retry_at > self._clock.monotonic():
+                return "unknown"
+            del self._unknown[shopper_id]
+        if self._cloud_down():
+            return "cloud_down"
+        task = self._inflight.get(shopper_id)
+        if task is None:
+            if len(self._inflight) >= MAX_INFLIGHT:
+                return "busy"
+            task = asyncio.create_task(self._fetch(shopper_id), name=f"profile-fetch-{shopper_id}")
+            self._inflight[shopper_id] = task
+            task.add_done_callback(lambda _task: self._inflight.pop(shopper_id, None))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout=self._timeout_s)
+        except TimeoutError:
+            return "timeout"
+
+    async def _fetch(self, shopper_id: str) -> str:
+        try:
+            fetched = await self._client.fetch_profile(shopper_id, self._fetch_timeout_s)
+        except (CloudUnavailableError, CloudRefusedError) as error:
+            log.debug("profile fetch failed: %s", error.reason)
+            return f"failed.{error.reason}"
+        if fetched is None:
+            self._unknown[shopper_id] = self._clock.monotonic() + self._negative_ttl_s
+            while len(self._unknown) > NEGATIVE_MAX:
+                self._unknown.popitem(last=False)
+            return "not_found"
+        if self._is_erased(shopper_id):
+            return "erased"
+        # Consents first, durable through the consent store (marked as the cloud's: not echoed back).
+        for purpose, granted, at_wall, _source in fetched.consents:
+            try:
+                await self._consents.apply(shopper_id, purpose, granted, at_wall, CLOUD_SOURCE)
+            except ValueError as error:
+                log.warning("fetched consent of %s not applied: %s", purpose, error)
+        if fetched.profile is not None:
+            self._profiles.put(shopper_id, fetched.profile)
+        return "fetched"
+
+    async def close(self) -> None:
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stats(self) -> dict[str, int]:
+        return {"inflight": len(self._inflight), "unknown_cached": len(self._unknown), **self.outcomes}

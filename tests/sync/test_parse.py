@@ -1,0 +1,168 @@
+"""The cloud's answers: pages, push results and profiles, good and bad."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge.events import Purpose
+from edge.identity.keys import generate_keypair
+from edge.sync.parse import AnswerError, parse_page, parse_profile, parse_push_result
+from edge.sync.wire import ChangeKind
+
+AT = "2026-11-01T10:00:00Z"
+
+
+def change(seq: int, kind: str, id_: str = "p-1", op: str = "upsert", **data: object) -> dict[str, object]:
+    return {"seq": seq, "kind": kind, "id": id_, "op": op, "at": AT, "data": data}
+
+
+def page(*changes: dict[str, object], cursor: str = "9", more: bool = False) -> dict[str, object]:
+    return {"changes": list(changes), "cursor": cursor, "more": more}
+
+
+def test_every_kind_is_normalised() -> None:
+    _, public_pem = generate_keypair()
+    key = bytes(range(16))
+    parsed = parse_page(
+        page(
+            change(1, "profile", profile={"segment": "new"}),
+            change(2, "consent", purpose="personalization", granted=True, at=AT, source="app"),
+            change(3, "eid_key", identity_key=base64.b64encode(key).decode(), rotation_exponent=10),
+            change(4, "token_key", "kid-1", public_key_pem=public_pem.decode()),
+            change(5, "offer", "o-1", id="o-1", title="t", category="coffee", value=2.0),
+            change(6, "inventory", "o-1", available=False, quantity=0),
+            change(7, "erasure", "p-2"),
+            change(8, "offer", "o-2", op="delete"),
+        )
+    )
+    assert [c.kind for c in parsed.changes] == [
+        ChangeKind.PROFILE,
+        ChangeKind.CONSENT,
+        ChangeKind.EID_KEY,
+        ChangeKind.TOKEN_KEY,
+        ChangeKind.OFFER,
+        ChangeKind.INVENTORY,
+        ChangeKind.ERASURE,
+        ChangeKind.OFFER,
+    ]
+    consent = parsed.changes[1].data
+    assert consent["purpose"] is Purpose.PERSONALIZATION
+    assert consent["granted"] is True
+    assert consent["source"] == "app"
+    assert parsed.changes[2].data == {"identity_key": key, "rotation_exponent": 10, "clock_offset_s": 0}
+    assert parsed.changes[4].data["offer"]["id"] == "o-1"
+    assert parsed.changes[7].data == {}
+    assert parsed.cursor == "9"
+    assert parsed.last_seq == 8
+    assert not parsed.rejected
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (change(1, "weather"), "unknown_kind"),
+        (change(1, "consent", purpose="telepathy", granted=True, at=AT), "unknown_purpose"),
+        (change(1, "consent", purpose="measurement", granted="yes", at=AT), "bad_data"),
+        (change(1, "consent", op="delete"), "bad_op"),
+        (change(1, "erasure", op="delete"), "bad_op"),
+        (change(1, "profile", profile=[1, 2]), "bad_data"),
+        (change(1, "eid_key", identity_key="AAAA", rotation_exponent=1), "bad_eid_key"),
+        (change(1, "eid_key", identity_key=base64.b64encode(b"x" * 16).decode(), rotation_exponent=99), "bad_eid_key"),
+        (change(1, "token_key", public_key_pem="-----BEGIN PUBLIC KEY-----\nnope\n"), "bad_token_key"),
+        (change(1, "offer", "o", id="o", title="t", category="cars", value=1), "bad_offer"),
+        (change(1, "offer", "o", id="other", title="t", category="coffee", value=1), "bad_offer"),
+        (change(1, "inventory", "o", available=True, quantity=-1), "bad_inventory"),
+        ({**change(1, "profile", profile={}), "at": "yesterday"}, "bad_time"),
+        ({**change(1, "profile", profile={}), "id": ""}, "bad_id"),
+        ({**change(1, "profile", profile={}), "id": "x" * 500}, "bad_id"),
+    ],
+)
+def test_one_bad_change_is_skipped_and_counted_the_rest_applies(bad: dict[str, object], reason: str) -> None:
+    bad = {**bad, "seq": 2}
+    parsed = parse_page(page(change(1, "profile", profile={}), bad, change(3, "erasure", "p-9")))
+    assert [c.seq for c in parsed.changes] == [1, 3]
+    assert parsed.rejected == {reason: 1}
+    assert parsed.last_seq == 3
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        None,
+        [],
+        {"changes": [], "more": False},
+        {"changes": {}, "cursor": "1"},
+        {"changes": [], "cursor": ""},
+        {"changes": [], "cursor": "1", "more": "no"},
+        page(change(2, "profile", profile={}), change(2, "profile", profile={})),
+        page(change(3, "profile", profile={}), change(1, "profile", profile={})),
+        page({"kind": "profile"}),
+        page({"seq": True, "kind": "profile"}),
+    ],
+)
+def test_a_broken_envelope_is_refused_whole(document: object) -> None:
+    with pytest.raises(AnswerError):
+        parse_page(document)
+
+
+def test_push_result_must_account_for_every_event() -> None:
+    result = parse_push_result({"accepted": 2, "duplicates": 1, "rejected": [{"index": 3, "reason": "bad at"}]}, 4)
+    assert (result.accepted, result.duplicates, result.rejected) == (2, 1, [(3, "bad at")])
+    for bad in (
+        {"accepted": 2, "duplicates": 1},
+        {"accepted": 4, "duplicates": 0, "rejected": [{"index": 9}]},
+        {"accepted": "4", "duplicates": 0},
+        {"accepted": True, "duplicates": 3},
+        [],
+    ):
+        with pytest.raises(AnswerError):
+            parse_push_result(bad, 4)
+
+
+def test_profile_answer() -> None:
+    fetched = parse_profile(
+        {
+            "shopper_id": "p-1",
+            "profile": {"segment": "new"},
+            "consents": {
+                "personalization": {"granted": True, "at": AT, "source": "app"},
+                "future_purpose": {"granted": True, "at": AT},
+            },
+            "eid_key": None,
+        },
+        "p-1",
+    )
+    assert fetched.profile == {"segment": "new"}
+    assert [(p, g) for p, g, _, _ in fetched.consents] == [(Purpose.PERSONALIZATION, True)]
+    with pytest.raises(AnswerError):
+        parse_profile({"shopper_id": "p-2", "profile": {}}, "p-1")
+    with pytest.raises(AnswerError):
+        parse_profile({"shopper_id": "p-1", "profile": "x"}, "p-1")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_no_answer_crashes_the_parsers(document: object) -> None:
+    for parse in (parse_page, lambda d: parse_push_result(d, 3), lambda d: parse_profile(d, "p-1")):
+        try:
+            parse(document)
+        except AnswerError:
+            pass
+
+
+@given(st.dictionaries(st.sampled_from(["seq", "kind", "id", "op", "at", "data"]), json_values))
+def test_no_change_crashes_the_page_parser(item: dict[str, object]) -> None:
+    try:
+        parse_page({"changes": [item], "cursor": "1", "more": False})
+    except AnswerError:
+        pass
