@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from edge import __version__
 from edge.act.displays import DisplayBoard
 from edge.clock import Clock, SystemClock, iso_utc
-from edge.config import GatewaySettings, read_mqtt_password
+from edge.config import GatewaySettings, read_mqtt_password, read_sync_token
 from edge.control.systemd import Notifier
 from edge.decide import DecisionEngine, load_catalog, load_model
 from edge.flow import GatewayFlow
@@ -26,6 +26,7 @@ from edge.presence.beacons import BeaconRegistry
 from edge.presence.ble import BlePresence
 from edge.presence.ingest import BleIngest
 from edge.presence.zones import ZonePresence
+from edge.sync.service import SyncService, build_sync
 from edge.transport.mqtt import MqttLink
 from edge.transport.topics import Topics
 
@@ -70,6 +71,8 @@ class Gateway:
         self.model_version = ""
         self.ble_flow: BleFlow | None = None
         self.scanner: BleScanner | None = None
+        self.sync: SyncService | None = None
+        self._sync_health: dict[str, Any] | None = None
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -82,6 +85,8 @@ class Gateway:
             batch_max=settings.ledger.batch_max,
             batch_window_s=settings.ledger.batch_window_ms / 1000,
             retention_days=settings.ledger.retention_days,
+            # Without a cloud nothing is queued for it (the outbox would only fill up).
+            outbox_max_bytes=int(settings.sync.outbox_max_mb * 1_000_000) if settings.sync.enabled else None,
         )
         async with ledger:
             self.ledger = ledger
@@ -149,17 +154,32 @@ class Gateway:
         )
         flow.attach_board(board)
         flow.register()
+        resolver = None
         if settings.ble.active:
-            self.ble_flow = self._build_ble(flow, consents)
+            resolver = EidResolver(self.clock, neighbours=settings.ble.eid_neighbours, consents=consents)
+            self.ble_flow = self._build_ble(flow, resolver)
+        if settings.sync.enabled:
+            self.sync = await build_sync(
+                settings.sync,
+                store_id=settings.store.id,
+                token=read_sync_token(settings) or "",
+                ledger=ledger,
+                consents=consents,
+                profiles=profiles,
+                verifier=verifier,
+                eid=resolver,
+                flow=flow,
+                clock=self.clock,
+                day_start=self._local_midnight,
+            )
         flow.publish_initial_state()
         self.flow, self.link = flow, link
         if ledger.corrupted_moved_to is not None:
             log.error("ledger was corrupt and has been moved aside to %s", ledger.corrupted_moved_to)
         return flow
 
-    def _build_ble(self, flow: GatewayFlow, consents: ConsentStore) -> BleFlow:
+    def _build_ble(self, flow: GatewayFlow, resolver: EidResolver) -> BleFlow:
         ble = self.settings.ble
-        resolver = EidResolver(self.clock, neighbours=ble.eid_neighbours, consents=consents)
         if ble.eid_keys_file is not None:
             resolver.load(load_eid_keys(ble.eid_keys_file))
         beacons = BeaconRegistry(ble.beacons, self.clock)
@@ -194,6 +214,7 @@ class Gateway:
             helpers = [
                 group.create_task(self._ticker(flow), name="tick"),
                 *self._ble_tasks(group),
+                *([group.create_task(self.sync.run(), name="sync")] if self.sync is not None else []),
                 group.create_task(self._health_loop(flow), name="health"),
                 group.create_task(self._watchdog_loop(), name="watchdog"),
                 group.create_task(self._purge_loop(), name="purge"),
@@ -227,6 +248,8 @@ class Gateway:
 
     async def _health_loop(self, flow: GatewayFlow) -> None:
         while True:
+            if self.sync is not None:
+                self._sync_health = await self.sync.stats()
             self._publish_health(flow)
             await asyncio.sleep(self.settings.health.interval_s)
 
@@ -274,10 +297,16 @@ class Gateway:
                 "rejected": {str(k): v for k, v in flow.verifier.rejections.items()},
             },
             "displays": flow.board.snapshot(),
-            "sync_backlog": None,  # the cloud sync arrives with its own issue
+            "sync_backlog": self._sync_backlog(),
+            "sync": self._sync_health,
             "ble": self._ble_health(),
             "alerts": self._alerts(link, ledger),
         }
+
+    def _sync_backlog(self) -> int | None:
+        if self._sync_health is None:
+            return None
+        return int(self._sync_health["outbox"].get("events", 0))
 
     def _ble_health(self) -> dict[str, Any] | None:
         ble_flow = self.ble_flow
@@ -302,6 +331,13 @@ class Gateway:
             alerts.append(f"ledger_corrupt: the database was moved aside to {ledger.corrupted_moved_to}")
         if self.ble_flow is not None and self.ble_flow.ingest.beacons.missing():
             alerts.append(f"beacons_missing: {', '.join(self.ble_flow.ingest.beacons.missing())}")
+        outbox = (self._sync_health or {}).get("outbox", {})
+        if outbox.get("dropped_total") or outbox.get("dropped"):
+            alerts.append(
+                f"sync_outbox_dropped: telemetry dropped at the disk bound ({outbox.get('dropped')})"
+            )
+        if outbox.get("over_bound"):
+            alerts.append("sync_outbox_over_bound: privacy and conversion events exceed the outbox bound")
         if link.counters["outbox_dropped"]:
             alerts.append(f"mqtt_outbox_dropped: {link.counters['outbox_dropped']} messages")
         return alerts

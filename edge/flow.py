@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -18,6 +18,7 @@ from typing import Protocol
 from edge.act.displays import DisplayBoard
 from edge.clock import Clock, iso_utc
 from edge.decide import DecisionEngine, FallbackSource
+from edge.decide.catalog import Catalog
 from edge.events import CheckinReceived, Decision, DecisionContext, PresenceChanged, Purpose
 from edge.identity import ConsentStore, ProfileCache, Rejection, ReplayGuard, TokenVerifier, fingerprint
 from edge.ledger import Ledger, LedgerError
@@ -93,6 +94,8 @@ class GatewayFlow:
         self._last_counts: dict[str, tuple[int, float]] = {}
         # Observers of every decision (the demo prints them; metrics later).
         self.on_decision: list[Callable[[Decision], None]] = []
+        # Set by the sync service: makes an unknown shopper's profile local, bounded in time.
+        self.ensure_profile: Callable[[str], Awaitable[object]] | None = None
         consents.subscribe(self._consent_changed)
 
     def attach_board(self, board: DisplayBoard) -> None:
@@ -130,6 +133,9 @@ class GatewayFlow:
         if isinstance(verified, Rejection):
             self.rejects.reject("checkin", str(verified.reason), message.topic)
             return
+        if self.ensure_profile is not None:
+            # A shopper new to this store: their profile and consents from the cloud, within a short wait.
+            await self.ensure_profile(verified.sub)
         needed = SOURCE_PURPOSE.get(parsed.source)
         if needed is not None and not self.consents.has(verified.sub, needed):
             self.rejects.reject("checkin", "no_consent", message.topic)
@@ -303,6 +309,26 @@ class GatewayFlow:
         self.link.publish(
             self.topics.presence(zone), json.dumps(body, separators=(",", ":")).encode(), retain=True
         )
+
+    async def replace_catalog(self, catalog: Catalog, day_counts: list[tuple[str, str, int]]) -> None:
+        """Decide with ``catalog`` from the next decision on (cloud offers and inventory, live)."""
+        loop = asyncio.get_running_loop()
+
+        def build() -> DecisionEngine:
+            engine = self.engine.with_catalog(catalog)
+            engine.seed_counts(day_counts)
+            return engine
+
+        # Built in the engine's own thread, in order with the decisions queued before it.
+        self.engine = await loop.run_in_executor(self._executor, build)
+        log.info("offer catalog replaced: %d offers", len(catalog.offers))
+
+    def forget_shopper(self, shopper_id: str) -> None:
+        """An erased shopper: screens, check-in presence and the day's caps let go of them now."""
+        self.board.forget_shopper(shopper_id)
+        self._presence_changed(self.presence.forget(shopper_id))
+        # The engine belongs to its worker thread; its caps are forgotten there, in order with decisions.
+        self._executor.submit(self.engine.forget_shopper, shopper_id)
 
     def _consent_changed(self, shopper_id: str, purpose: Purpose, granted: bool) -> None:
         if granted:

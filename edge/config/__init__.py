@@ -1,6 +1,13 @@
 """Validated configuration: schema, file loading and secret lookup."""
 
-from edge.config.load import ConfigError, load_settings, missing_files, parse_settings, read_mqtt_password
+from edge.config.load import (
+    ConfigError,
+    load_settings,
+    missing_files,
+    parse_settings,
+    read_mqtt_password,
+    read_sync_token,
+)
 from edge.config.model import DisplaySettings, GatewaySettings, MqttSettings
 
 __all__ = [
@@ -12,4 +19,5 @@ __all__ = [
     "missing_files",
     "parse_settings",
     "read_mqtt_password",
+    "read_sync_token",
 ]

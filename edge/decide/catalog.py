@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -141,6 +142,28 @@ class Catalog(BaseModel):
 
     def get(self, offer_id: str) -> Offer | None:
         return next((offer for offer in self.offers if offer.id == offer_id), None)
+
+
+def merged_catalog(
+    base: Catalog, cloud_offers: Mapping[str, Mapping[str, Any]], unavailable: Iterable[str]
+) -> Catalog:
+    """The file catalog with the cloud's offers over it (same id: the cloud's wins) and unavailable ones off.
+
+    A cloud offer that no longer validates (a newer cloud, an older gateway) is skipped, never fatal.
+    """
+    offers = {offer.id: offer for offer in base.offers}
+    for offer_id, body in cloud_offers.items():
+        try:
+            offers[offer_id] = Offer.model_validate(body)
+        except ValidationError:
+            continue
+    off = set(unavailable)
+    return Catalog(
+        offers=tuple(
+            offer.model_copy(update={"active": False}) if offer.id in off and offer.active else offer
+            for offer in offers.values()
+        )
+    )
 
 
 def format_errors(error: ValidationError) -> list[str]:

@@ -102,6 +102,8 @@ class DecisionEngine:
         offers = tuple(sorted(catalog.offers, key=lambda offer: (-offer.priority, offer.id)))
         self._offers = offers
         self._ids = tuple(offer.id for offer in offers)
+        self._catalog = catalog
+        self._scorer = scorer
         self._settings = settings
         self._clock = clock
         self._rng = rng
@@ -117,6 +119,18 @@ class DecisionEngine:
         self._value = np.empty(len(offers), dtype=np.float32)
         self._buckets: dict[str, int] = {}
         self.counters: Counter[str] = Counter()  # odd inputs survived, for health
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    def with_catalog(self, catalog: Catalog) -> DecisionEngine:
+        """A new engine for ``catalog`` with this one's model, policy, clock and random source.
+
+        Today's per-shopper counts are not carried (offer indices differ); the caller seeds them from the
+        ledger. Per-display cooldowns start afresh.
+        """
+        return DecisionEngine(catalog, self._scorer, self._settings, self._clock, self._rng)
 
     @property
     def offer_ids(self) -> tuple[str, ...]:

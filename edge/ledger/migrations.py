@@ -62,6 +62,80 @@ SCHEMA_STEPS: Final[tuple[tuple[str, ...], ...]] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX jti_exp ON jti (exp_wall)",
     ),
+    (
+        # The outbox to the cloud (docs/ledger.md "Outbox"). seq never repeats (AUTOINCREMENT), so an ack
+        # that arrives late can never delete a newer event that reused a number. body is the event's final
+        # compact JSON; bytes is derived from it (VIRTUAL: no space on disk).
+        """CREATE TABLE outbox (
+            seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id   TEXT NOT NULL UNIQUE,
+            class      INTEGER NOT NULL CHECK (class BETWEEN 0 AND 2),
+            kind       TEXT NOT NULL,
+            at_wall    REAL NOT NULL,
+            shopper_id TEXT,
+            body       BLOB NOT NULL,
+            bytes      INTEGER GENERATED ALWAYS AS (length(body)) VIRTUAL
+        )""",
+        # Index entries are (class, seq): the oldest telemetry is the front of class 0, and an ack of the
+        # queue's head deletes a contiguous run of it. There is deliberately no index on shopper_id: its
+        # entries are in shopper order, so every ack would rewrite pages all over it (a drain step 13 -> 19 ms,
+        # +12 B/event, docs/benchmarks.md), for a query that runs once per erasure (docs/ledger.md "Outbox").
+        "CREATE INDEX outbox_class ON outbox (class)",
+        # Events and bytes queued per class, kept exact by the triggers below (so stats never COUNT(*)),
+        # and the events the byte bound dropped, per class, across restarts.
+        """CREATE TABLE outbox_totals (
+            class   INTEGER PRIMARY KEY,
+            events  INTEGER NOT NULL,
+            bytes   INTEGER NOT NULL,
+            dropped INTEGER NOT NULL
+        )""",
+        "INSERT INTO outbox_totals (class, events, bytes, dropped) VALUES (0, 0, 0, 0), (1, 0, 0, 0), (2, 0, 0, 0)",
+        """CREATE TRIGGER outbox_counted_in AFTER INSERT ON outbox BEGIN
+            UPDATE outbox_totals SET events = events + 1, bytes = bytes + NEW.bytes WHERE class = NEW.class;
+        END""",
+        """CREATE TRIGGER outbox_counted_out AFTER DELETE ON outbox BEGIN
+            UPDATE outbox_totals SET events = events - 1, bytes = bytes - OLD.bytes WHERE class = OLD.class;
+        END""",
+        # Rows are written once and deleted once; an update would bypass the totals.
+        """CREATE TRIGGER outbox_immutable BEFORE UPDATE ON outbox BEGIN
+            SELECT RAISE(ABORT, 'outbox rows are immutable');
+        END""",
+        # The sync cursor (and any later sync bookkeeping), stored in the same transaction as its page.
+        """CREATE TABLE sync_state (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        # The local replica of the cloud (docs/ledger.md "Replica").
+        """CREATE TABLE profiles (
+            shopper_id TEXT PRIMARY KEY,
+            profile    TEXT NOT NULL,
+            at_wall    REAL NOT NULL
+        )""",
+        """CREATE TABLE eid_keys (
+            shopper_id        TEXT PRIMARY KEY,
+            identity_key      BLOB NOT NULL CHECK (length(identity_key) = 16),
+            rotation_exponent INTEGER NOT NULL CHECK (rotation_exponent BETWEEN 0 AND 15),
+            clock_offset_s    INTEGER NOT NULL
+        )""",
+        """CREATE TABLE token_keys (
+            kid            TEXT PRIMARY KEY,
+            public_key_pem TEXT NOT NULL
+        )""",
+        """CREATE TABLE offers (
+            offer_id TEXT PRIMARY KEY,
+            body     TEXT NOT NULL
+        )""",
+        """CREATE TABLE inventory (
+            offer_id  TEXT PRIMARY KEY,
+            available INTEGER NOT NULL CHECK (available IN (0, 1)),
+            quantity  INTEGER
+        )""",
+        # An erased shopper: nothing older than erased_wall may come back (consents, profiles, keys).
+        """CREATE TABLE tombstones (
+            shopper_id  TEXT PRIMARY KEY,
+            erased_wall REAL NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = len(SCHEMA_STEPS)

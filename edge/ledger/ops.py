@@ -1,4 +1,8 @@
-"""The ledger's write operations: each factory returns the closure the writer runs inside a batch."""
+"""The ledger's write operations: each factory returns the closure the writer runs inside a batch.
+
+Ops that change something the cloud must hear about queue its event in the same transaction
+(a transactional outbox): the row and its event commit together or not at all.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,11 @@ import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from edge.clock import iso_utc
 from edge.events import Candidates, Decision, Purpose
+from edge.ledger.outbox import NewEvent, anonymise_shopper_events, encode_event, event_id_for, insert_event
 from edge.ledger.writer import Op, Tx
+from edge.sync.wire import EventClass
 
 DECISION_COLUMNS: Final = (
     "decision_id",
@@ -37,6 +44,11 @@ EXPOSURE_COLUMNS: Final = (
 
 ExposureOutcome = Literal["new", "duplicate", "unknown_decision"]
 
+# A consent whose source is the cloud came from the cloud (sync or a profile fetch), and a seed file's come
+# from the operator's copy of the cloud: neither is echoed back as an event.
+CLOUD_SOURCE: Final = "cloud"
+NOT_ECHOED: Final = frozenset({CLOUD_SOURCE, "seed"})
+
 _INSERT_DECISION: Final = (
     f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)}) "  # noqa: S608 - constant column names
     f"VALUES ({', '.join('?' * len(DECISION_COLUMNS))}) ON CONFLICT (decision_id) DO NOTHING RETURNING 1"
@@ -54,15 +66,16 @@ class ConsentRow:
     source: str
 
 
-def insert_decision(decision: Decision, *, keep_shopper: bool) -> Op[bool]:
-    """Insert a decision once; the op returns False if its id was already recorded."""
+def insert_decision(decision: Decision, *, keep_shopper: bool, outbox_max_bytes: int | None) -> Op[bool]:
+    """Insert a decision once, with its telemetry event; the op returns False if its id was already recorded."""
     # Encoded here, in the caller's context, so a bad value fails its caller before it reaches a batch.
+    shopper_id = decision.shopper_id if keep_shopper else None
     params = (
         decision.decision_id,
         decision.display_id,
         decision.zone,
         decision.at_wall,
-        decision.shopper_id if keep_shopper else None,
+        shopper_id,
         decision.offer_id,
         decision.template,
         decision.model_version,
@@ -72,27 +85,74 @@ def insert_decision(decision: Decision, *, keep_shopper: bool) -> Op[bool]:
         int(decision.personalized),
         candidates_json(decision.candidates),
     )
+    event = encode_event(
+        "decision",
+        EventClass.TELEMETRY,
+        {
+            "decision_id": decision.decision_id,
+            "display_id": decision.display_id,
+            "zone": decision.zone,
+            "offer_id": decision.offer_id,
+            "template": decision.template,
+            "model_version": decision.model_version,
+            # Plain types: the decision may carry numpy scalars.
+            "propensity": float(decision.propensity),
+            "explored": bool(decision.explored),
+            "holdout": bool(decision.holdout),
+            "personalized": bool(decision.personalized),
+        },
+        at_wall=decision.at_wall,
+        shopper_id=shopper_id,
+        event_id=event_id_for(decision.at_wall, "decision:" + decision.decision_id),
+    )
 
     async def run(tx: Tx) -> bool:
-        return bool(await tx.returning(_INSERT_DECISION, params))
+        if not await tx.returning(_INSERT_DECISION, params):
+            return False
+        await insert_event(tx, event, outbox_max_bytes)
+        return True
 
     return run
 
 
 def insert_exposure(
-    *, decision_id: str, display_id: str, version: int, shown_at_wall: float, acked_at_wall: float
+    *,
+    decision_id: str,
+    display_id: str,
+    version: int,
+    shown_at_wall: float,
+    acked_at_wall: float,
+    outbox_max_bytes: int | None,
 ) -> Op[ExposureOutcome]:
     """Insert an acked exposure once per (decision, display), copying the decision's shopper id."""
+    data = {
+        "decision_id": decision_id,
+        "display_id": display_id,
+        "version": version,
+        "shown_at": iso_utc(shown_at_wall),
+        "acked_at": iso_utc(acked_at_wall),
+    }
+    event_id = event_id_for(shown_at_wall, f"exposure:{decision_id}:{display_id}")
 
     async def run(tx: Tx) -> ExposureOutcome:
         # The shopper id comes from the decision row, so it is kept exactly when the decision kept it.
         rows = await tx.returning(
             "INSERT INTO exposures (decision_id, display_id, version, shown_at_wall, acked_at_wall, "
             "shopper_id) SELECT ?, ?, ?, ?, ?, shopper_id FROM decisions WHERE decision_id = ? "
-            "ON CONFLICT (decision_id, display_id) DO NOTHING RETURNING 1",
+            "ON CONFLICT (decision_id, display_id) DO NOTHING RETURNING shopper_id",
             (decision_id, display_id, version, shown_at_wall, acked_at_wall, decision_id),
         )
         if rows:
+            # Encoded here: the shopper id is only known once the row is written.
+            event = encode_event(
+                "exposure",
+                EventClass.TELEMETRY,
+                data,
+                at_wall=shown_at_wall,
+                shopper_id=rows[0][0],
+                event_id=event_id,
+            )
+            await insert_event(tx, event, outbox_max_bytes)
             return "new"
         # Rare path (redelivery or a stray ack): one more read to say which.
         known = await tx.fetch("SELECT 1 FROM decisions WHERE decision_id = ?", (decision_id,))
@@ -117,30 +177,97 @@ def claim_jti(jti: str, exp_wall: float, now_wall: float) -> Op[bool]:
     return run
 
 
-def upsert_consent(row: ConsentRow) -> Op[bool]:
-    """Keep the maximum of (at_wall, withdrawn, source); the op returns False if ``row`` lost."""
+async def store_consent(tx: Tx, row: ConsentRow) -> bool:
+    """Keep the maximum of (at_wall, withdrawn, source) unless the shopper was erased at or after ``at_wall``.
+
+    Shared by local updates and the cloud replica, so both follow one order. True if ``row`` was stored.
+    """
+    rows = await tx.returning(
+        "INSERT INTO consents (shopper_id, purpose, granted, at_wall, source) SELECT ?, ?, ?, ?, ? "
+        "WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE shopper_id = ? AND erased_wall >= ?) "
+        "ON CONFLICT (shopper_id, purpose) DO UPDATE SET granted = excluded.granted, "
+        "at_wall = excluded.at_wall, source = excluded.source "
+        "WHERE (excluded.at_wall, 1 - excluded.granted, excluded.source) "
+        "> (consents.at_wall, 1 - consents.granted, consents.source) RETURNING 1",
+        (
+            row.shopper_id,
+            row.purpose.value,
+            int(row.granted),
+            row.at_wall,
+            row.source,
+            row.shopper_id,
+            row.at_wall,
+        ),
+    )
+    return bool(rows)
+
+
+def upsert_consent(row: ConsentRow, *, outbox_max_bytes: int | None) -> Op[bool]:
+    """Store ``row`` if it wins (see ``store_consent``) and tell the cloud; False if ``row`` lost.
+
+    The privacy event is queued only when the row was stored and did not come from the cloud.
+    """
+    event = None
+    if row.source not in NOT_ECHOED:
+        event = encode_event(
+            "consent",
+            EventClass.PRIVACY,
+            {
+                "purpose": row.purpose.value,
+                "granted": row.granted,
+                "at": iso_utc(row.at_wall),
+                "source": row.source,
+            },
+            at_wall=row.at_wall,
+            shopper_id=row.shopper_id,
+            event_id=event_id_for(
+                row.at_wall,
+                f"consent:{row.shopper_id}:{row.purpose.value}:{row.at_wall!r}:{int(row.granted)}:{row.source}",
+            ),
+        )
 
     async def run(tx: Tx) -> bool:
-        rows = await tx.returning(
-            "INSERT INTO consents (shopper_id, purpose, granted, at_wall, source) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (shopper_id, purpose) DO UPDATE SET granted = excluded.granted, "
-            "at_wall = excluded.at_wall, source = excluded.source "
-            "WHERE (excluded.at_wall, 1 - excluded.granted, excluded.source) "
-            "> (consents.at_wall, 1 - consents.granted, consents.source) RETURNING 1",
-            (row.shopper_id, row.purpose.value, int(row.granted), row.at_wall, row.source),
-        )
-        return bool(rows)
+        if not await store_consent(tx, row):
+            return False
+        if event is not None:
+            await insert_event(tx, event, outbox_max_bytes)
+        return True
 
     return run
 
 
-def forget_shopper(shopper_id: str) -> Op[None]:
-    """Delete the shopper's consents and unlink their id from decisions and exposures."""
+async def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
+    """Forget a shopper everywhere local; returns how many of their queued events were anonymised.
 
-    async def run(tx: Tx) -> None:
-        await tx.execute("DELETE FROM consents WHERE shopper_id = ?", (shopper_id,))
-        await tx.execute("UPDATE decisions SET shopper_id = NULL WHERE shopper_id = ?", (shopper_id,))
-        await tx.execute("UPDATE exposures SET shopper_id = NULL WHERE shopper_id = ?", (shopper_id,))
+    Leaves a tombstone (the later erasure time wins) so nothing older comes back from a late sync page or
+    update. Decisions and exposures stay, unlinked: anonymous measurement.
+    """
+    await tx.execute(
+        "INSERT INTO tombstones (shopper_id, erased_wall) VALUES (?, ?) ON CONFLICT (shopper_id) "
+        "DO UPDATE SET erased_wall = excluded.erased_wall WHERE excluded.erased_wall > tombstones.erased_wall",
+        (shopper_id, erased_wall),
+    )
+    for sql in (
+        "DELETE FROM consents WHERE shopper_id = ?",
+        "DELETE FROM profiles WHERE shopper_id = ?",
+        "DELETE FROM eid_keys WHERE shopper_id = ?",
+        "UPDATE decisions SET shopper_id = NULL WHERE shopper_id = ?",
+        "UPDATE exposures SET shopper_id = NULL WHERE shopper_id = ?",
+    ):
+        await tx.execute(sql, (shopper_id,))
+    return await anonymise_shopper_events(tx, shopper_id)
+
+
+def forget_shopper(
+    shopper_id: str, erased_wall: float, *, report: NewEvent | None, outbox_max_bytes: int | None
+) -> Op[int]:
+    """Erase the shopper locally (``erase_shopper``) and queue ``report`` (their erasure event) if given."""
+
+    async def run(tx: Tx) -> int:
+        removed = await erase_shopper(tx, shopper_id, erased_wall)
+        if report is not None:
+            await insert_event(tx, report, outbox_max_bytes)
+        return removed
 
     return run
 

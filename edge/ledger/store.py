@@ -1,14 +1,19 @@
-"""``Ledger``: the gateway's one SQLite writer and reader (decisions, exposures, consents, token replay)."""
+"""``Ledger``: the gateway's one SQLite writer and reader (decisions, exposures, consents, token replay).
+
+The outbox to the cloud and the local replica of the cloud are facades over the same writer and lock:
+``ledger.outbox`` (edge/ledger/outbox.py) and ``ledger.replica`` (edge/ledger/replica.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import aiosqlite
 
@@ -17,8 +22,11 @@ from edge.events import Decision, Purpose
 from edge.ledger import ops
 from edge.ledger.errors import LedgerError
 from edge.ledger.ops import DECISION_COLUMNS, DECISION_FLAGS, EXPOSURE_COLUMNS, ConsentRow
+from edge.ledger.outbox import Outbox, encode_event
 from edge.ledger.recovery import open_database
-from edge.ledger.writer import BatchWriter, Op, WriterCounters
+from edge.ledger.replica import Replica
+from edge.ledger.writer import BatchWriter, Op, Rows, WriterCounters
+from edge.sync.wire import EventClass
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -28,6 +36,9 @@ _SECONDS_PER_DAY: Final = 86_400.0
 # A shutdown must finish before systemd's stop timeout (90 s default); a full queue of 10k writes commits
 # in well under a second on a Pi, so 10 s only runs out when the disk itself is stuck.
 DEFAULT_CLOSE_TIMEOUT_S: Final = 10.0
+# A day of a busy store's telemetry at ~10 events/s is ~350 MB on disk (docs/benchmarks.md); 64 MiB keeps an
+# SD card safe and still holds a few hours of outage, and privacy/conversion events are kept beyond it.
+DEFAULT_OUTBOX_MAX_BYTES: Final = 64 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -54,6 +65,7 @@ class Ledger:
         queue_max: int = 10_000,
         retention_days: int = 90,
         close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
+        outbox_max_bytes: int | None = DEFAULT_OUTBOX_MAX_BYTES,
     ) -> None:
         if batch_max < 1 or queue_max < 1:
             raise ValueError("batch_max and queue_max must be at least 1")
@@ -61,6 +73,8 @@ class Ledger:
             raise ValueError("batch_window_s and close_timeout_s must not be negative")
         if retention_days < 1:
             raise ValueError("retention_days must be at least 1")
+        if outbox_max_bytes is not None and outbox_max_bytes < 1:
+            raise ValueError("outbox_max_bytes must be at least 1 (or None: no cloud, no outbox)")
         self._path = path
         self._clock = clock
         self._batch_max = batch_max
@@ -74,6 +88,8 @@ class Ledger:
         self._counters = WriterCounters()
         self._outcomes = _Outcomes()
         self.corrupted_moved_to: Path | None = None
+        self.outbox = Outbox(self._submit, self._read, clock, max_bytes=outbox_max_bytes)
+        self.replica = Replica(self._submit, self._read)
 
     async def __aenter__(self) -> Ledger:
         if self._db is not None:
@@ -92,6 +108,7 @@ class Ledger:
             queue_max=self._queue_max,
         )
         self._writer.start()
+        await self.replica.reload()
         return self
 
     async def __aexit__(
@@ -112,14 +129,15 @@ class Ledger:
     # --- writes -----------------------------------------------------------------------------------------
 
     async def record_decision(self, decision: Decision, *, keep_shopper: bool) -> None:
-        """Store a decision; the shopper id only when ``keep_shopper`` (their consent allows it)."""
-        if not await self._submit(ops.insert_decision(decision, keep_shopper=keep_shopper)):
+        """Store a decision and queue its telemetry event; the shopper id only when ``keep_shopper``."""
+        op = ops.insert_decision(decision, keep_shopper=keep_shopper, outbox_max_bytes=self.outbox.max_bytes)
+        if not await self._submit(op):
             self._outcomes.decision_duplicates += 1
 
     async def record_exposure(
         self, *, decision_id: str, display_id: str, version: int, shown_at_wall: float, acked_at_wall: float
     ) -> bool:
-        """Store an acked exposure; False (and counted) if already recorded or its decision is unknown."""
+        """Store an acked exposure and queue its event; False (and counted) if already recorded or unknown."""
         outcome = await self._submit(
             ops.insert_exposure(
                 decision_id=decision_id,
@@ -127,6 +145,7 @@ class Ledger:
                 version=version,
                 shown_at_wall=shown_at_wall,
                 acked_at_wall=acked_at_wall,
+                outbox_max_bytes=self.outbox.max_bytes,
             )
         )
         if outcome == "duplicate":
@@ -148,13 +167,26 @@ class Ledger:
 
         Remaining ties (same time, same choice) go to the larger ``source`` string, so the stored state is
         the maximum of a total order and does not depend on the order updates arrive in (local vs. cloud).
+        A consent at or before the shopper's erasure (tombstone) is refused too. A stored change whose
+        source is not ``"cloud"`` queues a privacy event for the cloud.
         """
-        if not await self._submit(ops.upsert_consent(row)):
+        if not await self._submit(ops.upsert_consent(row, outbox_max_bytes=self.outbox.max_bytes)):
             self._outcomes.consent_stale += 1
 
-    async def forget_shopper(self, shopper_id: str) -> None:
-        """Delete the shopper's consents and unlink their id from every decision and exposure."""
-        await self._submit(ops.forget_shopper(shopper_id))
+    async def forget_shopper(self, shopper_id: str, *, report: bool = True) -> None:
+        """Erase the shopper locally: consents, profile, EID key, queued non-privacy events; unlink their id
+        from decisions and exposures; leave a tombstone. ``report`` queues an erasure event for the cloud.
+        """
+        erased_wall = self._clock.wall()
+        event = (
+            encode_event("erasure", EventClass.PRIVACY, {}, at_wall=erased_wall, shopper_id=shopper_id)
+            if report
+            else None
+        )
+        await self._submit(
+            ops.forget_shopper(shopper_id, erased_wall, report=event, outbox_max_bytes=self.outbox.max_bytes)
+        )
+        self.replica.remember_tombstone(shopper_id, erased_wall)
 
     async def purge(self, now_wall: float) -> dict[str, int]:
         """Drop expired token claims, and decisions/exposures past retention; return rows deleted per table."""
@@ -254,7 +286,7 @@ class Ledger:
             raise LedgerError("ledger is not open")
         return await self._writer.submit(run, durable=durable)
 
-    async def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    async def _read(self, sql: str, params: Sequence[object] = ()) -> Rows:
         if self._db is None or self._lock is None:
             raise LedgerError("ledger is not open")
         # The writer holds the same lock for a whole batch, so reads see only committed state.

@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
@@ -51,6 +51,19 @@ class Tx:
 
 
 Op = Callable[[Tx], Awaitable[T]]
+Rows = list[tuple[Any, ...]]
+
+
+class Submit(Protocol):
+    """How the ledger's facades queue a write op: ``Ledger._submit`` (commits before it returns)."""
+
+    def __call__(self, run: Op[T], *, durable: bool = True) -> Awaitable[T]: ...
+
+
+class Read(Protocol):
+    """How the ledger's facades read committed state: ``Ledger._read`` (under the writer's lock)."""
+
+    def __call__(self, sql: str, params: Sequence[object] = ()) -> Awaitable[Rows]: ...
 
 
 @dataclass(slots=True)

@@ -123,7 +123,7 @@ class CloudClient:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         if self._session is None:
-            raise RuntimeError("CloudClient is not open")
+            raise CloudUnavailableError("not_started", "the sync service is not running")
         try:
             async with self._session.request(method, self._base + path, **kwargs) as response:
                 if response.content_length is not None and response.content_length > MAX_ANSWER_BYTES:

@@ -73,7 +73,9 @@ class Mirror:
             except (ValueError, TypeError):
                 # Validated on the way in; a failure here is a bug, counted and logged, never a stalled sync.
                 self.applied["failed"] += 1
-                log.exception("cloud change %s %s %s not applied in memory", change.kind, change.op, change.id)
+                log.exception(
+                    "cloud change %s %s %s not applied in memory", change.kind, change.op, change.id
+                )
         if offers_touched:
             self._offers_changed()
 

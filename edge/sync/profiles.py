@@ -53,7 +53,9 @@ class ProfileFetcher:
         self._cloud_down = cloud_down
         self._is_erased = is_erased
         self._negative_ttl_s = negative_ttl_s
-        self._unknown: OrderedDict[str, float] = OrderedDict()  # shopper -> monotonic time it may be asked again
+        self._unknown: OrderedDict[str, float] = (
+            OrderedDict()
+        )  # shopper -> monotonic time it may be asked again
         self._inflight: dict[str, asyncio.Task[str]] = {}
         self.outcomes: Counter[str] = Counter()
 

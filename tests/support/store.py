@@ -72,8 +72,35 @@ class StoreKit:
         return json.dumps(body).encode()
 
 
+def sync_section(url: str, token: str, workdir: Path, **overrides: object) -> str:
+    """A [sync] table for a test store: the token in a file, fast retries and polls."""
+    (workdir / "cloud-token").write_text(token)
+    options: dict[str, object] = {
+        "pull_interval_s": 0.2,
+        "push_interval_s": 0.05,
+        "retry_max_s": 0.2,
+        "request_timeout_s": 2.0,
+        **overrides,
+    }
+    lines = [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+    return (
+        '[sync]\nenabled = true\nurl = "'
+        + url
+        + '"\ntoken_file = "cloud-token"\n'
+        + "\n".join(lines)
+        + "\n\n"
+    )
+
+
 def make_store(
-    workdir: Path, port: int, *, min_display_s: float = 0.0, ttl_s: float = 30.0, keepalive_s: int = 5
+    workdir: Path,
+    port: int,
+    *,
+    min_display_s: float = 0.0,
+    ttl_s: float = 30.0,
+    keepalive_s: int = 5,
+    sync: str = "",
+    seed: bool = True,
 ) -> StoreKit:
     workdir.mkdir(parents=True, exist_ok=True)
     private_pem, public_pem = generate_keypair()
@@ -88,10 +115,13 @@ def make_store(
     config.write_text(
         f'[store]\nid = "{STORE}"\n\n'
         f"[mqtt]\nport = {port}\nkeepalive_s = {keepalive_s}\nreconnect_max_s = 0.5\n\n"
-        '[identity]\npublic_key_files = ["token-public.pem"]\nconsents_file = "shoppers.json"\n\n'
-        f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n\n'
-        "[decisions.policy]\nepsilon = 0.0\nholdout_percent = 0\n\n"
-        '[ledger]\npath = "ledger.sqlite"\n\n[health]\ninterval_s = 1\n\n'
-        '[[zones]]\nid = "cafe"\n\n[[zones]]\nid = "entrance"\n\n' + displays
+        '[identity]\npublic_key_files = ["token-public.pem"]\n'
+        + ('consents_file = "shoppers.json"\n\n' if seed else "\n")
+        + sync
+        + f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n\n'
+        + "[decisions.policy]\nepsilon = 0.0\nholdout_percent = 0\n\n"
+        + '[ledger]\npath = "ledger.sqlite"\n\n[health]\ninterval_s = 1\n\n'
+        + '[[zones]]\nid = "cafe"\n\n[[zones]]\nid = "entrance"\n\n'
+        + displays
     )
     return StoreKit(workdir, port, private_pem, config)

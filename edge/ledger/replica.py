@@ -1,0 +1,298 @@
+"""The gateway's local replica of the cloud: pulled change pages applied atomically with their cursor.
+
+Profiles, consents, EID keys, token keys, offers, inventory and erasures (tombstones). See docs/ledger.md
+"Replica" and docs/sync.md for the wire contract.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from edge.events import Purpose
+from edge.ledger.ops import ConsentRow, erase_shopper, store_consent
+from edge.ledger.writer import Op, Read, Submit, Tx
+from edge.sync.wire import Change, ChangeKind
+
+CURSOR_KEY: Final = "cursor"
+
+# (shopper_id, identity_key (16 bytes), rotation_exponent, clock_offset_s)
+EidKeyRow = tuple[str, bytes, int, int]
+
+
+@dataclass(slots=True, frozen=True)
+class ApplyResult:
+    """What one committed page did.
+
+    ``applied`` counts, per kind, the changes that changed (or confirmed) local state; ``stale`` those
+    refused because local state was newer (a consent that lost the order, anything older than a tombstone,
+    a profile older than the stored one). ``consents`` are the consent rows stored, ``erased`` the shoppers
+    erased (with the erasure time), so the caller can update what it keeps in memory.
+    """
+
+    cursor: str
+    applied: dict[str, int] = field(default_factory=dict)
+    stale: dict[str, int] = field(default_factory=dict)
+    consents: tuple[ConsentRow, ...] = ()
+    erased: tuple[tuple[str, float], ...] = ()
+    outbox_anonymised: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class ReplicaSnapshot:
+    """Everything the replica holds, for start-up (consents come from ``Ledger.load_consents``)."""
+
+    profiles: dict[str, dict[str, Any]]
+    eid_keys: tuple[EidKeyRow, ...]
+    token_keys: dict[str, str]
+    offers: dict[str, dict[str, Any]]
+    inventory: dict[str, tuple[bool, int | None]]
+    tombstones: dict[str, float]
+    cursor: str | None
+
+
+@dataclass(slots=True)
+class _Page:
+    """Mutable tally while a page's op runs; frozen into an ``ApplyResult`` after the commit."""
+
+    applied: dict[str, int] = field(default_factory=dict)
+    stale: dict[str, int] = field(default_factory=dict)
+    consents: list[ConsentRow] = field(default_factory=list)
+    erased: list[tuple[str, float]] = field(default_factory=list)
+    outbox_anonymised: int = 0
+
+    def count(self, kind: ChangeKind, *, took: bool) -> None:
+        tally = self.applied if took else self.stale
+        tally[kind.value] = tally.get(kind.value, 0) + 1
+
+
+# An upsert of a shopper's data is refused when the shopper was erased at or after the change.
+_NOT_ERASED: Final = "NOT EXISTS (SELECT 1 FROM tombstones WHERE shopper_id = ? AND erased_wall >= ?)"
+
+
+async def _profile(tx: Tx, change: Change, encoded: str | None) -> bool:
+    if change.op == "delete":
+        # Ordered by time too, so re-applying an older page never removes a newer profile.
+        await tx.execute(
+            "DELETE FROM profiles WHERE shopper_id = ? AND at_wall <= ?", (change.id, change.at_wall)
+        )
+        return True
+    rows = await tx.returning(
+        f"INSERT INTO profiles (shopper_id, profile, at_wall) SELECT ?, ?, ? WHERE {_NOT_ERASED} "
+        "ON CONFLICT (shopper_id) DO UPDATE SET profile = excluded.profile, at_wall = excluded.at_wall "
+        "WHERE excluded.at_wall >= profiles.at_wall RETURNING 1",
+        (change.id, encoded, change.at_wall, change.id, change.at_wall),
+    )
+    return bool(rows)
+
+
+async def _eid_key(tx: Tx, change: Change) -> bool:
+    if change.op == "delete":
+        await tx.execute("DELETE FROM eid_keys WHERE shopper_id = ?", (change.id,))
+        return True
+    data = change.data
+    rows = await tx.returning(
+        "INSERT INTO eid_keys (shopper_id, identity_key, rotation_exponent, clock_offset_s) "
+        f"SELECT ?, ?, ?, ? WHERE {_NOT_ERASED} ON CONFLICT (shopper_id) DO UPDATE SET "
+        "identity_key = excluded.identity_key, rotation_exponent = excluded.rotation_exponent, "
+        "clock_offset_s = excluded.clock_offset_s RETURNING 1",
+        (
+            change.id,
+            bytes(data["identity_key"]),
+            int(data["rotation_exponent"]),
+            int(data["clock_offset_s"]),
+            change.id,
+            change.at_wall,
+        ),
+    )
+    return bool(rows)
+
+
+async def _token_key(tx: Tx, change: Change) -> bool:
+    if change.op == "delete":
+        await tx.execute("DELETE FROM token_keys WHERE kid = ?", (change.id,))
+    else:
+        await tx.execute(
+            "INSERT INTO token_keys (kid, public_key_pem) VALUES (?, ?) ON CONFLICT (kid) "
+            "DO UPDATE SET public_key_pem = excluded.public_key_pem",
+            (change.id, str(change.data["public_key_pem"])),
+        )
+    return True
+
+
+async def _offer(tx: Tx, change: Change, encoded: str | None) -> bool:
+    if change.op == "delete":
+        await tx.execute("DELETE FROM offers WHERE offer_id = ?", (change.id,))
+    else:
+        await tx.execute(
+            "INSERT INTO offers (offer_id, body) VALUES (?, ?) ON CONFLICT (offer_id) "
+            "DO UPDATE SET body = excluded.body",
+            (change.id, encoded),
+        )
+    return True
+
+
+async def _inventory(tx: Tx, change: Change) -> bool:
+    if change.op == "delete":
+        await tx.execute("DELETE FROM inventory WHERE offer_id = ?", (change.id,))
+        return True
+    quantity = change.data.get("quantity")
+    await tx.execute(
+        "INSERT INTO inventory (offer_id, available, quantity) VALUES (?, ?, ?) ON CONFLICT (offer_id) "
+        "DO UPDATE SET available = excluded.available, quantity = excluded.quantity",
+        (change.id, int(bool(change.data["available"])), None if quantity is None else int(quantity)),
+    )
+    return True
+
+
+def _consent_row(change: Change) -> ConsentRow:
+    data = change.data
+    return ConsentRow(
+        change.id,
+        Purpose(data["purpose"]),
+        bool(data["granted"]),
+        float(data["at_wall"]),
+        str(data["source"]),
+    )
+
+
+def _encoded(change: Change) -> str | None:
+    """The JSON text a profile or offer upsert stores (compact), or None for other changes."""
+    if change.op != "upsert":
+        return None
+    if change.kind is ChangeKind.PROFILE:
+        value = change.data["profile"]
+    elif change.kind is ChangeKind.OFFER:
+        value = change.data["offer"]
+    else:
+        return None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def apply_page_op(changes: Sequence[Change], cursor: str) -> Op[_Page]:
+    """One op for a whole page: every change in order, then the cursor; any failure rolls back all of it."""
+    # Decoded and encoded here, in the caller's context: a malformed change fails before it reaches a batch.
+    prepared: list[tuple[ChangeKind, Change, str | None, ConsentRow | None]] = []
+    for change in changes:
+        kind = ChangeKind(change.kind)
+        if change.op not in ("upsert", "delete"):
+            raise ValueError(f"change {change.seq}: unknown op {change.op!r}")
+        consent = _consent_row(change) if kind is ChangeKind.CONSENT and change.op == "upsert" else None
+        prepared.append((kind, change, _encoded(change), consent))
+
+    async def run(tx: Tx) -> _Page:
+        page = _Page()
+        for kind, change, encoded, consent in prepared:
+            took = True
+            if kind is ChangeKind.PROFILE:
+                took = await _profile(tx, change, encoded)
+            elif kind is ChangeKind.CONSENT:
+                if consent is not None:  # a consent delete is not part of the contract: nothing to do
+                    took = await store_consent(tx, consent)
+                    if took:
+                        page.consents.append(consent)
+            elif kind is ChangeKind.EID_KEY:
+                took = await _eid_key(tx, change)
+            elif kind is ChangeKind.TOKEN_KEY:
+                took = await _token_key(tx, change)
+            elif kind is ChangeKind.OFFER:
+                took = await _offer(tx, change, encoded)
+            elif kind is ChangeKind.INVENTORY:
+                took = await _inventory(tx, change)
+            elif kind is ChangeKind.ERASURE:
+                if change.op == "upsert":
+                    # No erasure event: the cloud is where this one came from.
+                    page.outbox_anonymised += await erase_shopper(tx, change.id, change.at_wall)
+                    page.erased.append((change.id, change.at_wall))
+            else:  # pragma: no cover - ChangeKind is closed; a new kind needs code here first
+                raise ValueError(f"change {change.seq}: unknown kind {kind!r}")
+            page.count(kind, took=took)
+        await tx.execute(
+            "INSERT INTO sync_state (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (CURSOR_KEY, cursor),
+        )
+        return page
+
+    return run
+
+
+class Replica:
+    """``ledger.replica``: apply pulled pages, read the cursor and the whole replica, check tombstones.
+
+    Shares the ledger's single writer and read lock. Tombstones are also kept in memory (loaded at open,
+    updated after each commit that adds one) so the hot path can ask without a query.
+    """
+
+    def __init__(self, submit: Submit, read: Read) -> None:
+        self._submit = submit
+        self._read = read
+        self._tombstones: dict[str, float] = {}
+
+    async def reload(self) -> None:
+        """Refill the in-memory tombstones from the database (the ledger calls this when it opens)."""
+        rows = await self._read("SELECT shopper_id, erased_wall FROM tombstones")
+        self._tombstones = {str(shopper): float(wall) for shopper, wall in rows}
+
+    async def apply_page(self, changes: Sequence[Change], cursor: str) -> ApplyResult:
+        """Apply a page and store its cursor in one durable transaction: all of it, or (raising) none.
+
+        Re-applying a page is harmless: every change is an idempotent upsert/delete or ordered by time.
+        """
+        page = await self._submit(apply_page_op(changes, cursor))
+        for shopper_id, erased_wall in page.erased:
+            self.remember_tombstone(shopper_id, erased_wall)
+        return ApplyResult(
+            cursor=cursor,
+            applied=page.applied,
+            stale=page.stale,
+            consents=tuple(page.consents),
+            erased=tuple(page.erased),
+            outbox_anonymised=page.outbox_anonymised,
+        )
+
+    async def cursor(self) -> str | None:
+        rows = await self._read("SELECT value FROM sync_state WHERE key = ?", (CURSOR_KEY,))
+        return str(rows[0][0]) if rows else None
+
+    def tombstone(self, shopper_id: str) -> float | None:
+        """When the shopper was erased (unix seconds), or None: from memory, no query."""
+        return self._tombstones.get(shopper_id)
+
+    def remember_tombstone(self, shopper_id: str, erased_wall: float) -> None:
+        """Record a committed erasure in memory (the later time wins, as in the table)."""
+        known = self._tombstones.get(shopper_id)
+        if known is None or erased_wall > known:
+            self._tombstones[shopper_id] = erased_wall
+
+    async def load(self) -> ReplicaSnapshot:
+        """The whole replica, for start-up (each table is read on its own: call it before sync runs)."""
+        read = self._read
+        profiles = {str(s): json.loads(p) for s, p in await read("SELECT shopper_id, profile FROM profiles")}
+        eid_keys = tuple(
+            (str(s), bytes(k), int(e), int(o))
+            for s, k, e, o in await read(
+                "SELECT shopper_id, identity_key, rotation_exponent, clock_offset_s FROM eid_keys "
+                "ORDER BY shopper_id"
+            )
+        )
+        token_keys = {str(k): str(p) for k, p in await read("SELECT kid, public_key_pem FROM token_keys")}
+        offers = {str(o): json.loads(b) for o, b in await read("SELECT offer_id, body FROM offers")}
+        inventory = {
+            str(o): (bool(a), None if q is None else int(q))
+            for o, a, q in await read("SELECT offer_id, available, quantity FROM inventory")
+        }
+        tombstones = {
+            str(s): float(w) for s, w in await read("SELECT shopper_id, erased_wall FROM tombstones")
+        }
+        return ReplicaSnapshot(
+            profiles=profiles,
+            eid_keys=eid_keys,
+            token_keys=token_keys,
+            offers=offers,
+            inventory=inventory,
+            tombstones=tombstones,
+            cursor=await self.cursor(),
+        )

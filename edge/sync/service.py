@@ -1,0 +1,201 @@
+"""The sync service: one cloud client, the puller and the pusher in their retry loops, the profile fetcher.
+
+Built by the daemon when ``[sync] enabled``; its two loops live in the daemon's TaskGroup. Its ``stats`` feed
+``gateway/health`` (backlog, drops, failures, cursor, last success ages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from edge.clock import Clock
+from edge.config.model import SyncSettings
+from edge.decide.catalog import Catalog, merged_catalog
+from edge.identity.consent import ConsentStore, ProfileCache
+from edge.identity.eid import EidKey, EidResolver
+from edge.identity.tokens import TokenVerifier
+from edge.ledger import Ledger
+from edge.sync.client import CloudClient
+from edge.sync.loop import RetryLoop
+from edge.sync.mirror import Mirror, OfferOverlay
+from edge.sync.profiles import ProfileFetcher
+from edge.sync.pull import Puller
+from edge.sync.push import Pusher
+
+if TYPE_CHECKING:
+    from edge.flow import GatewayFlow
+
+log = logging.getLogger(__name__)
+
+
+class SyncService:
+    def __init__(
+        self,
+        settings: SyncSettings,
+        *,
+        store_id: str,
+        token: str,
+        ledger: Ledger,
+        mirror: Mirror,
+        consents: ConsentStore,
+        profiles: ProfileCache,
+        clock: Clock,
+    ) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self.client = CloudClient(settings.url, store_id, token, timeout_s=settings.request_timeout_s)
+        self.pusher = Pusher(
+            ledger.outbox, self.client, batch_events=settings.batch_events, batch_bytes=settings.batch_bytes
+        )
+        self.puller = Puller(ledger.replica, self.client, mirror, page_limit=settings.page_limit)
+        self.push_loop = RetryLoop("push", idle_s=settings.push_interval_s, retry_max_s=settings.retry_max_s)
+        self.pull_loop = RetryLoop("pull", idle_s=settings.pull_interval_s, retry_max_s=settings.retry_max_s)
+        self.offers: OfferUpdater | None = None
+        self.fetcher = ProfileFetcher(
+            self.client,
+            consents,
+            profiles,
+            clock,
+            timeout_s=settings.profile_timeout_s,
+            fetch_timeout_s=settings.request_timeout_s,
+            cloud_down=self.cloud_down,
+            is_erased=lambda shopper_id: ledger.replica.tombstone(shopper_id) is not None,
+        )
+
+    def cloud_down(self) -> bool:
+        """True while both directions fail: profile fetches then do not even try."""
+        return self.pull_loop.state.failing and self.push_loop.state.failing
+
+    async def run(self) -> None:
+        """Both loops until cancelled (the daemon's TaskGroup owns this task)."""
+        try:
+            async with self.client, asyncio.TaskGroup() as group:
+                group.create_task(self.pull_loop.run(self.puller.pull), name="sync-pull")
+                group.create_task(self.push_loop.run(self.pusher.drain), name="sync-push")
+                if self.offers is not None:
+                    group.create_task(self.offers.run(), name="sync-offers")
+        finally:
+            await self.fetcher.close()
+
+    def wake_push(self) -> None:
+        self.push_loop.wake()
+
+    async def stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+
+        def age(mono: float | None) -> float | None:
+            return None if mono is None else round(now - mono, 1)
+
+        push, pull = self.pusher.stats, self.puller.stats
+        return {
+            "cloud_down": self.cloud_down(),
+            "outbox": await self._ledger.outbox.stats(),
+            "push": {
+                "batches": push.batches,
+                "events": push.events_sent,
+                "accepted": push.accepted,
+                "duplicates": push.duplicates,
+                "rejected": push.rejected,
+                "failures": dict(self.push_loop.state.failures),
+                "last_success_age_s": age(self.push_loop.state.last_success_mono),
+            },
+            "pull": {
+                "pages": pull.pages,
+                "changes": pull.changes,
+                "rejected": dict(pull.rejected),
+                "failures": dict(self.pull_loop.state.failures),
+                "cursor": pull.cursor,
+                "last_success_age_s": age(self.pull_loop.state.last_success_mono),
+            },
+            "profiles": self.fetcher.stats(),
+        }
+
+
+class OfferUpdater:
+    """Cloud offers and inventory into the decision engine: the latest overlay wins, one rebuild at a time."""
+
+    def __init__(
+        self, flow: GatewayFlow, base: Catalog, mirror: Mirror, ledger: Ledger, day_start: Callable[[], float]
+    ) -> None:
+        self._flow = flow
+        self._base = base
+        self._mirror = mirror
+        self._ledger = ledger
+        self._day_start = day_start
+        self._dirty = asyncio.Event()
+        self.rebuilds = 0
+
+    def changed(self, _overlay: OfferOverlay) -> None:
+        self._dirty.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            overlay = self._mirror.overlay
+            catalog = merged_catalog(self._base, overlay.offers, overlay.unavailable)
+            counts = await self._ledger.offer_counts_since(self._day_start())
+            await self._flow.replace_catalog(catalog, counts)
+            self.rebuilds += 1
+
+
+async def build_sync(
+    settings: SyncSettings,
+    *,
+    store_id: str,
+    token: str,
+    ledger: Ledger,
+    consents: ConsentStore,
+    profiles: ProfileCache,
+    verifier: TokenVerifier,
+    eid: EidResolver | None,
+    flow: GatewayFlow,
+    clock: Clock,
+    day_start: Callable[[], float],
+) -> SyncService:
+    """Wire sync into the running stages, after loading what earlier pulls stored."""
+    replica = ledger.replica
+    mirror = Mirror(
+        consents=consents,
+        profiles=profiles,
+        verifier=verifier,
+        eid=eid,
+        is_erased=lambda shopper_id, at_wall: (replica.tombstone(shopper_id) or -math.inf) >= at_wall,
+    )
+    snapshot = await replica.load()
+    mirror.load(
+        profiles={k: v for k, v in snapshot.profiles.items() if k not in snapshot.tombstones},
+        token_keys=snapshot.token_keys,
+        eid_keys=[EidKey(*row) for row in snapshot.eid_keys],
+        offers=snapshot.offers,
+        unavailable=[offer_id for offer_id, (available, _) in snapshot.inventory.items() if not available],
+    )
+    mirror.erasure_listeners.append(flow.forget_shopper)
+    service = SyncService(
+        settings,
+        store_id=store_id,
+        token=token,
+        ledger=ledger,
+        mirror=mirror,
+        consents=consents,
+        profiles=profiles,
+        clock=clock,
+    )
+    flow.ensure_profile = service.fetcher.ensure
+    service.offers = OfferUpdater(flow, flow.engine.catalog, mirror, ledger, day_start)
+    service.offers.changed(mirror.overlay)  # what earlier pulls stored applies at once
+    mirror.offer_listeners.append(service.offers.changed)
+    log.info(
+        "cloud sync to %s: cursor %s, %d profiles, %d cloud token keys, %d tombstones",
+        settings.url,
+        snapshot.cursor,
+        len(snapshot.profiles),
+        len(snapshot.token_keys),
+        len(snapshot.tombstones),
+    )
+    return service

@@ -1,0 +1,91 @@
+"""The cache-miss policy: bounded wait, single flight, negative cache, no wait while the cloud is down.
+
+The client here is a stand-in for the network only; the fetch against the real reference store is in
+test_gateway_sync.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from edge.clock import ManualClock
+from edge.events import Purpose
+from edge.identity import ConsentStore, ProfileCache
+from edge.ledger import Ledger
+from edge.sync.client import CloudUnavailableError
+from edge.sync.parse import FetchedProfile
+from edge.sync.profiles import ProfileFetcher
+
+
+class Cloud:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.delay = 0.0
+        self.known: dict[str, FetchedProfile] = {}
+        self.down = False
+
+    async def fetch_profile(self, shopper_id: str, timeout_s: float) -> FetchedProfile | None:
+        self.calls.append(shopper_id)
+        await asyncio.sleep(self.delay)
+        if self.down:
+            raise CloudUnavailableError("unreachable")
+        return self.known.get(shopper_id)
+
+
+def fetched(shopper_id: str, at: float) -> FetchedProfile:
+    return FetchedProfile(shopper_id, {"visits": 3}, [(Purpose.PERSONALIZATION, True, at, "app")], None)
+
+
+async def test_fetch_policies(tmp_path: Path) -> None:
+    clock = ManualClock()
+    cloud = Cloud()
+    async with Ledger(tmp_path / "l.sqlite", clock) as ledger:
+        consents, profiles = ConsentStore(ledger, clock), ProfileCache()
+        down = {"value": False}
+        fetcher = ProfileFetcher(
+            cloud,
+            consents,
+            profiles,
+            clock,
+            timeout_s=0.2,
+            fetch_timeout_s=5,
+            cloud_down=lambda: down["value"],
+        )
+        cloud.known["p-1"] = fetched("p-1", clock.wall() - 10)
+        assert await fetcher.ensure("p-1") == "fetched"
+        assert profiles.get("p-1") == {"visits": 3}
+        assert consents.has("p-1", Purpose.PERSONALIZATION)
+        # durable, and marked as the cloud's so it is not echoed back as an event
+        assert [(r.shopper_id, r.source) for r in await ledger.load_consents()] == [("p-1", "cloud")]
+        assert (await ledger.outbox.stats())["events"] == 0
+        assert await fetcher.ensure("p-1") == "cached"
+
+        # unknown: asked once, then remembered until the negative TTL passes
+        assert await fetcher.ensure("p-x") == "not_found"
+        assert await fetcher.ensure("p-x") == "unknown"
+        assert cloud.calls.count("p-x") == 1
+        clock.advance(301)
+        assert await fetcher.ensure("p-x") == "not_found"
+
+        # slow: concurrent check-ins share one fetch, each waits at most timeout_s, the fetch completes later
+        cloud.delay = 0.5
+        cloud.known["p-2"] = fetched("p-2", clock.wall() - 10)
+        outcomes = await asyncio.gather(fetcher.ensure("p-2"), fetcher.ensure("p-2"))
+        assert outcomes == ["timeout", "timeout"]
+        assert cloud.calls.count("p-2") == 1
+        await asyncio.sleep(0.5)
+        assert await fetcher.ensure("p-2") == "cached"
+
+        # the cloud known to be down: no wait, no call
+        down["value"] = True
+        calls = len(cloud.calls)
+        assert await fetcher.ensure("p-3") == "cloud_down"
+        assert len(cloud.calls) == calls
+
+        # a failing fetch is reported, nothing cached
+        down["value"] = False
+        cloud.delay, cloud.down = 0.0, True
+        assert await fetcher.ensure("p-4") == "failed.unreachable"
+        assert "p-4" not in profiles
+        await fetcher.close()
