@@ -153,3 +153,30 @@ def test_parse_settings_defaults() -> None:
     assert settings.mqtt.tcp_nodelay is True
     assert settings.mqtt.keepalive_s == 15
     assert settings.ledger.path == REPO / "state/ledger.sqlite"
+
+
+def test_sync_settings_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = _good_config(tmp_path).read_text()
+    # enabled without a URL or a token source; an inline token is refused as a secret
+    for sync, expected in (
+        ("[sync]\nenabled = true\n", "sync: url is required when sync is enabled"),
+        ('[sync]\nenabled = true\nurl = "https://c.example"\n', "token_env or token_file is required"),
+        (
+            '[sync]\nenabled = true\nurl = "https://c.example"\ntoken = "abc"\n',
+            "sync: 'token' must not be written in the config file",
+        ),
+        ('[sync]\nenabled = true\nurl = "ftp://c"\ntoken_env = "T"\n', "sync.url"),
+        (
+            '[sync]\nenabled = true\nurl = "https://c.example"\ntoken_file = "missing"\n',
+            "sync.token_file: file not found",
+        ),
+    ):
+        path = tmp_path / "sync.toml"
+        path.write_text(sync + base)
+        assert main(["check-config", str(path)]) == 1, sync
+        assert expected in capsys.readouterr().err, sync
+    (tmp_path / "token").write_text("t")
+    path = tmp_path / "sync.toml"
+    path.write_text('[sync]\nenabled = true\nurl = "http://cloud.example"\ntoken_file = "token"\n' + base)
+    assert main(["check-config", str(path)]) == 0
+    assert "sync.url: http://cloud.example is plain HTTP" in capsys.readouterr().out
