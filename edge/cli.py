@@ -140,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     ble_cal.add_argument(
         "--beacon", default=None, help="name of the configured store beacon used as reference"
     )
+    from edge.profilestore import cli as profile_store  # noqa: PLC0415 - argparse only; the server when run
+
+    profile_store.add_arguments(
+        commands.add_parser("profile-store", help="run the reference cloud profile store (HTTP)")
+    )
     return parser
 
 
@@ -183,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         return _token(args)
     if args.command == "ble":
         return _ble(args)
+    if args.command == "profile-store":
+        from edge.profilestore import cli as profile_store  # noqa: PLC0415
+
+        return profile_store.run(args)
     return _demo(args.duration, args.broker)
 
 

@@ -219,7 +219,10 @@ class SyncSettings(_Section):
     )
     batch_events: int = Field(default=500, ge=1, le=1000, description="Events per push request at most.")
     batch_bytes: int = Field(
-        default=512 * 1024, ge=1024, le=1024 * 1024, description="Bytes per push at most."
+        default=512 * 1024,
+        ge=1024,
+        le=960 * 1024,
+        description="Event bytes per push at most (the contract takes 1 MiB per request, envelope included).",
     )
     page_limit: int = Field(default=500, ge=1, le=1000, description="Changes per pulled page at most.")
     retry_max_s: float = Field(default=60.0, gt=0, description="Cap of the jittered retry backoff.")

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import random
+import secrets
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -22,8 +23,10 @@ from edge.clock import SystemClock, iso_utc
 from edge.config import GatewaySettings, parse_settings
 from edge.daemon import Gateway
 from edge.demo.broker import EmbeddedBroker
+from edge.demo.cloud import DemoCloud
 from edge.events import Decision
 from edge.identity import generate_keypair, sign_token
+from edge.profilestore.server import serve
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEMO_STORE: Final = "demo-store"
@@ -44,6 +47,8 @@ class DemoSummary:
     exposures_acked: int = 0
     exposure_rows: int = 0
     rejected: int = 0
+    cloud_events: int = 0
+    cloud_changes: int = 0
 
 
 def _shoppers(rng: random.Random, count: int) -> list[dict[str, Any]]:
@@ -69,16 +74,33 @@ def _shoppers(rng: random.Random, count: int) -> list[dict[str, Any]]:
 
 
 def demo_settings(
-    workdir: Path, public_pem: bytes, shoppers: list[dict[str, Any]], host: str, port: int
+    workdir: Path,
+    public_pem: bytes,
+    shoppers: list[dict[str, Any]],
+    host: str,
+    port: int,
+    *,
+    cloud: tuple[str, str] | None = None,
 ) -> GatewaySettings:
+    """The demo store's settings; with ``cloud`` (url, store token) shoppers come from the cloud, not a seed."""
     (workdir / "token-public.pem").write_bytes(public_pem)
     (workdir / "shoppers.json").write_text(json.dumps({"shoppers": shoppers}))
+    sync: dict[str, Any] = {"enabled": False}
+    if cloud is not None:
+        (workdir / "cloud-token").write_text(cloud[1])
+        sync = {
+            "enabled": True,
+            "url": cloud[0],
+            "token_file": str(workdir / "cloud-token"),
+            "pull_interval_s": 1.0,
+            "push_interval_s": 0.5,
+        }
     document: dict[str, Any] = {
         "store": {"id": DEMO_STORE},
         "mqtt": {"host": host, "port": port, "reconnect_max_s": 2},
         "identity": {
             "public_key_files": [str(workdir / "token-public.pem")],
-            "consents_file": str(workdir / "shoppers.json"),
+            **({"consents_file": str(workdir / "shoppers.json")} if cloud is None else {}),
         },
         "decisions": {
             "model": str(REPO_ROOT / "models" / "offers.onnx"),
@@ -91,6 +113,7 @@ def demo_settings(
             for zone in ZONES
         ],
         "ledger": {"path": str(workdir / "ledger.sqlite")},
+        "sync": sync,
         "health": {"interval_s": 5},
     }
     return parse_settings(document, base_dir=REPO_ROOT, source="demo defaults")
@@ -192,7 +215,18 @@ async def run_demo(
                 host, port = "127.0.0.1", embedded.port
             else:
                 host, port = broker
-            settings = demo_settings(workdir, public_pem, shoppers, host, port)
+            admin_token = secrets.token_urlsafe(24)
+            base_url = await stack.enter_async_context(
+                serve(f"sqlite:///{workdir / 'cloud.db'}", admin_token=admin_token)
+            )
+            cloud = await stack.enter_async_context(DemoCloud(base_url, admin_token))
+            store_token = await cloud.add_store(DEMO_STORE)
+            for shopper in shoppers:
+                await cloud.put_shopper(shopper["id"], shopper["profile"])
+                for purpose, granted in shopper["consents"].items():
+                    await cloud.put_consent(shopper["id"], purpose, granted)
+            print(f"demo: cloud profile store on {base_url} holds {len(shoppers)} shoppers", file=out)
+            settings = demo_settings(workdir, public_pem, shoppers, host, port, cloud=(base_url, store_token))
             gateway = Gateway(settings, config_version="demo")
             gateway_task = asyncio.create_task(gateway.run(), name="gateway")
             await asyncio.wait_for(gateway.ready.wait(), timeout=10)
@@ -216,7 +250,16 @@ async def run_demo(
                         _shopper_traffic(phones, root, private_pem, shoppers, rate_per_s, rng, summary)
                     ),
                 ]
-                await asyncio.sleep(duration_s)
+                await asyncio.sleep(duration_s / 2)
+                # Half-way, the cloud changes its mind about two shoppers; the store follows within a pull.
+                await cloud.put_consent(shoppers[0]["id"], "personalization", False)
+                await cloud.erase(shoppers[1]["id"])
+                print(
+                    f"cloud: {shoppers[0]['id']} withdrew personalization; {shoppers[1]['id']} was erased",
+                    file=out,
+                    flush=True,
+                )
+                await asyncio.sleep(duration_s / 2)
                 tasks[1].cancel()
                 await asyncio.sleep(1.0)  # let the last acks come back
                 tasks[0].cancel()
@@ -225,13 +268,18 @@ async def run_demo(
             summary.exposure_rows = counts.get("exposures", 0)
             summary.checkins_accepted = gateway.flow.stats.checkins
             summary.rejected = sum(gateway.flow.rejects.counts.values())
+            if gateway.sync is not None:
+                await gateway.sync.pusher.drain()
+                summary.cloud_changes = gateway.sync.puller.stats.changes
+            summary.cloud_events = int((await cloud.stats()).get("events", 0))
             gateway.request_stop()
             await gateway_task
     print(
         f"summary: check-ins sent {summary.checkins_sent} (replays {summary.replays_sent}), "
         f"accepted {summary.checkins_accepted}, rejected {summary.rejected}; decisions {summary.decisions} "
         f"(personal {summary.personalized}, holdout {summary.holdout}); "
-        f"acked exposures {summary.exposure_rows}",
+        f"acked exposures {summary.exposure_rows}; "
+        f"cloud: {summary.cloud_changes} changes pulled, {summary.cloud_events} events received",
         file=out,
         flush=True,
     )

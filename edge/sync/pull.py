@@ -12,11 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edge.sync.client import CloudRefusedError
 from edge.sync.mirror import Mirror
 from edge.sync.parse import Page
 from edge.sync.wire import Change
 
 log = logging.getLogger(__name__)
+
+# 410 cursor_reset: our cursor comes from another database (docs/sync-openapi.yaml).
+CURSOR_RESET = 410
 
 
 class Replica(Protocol):
@@ -34,6 +38,7 @@ class PullStats:
     changes: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     cursor: str | None = None
+    resets: int = 0
 
 
 class Puller:
@@ -56,7 +61,17 @@ class Puller:
         applied = 0
         cursor = await self._replica.cursor()
         while True:
-            page = await self._client.pull(cursor, self._page_limit)
+            try:
+                page = await self._client.pull(cursor, self._page_limit)
+            except CloudRefusedError as error:
+                if error.status != CURSOR_RESET or cursor is None:
+                    raise
+                # The cloud's database is not the one our cursor came from (restored, replaced): start over.
+                # Every change is an idempotent upsert or delete, so pulling everything again is safe.
+                log.warning("the cloud no longer knows our cursor (%s); pulling everything again", error)
+                self.stats.resets += 1
+                cursor = None
+                continue
             await self._replica.apply_page(page.changes, page.cursor)
             # Durable with the cursor from here on; now every stage sees it.
             self._mirror.apply(page.changes)

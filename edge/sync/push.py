@@ -13,9 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from edge.sync.client import CloudRefusedError
 from edge.sync.parse import PushResult
 
 log = logging.getLogger(__name__)
+
+# Refusals of a whole request that a smaller one may pass: a broken envelope (400), a body too large (413).
+SPLIT_ON = frozenset({400, 413})
 
 
 class Entry(Protocol):
@@ -42,6 +46,7 @@ class PushStats:
     duplicates: int = 0
     rejected: int = 0
     last_batch_ms: float = 0.0
+    poison: int = 0  # single events the cloud refused even alone, as a whole request
 
 
 class Pusher:
@@ -62,18 +67,41 @@ class Pusher:
         self.stats = PushStats()
 
     async def drain(self) -> int:
-        """Push batches until the outbox is empty; returns events acked. Raises on the first failure."""
+        """Push batches until the outbox is empty; returns events acked. Raises on the first failure.
+
+        A batch the cloud refuses as a whole (400 or 413: an envelope it cannot take) is split in halves
+        until the one event it cannot take is found; that event is dropped and counted, so a poison event
+        never blocks the backlog behind it.
+        """
         done = 0
+        limit = self._batch_events
         while True:
-            batch = await self._outbox.peek(self._batch_events, self._batch_bytes)
+            batch = await self._outbox.peek(limit, self._batch_bytes)
             if not batch:
                 return done
             started = time.perf_counter()
-            result = await self._client.push([entry.body for entry in batch])
-            # The cloud answered for every event of the batch: stored (now or before) or refused for good.
-            await self._outbox.ack([entry.seq for entry in batch])
-            self._count(len(batch), result, time.perf_counter() - started)
-            done += len(batch)
+            try:
+                result = await self._client.push([entry.body for entry in batch])
+            except CloudRefusedError as error:
+                if error.status not in SPLIT_ON:
+                    raise
+                refused = str(error)
+            else:
+                # The cloud answered for every event of the batch: stored (now or before) or refused for good.
+                await self._outbox.ack([entry.seq for entry in batch])
+                self._count(len(batch), result, time.perf_counter() - started)
+                done += len(batch)
+                limit = self._batch_events
+                continue
+            if len(batch) > 1:
+                limit = max(1, len(batch) // 2)
+                continue
+            log.error(
+                "the cloud refuses event %s even alone (%s); dropped and counted", batch[0].seq, refused
+            )
+            await self._outbox.ack([batch[0].seq])
+            self.stats.poison += 1
+            done += 1
 
     def _count(self, sent: int, result: PushResult, seconds: float) -> None:
         stats = self.stats

@@ -1,0 +1,109 @@
+"""``edge-gateway profile-store``: run the reference profile store until SIGTERM/SIGINT.
+
+Importing this module is cheap (argparse only); the server is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+_LOGGER = logging.getLogger("edge.profilestore")
+
+
+class CliError(Exception):
+    """A bad argument or environment; the message is printed and the command exits with 2."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        required=True,
+        help="database: sqlite:///abs/path.db, sqlite://relative.db, a file path, or postgresql://...",
+    )
+    parser.add_argument(
+        "--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on ([::1]:8080 for IPv6; port 0: any)"
+    )
+    token = parser.add_mutually_exclusive_group(required=True)
+    token.add_argument(
+        "--admin-token-env", metavar="NAME", help="environment variable holding the admin token"
+    )
+    token.add_argument("--admin-token-file", metavar="PATH", type=Path, help="file holding the admin token")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise CliError(f"--listen {text!r}: expected HOST:PORT")
+    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+    return host, int(port)
+
+
+def admin_token(args: argparse.Namespace) -> str:
+    """The admin token from the named variable or file (never from the command line itself)."""
+    if args.admin_token_env is not None:
+        value = os.environ.get(args.admin_token_env, "").strip()
+        if not value:
+            raise CliError(f"--admin-token-env: variable {args.admin_token_env} is unset or empty")
+        return value
+    path: Path = args.admin_token_file
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"--admin-token-file: cannot read {path}: {exc}") from exc
+    if not value:
+        raise CliError(f"--admin-token-file: {path} is empty")
+    return value
+
+
+def check_database(url: str) -> None:
+    """CliError if ``url`` is not a database URL, or names a SQLite file in a folder that does not exist."""
+    from edge.profilestore.storage import database_kind  # noqa: PLC0415
+
+    try:
+        kind, target = database_kind(url)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if kind == "sqlite" and not Path(target).parent.is_dir():
+        raise CliError(f"--db: folder {Path(target).parent} does not exist")
+
+
+async def _serve_until_signal(url: str, token: str, host: str, port: int, *, access_log: bool) -> None:
+    from edge.profilestore.server import serve  # noqa: PLC0415 - aiohttp and the drivers only when run
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with serve(url, admin_token=token, host=host, port=port, access_log=access_log) as base_url:
+        _LOGGER.info("profile store ready at %s (database %s)", base_url, url.rsplit("@", maxsplit=1)[-1])
+        await stop.wait()
+        _LOGGER.info("stopping")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.cli import setup_logging  # noqa: PLC0415 - edge.cli imports this module
+    from edge.profilestore.schema import SchemaTooNewError  # noqa: PLC0415
+    from edge.profilestore.storage import StorageUnavailableError  # noqa: PLC0415
+
+    try:
+        host, port = parse_listen(args.listen)
+        token = admin_token(args)
+        check_database(args.db)
+    except CliError as exc:
+        print(f"profile-store: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level, json_format=False)
+    try:
+        asyncio.run(_serve_until_signal(args.db, token, host, port, access_log=args.access_log))
+    except (StorageUnavailableError, SchemaTooNewError, OSError) as exc:
+        print(f"profile-store: {exc}", file=sys.stderr)
+        return 2
+    return 0

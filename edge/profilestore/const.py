@@ -1,0 +1,37 @@
+"""The limits of the reference profile store, each with the reason for its value (docs/sync-openapi.yaml)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# A pushed batch, decoded: large enough for 1,000 events of ~1 KB, small enough to hold in memory per request.
+MAX_BODY_BYTES: Final = 1024 * 1024
+# What may cross the socket: the decoded cap plus room for gzip's framing of incompressible data.
+MAX_WIRE_BYTES: Final = MAX_BODY_BYTES + 64 * 1024
+# Events in one push; with MAX_BODY_BYTES it bounds one transaction's work.
+MAX_EVENTS: Final = 1000
+# Changes (and stored events) per page: the contract's range and default.
+MAX_PAGE: Final = 1000
+DEFAULT_PAGE: Final = 500
+# A page also stops once its changes' data add up to this much, so a page of large offers stays small;
+# it always holds at least one change.
+PAGE_BUDGET_BYTES: Final = 1024 * 1024
+# Nesting of free JSON (profiles, event data, offer data): real documents are a few levels deep; the cap
+# keeps every walk over them cheap and far from Python's recursion limit.
+MAX_JSON_DEPTH: Final = 32
+# A profile or an offer, encoded: profiles are ~1 KB; the cap keeps a page of changes bounded.
+MAX_DOCUMENT_BYTES: Final = 64 * 1024
+# Integers in free JSON: what every JSON parser and both databases' JSON handle exactly.
+MAX_JSON_INT: Final = 2**63 - 1
+# A consent dated further ahead than NTP-level skew would outrank every later withdrawal under "latest wins"
+# (the gateway refuses them too: edge.identity.consent.MAX_GRANT_AHEAD_S).
+MAX_CONSENT_AHEAD_S: Final = 300.0
+# Store tokens: RFC 6750 b64token characters; 16 is a floor against guessable tokens, 512 a sanity cap.
+MIN_TOKEN_CHARS: Final = 16
+MAX_TOKEN_CHARS: Final = 512
+# An Ed25519 public key PEM is ~113 bytes; more is a mistake (a chain, a private key, a whole file).
+MAX_PEM_CHARS: Final = 4096
+# Free-text fields (consent source, event kind).
+MAX_LABEL_CHARS: Final = 64
+# Seconds a stopping server waits for requests in flight.
+SHUTDOWN_TIMEOUT_S: Final = 5.0

@@ -1,0 +1,70 @@
+"""The profile store's tables as ordered migrations, one text for both databases (types filled per dialect).
+
+Each migration runs once, in a transaction, and the schema version is stored with it; a database at a
+newer version than this code knows is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+Dialect = Literal["sqlite", "postgresql"]
+
+_TYPES: Final[dict[Dialect, dict[str, str]]] = {
+    # SQLite's INTEGER is 64-bit; booleans are 0/1.
+    "sqlite": {"INT": "INTEGER", "BOOL": "INTEGER", "BLOB": "BLOB", "UUID": "TEXT"},
+    "postgresql": {"INT": "BIGINT", "BOOL": "BOOLEAN", "BLOB": "BYTEA", "UUID": "UUID"},
+}
+
+# Version 1. Times are integer microseconds since the epoch (UTC); JSON documents are stored as text, so a
+# document reads back byte for byte as it was written.
+_V1: Final = (
+    # instance: the random id cursors carry, to detect a cursor from another database.
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # The last change seq and event receive number handed out (never reused, even after compaction).
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value {INT} NOT NULL)",
+    "INSERT INTO counters (name, value) VALUES ('changes', 0), ('events', 0)",
+    "CREATE TABLE stores (store_id TEXT PRIMARY KEY, token_sha256 {BLOB} NOT NULL UNIQUE,"
+    " created_us {INT} NOT NULL, updated_us {INT} NOT NULL)",
+    # The change log: compact_key names what a change is about (a newer change of the same key replaces
+    # it); shopper_id lets an erasure remove the shopper's history.
+    "CREATE TABLE changes (seq {INT} PRIMARY KEY, kind TEXT NOT NULL, id TEXT NOT NULL, op TEXT NOT NULL,"
+    " at_us {INT} NOT NULL, data TEXT NOT NULL, compact_key TEXT NOT NULL, shopper_id TEXT)",
+    "CREATE INDEX changes_compact_key ON changes (compact_key)",
+    "CREATE INDEX changes_shopper ON changes (shopper_id)",
+    "CREATE TABLE profiles (shopper_id TEXT PRIMARY KEY, profile TEXT NOT NULL, updated_us {INT} NOT NULL)",
+    "CREATE TABLE consents (shopper_id TEXT NOT NULL, purpose TEXT NOT NULL, granted {BOOL} NOT NULL,"
+    " at_us {INT} NOT NULL, source TEXT NOT NULL, PRIMARY KEY (shopper_id, purpose))",
+    "CREATE TABLE eid_keys (shopper_id TEXT PRIMARY KEY, identity_key {BLOB} NOT NULL,"
+    " rotation_exponent {INT} NOT NULL, clock_offset_s {INT} NOT NULL, updated_us {INT} NOT NULL)",
+    "CREATE TABLE token_keys (kid TEXT PRIMARY KEY, public_key_pem TEXT NOT NULL, updated_us {INT} NOT NULL)",
+    "CREATE TABLE offers (offer_id TEXT PRIMARY KEY, offer TEXT NOT NULL, updated_us {INT} NOT NULL)",
+    "CREATE TABLE inventory (offer_id TEXT PRIMARY KEY, available {BOOL} NOT NULL, quantity {INT},"
+    " updated_us {INT} NOT NULL)",
+    # One row per erased shopper: when, and the seq of the erasure change.
+    "CREATE TABLE erasures (shopper_id TEXT PRIMARY KEY, erased_us {INT} NOT NULL, seq {INT} NOT NULL)",
+    # Pushed events, once each by id; recv_seq is the receive order (admin reads page by it).
+    "CREATE TABLE events (id {UUID} PRIMARY KEY, recv_seq {INT} NOT NULL UNIQUE, store_id TEXT NOT NULL,"
+    " kind TEXT NOT NULL, event_class TEXT NOT NULL, at_us {INT} NOT NULL, shopper_id TEXT,"
+    " data TEXT NOT NULL, received_us {INT} NOT NULL)",
+    "CREATE INDEX events_store ON events (store_id, recv_seq)",
+    "CREATE INDEX events_shopper ON events (shopper_id)",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1,)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def statements(version: int, dialect: Dialect) -> list[str]:
+    """The statements that bring a database from ``version - 1`` to ``version`` (1-based)."""
+    types = _TYPES[dialect]
+    return [statement.format(**types) for statement in MIGRATIONS[version - 1]]
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was migrated by a newer version of this server."""
+
+    @classmethod
+    def check(cls, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise cls(f"schema version {version} is newer than this server's {SCHEMA_VERSION}")

@@ -1,0 +1,98 @@
+"""The reference profile store's HTTP server: the application, and running it on the current event loop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from edge.clock import Clock, SystemClock
+from edge.profilestore.admin_api import AdminApi
+from edge.profilestore.auth import AdminAuth
+from edge.profilestore.const import MAX_WIRE_BYTES, SHUTDOWN_TIMEOUT_S
+from edge.profilestore.http import json_errors, json_response
+from edge.profilestore.storage import Storage, open_storage
+from edge.profilestore.store_api import StoreApi
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def create_app(
+    storage: Storage,
+    *,
+    admin_token: str,
+    clock: Clock | None = None,
+    middlewares: Sequence[Middleware] = (),
+) -> web.Application:
+    """The store and admin APIs of docs/sync-openapi.yaml over ``storage`` (which the caller opens and closes).
+
+    Serve it with ``run_app`` (or any runner made with ``auto_decompress=False``): request bodies are
+    decompressed by the application itself, with a cap, and must reach it as sent. ``middlewares`` run
+    outside the application's own (first = outermost).
+    """
+    clock = clock or SystemClock()
+
+    async def healthz(request: web.Request) -> web.Response:
+        del request
+        await storage.ping()
+        return json_response({"status": "ok"})
+
+    app = web.Application(
+        client_max_size=MAX_WIRE_BYTES,
+        middlewares=[*middlewares, json_errors],
+    )
+    app.router.add_routes([web.get("/healthz", healthz)])
+    app.router.add_routes(StoreApi(storage, clock).routes())
+    app.router.add_routes(AdminApi(storage, AdminAuth(admin_token), clock).routes())
+    return app
+
+
+def _base_url(address: object) -> str:
+    host, port = address[0], address[1]  # type: ignore[index]
+    return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
+
+
+@asynccontextmanager
+async def run_app(
+    app: web.Application,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_log: bool = False,
+    shutdown_timeout: float = SHUTDOWN_TIMEOUT_S,
+) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` (0: a free port) until the block exits; yields the base URL.
+
+    On exit, requests in flight get ``shutdown_timeout`` seconds to finish before they are cancelled.
+    """
+    runner = web.AppRunner(
+        app,
+        auto_decompress=False,  # the application inflates bodies itself, with a cap (gzip bombs)
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        shutdown_timeout=shutdown_timeout,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        yield _base_url(runner.addresses[0])
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def serve(
+    url: str, *, admin_token: str, host: str = "127.0.0.1", port: int = 0, access_log: bool = False
+) -> AsyncIterator[str]:
+    """Open the database at ``url``, serve the profile store on the running loop; yields the base URL."""
+    async with (
+        open_storage(url) as storage,
+        run_app(
+            create_app(storage, admin_token=admin_token), host=host, port=port, access_log=access_log
+        ) as base_url,
+    ):
+        _LOGGER.info("profile store listening on %s", base_url)
+        yield base_url

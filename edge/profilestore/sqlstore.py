@@ -1,0 +1,364 @@
+"""The storage logic, written once in SQL that SQLite and PostgreSQL both run (over ``sqldb.Database``).
+
+The change log is compacted as it is written: a change replaces the earlier entries of the same key (one
+profile, one consent purpose of one shopper, one offer...). A gateway at any cursor still converges, since
+the newest entry of every key is after any cursor that missed an older one; and an erasure removes the
+shopper's whole history from the log, not just from the current state.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from edge.profilestore.jsonbody import dumps
+from edge.profilestore.models import render_timestamp
+from edge.profilestore.sqldb import ENTRY_OVERHEAD, LAST, Database, Lane, append_change, one
+from edge.profilestore.sqlevents import list_events, push_events
+from edge.profilestore.storage import (
+    ChangePage,
+    ChangeRecord,
+    ConsentOutcome,
+    ConsentState,
+    DeleteOutcome,
+    EidKeyState,
+    ErasureOutcome,
+    EventPage,
+    EventRecord,
+    PushOutcome,
+    ShopperState,
+    TokenInUseError,
+)
+
+
+def _rank(state: ConsentState) -> tuple[int, bool, str]:
+    # The same total order as the gateway (edge.identity.consent): latest first, then a withdrawal over a
+    # grant at the same instant, then the larger source, so both sides keep the same winner.
+    return (state.at_us, not state.granted, state.source)
+
+
+def consent_wire(state: ConsentState) -> dict[str, Any]:
+    return {
+        "purpose": state.purpose,
+        "granted": state.granted,
+        "at": render_timestamp(state.at_us),
+        "source": state.source,
+    }
+
+
+def eid_key_wire(key: EidKeyState) -> dict[str, Any]:
+    return {
+        "identity_key": base64.b64encode(key.identity_key).decode("ascii"),
+        "rotation_exponent": key.rotation_exponent,
+        "clock_offset_s": key.clock_offset_s,
+    }
+
+
+class SqlStorage:
+    """``edge.profilestore.storage.Storage`` over a ``Database``."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @property
+    def instance(self) -> str:
+        return self._db.instance
+
+    async def ping(self) -> None:
+        await self._db.ping()
+
+    # ----- stores -----
+    async def put_store(self, store_id: str, token_sha256: bytes, now_us: int) -> bool:
+        async with self._db.writing(Lane.CHANGES) as conn:
+            owner = await one(conn, "SELECT store_id FROM stores WHERE token_sha256 = $1", token_sha256)
+            if owner is not None and owner[0] != store_id:
+                raise TokenInUseError("this token is registered for another store")
+            updated = await conn.execute(
+                "UPDATE stores SET token_sha256 = $2, updated_us = $3 WHERE store_id = $1",
+                store_id,
+                token_sha256,
+                now_us,
+            )
+            if updated:
+                return False
+            await conn.execute(
+                "INSERT INTO stores (store_id, token_sha256, created_us, updated_us) VALUES ($1, $2, $3, $3)",
+                store_id,
+                token_sha256,
+                now_us,
+            )
+            return True
+
+    async def store_token(self, store_id: str) -> bytes | None:
+        async with self._db.reading() as conn:
+            row = await one(conn, "SELECT token_sha256 FROM stores WHERE store_id = $1", store_id)
+        return None if row is None else bytes(row[0])
+
+    async def store_of_token(self, token_sha256: bytes) -> str | None:
+        async with self._db.reading() as conn:
+            row = await one(conn, "SELECT store_id FROM stores WHERE token_sha256 = $1", token_sha256)
+        return None if row is None else str(row[0])
+
+    # ----- the change log -----
+    async def changes(self, after: int, limit: int, budget_bytes: int) -> ChangePage:
+        async with self._db.reading() as conn:
+            last = await one(conn, LAST, "changes")
+            rows = await conn.fetch(
+                "SELECT seq, kind, id, op, at_us, data FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+                after,
+                limit + 1,
+            )
+        page: list[ChangeRecord] = []
+        spent = 0
+        for seq, kind, key_id, op, at_us, data in rows[:limit]:
+            spent += len(data) + ENTRY_OVERHEAD
+            if page and spent > budget_bytes:
+                break
+            page.append(ChangeRecord(int(seq), str(kind), str(key_id), str(op), int(at_us), json.loads(data)))
+        return ChangePage(page, more=len(rows) > len(page), last_seq=int(last[0]) if last else 0)
+
+    # ----- shoppers -----
+    async def put_profile(self, shopper_id: str, profile: dict[str, Any], now_us: int) -> int:
+        async with self._db.writing(Lane.CHANGES) as conn:
+            await conn.execute(
+                "INSERT INTO profiles (shopper_id, profile, updated_us) VALUES ($1, $2, $3)"
+                " ON CONFLICT (shopper_id) DO UPDATE SET profile = excluded.profile,"
+                " updated_us = excluded.updated_us",
+                shopper_id,
+                dumps(profile),
+                now_us,
+            )
+            return await append_change(
+                conn,
+                "profile",
+                shopper_id,
+                "upsert",
+                {"profile": profile},
+                now_us,
+                key=f"profile:{shopper_id}",
+                shopper_id=shopper_id,
+            )
+
+    async def put_consent(
+        self, shopper_id: str, purpose: str, granted: bool, at_us: int, source: str, now_us: int
+    ) -> ConsentOutcome:
+        new = ConsentState(purpose, granted, at_us, source)
+        async with self._db.writing(Lane.CHANGES) as conn:
+            row = await one(
+                conn,
+                "SELECT granted, at_us, source FROM consents WHERE shopper_id = $1 AND purpose = $2",
+                shopper_id,
+                purpose,
+            )
+            current = None if row is None else ConsentState(purpose, bool(row[0]), int(row[1]), str(row[2]))
+            erased = await one(conn, "SELECT erased_us FROM erasures WHERE shopper_id = $1", shopper_id)
+            # A consent given before the shopper was erased belongs to the erased shopper.
+            if erased is not None and at_us <= int(erased[0]):
+                return ConsentOutcome(applied=False, seq=None, current=current)
+            if current is not None and _rank(current) >= _rank(new):
+                return ConsentOutcome(applied=False, seq=None, current=current)
+            await conn.execute(
+                "INSERT INTO consents (shopper_id, purpose, granted, at_us, source) VALUES ($1, $2, $3, $4, $5)"
+                " ON CONFLICT (shopper_id, purpose) DO UPDATE SET granted = excluded.granted,"
+                " at_us = excluded.at_us, source = excluded.source",
+                shopper_id,
+                purpose,
+                granted,
+                at_us,
+                source,
+            )
+            seq = await append_change(
+                conn,
+                "consent",
+                shopper_id,
+                "upsert",
+                consent_wire(new),
+                now_us,
+                key=f"consent:{shopper_id}:{purpose}",
+                shopper_id=shopper_id,
+            )
+            return ConsentOutcome(applied=True, seq=seq, current=new)
+
+    async def put_eid_key(self, shopper_id: str, key: EidKeyState, now_us: int) -> int:
+        async with self._db.writing(Lane.CHANGES) as conn:
+            await conn.execute(
+                "INSERT INTO eid_keys (shopper_id, identity_key, rotation_exponent, clock_offset_s, updated_us)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (shopper_id) DO UPDATE SET"
+                " identity_key = excluded.identity_key, rotation_exponent = excluded.rotation_exponent,"
+                " clock_offset_s = excluded.clock_offset_s, updated_us = excluded.updated_us",
+                shopper_id,
+                key.identity_key,
+                key.rotation_exponent,
+                key.clock_offset_s,
+                now_us,
+            )
+            return await append_change(
+                conn,
+                "eid_key",
+                shopper_id,
+                "upsert",
+                eid_key_wire(key),
+                now_us,
+                key=f"eid_key:{shopper_id}",
+                shopper_id=shopper_id,
+            )
+
+    async def delete_eid_key(self, shopper_id: str, now_us: int) -> DeleteOutcome:
+        async with self._db.writing(Lane.CHANGES) as conn:
+            existed = await conn.execute("DELETE FROM eid_keys WHERE shopper_id = $1", shopper_id)
+            seq = await append_change(
+                conn,
+                "eid_key",
+                shopper_id,
+                "delete",
+                {},
+                now_us,
+                key=f"eid_key:{shopper_id}",
+                shopper_id=shopper_id,
+            )
+            return DeleteOutcome(seq, existed > 0)
+
+    async def erase_shopper(self, shopper_id: str, now_us: int) -> ErasureOutcome:
+        # Both lanes: a push being written now must not store this shopper's id after the events are cleared.
+        async with self._db.writing(Lane.CHANGES, Lane.EVENTS) as conn:
+            profile = await conn.execute("DELETE FROM profiles WHERE shopper_id = $1", shopper_id)
+            consents = await conn.execute("DELETE FROM consents WHERE shopper_id = $1", shopper_id)
+            eid_key = await conn.execute("DELETE FROM eid_keys WHERE shopper_id = $1", shopper_id)
+            events = await conn.execute(
+                "UPDATE events SET shopper_id = NULL WHERE shopper_id = $1", shopper_id
+            )
+            await conn.execute("DELETE FROM changes WHERE shopper_id = $1", shopper_id)
+            seq = await append_change(
+                conn,
+                "erasure",
+                shopper_id,
+                "upsert",
+                {},
+                now_us,
+                key=f"erasure:{shopper_id}",
+                shopper_id=shopper_id,
+            )
+            await conn.execute(
+                "INSERT INTO erasures (shopper_id, erased_us, seq) VALUES ($1, $2, $3)"
+                " ON CONFLICT (shopper_id) DO UPDATE SET erased_us = excluded.erased_us, seq = excluded.seq",
+                shopper_id,
+                now_us,
+                seq,
+            )
+            return ErasureOutcome(seq, profile > 0, consents, eid_key > 0, events)
+
+    async def shopper(self, shopper_id: str) -> ShopperState | None:
+        async with self._db.reading() as conn:
+            profile = await one(conn, "SELECT profile FROM profiles WHERE shopper_id = $1", shopper_id)
+            consents = await conn.fetch(
+                "SELECT purpose, granted, at_us, source FROM consents WHERE shopper_id = $1 ORDER BY purpose",
+                shopper_id,
+            )
+            key = await one(
+                conn,
+                "SELECT identity_key, rotation_exponent, clock_offset_s FROM eid_keys WHERE shopper_id = $1",
+                shopper_id,
+            )
+        if profile is None and not consents and key is None:
+            return None
+        return ShopperState(
+            shopper_id=shopper_id,
+            profile=None if profile is None else json.loads(profile[0]),
+            consents={
+                str(purpose): ConsentState(str(purpose), bool(granted), int(at_us), str(source))
+                for purpose, granted, at_us, source in consents
+            },
+            eid_key=None if key is None else EidKeyState(bytes(key[0]), int(key[1]), int(key[2])),
+        )
+
+    # ----- catalog and keys -----
+    async def _put_simple(
+        self,
+        table: str,
+        key_column: str,
+        kind: str,
+        key_id: str,
+        values: dict[str, Any],
+        data: dict[str, Any],
+        now_us: int,
+    ) -> int:
+        columns = [key_column, *values, "updated_us"]
+        marks = ", ".join(f"${index}" for index in range(1, len(columns) + 1))
+        updates = ", ".join(f"{name} = excluded.{name}" for name in columns[1:])
+        async with self._db.writing(Lane.CHANGES) as conn:
+            await conn.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608 - names are ours
+                f" ON CONFLICT ({key_column}) DO UPDATE SET {updates}",
+                key_id,
+                *values.values(),
+                now_us,
+            )
+            return await append_change(conn, kind, key_id, "upsert", data, now_us, key=f"{kind}:{key_id}")
+
+    async def _delete_simple(
+        self, table: str, key_column: str, kind: str, key_id: str, now_us: int
+    ) -> DeleteOutcome:
+        async with self._db.writing(Lane.CHANGES) as conn:
+            existed = await conn.execute(f"DELETE FROM {table} WHERE {key_column} = $1", key_id)  # noqa: S608
+            seq = await append_change(conn, kind, key_id, "delete", {}, now_us, key=f"{kind}:{key_id}")
+            return DeleteOutcome(seq, existed > 0)
+
+    async def put_token_key(self, kid: str, public_key_pem: str, now_us: int) -> int:
+        data = {"public_key_pem": public_key_pem}
+        return await self._put_simple("token_keys", "kid", "token_key", kid, data, data, now_us)
+
+    async def delete_token_key(self, kid: str, now_us: int) -> DeleteOutcome:
+        return await self._delete_simple("token_keys", "kid", "token_key", kid, now_us)
+
+    async def put_offer(self, offer_id: str, offer: dict[str, Any], now_us: int) -> int:
+        return await self._put_simple(
+            "offers", "offer_id", "offer", offer_id, {"offer": dumps(offer)}, offer, now_us
+        )
+
+    async def delete_offer(self, offer_id: str, now_us: int) -> DeleteOutcome:
+        return await self._delete_simple("offers", "offer_id", "offer", offer_id, now_us)
+
+    async def put_inventory(self, offer_id: str, available: bool, quantity: int | None, now_us: int) -> int:
+        data = {"available": available, "quantity": quantity}
+        return await self._put_simple("inventory", "offer_id", "inventory", offer_id, data, data, now_us)
+
+    async def delete_inventory(self, offer_id: str, now_us: int) -> DeleteOutcome:
+        return await self._delete_simple("inventory", "offer_id", "inventory", offer_id, now_us)
+
+    # ----- events -----
+    async def push_events(self, store_id: str, events: Sequence[EventRecord], now_us: int) -> PushOutcome:
+        return await push_events(self._db, store_id, events, now_us)
+
+    async def events(self, store_id: str | None, after: int, limit: int, budget_bytes: int) -> EventPage:
+        return await list_events(self._db, store_id, after, limit, budget_bytes)
+
+    async def stats(self) -> dict[str, Any]:
+        tables = (
+            "stores",
+            "profiles",
+            "consents",
+            "eid_keys",
+            "token_keys",
+            "offers",
+            "inventory",
+            "erasures",
+        )
+        async with self._db.reading() as conn:
+            counts = {}
+            for table in tables:
+                row = await one(conn, f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - names are ours
+                counts[table] = int(row[0]) if row else 0
+            changes = await one(conn, "SELECT COUNT(*) FROM changes")
+            last_seq = await one(conn, LAST, "changes")
+            by_store = await conn.fetch(
+                "SELECT store_id, COUNT(*) FROM events GROUP BY store_id ORDER BY store_id"
+            )
+        return {
+            **counts,
+            "changes": int(changes[0]) if changes else 0,
+            "last_seq": int(last_seq[0]) if last_seq else 0,
+            "events": sum(int(count) for _, count in by_store),
+            "events_by_store": {str(store): int(count) for store, count in by_store},
+        }

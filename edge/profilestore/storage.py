@@ -1,0 +1,220 @@
+"""The profile store's storage: the one async interface the server uses, its records, and ``open_storage``.
+
+Two implementations share one SQL logic (``edge.profilestore.sqlstore``): SQLite (``sqlite.py``, default, one
+process) and PostgreSQL (``postgres.py``, several stateless server replicas on one database).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class StorageError(Exception):
+    """Base of the storage's own errors."""
+
+
+class StorageUnavailableError(StorageError):
+    """The database cannot be reached or answered with a failure; the request may be retried."""
+
+
+class TokenInUseError(StorageError):
+    """A store token is already registered for another store (each token belongs to exactly one store)."""
+
+
+@dataclass(slots=True, frozen=True)
+class ChangeRecord:
+    """One entry of the change log; ``data`` is the wire ``data`` of docs/sync.md."""
+
+    seq: int
+    kind: str
+    id: str
+    op: str
+    at_us: int
+    data: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class ChangePage:
+    changes: list[ChangeRecord]
+    more: bool
+    # The highest sequence number committed, to tell a cursor from the future (another database) apart.
+    last_seq: int
+
+
+@dataclass(slots=True, frozen=True)
+class ConsentState:
+    purpose: str
+    granted: bool
+    at_us: int
+    source: str
+
+
+@dataclass(slots=True, frozen=True)
+class EidKeyState:
+    identity_key: bytes
+    rotation_exponent: int
+    clock_offset_s: int
+
+
+@dataclass(slots=True, frozen=True)
+class ShopperState:
+    shopper_id: str
+    profile: dict[str, Any] | None
+    consents: dict[str, ConsentState]
+    eid_key: EidKeyState | None
+
+
+@dataclass(slots=True, frozen=True)
+class ConsentOutcome:
+    """``applied`` False: an older (or tied grant, or pre-erasure) consent that changed nothing."""
+
+    applied: bool
+    seq: int | None
+    current: ConsentState | None
+
+
+@dataclass(slots=True, frozen=True)
+class DeleteOutcome:
+    seq: int
+    existed: bool
+
+
+@dataclass(slots=True, frozen=True)
+class ErasureOutcome:
+    seq: int
+    profile: bool
+    consents: int
+    eid_key: bool
+    events: int  # pushed events whose shopper_id was removed
+
+
+@dataclass(slots=True, frozen=True)
+class EventRecord:
+    """A validated pushed event (``id`` in canonical lower-case form)."""
+
+    id: str
+    kind: str
+    event_class: str
+    at_us: int
+    shopper_id: str | None
+    data: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class PushOutcome:
+    accepted: int
+    duplicates: int
+    # Positions (in the given sequence) of events whose id another store already used: rejected for good.
+    foreign: list[int]
+
+
+@dataclass(slots=True, frozen=True)
+class StoredEvent:
+    recv_seq: int
+    store_id: str
+    received_us: int
+    event: EventRecord
+
+
+@dataclass(slots=True, frozen=True)
+class EventPage:
+    events: list[StoredEvent]
+    more: bool
+    last_recv_seq: int
+
+
+class Storage(Protocol):
+    """Everything the server asks of a database. Every write that changes what gateways see appends to the
+    change log in the same transaction, and change log order is commit order (see each implementation)."""
+
+    @property
+    def instance(self) -> str:
+        """A random id made when the database was created; part of every cursor."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    # stores
+    async def put_store(self, store_id: str, token_sha256: bytes, now_us: int) -> bool:
+        """Register ``store_id`` or replace its token; True if new. TokenInUseError if another store has it."""
+        ...
+
+    async def store_token(self, store_id: str) -> bytes | None: ...
+
+    async def store_of_token(self, token_sha256: bytes) -> str | None: ...
+
+    # the change log
+    async def changes(self, after: int, limit: int, budget_bytes: int) -> ChangePage: ...
+
+    # writes that append changes
+    async def put_profile(self, shopper_id: str, profile: dict[str, Any], now_us: int) -> int: ...
+
+    async def put_consent(
+        self, shopper_id: str, purpose: str, granted: bool, at_us: int, source: str, now_us: int
+    ) -> ConsentOutcome: ...
+
+    async def put_eid_key(self, shopper_id: str, key: EidKeyState, now_us: int) -> int: ...
+
+    async def delete_eid_key(self, shopper_id: str, now_us: int) -> DeleteOutcome: ...
+
+    async def erase_shopper(self, shopper_id: str, now_us: int) -> ErasureOutcome: ...
+
+    async def put_token_key(self, kid: str, public_key_pem: str, now_us: int) -> int: ...
+
+    async def delete_token_key(self, kid: str, now_us: int) -> DeleteOutcome: ...
+
+    async def put_offer(self, offer_id: str, offer: dict[str, Any], now_us: int) -> int: ...
+
+    async def delete_offer(self, offer_id: str, now_us: int) -> DeleteOutcome: ...
+
+    async def put_inventory(
+        self, offer_id: str, available: bool, quantity: int | None, now_us: int
+    ) -> int: ...
+
+    async def delete_inventory(self, offer_id: str, now_us: int) -> DeleteOutcome: ...
+
+    # reads
+    async def shopper(self, shopper_id: str) -> ShopperState | None: ...
+
+    # events
+    async def push_events(self, store_id: str, events: Sequence[EventRecord], now_us: int) -> PushOutcome: ...
+
+    async def events(self, store_id: str | None, after: int, limit: int, budget_bytes: int) -> EventPage: ...
+
+    async def stats(self) -> dict[str, Any]: ...
+
+
+def database_kind(url: str) -> tuple[str, str]:
+    """``("sqlite", path)`` or ``("postgresql", dsn)`` for a database URL or a plain file path."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql", url
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        if not path or path == "/":
+            raise ValueError("sqlite:// needs a file path (sqlite:///abs/path.db or sqlite://relative.db)")
+        return "sqlite", path
+    if "://" in url:
+        raise ValueError(f"unsupported database URL {url!r}: use sqlite://PATH, a path, or postgresql://...")
+    if not url:
+        raise ValueError("an empty database URL")
+    return "sqlite", url
+
+
+@asynccontextmanager
+async def open_storage(url: str) -> AsyncIterator[Storage]:
+    """The storage at ``url`` (``sqlite:///path.db``, a path, or ``postgresql://...``), schema migrated."""
+    kind, target = database_kind(url)
+    if kind == "postgresql":
+        from edge.profilestore.postgres import open_postgres  # noqa: PLC0415 - asyncpg only when asked for
+
+        async with open_postgres(target) as storage:
+            yield storage
+    else:
+        from edge.profilestore.sqlite import open_sqlite  # noqa: PLC0415
+
+        async with open_sqlite(Path(target)) as storage:
+            yield storage

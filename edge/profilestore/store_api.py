@@ -1,0 +1,156 @@
+"""The store API a gateway uses (docs/sync.md): pull changes, push events, fetch one profile."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from edge.clock import Clock
+from edge.profilestore.auth import check_store
+from edge.profilestore.const import DEFAULT_PAGE, MAX_EVENTS, MAX_PAGE, PAGE_BUDGET_BYTES
+from edge.profilestore.http import ApiError, json_response, path_value, query_int, query_value, read_json
+from edge.profilestore.jsonbody import json_problem
+from edge.profilestore.models import (
+    SHOPPER_ID_PATTERN,
+    STORE_ID_PATTERN,
+    EventIn,
+    cursor_ahead,
+    decode_cursor,
+    describe,
+    encode_cursor,
+    micros_of,
+    parse_timestamp,
+    render_timestamp,
+)
+from edge.profilestore.sqlstore import consent_wire, eid_key_wire
+from edge.profilestore.storage import ChangeRecord, EventRecord, Storage
+
+# An id is echoed in a rejection only when it is short printable ASCII (it may be anything at all).
+_ECHO_ID: Final = re.compile(r"^[!-~]{1,64}$")
+_MAX_REASON_CHARS: Final = 300
+
+
+def change_wire(change: ChangeRecord) -> dict[str, Any]:
+    return {
+        "seq": change.seq,
+        "kind": change.kind,
+        "id": change.id,
+        "op": change.op,
+        "at": render_timestamp(change.at_us),
+        "data": change.data,
+    }
+
+
+def _echo_id(item: Any) -> str | None:
+    value = item.get("id") if isinstance(item, dict) else None
+    return value if isinstance(value, str) and _ECHO_ID.fullmatch(value) else None
+
+
+def _rejection(index: int, item: Any, reason: str) -> dict[str, Any]:
+    return {"index": index, "id": _echo_id(item), "reason": reason[:_MAX_REASON_CHARS]}
+
+
+def _event_record(item: Any) -> EventRecord:
+    """The validated event, or ValueError with the reason it is rejected."""
+    problem = json_problem(item)
+    if problem is not None:
+        raise ValueError(problem)
+    try:
+        event = EventIn.model_validate(item)
+    except ValidationError as exc:
+        raise ValueError(describe(exc)) from exc
+    return EventRecord(
+        id=event.id.lower(),
+        kind=event.kind,
+        event_class=event.event_class,
+        at_us=parse_timestamp(event.at),
+        shopper_id=event.shopper_id,
+        data=event.data,
+    )
+
+
+class StoreApi:
+    """Handlers of ``/v1/stores/{store_id}/...``; every one checks the store's own token."""
+
+    def __init__(self, storage: Storage, clock: Clock) -> None:
+        self._storage = storage
+        self._clock = clock
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/v1/stores/{store_id}/changes", self.pull),
+            web.post("/v1/stores/{store_id}/events", self.push),
+            web.get("/v1/stores/{store_id}/profiles/{shopper_id}", self.profile),
+        ]
+
+    async def _store(self, request: web.Request) -> str:
+        store_id = path_value(request, "store_id", STORE_ID_PATTERN)
+        await check_store(self._storage, request, store_id)
+        return store_id
+
+    async def pull(self, request: web.Request) -> web.Response:
+        await self._store(request)
+        after = decode_cursor(query_value(request, "since"), self._storage.instance)
+        limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        page = await self._storage.changes(after, limit, PAGE_BUDGET_BYTES)
+        if after > page.last_seq:
+            raise cursor_ahead()
+        last = page.changes[-1].seq if page.changes else after
+        return json_response(
+            {
+                "changes": [change_wire(change) for change in page.changes],
+                "cursor": encode_cursor(self._storage.instance, last),
+                "more": page.more,
+            }
+        )
+
+    async def push(self, request: web.Request) -> web.Response:
+        store_id = await self._store(request)
+        body = await read_json(request)
+        problem = json_problem(body, shallow=True)
+        if problem is not None:
+            raise ApiError(400, "bad_json", problem)
+        if not isinstance(body, dict) or set(body) != {"events"}:
+            raise ApiError(400, "invalid", 'expected an object with exactly one field, "events"')
+        items = body["events"]
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_EVENTS:
+            raise ApiError(400, "invalid", f"events: a list of 1..{MAX_EVENTS} events")
+        records: list[EventRecord] = []
+        positions: list[int] = []
+        rejected: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            try:
+                records.append(_event_record(item))
+            except ValueError as exc:
+                rejected.append(_rejection(index, item, str(exc)))
+            else:
+                positions.append(index)
+        outcome = await self._storage.push_events(store_id, records, micros_of(self._clock.wall()))
+        for position in outcome.foreign:
+            index = positions[position]
+            rejected.append(_rejection(index, items[index], "id: already used by an event of another store"))
+        rejected.sort(key=lambda entry: int(entry["index"]))
+        return json_response(
+            {"accepted": outcome.accepted, "duplicates": outcome.duplicates, "rejected": rejected}
+        )
+
+    async def profile(self, request: web.Request) -> web.Response:
+        await self._store(request)
+        shopper_id = path_value(request, "shopper_id", SHOPPER_ID_PATTERN)
+        state = await self._storage.shopper(shopper_id)
+        if state is None:
+            raise ApiError(404, "not_found", "no such shopper (unknown or erased)")
+        return json_response(
+            {
+                "shopper_id": state.shopper_id,
+                "profile": state.profile,
+                "consents": {
+                    purpose: {key: value for key, value in consent_wire(consent).items() if key != "purpose"}
+                    for purpose, consent in state.consents.items()
+                },
+                "eid_key": None if state.eid_key is None else eid_key_wire(state.eid_key),
+            }
+        )
