@@ -17,6 +17,10 @@ async def test_demo_round_trip_on_the_embedded_broker() -> None:
     assert text.count("decision ") == summary.decisions
     assert text.strip().splitlines()[-1].startswith("summary: ")
     assert f"acked exposures {summary.exposure_rows}" in text
+    # Shoppers, profiles and consents came from the reference cloud, and the events went back up.
+    assert summary.cloud_changes >= 12 * 2
+    assert summary.cloud_events >= summary.decisions
+    assert "cloud profile store on http://127.0.0.1:" in text
 
 
 def test_demo_against_a_given_broker(mosquitto, capsys) -> None:

@@ -16,6 +16,7 @@ from typing import Final, Protocol
 
 from edge.clock import Clock
 from edge.identity.consent import ConsentStore, ProfileCache
+from edge.ledger import LedgerError
 from edge.sync.client import CloudRefusedError, CloudUnavailableError
 from edge.sync.mirror import CLOUD_SOURCE
 from edge.sync.parse import FetchedProfile
@@ -109,7 +110,8 @@ class ProfileFetcher:
         for purpose, granted, at_wall, _source in fetched.consents:
             try:
                 await self._consents.apply(shopper_id, purpose, granted, at_wall, CLOUD_SOURCE)
-            except ValueError as error:
+            except (ValueError, LedgerError) as error:
+                # Not applied means not granted: the check-in goes ahead without it (context-only).
                 log.warning("fetched consent of %s not applied: %s", purpose, error)
         if fetched.profile is not None:
             self._profiles.put(shopper_id, fetched.profile)
