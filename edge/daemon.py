@@ -19,6 +19,7 @@ from edge.control.systemd import Notifier
 from edge.decide import DecisionEngine, load_catalog, load_model
 from edge.flow import GatewayFlow
 from edge.flow_ble import BleFlow
+from edge.flow_pos import PosFlow
 from edge.identity import ConsentStore, ProfileCache, ReplayGuard, TokenVerifier, load_public_keys
 from edge.identity.eid import EidResolver, load_eid_keys
 from edge.ledger import Ledger
@@ -70,6 +71,7 @@ class Gateway:
         self.ledger: Ledger | None = None
         self.model_version = ""
         self.ble_flow: BleFlow | None = None
+        self.pos_flow: PosFlow | None = None
         self.scanner: BleScanner | None = None
         self.sync: SyncService | None = None
         self._sync_health: dict[str, Any] | None = None
@@ -154,6 +156,8 @@ class Gateway:
         )
         flow.attach_board(board)
         flow.register()
+        self.pos_flow = PosFlow(flow)
+        self.pos_flow.register()
         resolver = None
         if settings.ble.active:
             resolver = EidResolver(self.clock, neighbours=settings.ble.eid_neighbours, consents=consents)
@@ -291,6 +295,7 @@ class Gateway:
             "checkins": flow.stats.checkins,
             "decisions": flow.stats.decisions,
             "exposures": flow.stats.exposures,
+            "pos": self.pos_flow.stats.as_dict() if self.pos_flow is not None else None,
             "last_checkin_age_s": None if last is None else round(now - last, 1),
             "tokens": {
                 "accepted": flow.verifier.accepted,

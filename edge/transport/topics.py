@@ -37,6 +37,23 @@ class Topics:
     def presence(self, zone: str) -> str:
         return f"{self.root}/presence/{zone}"
 
+    @property
+    def pos_transaction_filter(self) -> str:
+        return f"{self.root}/pos/+/transaction"
+
+    def lane_of(self, topic: str) -> str | None:
+        """The lane in ``.../pos/{lane}/transaction``, or None if the topic is not a POS transaction topic.
+
+        The segment is returned as it is; whether it is a well-formed lane id is the caller's rule.
+        """
+        prefix = f"{self.root}/pos/"
+        if not topic.startswith(prefix):
+            return None
+        rest = topic[len(prefix) :].split("/")
+        if len(rest) != 2 or not rest[0] or rest[1] != "transaction":
+            return None
+        return rest[0]
+
     def display_of(self, topic: str) -> str | None:
         """The display id in ``.../display/{id}/...``, or None if the topic is not a display topic."""
         prefix = f"{self.root}/display/"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -106,9 +107,13 @@ schema = schemathesis.openapi.from_path(SPEC_PATH)
 schema.config.phases.coverage.unexpected_methods = {"PATCH"}
 
 
+# CI: a few examples per operation plus the coverage phase; EDGE_FUZZ_EXAMPLES=500 for a long run by hand.
+FUZZ_EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "12"))
+
+
 @schema.parametrize()
 @settings(
-    max_examples=8,
+    max_examples=FUZZ_EXAMPLES,
     deadline=None,
     derandomize=True,
     suppress_health_check=list(HealthCheck),

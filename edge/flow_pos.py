@@ -1,0 +1,141 @@
+"""POS sales into the gateway's flow: ``pos/{lane}/transaction`` -> one ``conversion`` event in the outbox.
+
+A sale is never lost for want of a shopper: a missing, refused or replayed token makes it anonymous, and the
+shopper's id is attached only with their ``measurement`` consent. Neither the token nor anything derived
+from it ever reaches the event. The handler returns (and the message is acknowledged) only once the event is
+durable; the event id is derived from the sale itself, so a redelivered message queues nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+from edge.events import Purpose
+from edge.flow import GatewayFlow
+from edge.identity import Rejection
+from edge.ledger import LedgerError
+from edge.ledger.outbox import event_id_for
+from edge.sources.payloads import Rejected, TransactionMessage, is_id, parse_transaction
+from edge.sync.wire import EventClass
+from edge.transport.mqtt import Inbound, RetryLater
+
+log = logging.getLogger(__name__)
+
+KIND: Final = "pos"  # the rejection counter's kind: drops.rejected["pos.<reason>"]
+EVENT_KIND: Final = "conversion"
+_DAY_S: Final = 86_400.0
+
+
+@dataclass(slots=True)
+class PosStats:
+    """Accepted sales (parsed, on a well-formed lane), split by whether a shopper id was attached."""
+
+    transactions: int = 0
+    identified: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "transactions": self.transactions,
+            "identified": self.identified,
+            "anonymous": self.transactions - self.identified,
+        }
+
+
+def sale_event_id(root: str, lane: str, txn_id: str, ts_wall: float | None, received_wall: float) -> str:
+    """The sale's outbox event id: the same sale always gives the same id (``event_id_for``).
+
+    ``event_id_for`` puts the time in the id's first 48 bits, so that time must come from the sale, not from
+    when it was heard: the POS's ``ts`` when given, else the UTC day it was received (a resend within the
+    day is then still the same sale). The key holds the topic root, because event ids are unique across
+    every store at the cloud and POS transaction ids are usually only unique per store and lane.
+    """
+    id_wall = ts_wall if ts_wall is not None else math.floor(received_wall / _DAY_S) * _DAY_S
+    return event_id_for(id_wall, f"pos:{root}:{lane}:{txn_id}")
+
+
+class PosFlow:
+    """Handles POS transactions with the ``GatewayFlow``'s parts (verifier, replay guard, consents, ledger)."""
+
+    def __init__(self, flow: GatewayFlow) -> None:
+        self.flow = flow
+        self.stats = PosStats()
+
+    def register(self) -> None:
+        self.flow.link.on(self.flow.topics.pos_transaction_filter, self.on_transaction)
+
+    async def on_transaction(self, message: Inbound) -> None:
+        flow = self.flow
+        lane = flow.topics.lane_of(message.topic)
+        if lane is None or not is_id(lane):
+            flow.rejects.reject(KIND, "bad_lane", message.topic)
+            return
+        sale = parse_transaction(message.payload)
+        if isinstance(sale, Rejected):
+            flow.rejects.reject(KIND, sale.reason, message.topic)
+            return
+        now = flow.clock.wall()
+        shopper_id, jti = await self._shopper(sale, message.topic, now)
+        outbox = flow.ledger.outbox
+        try:
+            if outbox.max_bytes is not None:  # None: no cloud sync configured, nothing to queue for it
+                await outbox.enqueue(
+                    EVENT_KIND,
+                    EventClass.CONVERSION,
+                    self._data(sale, lane),
+                    shopper_id=shopper_id,
+                    at_wall=sale.ts_wall if sale.ts_wall is not None else now,
+                    event_id=sale_event_id(flow.topics.root, lane, sale.txn_id, sale.ts_wall, now),
+                )
+            # The token's jti is claimed on disk only after the sale is durable: a crash in between
+            # redelivers a message whose token is still fresh, and the event id makes the retry a no-op.
+            fresh = True if jti is None else await flow.ledger.claim_jti(*jti)
+        except LedgerError as exc:
+            if jti is not None:
+                flow.replay.release(jti[0])
+            raise RetryLater(str(exc)) from exc
+        self.stats.transactions += 1
+        if shopper_id is not None:
+            self.stats.identified += 1
+        if not fresh:
+            # Only if memory and disk disagree (a clock jump); the disk is the authority, and it is counted.
+            flow.rejects.reject(KIND, "replayed_on_disk", message.topic)
+
+    async def _shopper(
+        self, sale: TransactionMessage, topic: str, now: float
+    ) -> tuple[str | None, tuple[str, float] | None]:
+        """The shopper id the event may carry, and the (jti, exp) claimed in memory for it, if any."""
+        flow = self.flow
+        if sale.token is None:
+            return None, None
+        verified = flow.verifier.verify(sale.token)
+        if isinstance(verified, Rejection):
+            # A bad token never costs the store its sale: recorded anonymously, the token counted.
+            flow.rejects.reject(KIND, "bad_token", topic)
+            return None, None
+        if flow.ensure_profile is not None:
+            # A shopper new to this store: their consents from the cloud, within a short wait.
+            await flow.ensure_profile(verified.sub)
+        # Tokens are single-use (docs/identity.md): a replayed one identifies nobody. A redelivered message
+        # lands here too, harmlessly: its event id is the first delivery's, so the first one stands.
+        if not flow.replay.claim(verified.jti, verified.exp_wall, now):
+            flow.rejects.reject(KIND, "replayed_token", topic)
+            return None, None
+        jti = (verified.jti, verified.exp_wall)
+        if not flow.consents.has(verified.sub, Purpose.MEASUREMENT):
+            return None, jti
+        return verified.sub, jti
+
+    @staticmethod
+    def _data(sale: TransactionMessage, lane: str) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "txn_id": sale.txn_id,
+            "lane": lane,
+            "items": [{"sku": item.sku, "qty": item.qty, "price": item.price} for item in sale.items],
+            "total": sale.amount,
+        }
+        if sale.currency is not None:
+            data["currency"] = sale.currency
+        return data
