@@ -27,12 +27,12 @@ from edge.presence.beacons import BeaconRegistry
 from edge.presence.ble import BlePresence
 from edge.presence.ingest import BleIngest
 from edge.presence.zones import ZonePresence
-from edge.sync.service import SyncService, build_sync
 from edge.transport.mqtt import MqttLink
 from edge.transport.topics import Topics
 
 if TYPE_CHECKING:
     from edge.sources.ble.scanner import BleScanner
+    from edge.sync.service import SyncService
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,9 @@ class Gateway:
             resolver = EidResolver(self.clock, neighbours=settings.ble.eid_neighbours, consents=consents)
             self.ble_flow = self._build_ble(flow, resolver)
         if settings.sync.enabled:
+            # aiohttp and the sync parts are loaded only by gateways that sync (~9 MB not paid otherwise).
+            from edge.sync.service import build_sync  # noqa: PLC0415
+
             self.sync = await build_sync(
                 settings.sync,
                 store_id=settings.store.id,
