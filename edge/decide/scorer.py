@@ -12,24 +12,14 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.decide.features import CATEGORIES, FEATURE_NAMES, N_FEATURES
+from edge.onnxrt import ORT_ERRORS
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME: Final = "features"
-# What onnxruntime raises for a file it cannot load; all derive from Exception only, so name them.
-_ORT_LOAD_ERRORS: Final = (
-    ort_errors.Fail,
-    ort_errors.InvalidArgument,
-    ort_errors.InvalidGraph,
-    ort_errors.InvalidProtobuf,
-    ort_errors.NoSuchFile,
-    ort_errors.NotImplemented,
-    ort_errors.RuntimeException,
-)
 
 
 class ModelError(ValueError):
@@ -184,7 +174,7 @@ def load_model(onnx_path: str | Path, manifest_path: str | Path) -> OnnxScorer:
         session = ort.InferenceSession(
             blob, sess_options=session_options(), providers=["CPUExecutionProvider"]
         )
-    except _ORT_LOAD_ERRORS as exc:
+    except ORT_ERRORS as exc:
         raise ModelError(f"onnxruntime cannot load {onnx_path}: {exc}") from exc
     _check_graph(session, manifest, onnx_path)
     log.info("loaded model %s version %s (%d features)", manifest.name, manifest.version, N_FEATURES)
