@@ -31,6 +31,7 @@ from edge.transport.mqtt import MqttLink
 from edge.transport.topics import Topics
 
 if TYPE_CHECKING:
+    from edge.flow_camera import CameraFlow
     from edge.sources.ble.scanner import BleScanner
     from edge.sync.service import SyncService
 
@@ -72,6 +73,7 @@ class Gateway:
         self.model_version = ""
         self.ble_flow: BleFlow | None = None
         self.pos_flow: PosFlow | None = None
+        self.cameras: list[CameraFlow] = []
         self.scanner: BleScanner | None = None
         self.sync: SyncService | None = None
         self._sync_health: dict[str, Any] | None = None
@@ -162,6 +164,8 @@ class Gateway:
         if settings.ble.active:
             resolver = EidResolver(self.clock, neighbours=settings.ble.eid_neighbours, consents=consents)
             self.ble_flow = self._build_ble(flow, resolver)
+        if settings.cameras:
+            self.cameras = self._build_cameras(flow)
         if settings.sync.enabled:
             # aiohttp and the sync parts are loaded only by gateways that sync (~9 MB not paid otherwise).
             from edge.sync.service import build_sync  # noqa: PLC0415
@@ -209,6 +213,18 @@ class Gateway:
             ble_flow.register_espresense()
         return ble_flow
 
+    def _build_cameras(self, flow: GatewayFlow) -> list[CameraFlow]:
+        # OpenCV is loaded only by gateways with a camera (~40 MB not paid otherwise).
+        from edge.flow_camera import CameraFlow  # noqa: PLC0415
+        from edge.sources.camera.capture import CameraCapture  # noqa: PLC0415
+
+        cameras = []
+        for camera in self.settings.cameras:
+            camera_flow = CameraFlow(flow, camera, self.clock, CameraCapture(camera, self.clock))
+            flow.audience_sources.append(camera_flow)
+            cameras.append(camera_flow)
+        return cameras
+
     def _local_midnight(self) -> float:
         zone = ZoneInfo(self.settings.decisions.policy.tz)
         now = datetime.fromtimestamp(self.clock.wall(), tz=zone)
@@ -221,6 +237,10 @@ class Gateway:
             helpers = [
                 group.create_task(self._ticker(flow), name="tick"),
                 *self._ble_tasks(group),
+                *[
+                    group.create_task(camera.run(), name=f"camera-{camera.settings.id}")
+                    for camera in self.cameras
+                ],
                 *([group.create_task(self.sync.run(), name="sync")] if self.sync is not None else []),
                 group.create_task(self._health_loop(flow), name="health"),
                 group.create_task(self._watchdog_loop(), name="watchdog"),
@@ -308,6 +328,7 @@ class Gateway:
             "sync_backlog": self._sync_backlog(),
             "sync": self._sync_health,
             "ble": self._ble_health(),
+            "cameras": {camera.settings.id: camera.stats() for camera in self.cameras} or None,
             "alerts": self._alerts(link, ledger),
         }
 

@@ -49,6 +49,12 @@ class FlowStats:
     decisions_by_kind: Counter[str] = field(default_factory=Counter)
 
 
+class AudienceSource(Protocol):
+    def audience(self, zone: str) -> tuple[int, float | None] | None:
+        """(people in view, their mean dwell so far) for ``zone``, or None if this source does not see it."""
+        ...
+
+
 class PresenceSource(Protocol):
     def present(self, zone: str) -> list[str]: ...
 
@@ -91,6 +97,7 @@ class GatewayFlow:
         self._board: DisplayBoard | None = None
         # Other presence sources (BLE) whose shoppers count in zone totals.
         self.presence_sources: list[PresenceSource] = []
+        self.audience_sources: list[AudienceSource] = []
         self._last_counts: dict[str, tuple[int, float]] = {}
         # Observers of every decision (the demo prints them; metrics later).
         self.on_decision: list[Callable[[Decision], None]] = []
@@ -126,30 +133,36 @@ class GatewayFlow:
         if isinstance(parsed, Rejected):
             self.rejects.reject("checkin", parsed.reason, message.topic)
             return
-        if not self.presence.knows_zone(parsed.zone):
-            self.rejects.reject("checkin", "unknown_zone", message.topic)
-            return
-        verified = self.verifier.verify(parsed.token)
+        await self.checkin(parsed.token, parsed.zone, parsed.source, message.received_mono, message.topic)
+
+    async def checkin(self, token: str, zone: str, source: str, received_mono: float, origin: str) -> bool:
+        """One check-in from any source (app/kiosk over MQTT, a QR code seen by a camera): verify, replay,
+        consent, presence, decide, record. True if accepted; every refusal is counted under ``origin``.
+
+        Returns only once the jti claim and the decisions are durable; raises RetryLater if the ledger fails.
+        """
+        if not self.presence.knows_zone(zone):
+            self.rejects.reject("checkin", "unknown_zone", origin)
+            return False
+        verified = self.verifier.verify(token)
         if isinstance(verified, Rejection):
-            self.rejects.reject("checkin", str(verified.reason), message.topic)
-            return
+            self.rejects.reject("checkin", str(verified.reason), origin)
+            return False
         if self.ensure_profile is not None:
             # A shopper new to this store: their profile and consents from the cloud, within a short wait.
             await self.ensure_profile(verified.sub)
-        needed = SOURCE_PURPOSE.get(parsed.source)
+        needed = SOURCE_PURPOSE.get(source)
         if needed is not None and not self.consents.has(verified.sub, needed):
-            self.rejects.reject("checkin", "no_consent", message.topic)
-            return
+            self.rejects.reject("checkin", "no_consent", origin)
+            return False
         now = self.clock.wall()
         if not self.replay.claim(verified.jti, verified.exp_wall, now):
-            self.rejects.reject("checkin", "replayed", message.topic)
-            return
+            self.rejects.reject("checkin", "replayed", origin)
+            return False
         # The durable claim commits while the screen is served; the message is acked only after both.
         claim = asyncio.ensure_future(self.ledger.claim_jti(verified.jti, verified.exp_wall))
         try:
-            event = CheckinReceived(
-                verified.sub, parsed.zone, parsed.source, verified.jti, now, message.received_mono
-            )
+            event = CheckinReceived(verified.sub, zone, source, verified.jti, now, received_mono)
             self.stats.checkins += 1
             self.stats.last_checkin_wall = now
             self._presence_changed(self.presence.checkin(event))
@@ -162,9 +175,10 @@ class GatewayFlow:
                 raise RetryLater(str(exc)) from exc
         if not fresh:
             # Only if memory and disk disagree (a clock jump); the disk is the authority, and it is counted.
-            log.warning("token %s was already claimed on disk", fingerprint(parsed.token))
-            self.rejects.reject("checkin", "replayed_on_disk", message.topic)
+            log.warning("token %s was already claimed on disk", fingerprint(token))
+            self.rejects.reject("checkin", "replayed_on_disk", origin)
         await self._record(decisions)
+        return True
 
     # ----- display acks and availability -----
     def _known_display(self, message: Inbound, kind: str) -> str | None:
@@ -239,7 +253,7 @@ class GatewayFlow:
             display_id=display_id,
             zone=zone,
             at_wall=self.clock.wall(),
-            audience=len(self._people(zone)),
+            audience=self._audience(zone)[0],
             shopper_id=shopper_id,
             profile=profile,
         )
@@ -294,18 +308,38 @@ class GatewayFlow:
             people.update(source.present(zone))
         return people
 
+    def _audience(self, zone: str) -> tuple[int, int, float | None]:
+        """(people, identified, mean dwell of those seen by a camera) in ``zone``.
+
+        A camera sees everyone in front of it without knowing who they are; identified shoppers are a subset
+        of them, so the zone holds at least the larger of the two counts.
+        """
+        identified = len(self._people(zone))
+        seen, dwell = 0, None
+        for source in self.audience_sources:
+            count = source.audience(zone)
+            if count is not None and count[0] >= seen:
+                seen, dwell = count
+        return max(identified, seen), identified, dwell
+
+    def audience_changed(self, zone: str) -> None:
+        """A camera's count for ``zone`` changed: republish its presence."""
+        self._publish_presence(zone)
+
     def _publish_presence(self, zone: str) -> None:
-        people = len(self._people(zone))
+        people, identified, dwell = self._audience(zone)
         now = self.clock.wall()
         if self._last_counts.get(zone, (-1, 0.0))[0] != people:
             self._last_counts[zone] = (people, now)
-        body = {
+        body: dict[str, object] = {
             "v": 1,
             "ts": iso_utc(now),
             "people": people,
-            "identified": people,  # every source so far identifies; anonymous counts come with the camera
+            "identified": identified,
             "since": iso_utc(self._last_counts[zone][1]),
         }
+        if dwell is not None:
+            body["dwell_s"] = round(dwell, 1)
         self.link.publish(
             self.topics.presence(zone), json.dumps(body, separators=(",", ":")).encode(), retain=True
         )

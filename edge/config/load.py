@@ -95,6 +95,16 @@ def _resolve_paths(settings: GatewaySettings, base: Path) -> GatewaySettings:
     ledger = settings.ledger.model_copy(update={"path": _resolve(base, settings.ledger.path)})
     ble = settings.ble.model_copy(update={"eid_keys_file": _resolve(base, settings.ble.eid_keys_file)})
     sync = settings.sync.model_copy(update={"token_file": _resolve(base, settings.sync.token_file)})
+    cameras = [
+        camera.model_copy(
+            update={
+                "detector_model": _resolve(base, camera.detector_model),
+                # A video file (tests, demos) is relative to the config like every other file.
+                "source": str(_resolve(base, Path(camera.source))) if camera.is_file else camera.source,
+            }
+        )
+        for camera in settings.cameras
+    ]
     return settings.model_copy(
         update={
             "mqtt": mqtt,
@@ -103,6 +113,7 @@ def _resolve_paths(settings: GatewaySettings, base: Path) -> GatewaySettings:
             "ledger": ledger,
             "ble": ble,
             "sync": sync,
+            "cameras": cameras,
         }
     )
 
@@ -120,6 +131,10 @@ def missing_files(settings: GatewaySettings) -> list[str]:
         ("decisions.offers_file", settings.decisions.offers_file),
         ("ble.eid_keys_file", settings.ble.eid_keys_file),
         ("sync.token_file", settings.sync.token_file if settings.sync.enabled else None),
+    ]
+    wanted += [
+        (f"cameras.{index}.detector_model", camera.detector_model)
+        for index, camera in enumerate(settings.cameras)
     ]
     wanted += [
         (f"identity.public_key_files.{index}", key)

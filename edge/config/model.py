@@ -11,6 +11,7 @@ from edge.decide.policy import PolicySettings
 from edge.presence.beacons import BeaconSettings
 from edge.presence.ble import BlePresenceSettings
 from edge.sources.ble.settings import BleScannerSettings
+from edge.sources.camera.settings import CameraSettings
 
 # Keys that look like secrets are refused in the TOML with a pointer to the right place.
 SECRET_KEYS = frozenset({"password", "secret", "private_key", "token", "api_key"})
@@ -277,6 +278,10 @@ class GatewaySettings(_Section):
     ble: BleSettings = Field(default_factory=BleSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    cameras: list[CameraSettings] = Field(
+        default_factory=list,
+        description="Opt-in cameras above screens: QR check-in and anonymous counts; none by default.",
+    )
     health: HealthSettings = Field(default_factory=HealthSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
@@ -292,6 +297,12 @@ class GatewaySettings(_Section):
         for index, display in enumerate(self.displays):
             if display.zone not in zone_ids:
                 problems.append(f"displays.{index}.zone: unknown zone '{display.zone}'")
+        camera_ids = [camera.id for camera in self.cameras]
+        if len(set(camera_ids)) != len(camera_ids):
+            problems.append("cameras: camera ids must be unique")
+        for index, camera in enumerate(self.cameras):
+            if camera.zone not in zone_ids:
+                problems.append(f"cameras.{index}.zone: unknown zone {camera.zone!r}")
         if self.ble.enabled and self.ble.zone not in zone_ids:
             problems.append(f"ble.zone: the local adapter needs a known zone (got {self.ble.zone!r})")
         for index, beacon in enumerate(self.ble.beacons):

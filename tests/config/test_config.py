@@ -180,3 +180,43 @@ def test_sync_settings_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture
     path.write_text('[sync]\nenabled = true\nurl = "http://cloud.example"\ntoken_file = "token"\n' + base)
     assert main(["check-config", str(path)]) == 0
     assert "sync.url: http://cloud.example is plain HTTP" in capsys.readouterr().out
+
+
+def test_camera_settings_are_checked(tmp_path: Path) -> None:
+    head = '[store]\nid = "s"\n[[zones]]\nid = "a"\n'
+    camera = '[[cameras]]\nid = "{id}"\nsource = "{source}"\nzone = "{zone}"\n'
+    for extra, expected in (
+        (camera.format(id="c1", source="0", zone="nowhere"), "cameras.0.zone: unknown zone 'nowhere'"),
+        (camera.format(id="c1", source="0", zone="a") * 2, "cameras: camera ids must be unique"),
+        (camera.format(id="c1", source="0", zone="a") + "loop = true\n", "loop applies to video files only"),
+        (camera.format(id="c1", source="0", zone="a") + "masks = [[[0, 0], [1, 1]]]\n", "at least 3 points"),
+        (
+            camera.format(id="c1", source="0", zone="a") + "masks = [[[0, 0], [1, 0], [0, 2]]]\n",
+            "normalised coordinates in 0..1",
+        ),
+        (camera.format(id="c1", source="0", zone="a") + "qr_fps = 0\n", "cameras.0.qr_fps"),
+        (camera.format(id="c1", source="0", zone="a") + "snapshots = true\n", "cameras.0.snapshots"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            load_settings(_write(tmp_path, head + extra), check_files=False)
+        assert any(expected in problem for problem in error.value.problems), (extra, error.value.problems)
+
+
+def test_camera_files_are_relative_to_the_config_and_must_exist(tmp_path: Path) -> None:
+    text = (
+        '[store]\nid = "s"\n[[zones]]\nid = "a"\n'
+        '[[cameras]]\nid = "door"\nsource = "videos/door.avi"\nloop = true\nzone = "a"\n'
+        'detector_model = "models/people.onnx"\n'
+        '[[cameras]]\nid = "ip"\nsource = "rtsp://cam.local/stream"\nzone = "a"\n'
+    )
+    path = _write(tmp_path, text)
+    settings = load_settings(path, check_files=False)
+    door, ip = settings.cameras
+    assert door.source == str(tmp_path / "videos/door.avi") and door.is_file
+    assert door.detector_model == tmp_path / "models/people.onnx"
+    assert ip.source == "rtsp://cam.local/stream" and ip.is_stream and ip.device_index is None
+    with pytest.raises(ConfigError) as error:
+        load_settings(path)
+    assert f"cameras.0.detector_model: file not found: {tmp_path / 'models/people.onnx'}" in (
+        error.value.problems
+    )
