@@ -124,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     checkin.add_argument("--shopper", required=True, help="pseudonymous shopper id (sub)")
     checkin.add_argument("--zone", required=True)
     checkin.add_argument("--source", default="app", choices=["app", "kiosk", "qr"])
+    camera = commands.add_parser("camera", help="installer tools for the opt-in camera")
+    camera_commands = camera.add_subparsers(dest="tool", required=True)
+    camera_test = camera_commands.add_parser(
+        "test", help="open a camera as the gateway would; print fps, people in view and QR check-ins"
+    )
+    camera_test.add_argument(
+        "--source", required=True, help="V4L2 index ('0'), /dev/videoN, rtsp/http URL or file"
+    )
+    camera_test.add_argument("--seconds", type=float, default=10.0)
+    camera_test.add_argument("--loop", action="store_true", help="play a video file again at its end")
+    camera_test.add_argument(
+        "--config", type=Path, default=None, help="the gateway's config: verify QR tokens with its keys"
+    )
     ble = commands.add_parser("ble", help="installer tools for BLE presence")
     ble_commands = ble.add_subparsers(dest="tool", required=True)
     ble_scan = ble_commands.add_parser(
@@ -162,6 +175,18 @@ def _ble(args: argparse.Namespace) -> int:
     return 0 if result is not None else 1
 
 
+def _camera(args: argparse.Namespace) -> int:
+    from edge.tools import camera  # noqa: PLC0415 - OpenCV only when asked for
+
+    settings = None
+    if args.config is not None:
+        settings = _load_or_report(args.config, "")
+        if settings is None:
+            return 1
+    totals = camera.run_test(args.source, args.seconds, sys.stdout, settings=settings, loop=args.loop)
+    return 0 if totals["frames"] > 0 else 1
+
+
 def _token(args: argparse.Namespace) -> int:
     from edge import devtools  # noqa: PLC0415
 
@@ -188,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         return _token(args)
     if args.command == "ble":
         return _ble(args)
+    if args.command == "camera":
+        return _camera(args)
     if args.command == "profile-store":
         from edge.profilestore import cli as profile_store  # noqa: PLC0415
 
