@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -159,3 +160,22 @@ async def _health(probe: Probe) -> dict:
     topic = f"{ROOT}/gateway/health"
     await probe.wait_for(lambda: probe.json_on(topic), timeout=5)
     return json.loads(probe.on(topic)[-1])
+
+
+def test_a_gateway_without_a_camera_never_loads_opencv(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A store without cameras runs the whole gateway without paying for OpenCV (~40 MB of RSS)."""
+    store = make_store(tmp_path / "store", mosquitto.port)
+    code = (
+        "import asyncio, sys\nfrom pathlib import Path\n"
+        "from edge.config import load_settings\n"
+        "from tests.support.gateway import running_gateway\n"
+        "async def main():\n"
+        "    async with running_gateway(load_settings(Path(sys.argv[1]))) as gateway:\n"
+        "        assert gateway.cameras == []\n"
+        "asyncio.run(main())\n"
+        "loaded = sorted(name for name in sys.modules if name == 'cv2' or name.startswith('cv2.'))\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(store.config_path)], check=True, timeout=60, cwd=Path.cwd()
+    )
