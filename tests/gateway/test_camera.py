@@ -98,11 +98,24 @@ def _camera_store(tmp_path: Path, mosquitto: Mosquitto) -> tuple[StoreKit, str]:
 
 
 async def test_a_qr_code_shown_to_the_camera_checks_in_and_nothing_visual_leaves(
-    tmp_path: Path, mosquitto: Mosquitto, writes: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    writes: list[tuple[str, str]],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store, token = _camera_store(tmp_path, mosquitto)
+    # The gateway's temp dir and working dir are private to this test, so that what other processes on the
+    # machine write meanwhile is not mistaken for the gateway's; Python-level writes anywhere are caught
+    # by the audit hook below whatever the folder.
+    private_tmp, workdir = tmp_path / "tmp", tmp_path / "cwd"
+    private_tmp.mkdir()
+    workdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    monkeypatch.chdir(workdir)
     writes.clear()  # the test's own set-up (config, keys, video) is not the gateway's doing
-    roots = (store.workdir, Path(tempfile.gettempdir()), Path.cwd())
+    roots = (store.workdir, private_tmp, workdir)
     before = _files(*roots)
     caplog.set_level(logging.DEBUG)
     async with Probe(mosquitto.port, "#") as everything:
