@@ -8,19 +8,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edge.clock import Clock
 from edge.decide.catalog import Catalog
 from edge.decide.eligibility import Eligibility
-from edge.decide.features import FeatureBuilder, LocalTime
+from edge.decide.features import N_FEATURES, FeatureBuilder, LocalTime
 from edge.decide.record import DecisionIds, candidates_of
 from edge.decide.scorer import Scorer
 from edge.events import Candidates, Decision, DecisionContext, Purpose
@@ -30,6 +31,16 @@ log = logging.getLogger(__name__)
 HOLDOUT_BUCKETS: Final = 10_000  # percent * 100: holdout shares settable to 0.01%
 _PERSONALIZATION: Final = Purpose.PERSONALIZATION
 MAX_CACHED_BUCKETS: Final = 50_000  # holdout buckets remembered (a sha256 each); a day's shoppers fit
+# Recent decisions kept for shadow-scoring a new model (edge/decide/lifecycle.py): at most this many, and at
+# most RECENT_BYTES of feature matrices (200 x 50 offers x 17 features x 4 bytes = 680 kB).
+RECENT_DECISIONS: Final = 200
+RECENT_BYTES: Final = 8_000_000
+
+# One recent decision: its [N, F] feature matrix (read-only), the eligibility of every offer (the verdict's
+# list, shared and never mutated) and the chosen offer's index in engine order (-1: none shown).
+RecentDecision = tuple[npt.NDArray[np.float32], list[bool], int]
+# As stored: the matrix as immutable bytes (``tobytes`` costs ~0.15 us for 50 offers, a third of ``copy``).
+_Stored = tuple[bytes, list[bool], int]
 
 
 class PolicySettings(BaseModel):
@@ -92,8 +103,29 @@ def is_holdout(shopper_id: str, salt: str, percent: float) -> bool:
     return holdout_bucket(shopper_id, salt) < percent * (HOLDOUT_BUCKETS / 100)
 
 
+class _Model:
+    """The scorer the engine runs, with its run bound to the engine's feature buffer: swapped as one object."""
+
+    __slots__ = ("run", "scorer", "version")
+
+    def __init__(self, scorer: Scorer, buffer: npt.NDArray[np.float32]) -> None:
+        self.scorer = scorer
+        self.run = scorer.bind(buffer)
+        self.version = scorer.version
+
+
+def recent_capacity(n_offers: int) -> int:
+    """How many recent decisions an engine over ``n_offers`` keeps: RECENT_DECISIONS within RECENT_BYTES."""
+    matrix_bytes = max(n_offers, 1) * N_FEATURES * 4
+    return max(1, min(RECENT_DECISIONS, RECENT_BYTES // matrix_bytes))
+
+
 class DecisionEngine:
-    """Chooses what one display shows for one context; keeps the per-shopper caps and per-display cooldowns."""
+    """Chooses what one display shows for one context; keeps the per-shopper caps and per-display cooldowns.
+
+    The model can be swapped while the engine runs (``swap_scorer``): it is one attribute, read once per
+    decision, so a decision runs entirely on the old or entirely on the new model.
+    """
 
     def __init__(
         self, catalog: Catalog, scorer: Scorer, settings: PolicySettings, clock: Clock, rng: random.Random
@@ -103,15 +135,16 @@ class DecisionEngine:
         self._offers = offers
         self._ids = tuple(offer.id for offer in offers)
         self._catalog = catalog
-        self._scorer = scorer
         self._settings = settings
         self._clock = clock
         self._rng = rng
         self._epsilon = settings.epsilon
         self._holdout_below = settings.holdout_percent * (HOLDOUT_BUCKETS / 100)
         self._features = FeatureBuilder(offers, settings.tz)
-        self._score = scorer.bind(self._features.buffer)
-        self._version = scorer.version
+        self._model = _Model(scorer, self._features.buffer)
+        # Bounded ring of recent decisions for shadow scoring; a deque's append is O(1) and thread-safe.
+        self._recent: deque[_Stored] = deque(maxlen=recent_capacity(len(offers)))
+        self._remember = self._recent.append
         self._ids_gen = DecisionIds()
         self._eligibility = Eligibility(offers)
         # Expected value of showing = P(conversion) * (1 + value): value 0 offers still rank by likelihood.
@@ -130,12 +163,56 @@ class DecisionEngine:
         Today's per-shopper counts are not carried (offer indices differ); the caller seeds them from the
         ledger. Per-display cooldowns start afresh.
         """
-        return DecisionEngine(catalog, self._scorer, self._settings, self._clock, self._rng)
+        return DecisionEngine(catalog, self._model.scorer, self._settings, self._clock, self._rng)
 
     @property
     def offer_ids(self) -> tuple[str, ...]:
         """Offer ids in candidate order (priority high first, then id)."""
         return self._ids
+
+    # ----- the model -----
+    @property
+    def scorer(self) -> Scorer:
+        """The model decisions run on now."""
+        return self._model.scorer
+
+    @property
+    def model_version(self) -> str:
+        return self._model.version
+
+    def swap_scorer(self, scorer: Scorer) -> Scorer:
+        """Run every later decision on ``scorer``; returns the one it replaces. Safe from any thread.
+
+        The new scorer is bound to the feature buffer first; the swap itself is a single attribute
+        assignment, and ``decide`` reads that attribute once, so no decision mixes two models.
+        """
+        model = _Model(scorer, self._features.buffer)
+        previous = self._model
+        self._model = model
+        return previous.scorer
+
+    @property
+    def value_weight(self) -> npt.NDArray[np.float32]:
+        """Per offer (engine order) the factor turning a score into an expected value: ``1 + value``."""
+        return self._value_weight
+
+    def recent_decisions(self) -> tuple[RecentDecision, ...]:
+        """The last decisions (oldest first): feature matrix (read-only), eligibility, chosen index or -1.
+
+        A snapshot taken in one step (no lock: entries are immutable once appended), so any thread may call it.
+        """
+        for _ in range(3):
+            try:
+                stored = tuple(self._recent)
+                break
+            except RuntimeError:  # "deque mutated during iteration": a decision landed mid-copy; again
+                continue
+        else:
+            stored = ()
+        return tuple(
+            (np.frombuffer(blob, dtype=np.float32).reshape(-1, N_FEATURES), eligible, chosen)
+            for blob, eligible, chosen in stored
+        )
 
     def decide(
         self, ctx: DecisionContext, consents: frozenset[Purpose], fallback: FallbackSource | None = None
@@ -148,8 +225,9 @@ class DecisionEngine:
         personalized = (
             shopper_id is not None and _PERSONALIZATION in consents and isinstance(profile, Mapping)
         )
-        self._features.fill(profile if personalized else None, ctx.audience, when)
-        scores = self._score()  # one session run for every offer, eligible or not
+        model = self._model  # read once: a concurrent swap_scorer affects the next decision, not this one
+        features = self._features.fill(profile if personalized else None, ctx.audience, when)
+        scores = model.run()  # one session run for every offer, eligible or not
         now = self._clock.monotonic()
         verdict = self._eligibility.verdict(
             ctx.zone,
@@ -163,8 +241,9 @@ class DecisionEngine:
         n_eligible = verdict.n_eligible
         holdout = shopper_id is not None and self._in_holdout(shopper_id)
         if holdout or n_eligible == 0:
+            self._remember((features.tobytes(), verdict.eligible, -1))
             return self._record_fallback(
-                ctx, at_wall, fallback, candidates, holdout=holdout, personalized=personalized
+                ctx, at_wall, fallback, candidates, model.version, holdout=holdout, personalized=personalized
             )
 
         value = self._value
@@ -179,6 +258,7 @@ class DecisionEngine:
         # P(this offer | context) under the policy: the greedy arm's share plus its share of exploration.
         propensity = (1.0 - epsilon) * (chosen == greedy) + epsilon / n_eligible
         self._eligibility.record(chosen, shopper_id, ctx.display_id, when.day, now)
+        self._remember((features.tobytes(), verdict.eligible, chosen))
         offer = self._offers[chosen]
         return Decision(
             decision_id=self._ids_gen.next(at_wall),
@@ -189,7 +269,7 @@ class DecisionEngine:
             offer_id=offer.id,
             template=offer.template,
             data=offer.data,
-            model_version=self._version,
+            model_version=model.version,
             propensity=propensity,
             explored=explored,
             holdout=False,
@@ -209,7 +289,7 @@ class DecisionEngine:
             offer_id=None,
             template=template,
             data=data,
-            model_version=self._version,
+            model_version=self._model.version,
             propensity=1.0,
             explored=False,
             holdout=False,
@@ -260,6 +340,7 @@ class DecisionEngine:
         at_wall: float,
         fallback: FallbackSource | None,
         candidates: Candidates,
+        model_version: str,
         *,
         holdout: bool,
         personalized: bool,
@@ -273,7 +354,7 @@ class DecisionEngine:
             offer_id=None,
             template=fallback.template if fallback is not None else "fallback",
             data=fallback.data if fallback is not None else {},
-            model_version=self._version,
+            model_version=model_version,
             propensity=1.0,
             explored=False,
             holdout=holdout,

@@ -67,7 +67,12 @@ class Scorer(Protocol):
 
 
 class OnnxScorer:
-    """Scores every candidate row in one ``session.run``; thread-confined like the engine that owns it."""
+    """Scores every candidate row in one ``session.run``.
+
+    ``score`` may be called from any thread (onnxruntime sessions allow concurrent runs: the model
+    lifecycle shadow-scores the running model beside the engine); a ``bind`` result is confined to the
+    engine's thread, like the buffers it binds.
+    """
 
     __slots__ = ("_feeds_name", "_outputs", "manifest", "session")
 
@@ -139,15 +144,22 @@ def session_options() -> Any:
 def load_manifest(path: str | Path) -> ModelManifest:
     path = Path(path)
     try:
-        return ModelManifest.model_validate_json(path.read_bytes())
+        data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read model manifest {path}: {exc.strerror or exc}") from exc
+    return parse_manifest(data, path)
+
+
+def parse_manifest(data: bytes, source: str | Path) -> ModelManifest:
+    """A manifest from its JSON bytes (read once by the caller, who may keep them); ``source`` names it."""
+    try:
+        return ModelManifest.model_validate_json(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}"
             for item in exc.errors(include_url=False)
         )
-        raise ModelError(f"invalid model manifest {path}: {problems}") from exc
+        raise ModelError(f"invalid model manifest {source}: {problems}") from exc
 
 
 def load_model(onnx_path: str | Path, manifest_path: str | Path) -> OnnxScorer:
