@@ -9,6 +9,8 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Mapping
+from time import perf_counter
+from typing import TYPE_CHECKING
 
 from edge.events import Advert, PresenceChanged, Purpose
 from edge.flow import GatewayFlow
@@ -16,6 +18,9 @@ from edge.presence.ingest import BleIngest
 from edge.sources.espresense import parse_report
 from edge.sources.payloads import Rejected
 from edge.transport.mqtt import Inbound
+
+if TYPE_CHECKING:
+    from edge.control.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,8 @@ class BleFlow:
         self._prefix = espresense_prefix
         self._rooms = dict(espresense_rooms or {})
         self.counters: Counter[str] = Counter()
+        # The ble_advert stage (one advert through parse -> resolve -> presence); None costs one check each.
+        self.metrics: Metrics | None = None
         flow.presence_sources.append(ingest.presence)
         flow.consents.subscribe(self._consent_changed)
 
@@ -47,7 +54,13 @@ class BleFlow:
         ingest = self.ingest.advert
         while True:
             advert = await adverts.get()
-            changes = ingest(advert)
+            metrics = self.metrics
+            if metrics is None:
+                changes = ingest(advert)
+            else:
+                started = perf_counter()
+                changes = ingest(advert)
+                metrics.ble_advert.observe(perf_counter() - started)
             if changes:
                 await self.apply(changes)
 
@@ -62,7 +75,11 @@ class BleFlow:
         if report.room not in self._rooms:
             self.counters["unmapped_room"] += 1
             return
+        metrics = self.metrics
+        started = perf_counter() if metrics is not None else 0.0
         changes = self.ingest.remote(report, f"espresense:{report.room}", message.received_mono)
+        if metrics is not None:
+            metrics.ble_advert.observe(perf_counter() - started)
         if changes:
             await self.apply(changes)
 

@@ -11,10 +11,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from edge.sync.client import CloudRefusedError
 from edge.sync.parse import PushResult
+
+if TYPE_CHECKING:
+    from edge.control.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ class Pusher:
         self._batch_events = batch_events
         self._batch_bytes = batch_bytes
         self.stats = PushStats()
+        # The sync_push stage (one batch: POST -> answer -> outbox ack); None costs one check per batch.
+        self.metrics: Metrics | None = None
 
     async def drain(self) -> int:
         """Push batches until the outbox is empty; returns events acked. Raises on the first failure.
@@ -89,7 +94,10 @@ class Pusher:
             else:
                 # The cloud answered for every event of the batch: stored (now or before) or refused for good.
                 await self._outbox.ack([entry.seq for entry in batch])
-                self._count(len(batch), result, time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                self._count(len(batch), result, elapsed)
+                if self.metrics is not None:
+                    self.metrics.sync_push.observe(elapsed)
                 done += len(batch)
                 limit = self._batch_events
                 continue
