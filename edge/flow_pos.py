@@ -16,7 +16,7 @@ from typing import Any, Final
 from edge.events import Purpose
 from edge.flow import GatewayFlow
 from edge.identity import Rejection
-from edge.ledger import LedgerError
+from edge.ledger import WRITE_ERRORS
 from edge.ledger.outbox import event_id_for
 from edge.sources.payloads import Rejected, TransactionMessage, is_id, parse_transaction
 from edge.sync.wire import EventClass
@@ -92,7 +92,7 @@ class PosFlow:
             # The token's jti is claimed on disk only after the sale is durable: a crash in between
             # redelivers a message whose token is still fresh, and the event id makes the retry a no-op.
             fresh = True if jti is None else await flow.ledger.claim_jti(*jti)
-        except LedgerError as exc:
+        except WRITE_ERRORS as exc:
             if jti is not None:
                 flow.replay.release(jti[0])
             raise RetryLater(str(exc)) from exc

@@ -1,13 +1,14 @@
 """The ledger: the gateway's durable SQLite record of decisions, exposures, consents and token claims,
 its outbox to the cloud, and its local replica of the cloud."""
 
-from edge.ledger.errors import LedgerError
+from edge.ledger.errors import WRITE_ERRORS, LedgerError
 from edge.ledger.ops import ConsentRow
 from edge.ledger.outbox import Outbox, OutboxEntry
 from edge.ledger.replica import ApplyResult, Replica, ReplicaSnapshot
 from edge.ledger.store import Ledger
 
 __all__ = [
+    "WRITE_ERRORS",
     "ApplyResult",
     "ConsentRow",
     "Ledger",

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import aiosqlite
 
@@ -27,6 +27,9 @@ from edge.ledger.recovery import open_database
 from edge.ledger.replica import Replica
 from edge.ledger.writer import BatchWriter, Op, Rows, WriterCounters
 from edge.sync.wire import EventClass
+
+if TYPE_CHECKING:
+    from edge.control.metrics import Metrics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -88,6 +91,8 @@ class Ledger:
         self._counters = WriterCounters()
         self._outcomes = _Outcomes()
         self.corrupted_moved_to: Path | None = None
+        # Batch commit latencies (the ledger_batch stage), handed to each writer; None: not measured.
+        self.metrics: Metrics | None = None
         self.outbox = Outbox(self._submit, self._read, clock, max_bytes=outbox_max_bytes)
         self.replica = Replica(self._submit, self._read)
 
@@ -107,6 +112,7 @@ class Ledger:
             batch_window_s=self._batch_window_s,
             queue_max=self._queue_max,
         )
+        self._writer.metrics = self.metrics
         self._writer.start()
         await self.replica.reload()
         return self
@@ -268,6 +274,8 @@ class Ledger:
             "largest_batch": counters.largest_batch,
             "last_commit_ms": counters.last_commit_ms,
             "backpressure_waits": counters.backpressure_waits,
+            "disk_full": int(counters.disk_full),
+            "disk_full_errors": counters.disk_full_errors,
             # Acknowledged events are never dropped (callers wait instead); kept so every queue's health
             # reports the same keys.
             "dropped": 0,

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiosqlite
 
 from edge.ledger.errors import LedgerError
 from edge.ledger.migrations import rollback_quietly
+
+if TYPE_CHECKING:
+    from edge.control.metrics import Metrics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,6 +58,13 @@ Op = Callable[[Tx], Awaitable[T]]
 Rows = list[tuple[Any, ...]]
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL, or the OS saying there is no room (ENOSPC, a quota, a file size limit)."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 class Submit(Protocol):
     """How the ledger's facades queue a write op: ``Ledger._submit`` (commits before it returns)."""
 
@@ -78,6 +89,8 @@ class WriterCounters:
     largest_batch: int = 0
     last_commit_ms: float = 0.0
     backpressure_waits: int = 0
+    disk_full: bool = False  # the last write failed for want of space; cleared by the next commit
+    disk_full_errors: int = 0
 
 
 @dataclass(slots=True)
@@ -113,6 +126,8 @@ class BatchWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._full_sync: bool | None = None  # unknown until the first batch sets it
+        # The ledger_batch stage (one transaction, lock wait to COMMIT); None costs one check per batch.
+        self.metrics: Metrics | None = None
 
     @property
     def queue_depth(self) -> int:
@@ -215,6 +230,11 @@ class BatchWriter:
 
     def _fail(self, item: _Queued, exc: Exception) -> None:
         self.counters.ops_failed += 1
+        if is_disk_full(exc):
+            if not self.counters.disk_full:
+                _LOGGER.error("ledger: the disk is full; writes fail until space is freed (%s)", exc)
+            self.counters.disk_full = True
+            self.counters.disk_full_errors += 1
         self._finish(item, error=exc)
 
     def _finish(self, item: _Queued, *, result: object = None, error: BaseException | None = None) -> None:
@@ -243,11 +263,15 @@ class BatchWriter:
                 await rollback_quietly(self._db)
                 raise
         counters = self.counters
+        counters.disk_full = False
         counters.batches_committed += 1
         counters.ops_committed += len(items)
         counters.rows_written += tx.changed
         counters.largest_batch = max(counters.largest_batch, len(items))
-        counters.last_commit_ms = (time.perf_counter() - started) * 1000.0
+        elapsed = time.perf_counter() - started
+        counters.last_commit_ms = elapsed * 1000.0
+        if self.metrics is not None:
+            self.metrics.ledger_batch.observe(elapsed)
         return results
 
     async def _set_full_sync(self, full: bool) -> None:
