@@ -5,43 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from edge import __version__
 from edge.config import ConfigError, GatewaySettings
+from edge.control.logs import setup_logging as setup_logging  # noqa: PLC0414 - explicit re-export (profilestore.cli)
 from edge.control.preflight import load_checked, warnings_for
 
 log = logging.getLogger("edge")
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def setup_logging(level: str, *, json_format: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _JsonFormatter()
-        if json_format
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 def _load_or_report(path: Path, headline: str) -> GatewaySettings | None:
@@ -65,13 +39,15 @@ def _check_config(path: Path) -> int:
     return 0
 
 
-async def _run_until_signal(settings: GatewaySettings, config_version: str) -> None:
+async def _run_until_signal(settings: GatewaySettings, config_version: str, path: Path) -> None:
     from edge.daemon import Gateway  # noqa: PLC0415 - keeps check-config free of onnxruntime start-up
 
-    gateway = Gateway(settings, config_version=config_version)
+    gateway = Gateway(settings, config_version=f"file:{config_version}", config_path=path)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, gateway.request_stop)
+    # systemctl reload: run the model the store's pointer names (after `edge-gateway model rollback`).
+    loop.add_signal_handler(signal.SIGHUP, gateway.request_model_reload)
     await gateway.run()
 
 
@@ -83,7 +59,7 @@ def _run(path: Path) -> int:
     for warning in warnings_for(settings):
         log.warning("config: %s", warning)
     config_version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    asyncio.run(_run_until_signal(settings, config_version))
+    asyncio.run(_run_until_signal(settings, config_version, path))
     return 0
 
 
@@ -153,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     ble_cal.add_argument(
         "--beacon", default=None, help="name of the configured store beacon used as reference"
     )
+    model = commands.add_parser("model", help="the installed offer models ([control] state_dir)")
+    model_commands = model.add_subparsers(dest="tool", required=True)
+    model_list = model_commands.add_parser("list", help="installed versions, the current one, sha256")
+    model_list.add_argument("--config", type=Path, required=True)
+    model_rollback = model_commands.add_parser(
+        "rollback", help="point back to the previous version (checked first); then systemctl reload"
+    )
+    model_rollback.add_argument("--config", type=Path, required=True)
     from edge.profilestore import cli as profile_store  # noqa: PLC0415 - argparse only; the server when run
 
     profile_store.add_arguments(
@@ -215,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         return _ble(args)
     if args.command == "camera":
         return _camera(args)
+    if args.command == "model":
+        from edge.tools import model  # noqa: PLC0415 - onnxruntime only when asked for
+
+        return model.run(args.config, args.tool, sys.stdout, sys.stderr)
     if args.command == "profile-store":
         from edge.profilestore import cli as profile_store  # noqa: PLC0415
 

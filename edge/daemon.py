@@ -6,17 +6,25 @@ import asyncio
 import json
 import logging
 import random
+import tomllib
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from edge import __version__
 from edge.act.displays import DisplayBoard
 from edge.clock import Clock, SystemClock, iso_utc
 from edge.config import GatewaySettings, read_mqtt_password, read_sync_token
+from edge.config.model import DecisionSettings
+from edge.control.logs import set_level
+from edge.control.metrics import Metrics, MetricsServer
+from edge.control.remote import ApplyError, RemoteConfig
 from edge.control.systemd import Notifier
 from edge.decide import DecisionEngine, load_catalog, load_model
+from edge.decide.lifecycle import ModelStore
+from edge.decide.scorer import ModelError, Scorer
 from edge.flow import GatewayFlow
 from edge.flow_ble import BleFlow
 from edge.flow_pos import PosFlow
@@ -44,6 +52,12 @@ TICK_S: Final = 0.1
 SHUTDOWN_DEADLINE_S: Final = 4.0
 # Expired jtis and old rows are purged this often.
 PURGE_EVERY_S: Final = 3600.0
+# Sections a configuration change can take without rebuilding the gateway's parts (docs/remote-config.md).
+LIVE_SECTIONS: Final = frozenset({"logging", "presence", "decisions", "health"})
+# Rebuilding keeps the ledger open unless one of these changed (then it is closed and opened again).
+LEDGER_SECTIONS: Final = ("ledger", "sync")
+
+Outcome = Literal["stop", "reload"]
 
 
 class Gateway:
@@ -57,10 +71,12 @@ class Gateway:
         config_version: str = "file",
         notifier: Notifier | None = None,
         rng: random.Random | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.settings = settings
+        self.config_path = config_path
         self.clock = clock or SystemClock()
-        self.config_version = config_version
+        self._file_version = config_version
         self.notifier = notifier or Notifier()
         self.rng = rng or random.Random()
         self.topics = Topics(settings.topic_root)
@@ -70,20 +86,65 @@ class Gateway:
         self.flow: GatewayFlow | None = None
         self.link: MqttLink | None = None
         self.ledger: Ledger | None = None
-        self.model_version = ""
+        self.models: ModelStore | None = None
         self.ble_flow: BleFlow | None = None
         self.pos_flow: PosFlow | None = None
         self.cameras: list[CameraFlow] = []
         self.scanner: BleScanner | None = None
         self.sync: SyncService | None = None
         self._sync_health: dict[str, Any] | None = None
+        self.control: RemoteConfig | None = None
+        # Stage latencies survive rebuilds (a histogram is cumulative); the endpoint is per generation.
+        self.metrics = Metrics()
+        self.metrics_server: MetricsServer | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._metrics_error: str | None = None
+        # A rebuild asked for by apply(): the run loop builds the new settings and answers on the future.
+        self._reload = asyncio.Event()
+        self._reload_done: asyncio.Future[None] | None = None
+        self._previous: GatewaySettings | None = None
+
+    @property
+    def model_version(self) -> str:
+        """The version of the model decisions run on now."""
+        return self.flow.engine.model_version if self.flow is not None else ""
+
+    @property
+    def config_version(self) -> str:
+        """The pushed version running, or the file's own version when no push is applied."""
+        if self.control is not None and self.control.state.current:
+            return str(self.control.state.current)
+        return self._file_version
 
     def request_stop(self) -> None:
         self.stop_event.set()
 
     async def run(self) -> None:
-        settings = self.settings
-        ledger = Ledger(
+        control_task = None
+        if self.settings.control.enabled:
+            self.control = self._make_control()
+            self.settings = self.control.startup(self.settings)
+            control_task = asyncio.create_task(self.control.run(), name="control")
+        self.models = self._open_models()
+        try:
+            while True:
+                settings = self.settings
+                ledger = self._open_ledger(settings)
+                ledger.metrics = self.metrics
+                async with ledger:
+                    self.ledger = ledger
+                    while True:
+                        if await self._generation(ledger) == "stop":
+                            return
+                        if _sections(settings, LEDGER_SECTIONS) != _sections(self.settings, LEDGER_SECTIONS):
+                            break  # the new settings want the ledger opened differently
+        finally:
+            if control_task is not None:
+                control_task.cancel()
+                await asyncio.gather(control_task, return_exceptions=True)
+
+    def _open_ledger(self, settings: GatewaySettings) -> Ledger:
+        return Ledger(
             settings.ledger.path,
             self.clock,
             batch_max=settings.ledger.batch_max,
@@ -92,16 +153,174 @@ class Gateway:
             # Without a cloud nothing is queued for it (the outbox would only fill up).
             outbox_max_bytes=int(settings.sync.outbox_max_mb * 1_000_000) if settings.sync.enabled else None,
         )
-        async with ledger:
-            self.ledger = ledger
+
+    async def _start_model(self, settings: GatewaySettings) -> Scorer:
+        decisions = settings.decisions
+        if self.models is None:
+            return load_model(decisions.model, decisions.manifest_path)
+        # The store's pointer wins over the file unless the configured model is new (docs/models.md).
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.models.start, decisions.model, decisions.manifest_path)
+
+    def _open_models(self) -> ModelStore | None:
+        try:
+            return ModelStore.open(self.settings.control.state_dir)
+        except ModelError as exc:
+            # Development and tests without a writable state dir: the configured model runs, unmanaged.
+            log.warning("model store unavailable (%s); running the configured model only", exc)
+            return None
+
+    def request_model_reload(self) -> None:
+        """SIGHUP (``systemctl reload``): run the model the store's pointer names (after ``model rollback``)."""
+        task = asyncio.get_running_loop().create_task(self._reload_model(), name="model-reload")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reload_model(self) -> None:
+        models, flow = self.models, self.flow
+        if models is None or flow is None:
+            log.warning("model reload asked for, but there is no model store or the gateway is not running")
+            return
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, models.reload_pointer, flow.engine
+            )
+        except ModelError:
+            log.exception("model reload refused; the running model stays")
+            return
+        if result is None:
+            log.info("model reload: %s is already running", flow.engine.model_version)
+
+    def _make_control(self) -> RemoteConfig:
+        if self.config_path is None:
+            msg = "control.enabled needs the configuration file's path (the base pushes are merged over)"
+            raise RuntimeError(msg)
+        settings = self.settings
+        return RemoteConfig(
+            settings.control,
+            keys=load_public_keys(settings.control.public_key_files, None),
+            store_id=settings.store.id,
+            base=tomllib.loads(self.config_path.read_text(encoding="utf-8")),
+            base_dir=self.config_path.resolve().parent,
+            report_topic=self.topics.config_reported,
+            clock=self.clock,
+        )
+
+    async def _generation(self, ledger: Ledger) -> Outcome:
+        """Build the parts for the current settings and serve until a stop or a rebuild."""
+        try:
             flow = await self._build(ledger)
-            try:
-                await self._serve(flow)
-            finally:
-                flow.close()
+        except Exception as exc:
+            done, previous = self._reload_done, self._previous
+            if done is None or previous is None:
+                raise  # the first start: a broken configuration fails loudly, as before
+            # A rebuild for new settings failed: the previous settings run again, the push is refused.
+            log.exception("rebuilding for the new configuration failed; restoring the previous one")
+            self.settings = previous
+            self._reload_done = self._previous = None
+            if not done.done():
+                done.set_exception(ApplyError(f"rebuild failed: {exc}"))
+            flow = await self._build(ledger)
+        else:
+            if self._reload_done is not None and not self._reload_done.done():
+                self._reload_done.set_result(None)
+            self._reload_done = self._previous = None
+        try:
+            return await self._serve(flow)
+        finally:
+            flow.close()
+
+    async def apply(self, settings: GatewaySettings) -> str:
+        """Run ``settings`` from now on: live where the change allows it, else by rebuilding the parts.
+
+        Raises ApplyError if a part refuses them; the running settings then stay in place.
+        """
+        changed = _changed_sections(self.settings, settings)
+        if not changed:
+            self.settings = settings
+            return "none"
+        if changed <= LIVE_SECTIONS and self._live_possible(settings):
+            await self._apply_live(settings)
+            return "live"
+        loop = asyncio.get_running_loop()
+        self._previous, self.settings = self.settings, settings
+        self._reload_done = done = loop.create_future()
+        self._reload.set()
+        await done
+        return "reload"
+
+    async def _apply_decisions(
+        self, flow: GatewayFlow, ledger: Ledger, old: DecisionSettings, new: DecisionSettings
+    ) -> None:
+        """A new model, catalog or policy, all or nothing: whatever can fail is loaded before any swap."""
+        loop = asyncio.get_running_loop()
+        model_moved = (old.model, old.manifest_path, old.model_sha256) != (
+            new.model,
+            new.manifest_path,
+            new.model_sha256,
+        )
+        engine_moved = (old.offers_file, old.policy) != (new.offers_file, new.policy)
+        try:
+            catalog = (
+                await loop.run_in_executor(None, load_catalog, new.offers_file) if engine_moved else None
+            )
+            if model_moved:
+                await self._activate_model(flow, new)
+        except Exception as exc:  # any refusal of a part is an ApplyError; nothing has changed
+            raise ApplyError(f"decisions: {exc}") from exc
+        if catalog is not None:
+            counts = await ledger.offer_counts_since(self._local_midnight())
+            engine = DecisionEngine(catalog, flow.engine.scorer, new.policy, self.clock, self.rng)
+            await flow.replace_engine(engine, counts)
+
+    async def _activate_model(self, flow: GatewayFlow, decisions: DecisionSettings) -> None:
+        """Verify (sha256, pin), load, shadow-score and swap the configured model; raises if refused."""
+        loop = asyncio.get_running_loop()
+        if self.models is not None:
+            await loop.run_in_executor(
+                None,
+                self.models.install_and_activate,
+                flow.engine,
+                decisions.model,
+                decisions.manifest_path,
+                decisions.model_sha256,
+            )
+            return
+        scorer = await loop.run_in_executor(None, load_model, decisions.model, decisions.manifest_path)
+        if decisions.model_sha256 is not None and scorer.manifest.sha256 != decisions.model_sha256:
+            msg = f"model sha256 {scorer.manifest.sha256[:12]}… is not the pinned {decisions.model_sha256[:12]}…"
+            raise ModelError(msg)
+        flow.engine.swap_scorer(scorer)
+
+    def _live_possible(self, settings: GatewaySettings) -> bool:
+        old = self.settings
+        # The metrics endpoint is a socket: a new address is a rebuild. Cloud offers are merged over the
+        # file's catalog by the sync side, which holds the file's catalog: a new file is a rebuild there.
+        same_metrics = (old.health.metrics_host, old.health.metrics_port) == (
+            settings.health.metrics_host,
+            settings.health.metrics_port,
+        )
+        offers_moved = old.decisions.offers_file != settings.decisions.offers_file
+        return same_metrics and not (offers_moved and self.sync is not None)
+
+    async def _apply_live(self, settings: GatewaySettings) -> None:
+        flow, ledger, old = self.flow, self.ledger, self.settings
+        if flow is None or ledger is None:
+            msg = "the gateway is not running"
+            raise ApplyError(msg)
+        if old.decisions != settings.decisions:
+            await self._apply_decisions(flow, ledger, old.decisions, settings.decisions)
+        if old.presence != settings.presence:
+            flow.presence.set_timeout(settings.presence.checkin_timeout_s)
+        if old.logging != settings.logging:
+            set_level(settings.logging.level)
+        self.settings = settings
+        log.info("configuration applied live: %s", ", ".join(sorted(_changed_sections(old, settings))))
 
     async def _build(self, ledger: Ledger) -> GatewayFlow:
         settings = self.settings
+        self.ble_flow, self.pos_flow, self.cameras = None, None, []
+        self.scanner, self.sync, self._sync_health = None, None, None
         keys = load_public_keys(settings.identity.public_key_files, settings.identity.public_key_env)
         verifier = TokenVerifier(
             keys,
@@ -118,9 +337,8 @@ class Gateway:
         if settings.identity.consents_file is not None:
             await consents.seed_from_file(settings.identity.consents_file, profiles)
         catalog = load_catalog(settings.decisions.offers_file)
-        scorer = load_model(settings.decisions.model, settings.decisions.manifest_path)
+        scorer = await self._start_model(settings)
         engine = DecisionEngine(catalog, scorer, settings.decisions.policy, self.clock, self.rng)
-        self.model_version = scorer.version
         engine.seed_counts(await ledger.offer_counts_since(self._local_midnight()))
         link = MqttLink(
             settings.mqtt,
@@ -157,6 +375,7 @@ class Gateway:
             clock=self.clock,
         )
         flow.attach_board(board)
+        flow.metrics = self.metrics
         flow.register()
         self.pos_flow = PosFlow(flow)
         self.pos_flow.register()
@@ -182,6 +401,15 @@ class Gateway:
                 flow=flow,
                 clock=self.clock,
                 day_start=self._local_midnight,
+            )
+            self.sync.pusher.metrics = self.metrics
+        if self.control is not None:
+            limit = 4 * settings.control.max_payload_bytes  # larger than the push limit: refused and reported
+            self.control.attach(
+                self,
+                lambda topic, handler: link.on(topic, handler, max_payload_bytes=limit),
+                lambda topic, payload: link.publish(topic, payload, retain=True),
+                self.topics.config_desired,
             )
         flow.publish_initial_state()
         self.flow, self.link = flow, link
@@ -211,6 +439,7 @@ class Gateway:
         presence.set_scanner_zones(ble_flow.scanner_zones(local, ble.zone))
         if ble.espresense.enabled:
             ble_flow.register_espresense()
+        ble_flow.metrics = self.metrics
         return ble_flow
 
     def _build_cameras(self, flow: GatewayFlow) -> list[CameraFlow]:
@@ -230,7 +459,31 @@ class Gateway:
         now = datetime.fromtimestamp(self.clock.wall(), tz=zone)
         return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
-    async def _serve(self, flow: GatewayFlow) -> None:
+    async def _serve(self, flow: GatewayFlow) -> Outcome:
+        self.metrics_server = await self._start_metrics()
+        try:
+            return await self._serve_parts(flow)
+        finally:
+            if self.metrics_server is not None:
+                await self.metrics_server.stop()
+                self.metrics_server = None
+
+    async def _start_metrics(self) -> MetricsServer | None:
+        health = self.settings.health
+        if not health.metrics_port:
+            return None
+        server = MetricsServer(self.metrics, self.health, health.metrics_host, health.metrics_port)
+        try:
+            await server.start()
+        except OSError as exc:
+            # A busy port must not keep the store from serving shoppers: the endpoint is off, loudly.
+            self._metrics_error = f"{health.metrics_host}:{health.metrics_port}: {exc.strerror or exc}"
+            log.error("metrics endpoint is off: %s", self._metrics_error)  # noqa: TRY400 - errno says it
+            return None
+        self._metrics_error = None
+        return server
+
+    async def _serve_parts(self, flow: GatewayFlow) -> Outcome:
         link = flow.link
         async with asyncio.TaskGroup() as group:
             link_task = group.create_task(link.run(), name="mqtt-link")
@@ -246,17 +499,35 @@ class Gateway:
                 group.create_task(self._watchdog_loop(), name="watchdog"),
                 group.create_task(self._purge_loop(), name="purge"),
             ]
-            self.notifier.ready(f"store {self.settings.store.id}")
-            self.ready.set()
+            if not self.ready.is_set():
+                self.notifier.ready(f"store {self.settings.store.id}")
+                self.ready.set()
             log.info("gateway for store %s ready", self.settings.store.id)
-            await self.stop_event.wait()
-            log.info("stopping: draining for at most %.1f s", SHUTDOWN_DEADLINE_S)
-            self.notifier.stopping()
-            self._publish_health(flow)
-            link.request_stop()
+            outcome = await self._until_stop_or_reload()
+            if outcome == "stop":
+                log.info("stopping: draining for at most %.1f s", SHUTDOWN_DEADLINE_S)
+                self.notifier.stopping()
+                self._publish_health(flow)
+            else:
+                log.info("rebuilding for a new configuration")
+            link.request_stop(final=outcome == "stop")
             _, pending = await asyncio.wait({link_task}, timeout=SHUTDOWN_DEADLINE_S)
             for task in [*pending, *helpers]:
                 task.cancel()
+        return outcome
+
+    async def _until_stop_or_reload(self) -> Outcome:
+        stop = asyncio.ensure_future(self.stop_event.wait())
+        reload = asyncio.ensure_future(self._reload.wait())
+        try:
+            await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            reload.cancel()
+        if self.stop_event.is_set():
+            return "stop"
+        self._reload.clear()
+        return "reload"
 
     def _ble_tasks(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         if self.scanner is None or self.ble_flow is None:
@@ -329,8 +600,24 @@ class Gateway:
             "sync": self._sync_health,
             "ble": self._ble_health(),
             "cameras": {camera.settings.id: camera.stats() for camera in self.cameras} or None,
+            "control": self.control.stats() if self.control is not None else None,
             "alerts": self._alerts(link, ledger),
         }
+
+    def problems(self) -> list[str]:
+        """Health problems as 'component: detail'; empty when the broker is connected and all is well."""
+        link, ledger = self.link, self.ledger
+        if link is None or ledger is None or self.flow is None:
+            return ["gateway: not running"]
+        problems = [] if link.state == "connected" else [f"mqtt: {link.state}"]
+        problems += self._alerts(link, ledger)
+        for camera in self.cameras:
+            state = camera.capture.stats().state
+            if state == "reconnecting":
+                problems.append(f"camera {camera.settings.id}: {state}")
+        if self.scanner is not None and self.scanner.stats().state not in ("scanning", "starting"):
+            problems.append(f"ble scanner: {self.scanner.stats().state}")
+        return problems
 
     def _sync_backlog(self) -> int | None:
         if self._sync_health is None:
@@ -358,6 +645,10 @@ class Gateway:
         alerts = []
         if ledger.corrupted_moved_to is not None:
             alerts.append(f"ledger_corrupt: the database was moved aside to {ledger.corrupted_moved_to}")
+        if ledger.stats().get("disk_full"):
+            alerts.append(
+                "ledger_disk_full: writes fail for want of space; check-ins wait until space is freed"
+            )
         if self.ble_flow is not None and self.ble_flow.ingest.beacons.missing():
             alerts.append(f"beacons_missing: {', '.join(self.ble_flow.ingest.beacons.missing())}")
         outbox = (self._sync_health or {}).get("outbox", {})
@@ -369,8 +660,20 @@ class Gateway:
             alerts.append("sync_outbox_over_bound: privacy and conversion events exceed the outbox bound")
         if link.counters["outbox_dropped"]:
             alerts.append(f"mqtt_outbox_dropped: {link.counters['outbox_dropped']} messages")
+        if self.control is not None:
+            alerts += [f"{flag}: see control in gateway/health" for flag in sorted(self.control.flags)]
+        if self._metrics_error is not None:
+            alerts.append(f"metrics_off: {self._metrics_error}")
         return alerts
 
     def _publish_health(self, flow: GatewayFlow) -> None:
         payload = json.dumps(self.health(), separators=(",", ":"), default=str).encode()
         flow.link.publish(self.topics.health, payload, retain=True)
+
+
+def _sections(settings: GatewaySettings, names: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(getattr(settings, name) for name in names)
+
+
+def _changed_sections(old: GatewaySettings, new: GatewaySettings) -> set[str]:
+    return {name for name in type(old).model_fields if getattr(old, name) != getattr(new, name)}

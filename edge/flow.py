@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from time import perf_counter
+from typing import TYPE_CHECKING, Protocol
 
 from edge.act.displays import DisplayBoard
 from edge.clock import Clock, iso_utc
@@ -21,7 +22,7 @@ from edge.decide import DecisionEngine, FallbackSource
 from edge.decide.catalog import Catalog
 from edge.events import CheckinReceived, Decision, DecisionContext, PresenceChanged, Purpose
 from edge.identity import ConsentStore, ProfileCache, Rejection, ReplayGuard, TokenVerifier, fingerprint
-from edge.ledger import Ledger, LedgerError
+from edge.ledger import WRITE_ERRORS, Ledger
 from edge.presence.zones import ZonePresence
 from edge.sources.payloads import (
     RejectCounter,
@@ -32,6 +33,9 @@ from edge.sources.payloads import (
 )
 from edge.transport.mqtt import Inbound, MqttLink, RetryLater
 from edge.transport.topics import Topics
+
+if TYPE_CHECKING:
+    from edge.control.metrics import Histogram, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,20 @@ class AudienceSource(Protocol):
 
 class PresenceSource(Protocol):
     def present(self, zone: str) -> list[str]: ...
+
+
+def _timed_decide(
+    histogram: Histogram,
+    decide: Callable[[DecisionContext, frozenset[Purpose], FallbackSource | None], Decision],
+    context: DecisionContext,
+    consents: frozenset[Purpose],
+    fallback: FallbackSource | None,
+) -> Decision:
+    """The engine's decide call, timed in the decision thread (the histogram's only writer)."""
+    started = perf_counter()
+    decision = decide(context, consents, fallback)
+    histogram.observe(perf_counter() - started)
+    return decision
 
 
 class GatewayFlow:
@@ -103,6 +121,8 @@ class GatewayFlow:
         self.on_decision: list[Callable[[Decision], None]] = []
         # Set by the sync service: makes an unknown shopper's profile local, bounded in time.
         self.ensure_profile: Callable[[str], Awaitable[object]] | None = None
+        # Stage latencies (checkin, decision); None costs one check per check-in and per decision.
+        self.metrics: Metrics | None = None
         consents.subscribe(self._consent_changed)
 
     def attach_board(self, board: DisplayBoard) -> None:
@@ -133,7 +153,13 @@ class GatewayFlow:
         if isinstance(parsed, Rejected):
             self.rejects.reject("checkin", parsed.reason, message.topic)
             return
-        await self.checkin(parsed.token, parsed.zone, parsed.source, message.received_mono, message.topic)
+        accepted = await self.checkin(
+            parsed.token, parsed.zone, parsed.source, message.received_mono, message.topic
+        )
+        metrics = self.metrics
+        if accepted and metrics is not None:
+            # Received (before waiting for a handler slot) -> jti claim and decisions durable.
+            metrics.checkin.observe(self.clock.monotonic() - message.received_mono)
 
     async def checkin(self, token: str, zone: str, source: str, received_mono: float, origin: str) -> bool:
         """One check-in from any source (app/kiosk over MQTT, a QR code seen by a camera): verify, replay,
@@ -161,23 +187,29 @@ class GatewayFlow:
             return False
         # The durable claim commits while the screen is served; the message is acked only after both.
         claim = asyncio.ensure_future(self.ledger.claim_jti(verified.jti, verified.exp_wall))
+        record: asyncio.Future[None] | None = None
         try:
             event = CheckinReceived(verified.sub, zone, source, verified.jti, now, received_mono)
             self.stats.checkins += 1
             self.stats.last_checkin_wall = now
             self._presence_changed(self.presence.checkin(event))
             decisions = await self.board.request(event.zone, event.shopper_id)
+            # Queued now, not after the claim: the screen may ack within milliseconds, and its exposure must
+            # find the decision already written (the writer commits in queue order).
+            record = asyncio.ensure_future(self._record(decisions))
         finally:
             try:
                 fresh = await claim
-            except LedgerError as exc:
+            except WRITE_ERRORS as exc:
                 self.replay.release(verified.jti)
+                if record is not None:
+                    await asyncio.gather(record, return_exceptions=True)
                 raise RetryLater(str(exc)) from exc
         if not fresh:
             # Only if memory and disk disagree (a clock jump); the disk is the authority, and it is counted.
             log.warning("token %s was already claimed on disk", fingerprint(token))
             self.rejects.reject("checkin", "replayed_on_disk", origin)
-        await self._record(decisions)
+        await record
         return True
 
     # ----- display acks and availability -----
@@ -220,7 +252,7 @@ class GatewayFlow:
                 shown_at_wall=ack.shown_at_wall if ack.shown_at_wall is not None else now,
                 acked_at_wall=now,
             )
-        except LedgerError as exc:
+        except WRITE_ERRORS as exc:
             raise RetryLater(str(exc)) from exc
         if new:
             self.stats.exposures += 1
@@ -259,7 +291,21 @@ class GatewayFlow:
         )
         loop = asyncio.get_running_loop()
         fallback = self._fallbacks.get(display_id)
-        decision = await loop.run_in_executor(self._executor, self.engine.decide, context, consents, fallback)
+        metrics = self.metrics
+        if metrics is None:
+            decision = await loop.run_in_executor(
+                self._executor, self.engine.decide, context, consents, fallback
+            )
+        else:
+            decision = await loop.run_in_executor(
+                self._executor,
+                _timed_decide,
+                metrics.decision,
+                self.engine.decide,
+                context,
+                consents,
+                fallback,
+            )
         self.stats.decisions += 1
         kind = "holdout" if decision.holdout else "fallback" if decision.offer_id is None else "offer"
         self.stats.decisions_by_kind[kind] += 1
@@ -280,7 +326,7 @@ class GatewayFlow:
         ]
         try:
             await asyncio.gather(*writes)
-        except LedgerError as exc:
+        except WRITE_ERRORS as exc:
             raise RetryLater(str(exc)) from exc
 
     # ----- presence -----
@@ -346,16 +392,29 @@ class GatewayFlow:
 
     async def replace_catalog(self, catalog: Catalog, day_counts: list[tuple[str, str, int]]) -> None:
         """Decide with ``catalog`` from the next decision on (cloud offers and inventory, live)."""
-        loop = asyncio.get_running_loop()
+        await self._install_engine(lambda: self.engine.with_catalog(catalog), day_counts)
+        log.info("offer catalog replaced: %d offers", len(catalog.offers))
 
+    async def replace_engine(self, engine: DecisionEngine, day_counts: list[tuple[str, str, int]]) -> None:
+        """Decide with ``engine`` (a new model, catalog or policy) from the next decision on."""
+        await self._install_engine(lambda: engine, day_counts)
+        log.info(
+            "decision engine replaced: model %s, %d offers", engine.model_version, len(engine.catalog.offers)
+        )
+
+    async def _install_engine(
+        self, make: Callable[[], DecisionEngine], day_counts: list[tuple[str, str, int]]
+    ) -> None:
         def build() -> DecisionEngine:
-            engine = self.engine.with_catalog(catalog)
+            engine = make()
             engine.seed_counts(day_counts)
             return engine
 
         # Built in the engine's own thread, in order with the decisions queued before it.
-        self.engine = await loop.run_in_executor(self._executor, build)
-        log.info("offer catalog replaced: %d offers", len(catalog.offers))
+        engine = await asyncio.get_running_loop().run_in_executor(self._executor, build)
+        if engine.scorer is not self.engine.scorer:
+            engine.swap_scorer(self.engine.scorer)  # a model swap landed on the old engine meanwhile
+        self.engine = engine
 
     def forget_shopper(self, shopper_id: str) -> None:
         """An erased shopper: screens, check-in presence and the day's caps let go of them now."""

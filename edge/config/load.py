@@ -95,6 +95,12 @@ def _resolve_paths(settings: GatewaySettings, base: Path) -> GatewaySettings:
     ledger = settings.ledger.model_copy(update={"path": _resolve(base, settings.ledger.path)})
     ble = settings.ble.model_copy(update={"eid_keys_file": _resolve(base, settings.ble.eid_keys_file)})
     sync = settings.sync.model_copy(update={"token_file": _resolve(base, settings.sync.token_file)})
+    control = settings.control.model_copy(
+        update={
+            "public_key_files": [_resolve(base, key) for key in settings.control.public_key_files],
+            "state_dir": _resolve(base, settings.control.state_dir),
+        }
+    )
     cameras = [
         camera.model_copy(
             update={
@@ -114,6 +120,7 @@ def _resolve_paths(settings: GatewaySettings, base: Path) -> GatewaySettings:
             "ble": ble,
             "sync": sync,
             "cameras": cameras,
+            "control": control,
         }
     )
 
@@ -135,6 +142,10 @@ def missing_files(settings: GatewaySettings) -> list[str]:
     wanted += [
         (f"cameras.{index}.detector_model", camera.detector_model)
         for index, camera in enumerate(settings.cameras)
+    ]
+    wanted += [
+        (f"control.public_key_files.{index}", key)
+        for index, key in enumerate(settings.control.public_key_files)
     ]
     wanted += [
         (f"identity.public_key_files.{index}", key)

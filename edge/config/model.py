@@ -121,6 +121,12 @@ class DecisionSettings(_Section):
     manifest: Path | None = Field(
         default=None, description="Model manifest; defaults to the model path with a .json suffix."
     )
+    model_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Pin: the model file's sha256 must also equal this (a signed config push sets it, so a "
+        "file swapped on disk next to its manifest is refused).",
+    )
     offers_file: Path = Field(
         default=Path("config/offers.example.toml"), description="Offer catalog (TOML, [[offers]] tables)."
     )
@@ -258,6 +264,39 @@ class HealthSettings(_Section):
     watchdog_s: float = Field(
         default=0.0, ge=0, description="sd_notify WATCHDOG period; 0 = half of WATCHDOG_USEC if set."
     )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address of the Prometheus endpoint (/metrics); local only unless a scraper needs more.",
+    )
+    metrics_port: int = Field(
+        default=9108, ge=0, le=65535, description="Port of the Prometheus endpoint; 0 turns it off."
+    )
+
+
+class ControlSettings(_Section):
+    """The control plane: configuration pushed from the cloud (``config/desired``), models, state."""
+
+    enabled: bool = Field(default=False, description="Accept signed configuration pushes on config/desired.")
+    public_key_files: list[Path] = Field(
+        default_factory=list,
+        description="Ed25519 public key(s) (PEM) of the cloud's configuration signer; a push signed by any "
+        "other key is rejected. Not the token key: a leaked token key must not reconfigure stores.",
+    )
+    state_dir: Path = Field(
+        default=Path("/var/lib/edge-gateway"),
+        description="Where applied configurations (snapshots, the last 10) and models (the last 3) are kept.",
+    )
+    max_payload_bytes: int = Field(
+        default=262_144, ge=1024, description="A config push larger than this is rejected unread."
+    )
+    health_deadline_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="After a push is applied, the broker must be connected and every component healthy "
+        "within this time, or the previous configuration is restored.",
+    )
+    snapshots_kept: int = Field(default=10, ge=2, description="Applied configurations kept for rollback.")
 
 
 class LoggingSettings(_Section):
@@ -282,6 +321,7 @@ class GatewaySettings(_Section):
         default_factory=list,
         description="Opt-in cameras above screens: QR check-in and anonymous counts; none by default.",
     )
+    control: ControlSettings = Field(default_factory=ControlSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
@@ -311,6 +351,8 @@ class GatewaySettings(_Section):
         for room, zone in self.ble.espresense.rooms.items():
             if zone not in zone_ids:
                 problems.append(f"ble.espresense.rooms.{room}: unknown zone '{zone}'")
+        if self.control.enabled and not self.control.public_key_files:
+            problems.append("control.public_key_files: accepting config pushes needs the cloud signer's key")
         if problems:
             raise ValueError("; ".join(problems))
         return self

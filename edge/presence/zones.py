@@ -25,6 +25,10 @@ class ZonePresence:
         self._stays: dict[str, _Stay] = {}
         self._since: dict[str, float] = {zone: clock.wall() for zone in zones}
 
+    def set_timeout(self, timeout_s: float) -> None:
+        """A new check-in timeout (a configuration change); stays already running are judged by it."""
+        self._timeout_s = timeout_s
+
     def knows_zone(self, zone: str) -> bool:
         return zone in self._since
 

@@ -96,6 +96,7 @@ class MqttLink:
         self._started_wall = started_wall
         self._rng = rng or random.Random()
         self._handlers: list[tuple[str, Handler]] = []
+        self._limits: dict[str, int] = {}
         self._retained: dict[str, bytes] = {}
         self._outbox: deque[_Outgoing] = deque()
         self._outbox_ready = asyncio.Event()
@@ -106,14 +107,20 @@ class MqttLink:
         self._generation = 0
         self._client: aiomqtt.Client | None = None
         self._stop = asyncio.Event()
+        self._final = True
         self.connected = asyncio.Event()
         self.state = "idle"
         self.counters: Counter[str] = Counter()
 
     # ----- wiring (before run) -----
-    def on(self, pattern: str, handler: Handler) -> None:
-        """Subscribe ``pattern`` (QoS 1) on every connect and route its messages to ``handler``."""
+    def on(self, pattern: str, handler: Handler, *, max_payload_bytes: int | None = None) -> None:
+        """Subscribe ``pattern`` (QoS 1) on every connect and route its messages to ``handler``.
+
+        ``max_payload_bytes`` overrides the link's inbound size limit for this pattern (config pushes).
+        """
         self._handlers.append((pattern, handler))
+        if max_payload_bytes is not None:
+            self._limits[pattern] = max_payload_bytes
 
     def add_connect_hook(self, hook: Callable[[], None]) -> None:
         """Called after each (re)connect, once retained state is queued for republishing."""
@@ -150,7 +157,9 @@ class MqttLink:
         return len(self._outbox)
 
     # ----- lifecycle -----
-    def request_stop(self) -> None:
+    def request_stop(self, *, final: bool = True) -> None:
+        """Drain and leave. ``final=False`` (a rebuild, another link follows at once): no 'stopped' status."""
+        self._final = final
         self._stop.set()
 
     async def run(self) -> None:
@@ -332,6 +341,8 @@ class MqttLink:
             self._outbox_empty.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_empty.wait(), max(0.0, deadline - loop.time()))
+        if not self._final:
+            return
         stopped = status_payload(
             "stopped", version=self._version, started_wall=self._started_wall, now_wall=self._clock.wall()
         )
@@ -346,8 +357,8 @@ class MqttLink:
             raw = message.payload
             # paho hands bytes; aiomqtt's type also allows str/int/float/None for outgoing payloads.
             payload = bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw or "").encode()
-            handler = self._route(topic)
-            if handler is None or len(payload) > self._settings.max_payload_bytes:
+            handler, limit = self._route(topic)
+            if handler is None or len(payload) > limit:
                 if handler is not None:
                     self.counters["oversized"] += 1
                     log.warning("dropped oversized payload (%d bytes) on %s", len(payload), topic)
@@ -361,11 +372,11 @@ class MqttLink:
             self._handler_tasks.add(task)
             task.add_done_callback(self._handler_tasks.discard)
 
-    def _route(self, topic: str) -> Handler | None:
+    def _route(self, topic: str) -> tuple[Handler | None, int]:
         for pattern, handler in self._handlers:
             if topic_matches(pattern, topic):
-                return handler
-        return None
+                return handler, self._limits.get(pattern, self._settings.max_payload_bytes)
+        return None, 0
 
     async def _handle(
         self, handler: Handler, inbound: Inbound, client: aiomqtt.Client, generation: int, mid: int, qos: int

@@ -20,6 +20,14 @@ class Topics:
         return f"{self.root}/gateway/health"
 
     @property
+    def config_desired(self) -> str:
+        return f"{self.root}/config/desired"
+
+    @property
+    def config_reported(self) -> str:
+        return f"{self.root}/config/reported"
+
+    @property
     def checkin(self) -> str:
         return f"{self.root}/checkin"
 

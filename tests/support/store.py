@@ -120,7 +120,7 @@ def make_store(
         + sync
         + f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n\n'
         + "[decisions.policy]\nepsilon = 0.0\nholdout_percent = 0\n\n"
-        + '[ledger]\npath = "ledger.sqlite"\n\n[health]\ninterval_s = 1\n\n'
+        + '[ledger]\npath = "ledger.sqlite"\n\n[health]\ninterval_s = 1\nmetrics_port = 0\n\n'
         + '[[zones]]\nid = "cafe"\n\n[[zones]]\nid = "entrance"\n\n'
         + displays
     )

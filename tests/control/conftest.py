@@ -1,0 +1,49 @@
+"""A store whose gateway takes signed configuration pushes: its own config signing key, a state dir."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.identity.keys import generate_keypair, sign_token
+from tests.support.broker import Mosquitto
+from tests.support.store import ROOT, STORE, StoreKit, make_store
+
+DESIRED = f"{ROOT}/config/desired"
+REPORTED = f"{ROOT}/config/reported"
+
+
+@dataclass
+class ControlKit:
+    store: StoreKit
+    config_key: bytes  # the cloud's configuration signing key (private PEM)
+    state_dir: Path
+
+    def push(
+        self, version: Any, config: Any, *, key: bytes | None = None, aud: Any = STORE, **claims: Any
+    ) -> bytes:
+        body = {"aud": aud, "version": version, "config": config, "iat": int(time.time()), **claims}
+        return sign_token(key or self.config_key, {k: v for k, v in body.items() if v is not None}).encode()
+
+
+def make_control_store(workdir: Path, port: int, *, deadline_s: float = 0.3) -> ControlKit:
+    store = make_store(workdir, port)
+    private_pem, public_pem = generate_keypair()
+    (workdir / "config-public.pem").write_bytes(public_pem)
+    with store.config_path.open("a") as config:
+        config.write(
+            "\n[control]\nenabled = true\n"
+            'public_key_files = ["config-public.pem"]\n'
+            'state_dir = "state"\n'
+            f"health_deadline_s = {deadline_s}\n"
+        )
+    return ControlKit(store, private_pem, workdir / "state")
+
+
+@pytest.fixture
+def control(tmp_path: Path, mosquitto: Mosquitto) -> ControlKit:
+    return make_control_store(tmp_path / "store", mosquitto.port)

@@ -1,0 +1,242 @@
+"""Signed configuration pushes through a real mosquitto into the real gateway.
+
+Applied live, applied by rebuilding the parts (the ledger stays open), rolled back when the broker is lost,
+rolled back at start after a crash mid-trial, the same version twice does nothing, an older one is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from edge import cli
+from edge.config import load_settings
+from edge.control.snapshots import ConfigSnapshots, ControlState, Snapshot
+from tests.control.conftest import DESIRED, REPORTED, ControlKit, make_control_store
+from tests.decide.test_lifecycle import retrained, write_model
+from tests.support.broker import Mosquitto, free_port
+from tests.support.gateway import running_gateway
+from tests.support.mqtt import Probe
+from tests.support.store import ROOT
+
+CONTENT = f"{ROOT}/display/screen-cafe/content"
+
+
+async def _report(probe: Probe, count: int, timeout: float = 10.0) -> dict:
+    await probe.wait_for(lambda: len(probe.json_on(REPORTED)) >= count, timeout=timeout)
+    return probe.json_on(REPORTED)[count - 1]
+
+
+async def test_a_good_push_is_applied_live_without_touching_the_broker_connection(
+    control: ControlKit,
+) -> None:
+    store = control.store
+    async with (
+        Probe(store.port, REPORTED) as reports,
+        running_gateway(store.settings(), config_path=store.config_path) as gateway,
+    ):
+        link, ledger = gateway.link, gateway.ledger
+        assert gateway.flow is not None
+        engine = gateway.flow.engine
+        overlay = {
+            "decisions": {"policy": {"epsilon": 0.2, "holdout_percent": 5}},
+            "presence": {"checkin_timeout_s": 42},
+            "logging": {"level": "DEBUG"},
+        }
+        await reports.publish(DESIRED, control.push(7, overlay), retain=True)
+        report = await _report(reports, 1)
+        assert report["status"] == "applied", report
+        assert report["version"] == 7 and report["current"] == 7
+        # live: same broker connection, same ledger, a new engine with the new policy
+        assert gateway.link is link and gateway.ledger is ledger
+        assert link.counters["connect_failures"] == 0 and link.counters["disconnects"] == 0
+        assert gateway.settings.decisions.policy.epsilon == 0.2
+        assert gateway.flow.engine is not engine
+        assert gateway.flow.presence._timeout_s == 42
+        assert logging.getLogger().level == logging.DEBUG
+        assert gateway.config_version == "7"
+        # durable: the snapshot and the state are on disk
+        state = ConfigSnapshots(control.state_dir).state()
+        assert state == ControlState(current=7, pending=None, highest_seen=7)
+        # a check-in is still served, by the new engine
+        await reports.publish(f"{ROOT}/checkin", {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
+        await reports.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.decisions >= 1)
+        health = gateway.health()
+        assert health["control"]["current"] == 7 and health["control"]["applied"] == 1
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+async def test_zones_and_displays_are_rebuilt_in_process_and_the_ledger_stays(control: ControlKit) -> None:
+    store = control.store
+    new_display = f"{ROOT}/display/screen-deli/content"
+    async with (
+        Probe(store.port, REPORTED, new_display) as probe,
+        running_gateway(store.settings(), config_path=store.config_path) as gateway,
+    ):
+        ledger = gateway.ledger
+        await probe.publish(f"{ROOT}/checkin", {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
+        await probe.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.decisions >= 1)
+        zones = [{"id": "cafe"}, {"id": "entrance"}, {"id": "deli"}]
+        displays = [
+            {"id": "screen-cafe", "zone": "cafe"},
+            {"id": "screen-entrance", "zone": "entrance"},
+            {
+                "id": "screen-deli",
+                "zone": "deli",
+                "fallback": {"template": "loop", "data": {"playlist": "deli"}},
+            },
+        ]
+        await probe.publish(DESIRED, control.push(1, {"zones": zones, "displays": displays}), retain=True)
+        report = await _report(probe, 1)
+        assert report["status"] == "applied", report
+        # the new display got its fallback; the same ledger (same file, never recreated) holds the old decision
+        await probe.wait_for(lambda: probe.json_on(new_display))
+        assert probe.json_on(new_display)[-1]["template"] == "loop"
+        assert gateway.ledger is ledger
+        assert [zone.id for zone in gateway.settings.zones] == ["cafe", "entrance", "deli"]
+        assert gateway.link is not None and gateway.link.state == "connected"
+        assert gateway.flow is not None and gateway.flow.presence.knows_zone("deli")
+        assert ledger is not None
+        assert ("p-full", "coffee-loyalty-pastry", 1) in await ledger.offer_counts_since(0.0)
+
+
+async def test_a_push_that_loses_the_broker_is_rolled_back(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    control = make_control_store(tmp_path / "store", mosquitto.port, deadline_s=1.0)
+    store = control.store
+    async with (
+        Probe(store.port, REPORTED) as reports,
+        running_gateway(store.settings(), config_path=store.config_path) as gateway,
+    ):
+        await reports.publish(DESIRED, control.push(3, {"mqtt": {"port": free_port()}}), retain=True)
+        report = await _report(reports, 1, timeout=15)
+        assert report["status"] == "rolled_back", report
+        assert report["version"] == 3 and report["current"] == 0
+        assert "mqtt" in report["error"]
+        assert gateway.settings.mqtt.port == mosquitto.port
+        assert gateway.link is not None and gateway.link.state == "connected"
+        assert ConfigSnapshots(control.state_dir).state() == ControlState(
+            current=0, pending=None, highest_seen=3
+        )
+        # the retained push is seen again on every reconnect: not newer, refused, never applied again
+        await reports.wait_for(
+            lambda: gateway.control is not None and gateway.control.rejected["not_newer"] >= 1
+        )
+        assert gateway.settings.mqtt.port == mosquitto.port
+        # and the gateway serves
+        await reports.publish(f"{ROOT}/checkin", {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
+        await reports.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.decisions >= 1)
+
+
+async def test_the_same_version_twice_does_nothing_and_an_older_one_is_refused(control: ControlKit) -> None:
+    store = control.store
+    async with (
+        Probe(store.port, REPORTED) as reports,
+        running_gateway(store.settings(), config_path=store.config_path) as gateway,
+    ):
+        push = control.push(5, {"presence": {"checkin_timeout_s": 30}})
+        await reports.publish(DESIRED, push, retain=True)
+        assert (await _report(reports, 1))["status"] == "applied"
+        assert gateway.control is not None
+        await reports.publish(DESIRED, push, retain=True)
+        await reports.wait_for(
+            lambda: gateway.control is not None and gateway.control.counters["same_version"] == 1
+        )
+        await reports.publish(DESIRED, control.push(4, {"presence": {"checkin_timeout_s": 99}}), retain=True)
+        report = await _report(reports, 2)
+        assert report["status"] == "rejected" and report["error"].startswith("not_newer")
+        assert report["current"] == 5
+        assert gateway.settings.presence.checkin_timeout_s == 30
+        assert len(reports.json_on(REPORTED)) == 2  # the repeat of version 5 reported nothing
+
+
+async def test_a_restart_keeps_the_applied_version_and_a_crash_mid_trial_rolls_back(
+    control: ControlKit,
+) -> None:
+    store = control.store
+    async with (
+        Probe(store.port, REPORTED) as reports,
+        running_gateway(store.settings(), config_path=store.config_path),
+    ):
+        await reports.publish(DESIRED, control.push(2, {"presence": {"checkin_timeout_s": 77}}), retain=True)
+        assert (await _report(reports, 1))["status"] == "applied"
+    # A restart: the applied version runs from the snapshot even before the broker says anything.
+    async with running_gateway(store.settings(), config_path=store.config_path) as gateway:
+        assert gateway.settings.presence.checkin_timeout_s == 77
+        assert gateway.config_version == "2"
+    # A crash while version 3 was on trial: the next start goes back to 2 and says so.
+    snapshots = ConfigSnapshots(control.state_dir)
+    snapshots.save(Snapshot(3, {"presence": {"checkin_timeout_s": 5}}, 0.0))
+    snapshots.write_state(ControlState(current=2, pending=3, highest_seen=3))
+    async with (
+        Probe(store.port, REPORTED) as reports,
+        running_gateway(store.settings(), config_path=store.config_path) as gateway,
+    ):
+        await reports.wait_for(lambda: any(r.get("version") == 3 for r in reports.json_on(REPORTED)))
+        report = [r for r in reports.json_on(REPORTED) if r.get("version") == 3][-1]
+        assert report["status"] == "rolled_back" and "restarted" in report["error"]
+        assert gateway.settings.presence.checkin_timeout_s == 77
+    assert ConfigSnapshots(control.state_dir).state() == ControlState(current=2, pending=None, highest_seen=3)
+
+
+async def test_a_model_whose_file_does_not_match_its_hash_is_refused(
+    control: ControlKit, tmp_path: Path
+) -> None:
+    store = control.store
+    settings = load_settings(store.config_path)
+    model = settings.decisions.model
+    manifest = json.loads(settings.decisions.manifest_path.read_text())
+    tampered = tmp_path / "tampered.onnx"
+    tampered.write_bytes(model.read_bytes() + b"\0")
+    (tmp_path / "tampered.json").write_text(
+        json.dumps(manifest)
+    )  # the old sha256: the file no longer matches
+    async with (
+        Probe(store.port, REPORTED) as reports,
+        running_gateway(settings, config_path=store.config_path) as gateway,
+    ):
+        version_before = gateway.model_version
+        await reports.publish(DESIRED, control.push(1, {"decisions": {"model": str(tampered)}}), retain=True)
+        report = await _report(reports, 1)
+        assert report["status"] == "rejected", report
+        assert report["error"].startswith("apply_failed"), report
+        assert "sha256" in report["error"]
+        assert gateway.model_version == version_before
+        assert gateway.settings.decisions.model == model
+
+
+async def test_model_pushes_swap_live_a_broken_graph_never_runs_and_rollback_goes_back(
+    control: ControlKit, tmp_path: Path
+) -> None:
+    """A retrained model by push (pinned by sha256), a broken one refused, then `model rollback` + SIGHUP."""
+    store = control.store
+    good_model, good_manifest = write_model(tmp_path / "models", retrained(w1=1.1), "2026.12.1")
+    broken_model, broken_manifest = write_model(tmp_path / "models", b"\x08\x07 not a graph", "2026.12.2")
+    pin = hashlib.sha256(good_model.read_bytes()).hexdigest()
+    async with (
+        Probe(store.port, REPORTED) as reports,
+        running_gateway(store.settings(), config_path=store.config_path) as gateway,
+    ):
+        assert gateway.models is not None and gateway.flow is not None
+        shipped = gateway.model_version
+        push = {"decisions": {"model": str(good_model), "manifest": str(good_manifest), "model_sha256": pin}}
+        await reports.publish(DESIRED, control.push(1, push), retain=True)
+        assert (await _report(reports, 1))["status"] == "applied"
+        assert gateway.model_version == "2026.12.1"
+        assert [model.version for model in gateway.models.versions()] == [shipped, "2026.12.1"]
+
+        broken = {"decisions": {"model": str(broken_model), "manifest": str(broken_manifest)}}
+        await reports.publish(DESIRED, control.push(2, broken), retain=True)
+        report = await _report(reports, 2)
+        assert report["status"] == "rejected" and report["error"].startswith("apply_failed"), report
+        assert (
+            gateway.model_version == "2026.12.1"
+        )  # a model that fails to load never replaces the running one
+
+        # the installer's `edge-gateway model rollback`, then `systemctl reload` (SIGHUP)
+        assert cli.main(["model", "rollback", "--config", str(store.config_path)]) == 0
+        gateway.request_model_reload()
+        await reports.wait_for(lambda: gateway.model_version == shipped)
+        await reports.publish(f"{ROOT}/checkin", {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
+        await reports.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.decisions >= 1)
