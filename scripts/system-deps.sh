@@ -1,10 +1,16 @@
 #!/bin/sh
 # Installs the Debian packages the gateway's build, tests and demo need, only when missing.
-# Usage: scripts/system-deps.sh [demo|test]   (run as root on Debian 12 / Raspberry Pi OS Bookworm)
+# Usage: scripts/system-deps.sh [demo|test|install]   (as root on Debian 12 / Raspberry Pi OS Bookworm)
+#   install: what a store's gateway runs with (scripts/install.sh): mosquitto (mosquitto_passwd) and its
+#   clients for checks by hand, bluez for BLE, CA certificates for the cloud bridge and sync.
 set -eu
 want="python3 python3-venv python3-dev"
+if [ "${1:-test}" = "install" ]; then
+    want="python3 python3-venv mosquitto mosquitto-clients bluez ca-certificates"
+fi
 if [ "${1:-test}" = "test" ]; then
-    want="$want mosquitto mosquitto-clients dbus libdbus-1-dev libglib2.0-dev pkg-config gcc"
+    # systemd: systemd-analyze verify and security of the unit (tests/ops)
+    want="$want mosquitto mosquitto-clients dbus libdbus-1-dev libglib2.0-dev pkg-config gcc systemd"
 fi
 missing=""
 for pkg in $want; do

@@ -18,7 +18,22 @@ def free_port() -> int:
 class Mosquitto:
     """One broker process; ``restart`` keeps its port and its persisted sessions."""
 
-    def __init__(self, workdir: Path, *, extra_conf: str = "", persistence: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        extra_conf: str = "",
+        persistence: bool = True,
+        allow_anonymous: bool = True,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+        run_as: str | None = None,
+    ) -> None:
+        """``password_file``/``acl_file`` turn on mosquitto's own authentication and ACL checks.
+
+        ``run_as``: the ``user`` mosquitto keeps after start; started as root it would otherwise become
+        the 'mosquitto' user, which cannot read files under pytest's private ``tmp_path``.
+        """
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             msg = "mosquitto is not installed (make test installs it)"
@@ -30,8 +45,11 @@ class Mosquitto:
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"allow_anonymous {'true' if allow_anonymous else 'false'}\n"
             "set_tcp_nodelay true\n"
+            + (f"user {run_as}\n" if run_as is not None else "")
+            + (f"password_file {password_file}\n" if password_file is not None else "")
+            + (f"acl_file {acl_file}\n" if acl_file is not None else "")
             + (
                 f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\n"
                 if persistence

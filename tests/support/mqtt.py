@@ -7,6 +7,7 @@ import contextlib
 import json
 import random
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -21,18 +22,40 @@ from edge.transport.topics import Topics
 class Probe:
     """Subscribes to filters and keeps every message; ``wait_for`` polls a predicate without sleeping long."""
 
-    def __init__(self, port: int, *filters: str, identifier: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        *filters: str,
+        identifier: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        host: str = "127.0.0.1",
+        tls_ca: Path | None = None,
+    ) -> None:
         self.port = port
         self.filters = filters
         self.identifier = identifier
+        self.username = username
+        self.password = password
+        self.host = host
+        self.tls_ca = tls_ca
         self.messages: list[tuple[str, bytes, bool]] = []
+        self._arrived = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Probe:
         self._client = await self._stack.enter_async_context(
-            aiomqtt.Client("127.0.0.1", self.port, identifier=self.identifier)
+            aiomqtt.Client(
+                self.host,
+                self.port,
+                username=self.username,
+                password=self.password,
+                identifier=self.identifier,
+                tls_params=None if self.tls_ca is None else aiomqtt.TLSParameters(ca_certs=str(self.tls_ca)),
+                timeout=5,
+            )
         )
         for pattern in self.filters:
             await self._client.subscribe(pattern, qos=1)
@@ -54,6 +77,7 @@ class Probe:
         async for message in self._client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else b""
             self.messages.append((message.topic.value, payload, bool(message.retain)))
+            self._arrived.set()
 
     async def publish(
         self, topic: str, payload: bytes | str | dict[str, Any], *, retain: bool = False

@@ -8,7 +8,6 @@ off, retries, and leaves cleanly on ``request_stop``.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ipaddress
 import json
 import logging
@@ -22,15 +21,14 @@ from typing import Any
 import aiomqtt
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge.config import read_mqtt_password
 from edge.config.model import GatewaySettings, MqttSettings, StoreSettings, TlsSettings, ZoneSettings
 from edge.transport.mqtt import MqttLink
 from tests.support.broker import Mosquitto
 from tests.support.mqtt import make_link
+from tests.support.pki import make_ca, make_leaf, write_cert, write_key
 
 ROOT = "store/t1"
 STATUS = f"{ROOT}/gateway/status"
@@ -55,120 +53,20 @@ class Pki:
     misnamed_key: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "edge-gateway tests"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-
-
-def _write_cert(path: Path, cert: x509.Certificate) -> None:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _make_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _make_leaf(
-    common_name: str,
-    ca_key: ec.EllipticCurvePrivateKey,
-    ca_cert: x509.Certificate,
-    *,
-    usage: x509.ObjectIdentifier,
-    san: list[x509.GeneralName] | None = None,
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-    )
-    if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-    return key, builder.sign(ca_key, hashes.SHA256())
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     folder = tmp_path_factory.mktemp("pki")
-    ca_key, ca_cert = _make_ca("edge test CA")
-    server_key, server_cert = _make_leaf(
+    ca_key, ca_cert = make_ca("edge test CA")
+    server_key, server_cert = make_leaf(
         "127.0.0.1",
         ca_key,
         ca_cert,
         usage=ExtendedKeyUsageOID.SERVER_AUTH,
         san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
     )
-    client_key, client_cert = _make_leaf("gw-test", ca_key, ca_cert, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
-    _, other_ca_cert = _make_ca("some other CA")
-    misnamed_key, misnamed_cert = _make_leaf(
+    client_key, client_cert = make_leaf("gw-test", ca_key, ca_cert, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    _, other_ca_cert = make_ca("some other CA")
+    misnamed_key, misnamed_cert = make_leaf(
         "broker.example",
         ca_key,
         ca_cert,
@@ -185,14 +83,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         misnamed_cert=folder / "misnamed.pem",
         misnamed_key=folder / "misnamed.key",
     )
-    _write_cert(paths.ca, ca_cert)
-    _write_cert(paths.server_cert, server_cert)
-    _write_key(paths.server_key, server_key)
-    _write_cert(paths.client_cert, client_cert)
-    _write_key(paths.client_key, client_key)
-    _write_cert(paths.other_ca, other_ca_cert)
-    _write_cert(paths.misnamed_cert, misnamed_cert)
-    _write_key(paths.misnamed_key, misnamed_key)
+    write_cert(paths.ca, ca_cert)
+    write_cert(paths.server_cert, server_cert)
+    write_key(paths.server_key, server_key)
+    write_cert(paths.client_cert, client_cert)
+    write_key(paths.client_key, client_key)
+    write_cert(paths.other_ca, other_ca_cert)
+    write_cert(paths.misnamed_cert, misnamed_cert)
+    write_key(paths.misnamed_key, misnamed_key)
     return paths
 
 
