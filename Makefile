@@ -2,13 +2,16 @@
 # make test  - system packages, a fresh venv, ruff, mypy --strict, the whole test suite
 # make bench - the performance benchmarks (bench/out/results.json)
 # make model - rebuild models/offers.onnx + manifest from synthetic data with a fixed seed
+# make soak  - the gateway at 200 events/s of mixed load for SOAK_SECONDS: RSS growth, drops, latency
+# make install - (as root) the gateway, its systemd unit and the store broker's config (docs/operations.md)
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_SECONDS ?= 10
+SOAK_SECONDS ?= 600
 
-.PHONY: demo test venv fresh-venv lint typecheck pytest bench model clean
+.PHONY: demo test venv fresh-venv lint typecheck pytest bench soak model install clean
 
 # The runtime alone (what the demo needs); the dev extra adds linters, tests and the D-Bus test stack,
 # whose dbus-python builds from source against Debian's libdbus (installed by system-deps.sh test).
@@ -48,6 +51,12 @@ test: fresh-venv
 
 bench: venv
 	$(PY) -m bench
+
+soak: venv
+	$(PY) -m bench.soak --seconds $(SOAK_SECONDS)
+
+install:
+	./scripts/install.sh
 
 model: venv
 	$(PY) scripts/build_model.py --out models/
