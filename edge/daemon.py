@@ -591,6 +591,7 @@ class Gateway:
             "exposures": flow.stats.exposures,
             "pos": self.pos_flow.stats.as_dict() if self.pos_flow is not None else None,
             "last_checkin_age_s": None if last is None else round(now - last, 1),
+            "last_signal_age_s": self._signal_ages(None if last is None else round(now - last, 1)),
             "tokens": {
                 "accepted": flow.verifier.accepted,
                 "rejected": {str(k): v for k, v in flow.verifier.rejections.items()},
@@ -618,6 +619,15 @@ class Gateway:
         if self.scanner is not None and self.scanner.stats().state not in ("scanning", "starting"):
             problems.append(f"ble scanner: {self.scanner.stats().state}")
         return problems
+
+    def _signal_ages(self, checkin: float | None) -> dict[str, float | None]:
+        """Seconds since the last signal of each source this gateway has (None: none yet)."""
+        ages: dict[str, float | None] = {"checkin": checkin}
+        if self.scanner is not None:
+            ages["ble_advert"] = self.scanner.stats().last_advert_age_s
+        for camera in self.cameras:
+            ages[f"camera:{camera.settings.id}"] = camera.capture.stats().last_frame_age_s
+        return {name: None if age is None else round(age, 2) for name, age in ages.items()}
 
     def _sync_backlog(self) -> int | None:
         if self._sync_health is None:
