@@ -181,6 +181,7 @@ async def _gateway_run(workdir: Path, port: int, count: int, extra: dict[str, fl
     proc = subprocess.Popen(
         _pinned([sys.executable, "-m", "edge", "run", "--config", str(config)], 0),
         cwd=workdir,
+        stdout=subprocess.DEVNULL,  # the daemon's log lines
         stderr=subprocess.PIPE,
         env={**os.environ, "NOTIFY_SOCKET": str(workdir / "notify.sock")},
     )

@@ -689,8 +689,8 @@ async def _with_gateway(options: Options, port: int, store: Store, rng: random.R
         proc = subprocess.Popen(
             _pinned([sys.executable, "-m", "edge", "run", "--config", str(store.config)], options.pin_core),
             cwd=workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
+            stdout=log,  # the daemon's log lines
+            stderr=subprocess.STDOUT,
             env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
         )
         exit_code: int | None = None

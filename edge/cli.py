@@ -55,7 +55,8 @@ def _run(path: Path) -> int:
     settings = _load_or_report(path, "refusing to start, ")
     if settings is None:
         return 2
-    setup_logging(settings.logging.level, json_format=settings.logging.json_format)
+    # The daemon logs to stdout (journald under systemd); its tools keep stdout for their output.
+    setup_logging(settings.logging.level, json_format=settings.logging.json_format, stream=sys.stdout)
     for warning in warnings_for(settings):
         log.warning("config: %s", warning)
     config_version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
