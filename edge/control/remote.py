@@ -190,6 +190,10 @@ class RemoteConfig:
             self.counters["same_version"] += 1  # applying the same version twice does nothing
             return "unchanged"
         if result.version <= self.state.highest_seen:
+            if self._is_rolled_back_echo(result.version):
+                # The retained push comes back on the reconnect its own rollback made: its outcome stands.
+                self.counters["repeated"] += 1
+                return "unchanged"
             return self._reject(
                 PushRejected(
                     PushReason.NOT_NEWER, f"the store has seen {self.state.highest_seen}", result.version
@@ -201,6 +205,10 @@ class RemoteConfig:
             detail = "; ".join(exc.problems[:MAX_PROBLEMS_REPORTED])
             return self._reject(PushRejected(PushReason.INVALID_CONFIG, detail, result.version))
         return await self._apply(result, settings)
+
+    def _is_rolled_back_echo(self, version: int) -> bool:
+        report = self.last_report
+        return report is not None and report["version"] == version and report["status"] == "rolled_back"
 
     async def _apply(self, desired: DesiredConfig, settings: GatewaySettings) -> str:
         target = self._require_target()

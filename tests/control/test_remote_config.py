@@ -121,10 +121,12 @@ async def test_a_push_that_loses_the_broker_is_rolled_back(tmp_path: Path, mosqu
         assert ConfigSnapshots(control.state_dir).state() == ControlState(
             current=0, pending=None, highest_seen=3
         )
-        # the retained push is seen again on every reconnect: not newer, refused, never applied again
+        # the retained push comes back on the reconnect the rollback made: never applied again, and its
+        # outcome stays the last word on config/reported
         await reports.wait_for(
-            lambda: gateway.control is not None and gateway.control.rejected["not_newer"] >= 1
+            lambda: gateway.control is not None and gateway.control.counters["repeated"] >= 1
         )
+        assert reports.json_on(REPORTED)[-1]["status"] == "rolled_back"
         assert gateway.settings.mqtt.port == mosquitto.port
         # and the gateway serves
         await reports.publish(f"{ROOT}/checkin", {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
@@ -242,3 +244,23 @@ async def test_model_pushes_swap_live_a_broken_graph_never_runs_and_rollback_goe
         await reports.wait_for(lambda: gateway.model_version == shipped)
         await reports.publish(f"{ROOT}/checkin", {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
         await reports.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.decisions >= 1)
+
+
+async def test_a_push_that_makes_a_component_unhealthy_is_rolled_back(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """A camera whose source cannot be opened: the broker is fine, the camera is not; the push goes."""
+    control = make_control_store(tmp_path / "store", mosquitto.port, deadline_s=1.0)
+    store = control.store
+    camera = {"id": "cam-cafe", "source": str(tmp_path / "unplugged.avi"), "zone": "cafe"}
+    async with (
+        Probe(store.port, REPORTED) as reports,
+        running_gateway(store.settings(), config_path=store.config_path) as gateway,
+    ):
+        await reports.publish(DESIRED, control.push(9, {"cameras": [camera]}), retain=True)
+        report = await _report(reports, 1, timeout=15)
+        assert report["status"] == "rolled_back", report
+        assert "camera cam-cafe: reconnecting" in report["error"]
+        assert gateway.settings.cameras == [] and gateway.cameras == []
+        assert gateway.link is not None and gateway.link.state == "connected"
+        assert gateway.control is not None and gateway.control.state.current == 0
