@@ -411,7 +411,9 @@ class Gateway:
                 lambda topic, payload: link.publish(topic, payload, retain=True),
                 self.topics.config_desired,
             )
-        flow.publish_initial_state()
+        # A rebuild (new configuration): the screens and check-ins of the previous parts carry over.
+        kept = flow.adopt(self.flow) if self.flow is not None else frozenset()
+        flow.publish_initial_state(keep=kept)
         self.flow, self.link = flow, link
         if ledger.corrupted_moved_to is not None:
             log.error("ledger was corrupt and has been moved aside to %s", ledger.corrupted_moved_to)

@@ -142,10 +142,24 @@ class GatewayFlow:
         self.link.on(self.topics.display_ack_filter, self.on_ack)
         self.link.on(self.topics.display_availability_filter, self.on_availability)
 
-    def publish_initial_state(self) -> None:
-        self.board.publish_idle()
+    def publish_initial_state(self, *, keep: frozenset[str] = frozenset()) -> None:
+        """Every display's manifest (fallbacks, or what ``keep`` displays show) and every zone's presence."""
+        self.board.publish_idle(keep=keep)
         for zone in self.zones:
             self._publish_presence(zone)
+
+    def adopt(self, previous: GatewayFlow) -> frozenset[str]:
+        """Take over the screens and check-in presence of the flow this one replaces (an in-process rebuild).
+
+        Displays and zones that are gone have their retained topics cleared. Returns the displays kept.
+        """
+        self.presence.adopt(previous.presence)
+        kept = self.board.adopt(previous.board)
+        for display_id in previous.board.display_ids() - self.board.display_ids():
+            self.link.clear_retained(self.topics.display_content(display_id))
+        for zone in set(previous.zones) - set(self.zones):
+            self.link.clear_retained(self.topics.presence(zone))
+        return kept
 
     # ----- check-ins -----
     async def on_checkin(self, message: Inbound) -> None:

@@ -13,7 +13,7 @@ import json
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from edge.clock import Clock, iso_utc
@@ -92,10 +92,36 @@ class DisplayBoard:
         }
 
     # ----- inputs -----
-    def publish_idle(self) -> None:
-        """Publish every display's fallback at start-up so screens never show stale content from before."""
+    def publish_idle(self, *, keep: frozenset[str] = frozenset()) -> None:
+        """Publish every display's fallback at start-up so screens never show stale content from before.
+
+        Displays in ``keep`` (taken over from a previous board) republish what they show instead.
+        """
+        now_wall = self._clock.wall()
         for screen in self._screens.values():
-            self._show(screen, None)
+            if screen.settings.id in keep:
+                manifest = self._manifest(screen, now_wall)
+                self._publish(self._topics.display_content(screen.settings.id), manifest, True)
+            else:
+                self._show(screen, None)
+
+    def adopt(self, previous: DisplayBoard) -> frozenset[str]:
+        """Take over what the displays of a replaced board show (a rebuild): same id, same zone.
+
+        Their content, version, pending shopper and ackable decisions carry over with the new settings, so a
+        rebuild is invisible on those screens. Returns the ids taken over.
+        """
+        kept = []
+        for display_id, screen in self._screens.items():
+            old = previous._screens.get(display_id)
+            if old is None or old.settings.zone != screen.settings.zone:
+                continue
+            self._screens[display_id] = replace(old, settings=screen.settings)
+            kept.append(display_id)
+        return frozenset(kept)
+
+    def display_ids(self) -> frozenset[str]:
+        return frozenset(self._screens)
 
     async def request(self, zone: str, shopper_id: str) -> list[Decision]:
         """A shopper asks for service in ``zone``; returns the decisions made now."""

@@ -29,6 +29,15 @@ class ZonePresence:
         """A new check-in timeout (a configuration change); stays already running are judged by it."""
         self._timeout_s = timeout_s
 
+    def adopt(self, previous: ZonePresence) -> None:
+        """Take over the stays of the gateway this one replaces (a rebuild), in the zones that still exist."""
+        for shopper_id, stay in previous._stays.items():
+            if stay.zone in self._since:
+                self._stays[shopper_id] = stay
+        for zone, since in previous._since.items():
+            if zone in self._since:
+                self._since[zone] = since
+
     def knows_zone(self, zone: str) -> bool:
         return zone in self._since
 

@@ -147,10 +147,9 @@ class MqttLink:
         self._outbox_ready.set()
 
     def clear_retained(self, topic: str) -> None:
-        """Stop republishing ``topic`` and clear it on the broker (an empty retained payload)."""
-        self._retained.pop(topic, None)
-        self._outbox.append(_Outgoing(topic, b"", True))
-        self._outbox_ready.set()
+        """Clear ``topic`` on the broker: an empty retained payload, held in the retained registry like any
+        state, so it is sent on the next connect if the link is down now (a rebuild's removed displays)."""
+        self.publish(topic, b"", retain=True)
 
     @property
     def outbox_depth(self) -> int:

@@ -73,39 +73,58 @@ async def test_a_good_push_is_applied_live_without_touching_the_broker_connectio
 async def test_zones_and_displays_are_rebuilt_in_process_and_the_ledger_stays(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
+    """A new zone and display, one display and zone removed: rebuilt in the same process; the ledger stays,
+    the cafe screen keeps showing the shopper's offer (same version), the shopper stays checked in, and the
+    removed display's and zone's retained topics are cleared."""
     # A rebuild reconnects to the broker: the window leaves a loaded CI machine time for that.
     control = make_control_store(tmp_path / "store", mosquitto.port, deadline_s=3.0)
     store = control.store
-    new_display = f"{ROOT}/display/screen-deli/content"
+    deli, entrance = f"{ROOT}/display/screen-deli/content", f"{ROOT}/display/screen-entrance/content"
     async with (
-        Probe(store.port, REPORTED, new_display) as probe,
+        Probe(store.port, REPORTED, CONTENT, deli, entrance, f"{ROOT}/presence/+") as probe,
         running_gateway(store.settings(), config_path=store.config_path) as gateway,
     ):
         ledger = gateway.ledger
         await probe.publish(f"{ROOT}/checkin", {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
-        await probe.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.decisions >= 1)
-        zones = [{"id": "cafe"}, {"id": "entrance"}, {"id": "deli"}]
+        await probe.wait_for(lambda: any(m.get("decision_id") for m in probe.json_on(CONTENT)))
+        showing = [m for m in probe.json_on(CONTENT) if m.get("decision_id")][-1]
+        zones = [{"id": "cafe"}, {"id": "deli"}]
         displays = [
-            {"id": "screen-cafe", "zone": "cafe"},
-            {"id": "screen-entrance", "zone": "entrance"},
+            {"id": "screen-cafe", "zone": "cafe", "min_display_s": 5},
             {
                 "id": "screen-deli",
                 "zone": "deli",
                 "fallback": {"template": "loop", "data": {"playlist": "deli"}},
             },
         ]
+        cafe_before = len(probe.on(CONTENT))
         await probe.publish(DESIRED, control.push(1, {"zones": zones, "displays": displays}), retain=True)
         report = await _report(probe, 1)
         assert report["status"] == "applied", report
-        # the new display got its fallback; the same ledger (same file, never recreated) holds the old decision
-        await probe.wait_for(lambda: probe.json_on(new_display))
-        assert probe.json_on(new_display)[-1]["template"] == "loop"
-        assert gateway.ledger is ledger
-        assert [zone.id for zone in gateway.settings.zones] == ["cafe", "entrance", "deli"]
-        assert gateway.link is not None and gateway.link.state == "connected"
-        assert gateway.flow is not None and gateway.flow.presence.knows_zone("deli")
-        assert ledger is not None
+        # the new display got its fallback; the removed display's retained content and zone were cleared
+        await probe.wait_for(lambda: probe.json_on(deli) and probe.on(entrance)[-1] == b"")
+        await probe.wait_for(lambda: probe.on(f"{ROOT}/presence/entrance")[-1] == b"")
+        assert probe.json_on(deli)[-1]["template"] == "loop"
+        # the cafe screen: what it showed, at the same version (a screen ignores it), with the new settings
+        republished = [json.loads(m) for m in probe.on(CONTENT)[cafe_before:] if m]
+        assert republished and all(m["version"] == showing["version"] for m in republished)
+        assert all(m["decision_id"] == showing["decision_id"] for m in republished)
+        assert gateway.flow is not None and gateway.flow.board.current("screen-cafe") is not None
+        assert gateway.flow.presence.zone_of("p-full") == "cafe"  # still checked in
+        assert gateway.flow.presence.knows_zone("deli") and not gateway.flow.presence.knows_zone("entrance")
+        # same ledger (same file, never recreated) with the old decision; the broker link is back
+        assert gateway.ledger is ledger and ledger is not None
         assert ("p-full", "coffee-loyalty-pastry", 1) in await ledger.offer_counts_since(0.0)
+        assert gateway.link is not None and gateway.link.state == "connected"
+        # the screen's ack of the carried-over decision still counts as an exposure
+        ack = {
+            "v": 1,
+            "version": showing["version"],
+            "decision_id": showing["decision_id"],
+            "status": "shown",
+        }
+        await probe.publish(f"{ROOT}/display/screen-cafe/ack", ack)
+        await probe.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.exposures == 1)
 
 
 async def test_a_push_that_loses_the_broker_is_rolled_back(tmp_path: Path, mosquitto: Mosquitto) -> None:
