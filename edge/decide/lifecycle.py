@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -41,7 +40,15 @@ import numpy.typing as npt
 from edge.decide.catalog import Offer
 from edge.decide.features import CATEGORIES, FeatureBuilder, LocalTime
 from edge.decide.policy import DecisionEngine
-from edge.decide.scorer import ModelError, ModelManifest, OnnxScorer, Scorer, load_model, parse_manifest
+from edge.decide.scorer import (
+    ModelError,
+    ModelManifest,
+    OnnxScorer,
+    Scorer,
+    load_model,
+    parse_manifest,
+    read_model,
+)
 from edge.onnxrt import ORT_ERRORS
 
 log = logging.getLogger(__name__)
@@ -594,19 +601,8 @@ class ModelStore:
         self, model_path: str | Path, manifest_path: str | Path, expected_sha256: str | None
     ) -> tuple[bytes, bytes, ModelManifest]:
         """The model and manifest bytes (read once) and the parsed manifest, hashes checked."""
-        model_path, manifest_path = Path(model_path), Path(manifest_path)
-        try:
-            manifest_bytes = manifest_path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"cannot read model manifest {manifest_path}: {exc.strerror or exc}") from exc
-        manifest = parse_manifest(manifest_bytes, manifest_path)
-        try:
-            blob = model_path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"cannot read model {model_path}: {exc.strerror or exc}") from exc
-        digest = hashlib.sha256(blob).hexdigest()
-        if digest != manifest.sha256:
-            raise ModelError(f"model {model_path} has sha256 {digest}, its manifest says {manifest.sha256}")
+        blob, manifest_bytes, manifest = read_model(model_path, manifest_path)
+        digest = manifest.sha256  # read_model has checked the bytes against it
         if expected_sha256 is not None:
             expected = expected_sha256.strip().lower()
             if _SHA256.fullmatch(expected) is None:

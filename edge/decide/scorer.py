@@ -141,15 +141,6 @@ def session_options() -> Any:
     return options
 
 
-def load_manifest(path: str | Path) -> ModelManifest:
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read model manifest {path}: {exc.strerror or exc}") from exc
-    return parse_manifest(data, path)
-
-
 def parse_manifest(data: bytes, source: str | Path) -> ModelManifest:
     """A manifest from its JSON bytes (read once by the caller, who may keep them); ``source`` names it."""
     try:
@@ -162,18 +153,29 @@ def parse_manifest(data: bytes, source: str | Path) -> ModelManifest:
         raise ModelError(f"invalid model manifest {source}: {problems}") from exc
 
 
-def load_model(onnx_path: str | Path, manifest_path: str | Path) -> OnnxScorer:
-    """Check the file against its manifest and this code's features, then open one session on those bytes."""
-    onnx_path = Path(onnx_path)
-    manifest = load_manifest(manifest_path)
+def read_model(onnx_path: str | Path, manifest_path: str | Path) -> tuple[bytes, bytes, ModelManifest]:
+    """The model's bytes, its manifest's bytes and the parsed manifest, each read once; the sha256 of those
+    very bytes checked against the manifest (so a file swapped after the check cannot be the one used)."""
+    onnx_path, manifest_path = Path(onnx_path), Path(manifest_path)
+    try:
+        manifest_bytes = manifest_path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read model manifest {manifest_path}: {exc.strerror or exc}") from exc
+    manifest = parse_manifest(manifest_bytes, manifest_path)
     try:
         blob = onnx_path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read model {onnx_path}: {exc.strerror or exc}") from exc
-    # Hash the very bytes handed to onnxruntime, so a file swapped after the check cannot be loaded.
     digest = hashlib.sha256(blob).hexdigest()
     if digest != manifest.sha256:
-        raise ModelError(f"model {onnx_path} has sha256 {digest}, manifest says {manifest.sha256}")
+        raise ModelError(f"model {onnx_path} has sha256 {digest}, its manifest says {manifest.sha256}")
+    return blob, manifest_bytes, manifest
+
+
+def load_model(onnx_path: str | Path, manifest_path: str | Path) -> OnnxScorer:
+    """Check the file against its manifest and this code's features, then open one session on those bytes."""
+    onnx_path = Path(onnx_path)
+    blob, _, manifest = read_model(onnx_path, manifest_path)
     expected_inputs = {INPUT_NAME: list(FEATURE_NAMES)}
     if manifest.inputs != expected_inputs:
         raise ModelError(
