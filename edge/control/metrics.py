@@ -173,6 +173,11 @@ class Exposition:
         else:
             family[2].append(f"{name}{suffix} {format_value(value)}")
 
+    def add_each(self, name: str, kind: str, help_text: str, values: Mapping[Any, Any], label: str) -> None:
+        """One sample per entry of ``values`` (a health counter by reason, kind...), labelled by its key."""
+        for key, value in values.items():
+            self.add(name, kind, help_text, _num(value), {label: str(key)})
+
     def histogram(self, name: str, help_text: str, histogram: Histogram, labels: Mapping[str, str]) -> None:
         cumulative, count, total = histogram.snapshot()
         for bound, running in zip((*histogram.bounds, math.inf), cumulative, strict=True):
@@ -329,14 +334,13 @@ def collect_health(health: Mapping[str, Any], out: Exposition) -> None:
     out.add(
         "edge_tokens_accepted_total", "counter", "Check-in tokens verified.", _num(tokens.get("accepted"))
     )
-    for reason, count in _dict(tokens.get("rejected")).items():
-        out.add(
-            "edge_tokens_rejected_total",
-            "counter",
-            "Check-in tokens refused, by reason.",
-            _num(count),
-            {"reason": str(reason)},
-        )
+    out.add_each(
+        "edge_tokens_rejected_total",
+        "counter",
+        "Check-in tokens refused, by reason.",
+        _dict(tokens.get("rejected")),
+        "reason",
+    )
     for display, shown in _dict(health.get("displays")).items():
         screen = _dict(shown)
         labels = {"display": str(display)}
@@ -512,14 +516,13 @@ def _collect_sync(sync: Mapping[str, Any], out: Exposition) -> None:
         "edge_sync_pull_resets_total", "counter", "Cursor resets (full resyncs).", _num(pull.get("resets"))
     )
     out.add("edge_sync_pull_cursor", "gauge", "The change cursor reached.", _num(pull.get("cursor")))
-    for reason, count in _dict(pull.get("rejected")).items():
-        out.add(
-            "edge_sync_pull_rejected_total",
-            "counter",
-            "Cloud changes skipped as malformed, by reason.",
-            _num(count),
-            {"reason": str(reason)},
-        )
+    out.add_each(
+        "edge_sync_pull_rejected_total",
+        "counter",
+        "Cloud changes skipped as malformed, by reason.",
+        _dict(pull.get("rejected")),
+        "reason",
+    )
     profiles = _dict(sync.get("profiles"))
     out.add(
         "edge_sync_profile_fetches_inflight",
@@ -572,31 +575,28 @@ def _collect_ble(ble: Mapping[str, Any], out: Exposition) -> None:
                 _num(scanner.get(event)),
                 {"event": event},
             )
-        for kind, count in _dict(scanner.get("errors")).items():
-            out.add(
-                "edge_ble_scanner_errors_total",
-                "counter",
-                "Scanner faults, by kind.",
-                _num(count),
-                {"kind": str(kind)},
-            )
+        out.add_each(
+            "edge_ble_scanner_errors_total",
+            "counter",
+            "Scanner faults, by kind.",
+            _dict(scanner.get("errors")),
+            "kind",
+        )
         out.add(*_SIGNAL, _num(scanner.get("last_advert_age_s")), {"signal": "ble_advert"})
-    for outcome, count in _dict(ble.get("adverts")).items():
-        out.add(
-            "edge_ble_adverts_total",
-            "counter",
-            "Adverts through ingest: identified, store_beacon, anonymous.",
-            _num(count),
-            {"outcome": str(outcome)},
-        )
-    for reason, count in _dict(ble.get("frames_rejected")).items():
-        out.add(
-            "edge_ble_frames_rejected_total",
-            "counter",
-            "Malformed BLE frames, by reason.",
-            _num(count),
-            {"reason": str(reason)},
-        )
+    out.add_each(
+        "edge_ble_adverts_total",
+        "counter",
+        "Adverts through ingest: identified, store_beacon, anonymous.",
+        _dict(ble.get("adverts")),
+        "outcome",
+    )
+    out.add_each(
+        "edge_ble_frames_rejected_total",
+        "counter",
+        "Malformed BLE frames, by reason.",
+        _dict(ble.get("frames_rejected")),
+        "reason",
+    )
     presence = _dict(ble.get("presence"))
     out.add(
         "edge_ble_tracked_shoppers",
@@ -652,14 +652,13 @@ def _collect_ble(ble: Mapping[str, Any], out: Exposition) -> None:
             None if battery is None else battery / 1000.0,
             labels,
         )
-    for event, count in _dict(ble.get("events")).items():
-        out.add(
-            "edge_ble_flow_events_total",
-            "counter",
-            "BLE presence changes into the flow (enter, leave, ...).",
-            _num(count),
-            {"event": str(event)},
-        )
+    out.add_each(
+        "edge_ble_flow_events_total",
+        "counter",
+        "BLE presence changes into the flow (enter, leave, ...).",
+        _dict(ble.get("events")),
+        "event",
+    )
 
 
 _CAMERA_FAULTS: Final = ("corrupt", "read_failures", "errors", "reopens")
