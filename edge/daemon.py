@@ -7,7 +7,6 @@ import json
 import logging
 import random
 import tomllib
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -15,9 +14,10 @@ from zoneinfo import ZoneInfo
 
 from edge import __version__
 from edge.act.displays import DisplayBoard
-from edge.clock import Clock, SystemClock, iso_utc
+from edge.clock import Clock, SystemClock
 from edge.config import GatewaySettings, read_mqtt_password, read_sync_token
 from edge.config.model import DecisionSettings
+from edge.control import health
 from edge.control.logs import set_level
 from edge.control.metrics import Metrics, MetricsServer
 from edge.control.remote import ApplyError, RemoteConfig
@@ -92,13 +92,13 @@ class Gateway:
         self.cameras: list[CameraFlow] = []
         self.scanner: BleScanner | None = None
         self.sync: SyncService | None = None
-        self._sync_health: dict[str, Any] | None = None
+        self.sync_health: dict[str, Any] | None = None
         self.control: RemoteConfig | None = None
         # Stage latencies survive rebuilds (a histogram is cumulative); the endpoint is per generation.
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._metrics_error: str | None = None
+        self.metrics_error: str | None = None
         # A rebuild asked for by apply(): the run loop builds the new settings and answers on the future.
         self._reload = asyncio.Event()
         self._reload_done: asyncio.Future[None] | None = None
@@ -320,7 +320,7 @@ class Gateway:
     async def _build(self, ledger: Ledger) -> GatewayFlow:
         settings = self.settings
         self.ble_flow, self.pos_flow, self.cameras = None, None, []
-        self.scanner, self.sync, self._sync_health = None, None, None
+        self.scanner, self.sync, self.sync_health = None, None, None
         keys = load_public_keys(settings.identity.public_key_files, settings.identity.public_key_env)
         verifier = TokenVerifier(
             keys,
@@ -471,18 +471,18 @@ class Gateway:
                 self.metrics_server = None
 
     async def _start_metrics(self) -> MetricsServer | None:
-        health = self.settings.health
-        if not health.metrics_port:
+        endpoint = self.settings.health
+        if not endpoint.metrics_port:
             return None
-        server = MetricsServer(self.metrics, self.health, health.metrics_host, health.metrics_port)
+        server = MetricsServer(self.metrics, self.health, endpoint.metrics_host, endpoint.metrics_port)
         try:
             await server.start()
         except OSError as exc:
             # A busy port must not keep the store from serving shoppers: the endpoint is off, loudly.
-            self._metrics_error = f"{health.metrics_host}:{health.metrics_port}: {exc.strerror or exc}"
-            log.error("metrics endpoint is off: %s", self._metrics_error)  # noqa: TRY400 - errno says it
+            self.metrics_error = f"{endpoint.metrics_host}:{endpoint.metrics_port}: {exc.strerror or exc}"
+            log.error("metrics endpoint is off: %s", self.metrics_error)  # noqa: TRY400 - errno says it
             return None
-        self._metrics_error = None
+        self.metrics_error = None
         return server
 
     async def _serve_parts(self, flow: GatewayFlow) -> Outcome:
@@ -549,7 +549,7 @@ class Gateway:
     async def _health_loop(self, flow: GatewayFlow) -> None:
         while True:
             if self.sync is not None:
-                self._sync_health = await self.sync.stats()
+                self.sync_health = await self.sync.stats()
             self._publish_health(flow)
             await asyncio.sleep(self.settings.health.interval_s)
 
@@ -570,113 +570,11 @@ class Gateway:
             log.info("ledger purge: %s", removed)
 
     def health(self) -> dict[str, Any]:
-        flow, link, ledger = self.flow, self.link, self.ledger
-        if flow is None or link is None or ledger is None:
-            msg = "health() before the gateway was built"
-            raise RuntimeError(msg)
-        now = self.clock.wall()
-        ledger_stats = ledger.stats()
-        last = flow.stats.last_checkin_wall
-        return {
-            "v": 1,
-            "ts": iso_utc(now),
-            "version": __version__,
-            "uptime_s": round(now - self.started_wall, 1),
-            "config_version": self.config_version,
-            "model_version": self.model_version,
-            "mqtt": {"state": link.state, "outbox": link.outbox_depth, **dict(link.counters)},
-            "ledger": {**ledger_stats, "corrupted_moved_to": str(ledger.corrupted_moved_to or "") or None},
-            "queues": {"mqtt_outbox": link.outbox_depth, "ledger": ledger_stats.get("queue_depth", 0)},
-            "drops": {"mqtt_outbox": link.counters["outbox_dropped"], "rejected": flow.rejects.as_dict()},
-            "checkins": flow.stats.checkins,
-            "decisions": flow.stats.decisions,
-            "exposures": flow.stats.exposures,
-            "pos": self.pos_flow.stats.as_dict() if self.pos_flow is not None else None,
-            "last_checkin_age_s": None if last is None else round(now - last, 1),
-            "last_signal_age_s": self._signal_ages(None if last is None else round(now - last, 1)),
-            "tokens": {
-                "accepted": flow.verifier.accepted,
-                "rejected": {str(k): v for k, v in flow.verifier.rejections.items()},
-            },
-            "displays": flow.board.snapshot(),
-            "sync_backlog": self._sync_backlog(),
-            "sync": self._sync_health,
-            "ble": self._ble_health(),
-            "cameras": {camera.settings.id: camera.stats() for camera in self.cameras} or None,
-            "control": self.control.stats() if self.control is not None else None,
-            "alerts": self._alerts(link, ledger),
-        }
+        return health.health_report(self)
 
     def problems(self) -> list[str]:
         """Health problems as 'component: detail'; empty when the broker is connected and all is well."""
-        link, ledger = self.link, self.ledger
-        if link is None or ledger is None or self.flow is None:
-            return ["gateway: not running"]
-        problems = [] if link.state == "connected" else [f"mqtt: {link.state}"]
-        problems += self._alerts(link, ledger)
-        for camera in self.cameras:
-            state = camera.capture.stats().state
-            if state == "reconnecting":
-                problems.append(f"camera {camera.settings.id}: {state}")
-        if self.scanner is not None and self.scanner.stats().state not in ("scanning", "starting"):
-            problems.append(f"ble scanner: {self.scanner.stats().state}")
-        return problems
-
-    def _signal_ages(self, checkin: float | None) -> dict[str, float | None]:
-        """Seconds since the last signal of each source this gateway has (None: none yet)."""
-        ages: dict[str, float | None] = {"checkin": checkin}
-        if self.scanner is not None:
-            ages["ble_advert"] = self.scanner.stats().last_advert_age_s
-        for camera in self.cameras:
-            ages[f"camera:{camera.settings.id}"] = camera.capture.stats().last_frame_age_s
-        return {name: None if age is None else round(age, 2) for name, age in ages.items()}
-
-    def _sync_backlog(self) -> int | None:
-        if self._sync_health is None:
-            return None
-        return int(self._sync_health["outbox"].get("events", 0))
-
-    def _ble_health(self) -> dict[str, Any] | None:
-        ble_flow = self.ble_flow
-        if ble_flow is None:
-            return None
-        ingest = ble_flow.ingest
-        return {
-            "scanner": asdict(self.scanner.stats()) if self.scanner is not None else None,
-            "adverts": dict(ingest.counters),
-            "frames_rejected": dict(ingest.frame_counter),
-            "presence": ingest.presence.stats(),
-            "eid": ingest.resolver.stats(),
-            "beacons": ingest.beacons.health(),
-            "missing_beacons": ingest.beacons.missing(),
-            "events": dict(ble_flow.counters),
-        }
-
-    def _alerts(self, link: MqttLink, ledger: Ledger) -> list[str]:
-        """Conditions an operator must look at; empty when all is well."""
-        alerts = []
-        if ledger.corrupted_moved_to is not None:
-            alerts.append(f"ledger_corrupt: the database was moved aside to {ledger.corrupted_moved_to}")
-        if ledger.stats().get("disk_full"):
-            alerts.append(
-                "ledger_disk_full: writes fail for want of space; check-ins wait until space is freed"
-            )
-        if self.ble_flow is not None and self.ble_flow.ingest.beacons.missing():
-            alerts.append(f"beacons_missing: {', '.join(self.ble_flow.ingest.beacons.missing())}")
-        outbox = (self._sync_health or {}).get("outbox", {})
-        if outbox.get("dropped_total") or outbox.get("dropped"):
-            alerts.append(
-                f"sync_outbox_dropped: telemetry dropped at the disk bound ({outbox.get('dropped')})"
-            )
-        if outbox.get("over_bound"):
-            alerts.append("sync_outbox_over_bound: privacy and conversion events exceed the outbox bound")
-        if link.counters["outbox_dropped"]:
-            alerts.append(f"mqtt_outbox_dropped: {link.counters['outbox_dropped']} messages")
-        if self.control is not None:
-            alerts += [f"{flag}: see control in gateway/health" for flag in sorted(self.control.flags)]
-        if self._metrics_error is not None:
-            alerts.append(f"metrics_off: {self._metrics_error}")
-        return alerts
+        return health.problems(self)
 
     def _publish_health(self, flow: GatewayFlow) -> None:
         payload = json.dumps(self.health(), separators=(",", ":"), default=str).encode()

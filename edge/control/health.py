@@ -1,0 +1,127 @@
+"""What the gateway reports about itself: the ``gateway/health`` document, its alerts, and the problems a
+configuration push is judged by (docs/mqtt.md, docs/remote-config.md). Read-only over the running parts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from edge import __version__
+from edge.clock import iso_utc
+
+if TYPE_CHECKING:
+    from edge.daemon import Gateway
+    from edge.ledger import Ledger
+    from edge.transport.mqtt import MqttLink
+
+
+def health_report(gateway: Gateway) -> dict[str, Any]:
+    """The retained ``gateway/health`` document (docs/mqtt.md)."""
+    flow, link, ledger = gateway.flow, gateway.link, gateway.ledger
+    if flow is None or link is None or ledger is None:
+        msg = "health() before the gateway was built"
+        raise RuntimeError(msg)
+    now = gateway.clock.wall()
+    ledger_stats = ledger.stats()
+    last = flow.stats.last_checkin_wall
+    return {
+        "v": 1,
+        "ts": iso_utc(now),
+        "version": __version__,
+        "uptime_s": round(now - gateway.started_wall, 1),
+        "config_version": gateway.config_version,
+        "model_version": gateway.model_version,
+        "mqtt": {"state": link.state, "outbox": link.outbox_depth, **dict(link.counters)},
+        "ledger": {**ledger_stats, "corrupted_moved_to": str(ledger.corrupted_moved_to or "") or None},
+        "queues": {"mqtt_outbox": link.outbox_depth, "ledger": ledger_stats.get("queue_depth", 0)},
+        "drops": {"mqtt_outbox": link.counters["outbox_dropped"], "rejected": flow.rejects.as_dict()},
+        "checkins": flow.stats.checkins,
+        "decisions": flow.stats.decisions,
+        "exposures": flow.stats.exposures,
+        "pos": gateway.pos_flow.stats.as_dict() if gateway.pos_flow is not None else None,
+        "last_checkin_age_s": None if last is None else round(now - last, 1),
+        "last_signal_age_s": _signal_ages(gateway, None if last is None else round(now - last, 1)),
+        "tokens": {
+            "accepted": flow.verifier.accepted,
+            "rejected": {str(k): v for k, v in flow.verifier.rejections.items()},
+        },
+        "displays": flow.board.snapshot(),
+        "sync_backlog": _sync_backlog(gateway),
+        "sync": gateway.sync_health,
+        "ble": _ble_health(gateway),
+        "cameras": {camera.settings.id: camera.stats() for camera in gateway.cameras} or None,
+        "control": gateway.control.stats() if gateway.control is not None else None,
+        "alerts": alerts(gateway, link, ledger),
+    }
+
+
+def problems(gateway: Gateway) -> list[str]:
+    """Health problems as 'component: detail'; empty when the broker is connected and all is well."""
+    link, ledger = gateway.link, gateway.ledger
+    if link is None or ledger is None or gateway.flow is None:
+        return ["gateway: not running"]
+    problems = [] if link.state == "connected" else [f"mqtt: {link.state}"]
+    problems += alerts(gateway, link, ledger)
+    for camera in gateway.cameras:
+        state = camera.capture.stats().state
+        if state == "reconnecting":
+            problems.append(f"camera {camera.settings.id}: {state}")
+    if gateway.scanner is not None and gateway.scanner.stats().state not in ("scanning", "starting"):
+        problems.append(f"ble scanner: {gateway.scanner.stats().state}")
+    return problems
+
+
+def _signal_ages(gateway: Gateway, checkin: float | None) -> dict[str, float | None]:
+    """Seconds since the last signal of each source this gateway has (None: none yet)."""
+    ages: dict[str, float | None] = {"checkin": checkin}
+    if gateway.scanner is not None:
+        ages["ble_advert"] = gateway.scanner.stats().last_advert_age_s
+    for camera in gateway.cameras:
+        ages[f"camera:{camera.settings.id}"] = camera.capture.stats().last_frame_age_s
+    return {name: None if age is None else round(age, 2) for name, age in ages.items()}
+
+
+def _sync_backlog(gateway: Gateway) -> int | None:
+    if gateway.sync_health is None:
+        return None
+    return int(gateway.sync_health["outbox"].get("events", 0))
+
+
+def _ble_health(gateway: Gateway) -> dict[str, Any] | None:
+    ble_flow = gateway.ble_flow
+    if ble_flow is None:
+        return None
+    ingest = ble_flow.ingest
+    return {
+        "scanner": asdict(gateway.scanner.stats()) if gateway.scanner is not None else None,
+        "adverts": dict(ingest.counters),
+        "frames_rejected": dict(ingest.frame_counter),
+        "presence": ingest.presence.stats(),
+        "eid": ingest.resolver.stats(),
+        "beacons": ingest.beacons.health(),
+        "missing_beacons": ingest.beacons.missing(),
+        "events": dict(ble_flow.counters),
+    }
+
+
+def alerts(gateway: Gateway, link: MqttLink, ledger: Ledger) -> list[str]:
+    """Conditions an operator must look at; empty when all is well."""
+    alerts = []
+    if ledger.corrupted_moved_to is not None:
+        alerts.append(f"ledger_corrupt: the database was moved aside to {ledger.corrupted_moved_to}")
+    if ledger.stats().get("disk_full"):
+        alerts.append("ledger_disk_full: writes fail for want of space; check-ins wait until space is freed")
+    if gateway.ble_flow is not None and gateway.ble_flow.ingest.beacons.missing():
+        alerts.append(f"beacons_missing: {', '.join(gateway.ble_flow.ingest.beacons.missing())}")
+    outbox = (gateway.sync_health or {}).get("outbox", {})
+    if outbox.get("dropped_total") or outbox.get("dropped"):
+        alerts.append(f"sync_outbox_dropped: telemetry dropped at the disk bound ({outbox.get('dropped')})")
+    if outbox.get("over_bound"):
+        alerts.append("sync_outbox_over_bound: privacy and conversion events exceed the outbox bound")
+    if link.counters["outbox_dropped"]:
+        alerts.append(f"mqtt_outbox_dropped: {link.counters['outbox_dropped']} messages")
+    if gateway.control is not None:
+        alerts += [f"{flag}: see control in gateway/health" for flag in sorted(gateway.control.flags)]
+    if gateway.metrics_error is not None:
+        alerts.append(f"metrics_off: {gateway.metrics_error}")
+    return alerts
