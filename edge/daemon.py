@@ -30,7 +30,7 @@ from edge.flow_ble import BleFlow
 from edge.flow_pos import PosFlow
 from edge.identity import ConsentStore, ProfileCache, ReplayGuard, TokenVerifier, load_public_keys
 from edge.identity.eid import EidResolver, load_eid_keys
-from edge.ledger import Ledger
+from edge.ledger import WRITE_ERRORS, Ledger
 from edge.presence.beacons import BeaconRegistry
 from edge.presence.ble import BlePresence
 from edge.presence.ingest import BleIngest
@@ -566,7 +566,12 @@ class Gateway:
         assert self.ledger is not None
         while True:
             await asyncio.sleep(PURGE_EVERY_S)
-            removed = await self.ledger.purge(self.clock.wall())
+            try:
+                removed = await self.ledger.purge(self.clock.wall())
+            except WRITE_ERRORS:
+                # A full disk (flagged in health) must not take the gateway down; the next purge tries again.
+                log.exception("ledger purge failed; trying again in %.0f s", PURGE_EVERY_S)
+                continue
             log.info("ledger purge: %s", removed)
 
     def health(self) -> dict[str, Any]:

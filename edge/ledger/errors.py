@@ -1,4 +1,5 @@
-"""The one exception type the ledger raises to its callers."""
+"""The ledger's exceptions: ``LedgerError`` for what the ledger itself refuses, and ``WRITE_ERRORS``, everything
+a write can fail with (a write op's own SQLite error, a full disk, an I/O error are forwarded as they are)."""
 
 from __future__ import annotations
 
