@@ -160,7 +160,7 @@ def _gateway_config(workdir: Path, port: int) -> Path:
     config.write_text(
         f'[store]\nid = "bench"\n\n[mqtt]\nport = {port}\n\n[identity]\npublic_key_files = ["pub.pem"]\n\n'
         f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n\n'
-        f'[ledger]\npath = "ledger.sqlite"\n\n[health]\ninterval_s = 60\n\n[logging]\nlevel = "WARNING"\n\n{zones}'
+        f'[ledger]\npath = "ledger.sqlite"\n\n[control]\nstate_dir = "state"\n\n[health]\ninterval_s = 60\n\n[logging]\nlevel = "WARNING"\n\n{zones}'
     )
     return config
 

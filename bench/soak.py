@@ -178,7 +178,8 @@ def make_store(workdir: Path, port: int, rng: random.Random, health_interval_s: 
         '[identity]\npublic_key_files = ["token-public.pem"]\nconsents_file = "shoppers.json"\n\n'
         f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\n'
         f'offers_file = "{REPO / "config/offers.example.toml"}"\n\n'
-        f'[ledger]\npath = "ledger.sqlite"\n\n[health]\ninterval_s = {health_interval_s}\n\n'
+        f'[ledger]\npath = "ledger.sqlite"\n\n[control]\nstate_dir = "state"\n\n'
+        f"[health]\ninterval_s = {health_interval_s}\n\n"
         '[logging]\nlevel = "WARNING"\n\n'
         f"[ble.espresense]\nenabled = true\nrooms = {{ {rooms} }}\n\n" + beacon_tables + zones
     )

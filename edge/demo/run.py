@@ -113,6 +113,7 @@ def demo_settings(
             for zone in ZONES
         ],
         "ledger": {"path": str(workdir / "ledger.sqlite")},
+        "control": {"state_dir": str(workdir / "state")},  # the demo's model store, in its own folder
         "sync": sync,
         "health": {"interval_s": 5},
     }

@@ -31,16 +31,11 @@ class ControlKit:
 
 
 def make_control_store(workdir: Path, port: int, *, deadline_s: float = 0.3) -> ControlKit:
-    store = make_store(workdir, port)
     private_pem, public_pem = generate_keypair()
+    workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config-public.pem").write_bytes(public_pem)
-    with store.config_path.open("a") as config:
-        config.write(
-            "\n[control]\nenabled = true\n"
-            'public_key_files = ["config-public.pem"]\n'
-            'state_dir = "state"\n'
-            f"health_deadline_s = {deadline_s}\n"
-        )
+    control = f'enabled = true\npublic_key_files = ["config-public.pem"]\nhealth_deadline_s = {deadline_s}\n'
+    store = make_store(workdir, port, control=control)
     return ControlKit(store, private_pem, workdir / "state")
 
 

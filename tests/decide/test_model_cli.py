@@ -18,10 +18,8 @@ NEW = "2026.12.1"
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    """The test store's configuration with ``[control] state_dir`` relative to it."""
-    path = make_store(tmp_path / "store", port=1883).config_path  # the tool never connects to a broker
-    path.write_text(path.read_text() + '\n[control]\nstate_dir = "state"\n')
-    return path
+    """The test store's configuration (its ``[control] state_dir`` is "state", next to it)."""
+    return make_store(tmp_path / "store", port=1883).config_path  # the tool never connects to a broker
 
 
 @pytest.fixture

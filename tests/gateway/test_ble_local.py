@@ -45,7 +45,7 @@ def _config(workdir: Path, port: int) -> Path:
         f'[store]\nid = "{STORE}"\n[mqtt]\nport = {port}\n'
         '[identity]\npublic_key_files = ["token.pem"]\nconsents_file = "shoppers.json"\n'
         f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n'
-        '[ledger]\npath = "ledger.sqlite"\n[health]\ninterval_s = 0.5\n'
+        '[ledger]\npath = "ledger.sqlite"\n[control]\nstate_dir = "state"\n[health]\ninterval_s = 0.5\nmetrics_port = 0\n'
         '[ble]\nenabled = true\nzone = "cafe"\neid_keys_file = "eid.json"\n'
         "[ble.scanner]\nbackoff_initial_s = 0.02\nwatchdog_interval_s = 0.05\n"
         f'[[ble.beacons]]\nname = "cafe-ceiling"\nkind = "ibeacon"\nzone = "cafe"\nuuid = "{UUID}"\nmajor = 1\nminor = 2\n'

@@ -76,7 +76,7 @@ def _config(workdir: Path, port: int) -> Path:
         '[identity]\npublic_key_files = ["token.pem"]\nconsents_file = "shoppers.json"\n'
         f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n'
         "[decisions.policy]\nepsilon = 0.0\nholdout_percent = 0\n"
-        '[ledger]\npath = "ledger.sqlite"\n[health]\ninterval_s = 1\n'
+        '[ledger]\npath = "ledger.sqlite"\n[control]\nstate_dir = "state"\n[health]\ninterval_s = 1\nmetrics_port = 0\n'
         '[ble]\neid_keys_file = "eid-keys.json"\n'
         "[ble.presence]\nleave_after_s = 20\n"
         '[ble.espresense]\nenabled = true\nrooms = { "room-a" = "cafe", "room-b" = "entrance" }\n'

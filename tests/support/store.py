@@ -101,6 +101,7 @@ def make_store(
     keepalive_s: int = 5,
     sync: str = "",
     seed: bool = True,
+    control: str = "",
 ) -> StoreKit:
     workdir.mkdir(parents=True, exist_ok=True)
     private_pem, public_pem = generate_keypair()
@@ -121,6 +122,8 @@ def make_store(
         + f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n\n'
         + "[decisions.policy]\nepsilon = 0.0\nholdout_percent = 0\n\n"
         + '[ledger]\npath = "ledger.sqlite"\n\n[health]\ninterval_s = 1\nmetrics_port = 0\n\n'
+        # The store's own state dir (models, config snapshots), never the machine's /var/lib/edge-gateway.
+        + f'[control]\nstate_dir = "state"\n{control}\n'
         + '[[zones]]\nid = "cafe"\n\n[[zones]]\nid = "entrance"\n\n'
         + displays
     )
