@@ -30,6 +30,7 @@ from edge.flow_ble import BleFlow
 from edge.flow_pos import PosFlow
 from edge.identity import ConsentStore, ProfileCache, ReplayGuard, TokenVerifier, load_public_keys
 from edge.identity.eid import EidResolver, load_eid_keys
+from edge.identity.wallclock import WallClockWatch
 from edge.ledger import WRITE_ERRORS, Ledger
 from edge.presence.beacons import BeaconRegistry
 from edge.presence.ble import BlePresence
@@ -99,6 +100,8 @@ class Gateway:
         self.metrics_server: MetricsServer | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.metrics_error: str | None = None
+        # The wall clock's high-water mark (durable in the ledger); set by the first build.
+        self.wall_watch: WallClockWatch | None = None
         # A rebuild asked for by apply(): the run loop builds the new settings and answers on the future.
         self._reload = asyncio.Event()
         self._reload_done: asyncio.Future[None] | None = None
@@ -329,8 +332,21 @@ class Gateway:
             leeway_s=settings.identity.leeway_s,
             max_lifetime_s=settings.identity.max_token_lifetime_s,
         )
-        replay = ReplayGuard()
+        marks = await ledger.clock_marks()
+        replay = ReplayGuard(floor_wall=marks.jti_forgotten_through_wall)
         replay.load(await ledger.active_jtis(self.clock.wall()))
+        if self.wall_watch is None:
+            self.wall_watch = WallClockWatch(
+                self.clock, high_water_wall=marks.high_water_wall, tolerance_s=settings.identity.leeway_s
+            )
+        watch = self.wall_watch
+        watch.raise_to(marks.high_water_wall)
+        if watch.is_behind():
+            log.error(
+                "the wall clock is %.0f s behind the latest time this gateway has seen; tokens that may have "
+                "been used already are refused until it catches up (clock_behind)",
+                watch.behind_s(),
+            )
         consents = ConsentStore(ledger, self.clock)
         await consents.load()
         profiles = ProfileCache()
@@ -373,6 +389,7 @@ class Gateway:
             decide=flow.decide,
             is_present=lambda shopper, zone: presence.zone_of(shopper) == zone,
             clock=self.clock,
+            version_floor_wall=lambda: watch.high_water_wall,
         )
         flow.attach_board(board)
         flow.metrics = self.metrics
@@ -547,7 +564,13 @@ class Gateway:
                 await self.ble_flow.tick()
 
     async def _health_loop(self, flow: GatewayFlow) -> None:
+        assert self.ledger is not None
         while True:
+            if self.wall_watch is not None:
+                try:
+                    await self.ledger.mark_wall(self.wall_watch.observe())
+                except WRITE_ERRORS:
+                    log.warning("could not store the wall clock's mark; trying again with the next health")
             if self.sync is not None:
                 self.sync_health = await self.sync.stats()
             self._publish_health(flow)
@@ -568,6 +591,9 @@ class Gateway:
             await asyncio.sleep(PURGE_EVERY_S)
             try:
                 removed = await self.ledger.purge(self.clock.wall())
+                if self.flow is not None:
+                    marks = await self.ledger.clock_marks()
+                    self.flow.replay.raise_floor(marks.jti_forgotten_through_wall)
             except WRITE_ERRORS:
                 # A full disk (flagged in health) must not take the gateway down; the next purge tries again.
                 log.exception("ledger purge failed; trying again in %.0f s", PURGE_EVERY_S)

@@ -21,7 +21,7 @@ from edge.clock import Clock, iso_utc
 from edge.decide import DecisionEngine, FallbackSource
 from edge.decide.catalog import Catalog
 from edge.events import CheckinReceived, Decision, DecisionContext, PresenceChanged, Purpose
-from edge.identity import ConsentStore, ProfileCache, Rejection, ReplayGuard, TokenVerifier, fingerprint
+from edge.identity import Claim, ConsentStore, ProfileCache, Rejection, ReplayGuard, TokenVerifier
 from edge.ledger import WRITE_ERRORS, Ledger
 from edge.presence.zones import ZonePresence
 from edge.sources.payloads import (
@@ -49,6 +49,10 @@ class FlowStats:
     decisions: int = 0
     exposures: int = 0
     acks_failed: int = 0
+    # Presence-driven and pending decisions the ledger could not record (not shown; pending ones retried).
+    unrecorded: int = 0
+    # Check-ins the broker delivered again (MQTT DUP) whose first delivery was already committed.
+    redelivered: int = 0
     last_checkin_wall: float | None = None
     decisions_by_kind: Counter[str] = field(default_factory=Counter)
 
@@ -113,6 +117,8 @@ class GatewayFlow:
         # The model and its counters are confined to one thread: no locks, and the event loop never waits on it.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide")
         self._board: DisplayBoard | None = None
+        # jti -> outcome of a check-in whose claim is committing (True: committed).
+        self._committing: dict[str, asyncio.Future[bool]] = {}
         # Other presence sources (BLE) whose shoppers count in zone totals.
         self.presence_sources: list[PresenceSource] = []
         self.audience_sources: list[AudienceSource] = []
@@ -168,18 +174,34 @@ class GatewayFlow:
             self.rejects.reject("checkin", parsed.reason, message.topic)
             return
         accepted = await self.checkin(
-            parsed.token, parsed.zone, parsed.source, message.received_mono, message.topic
+            parsed.token,
+            parsed.zone,
+            parsed.source,
+            message.received_mono,
+            message.topic,
+            redelivered=message.redelivered,
         )
         metrics = self.metrics
         if accepted and metrics is not None:
             # Received (before waiting for a handler slot) -> jti claim and decisions durable.
             metrics.checkin.observe(self.clock.monotonic() - message.received_mono)
 
-    async def checkin(self, token: str, zone: str, source: str, received_mono: float, origin: str) -> bool:
+    async def checkin(
+        self,
+        token: str,
+        zone: str,
+        source: str,
+        received_mono: float,
+        origin: str,
+        *,
+        redelivered: bool = False,
+    ) -> bool:
         """One check-in from any source (app/kiosk over MQTT, a QR code seen by a camera): verify, replay,
-        consent, presence, decide, record. True if accepted; every refusal is counted under ``origin``.
+        consent, presence, decide, record, show. True if accepted; every refusal is counted under ``origin``.
 
-        Returns only once the jti claim and the decisions are durable; raises RetryLater if the ledger fails.
+        Returns only once the jti claim and the decisions are durable (one transaction, committed before
+        any manifest is published); raises RetryLater if the ledger fails. ``redelivered``: the broker's
+        second delivery of a message (MQTT DUP), counted apart from replays.
         """
         if not self.presence.knows_zone(zone):
             self.rejects.reject("checkin", "unknown_zone", origin)
@@ -196,35 +218,70 @@ class GatewayFlow:
             self.rejects.reject("checkin", "no_consent", origin)
             return False
         now = self.clock.wall()
-        if not self.replay.claim(verified.jti, verified.exp_wall, now):
-            self.rejects.reject("checkin", "replayed", origin)
-            return False
-        # The durable claim commits while the screen is served; the message is acked only after both.
-        claim = asyncio.ensure_future(self.ledger.claim_jti(verified.jti, verified.exp_wall))
-        record: asyncio.Future[None] | None = None
+        claim = self.replay.claim(verified.jti, verified.replay_until, now)
+        if claim is not Claim.NEW:
+            return await self._not_new(claim, verified.jti, redelivered, origin)
+        # Claimed in memory until its durable commit settles; a redelivery meanwhile waits for the outcome.
+        settled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._committing[verified.jti] = settled
         try:
             event = CheckinReceived(verified.sub, zone, source, verified.jti, now, received_mono)
             self.stats.checkins += 1
             self.stats.last_checkin_wall = now
             self._presence_changed(self.presence.checkin(event))
-            decisions = await self.board.request(event.zone, event.shopper_id)
-            # Queued now, not after the claim: the screen may ack within milliseconds, and its exposure must
-            # find the decision already written (the writer commits in queue order).
-            record = asyncio.ensure_future(self._record(decisions))
-        finally:
+
+            fresh = True
+
+            async def commit(decisions: list[Decision]) -> bool:
+                # The jti claim and the decisions commit in one transaction, before any manifest is sent:
+                # a crash leaves the check-in either done or undone (then redelivered and redone).
+                nonlocal fresh
+                fresh = await self.ledger.record_checkin(
+                    verified.jti, verified.replay_until, [(d, self._keep_shopper(d)) for d in decisions]
+                )
+                return fresh
+
             try:
-                fresh = await claim
+                await self.board.request(event.zone, event.shopper_id, commit)
             except WRITE_ERRORS as exc:
                 self.replay.release(verified.jti)
-                if record is not None:
-                    await asyncio.gather(record, return_exceptions=True)
+                settled.set_result(False)
                 raise RetryLater(str(exc)) from exc
-        if not fresh:
-            # Only if memory and disk disagree (a clock jump); the disk is the authority, and it is counted.
-            log.warning("token %s was already claimed on disk", fingerprint(token))
+            except BaseException:
+                self.replay.release(verified.jti)
+                settled.set_result(False)
+                raise
+            settled.set_result(True)
+        finally:
+            del self._committing[verified.jti]
+        if fresh:
+            return True
+        # Memory and disk disagree (memory lost it: a clock jump); the disk is the authority.
+        if redelivered:
+            self.stats.redelivered += 1
+        else:
             self.rejects.reject("checkin", "replayed_on_disk", origin)
-        await record
-        return True
+        return False
+
+    async def _not_new(self, claim: Claim, jti: str, redelivered: bool, origin: str) -> bool:
+        """A check-in whose jti is claimed already (or may have been, before the clock stepped back)."""
+        if claim is Claim.CLOCK_BEHIND:
+            self.rejects.reject("checkin", "clock_behind", origin)
+            return False
+        if not redelivered:
+            self.rejects.reject("checkin", "replayed", origin)
+            return False
+        # The broker sent this message again (its DUP flag: a publisher cannot set it for us), because we
+        # did not ack it before a crash or a lost connection. Not an attack: if its first delivery was
+        # committed, it is done; if that commit is still running, its outcome decides.
+        pending = self._committing.get(jti)
+        if pending is not None and not await asyncio.shield(pending):
+            raise RetryLater("the first delivery of this check-in failed to commit")
+        self.stats.redelivered += 1
+        return False
+
+    def _keep_shopper(self, decision: Decision) -> bool:
+        return decision.shopper_id is not None and self.consents.has(decision.shopper_id, Purpose.MEASUREMENT)
 
     # ----- display acks and availability -----
     def _known_display(self, message: Inbound, kind: str) -> str | None:
@@ -287,7 +344,10 @@ class GatewayFlow:
     async def tick(self) -> None:
         self.replay.prune(self.clock.wall())
         self._presence_changed(self.presence.expire())
-        await self._record(await self.board.tick())
+        try:
+            await self.board.tick(self._record)
+        except RetryLater as exc:
+            self._unrecorded(exc)
 
     # ----- decisions -----
     async def decide(self, display_id: str, zone: str, shopper_id: str | None) -> Decision:
@@ -327,26 +387,30 @@ class GatewayFlow:
             listener(decision)
         return decision
 
-    async def _record(self, decisions: list[Decision]) -> None:
-        if not decisions:
-            return
-        writes = [
-            self.ledger.record_decision(
-                decision,
-                keep_shopper=decision.shopper_id is not None
-                and self.consents.has(decision.shopper_id, Purpose.MEASUREMENT),
-            )
-            for decision in decisions
-        ]
-        try:
-            await asyncio.gather(*writes)
-        except WRITE_ERRORS as exc:
-            raise RetryLater(str(exc)) from exc
+    async def _record(self, decisions: list[Decision]) -> bool:
+        """The board's commit for decisions that are not a check-in's: durable before they are shown."""
+        if decisions:
+            try:
+                await self.ledger.record_decisions([(d, self._keep_shopper(d)) for d in decisions])
+            except WRITE_ERRORS as exc:
+                raise RetryLater(str(exc)) from exc
+        return True
 
     # ----- presence -----
     async def serve(self, zone: str, shopper_id: str) -> None:
-        """A shopper (from any source) asks for service in ``zone``: decide, show, record."""
-        await self._record(await self.board.request(zone, shopper_id))
+        """A shopper (from any source) asks for service in ``zone``: decide, record, show.
+
+        If the decisions cannot be recorded (the ledger fails) the screens stay as they are: counted and
+        logged, never raised into the timer or the BLE loop that asked.
+        """
+        try:
+            await self.board.request(zone, shopper_id, self._record)
+        except RetryLater as exc:
+            self._unrecorded(exc)
+
+    def _unrecorded(self, exc: RetryLater) -> None:
+        self.stats.unrecorded += 1
+        log.warning("decisions not recorded, screens left as they are: %s", exc)
 
     def presence_changed(self, changes: list[PresenceChanged]) -> None:
         """Publish counts of the zones ``changes`` touch and release screens of shoppers who left."""

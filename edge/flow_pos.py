@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from edge.events import Purpose
 from edge.flow import GatewayFlow
-from edge.identity import Rejection
+from edge.identity import Claim, Rejection
 from edge.ledger import WRITE_ERRORS
 from edge.ledger.outbox import event_id_for
 from edge.sources.payloads import Rejected, TransactionMessage, is_id, parse_transaction
@@ -35,12 +35,15 @@ class PosStats:
 
     transactions: int = 0
     identified: int = 0
+    # Sales the broker delivered again (MQTT DUP) after their token was claimed: the first delivery stands.
+    redelivered: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
             "transactions": self.transactions,
             "identified": self.identified,
             "anonymous": self.transactions - self.identified,
+            "redelivered": self.redelivered,
         }
 
 
@@ -77,7 +80,7 @@ class PosFlow:
             flow.rejects.reject(KIND, sale.reason, message.topic)
             return
         now = flow.clock.wall()
-        shopper_id, jti = await self._shopper(sale, message.topic, now)
+        shopper_id, jti = await self._shopper(sale, message.topic, now, redelivered=message.redelivered)
         outbox = flow.ledger.outbox
         try:
             if outbox.max_bytes is not None:  # None: no cloud sync configured, nothing to queue for it
@@ -104,7 +107,7 @@ class PosFlow:
             flow.rejects.reject(KIND, "replayed_on_disk", message.topic)
 
     async def _shopper(
-        self, sale: TransactionMessage, topic: str, now: float
+        self, sale: TransactionMessage, topic: str, now: float, *, redelivered: bool
     ) -> tuple[str | None, tuple[str, float] | None]:
         """The shopper id the event may carry, and the (jti, exp) claimed in memory for it, if any."""
         flow = self.flow
@@ -120,10 +123,16 @@ class PosFlow:
             await flow.ensure_profile(verified.sub)
         # Tokens are single-use (docs/identity.md): a replayed one identifies nobody. A redelivered message
         # lands here too, harmlessly: its event id is the first delivery's, so the first one stands.
-        if not flow.replay.claim(verified.jti, verified.exp_wall, now):
-            flow.rejects.reject(KIND, "replayed_token", topic)
+        claim = flow.replay.claim(verified.jti, verified.replay_until, now)
+        if claim is not Claim.NEW:
+            if claim is Claim.SEEN and redelivered:
+                self.stats.redelivered += 1  # the broker's second delivery (MQTT DUP): not an attack
+            else:
+                flow.rejects.reject(
+                    KIND, "clock_behind" if claim is Claim.CLOCK_BEHIND else "replayed_token", topic
+                )
             return None, None
-        jti = (verified.jti, verified.exp_wall)
+        jti = (verified.jti, verified.replay_until)
         if not flow.consents.has(verified.sub, Purpose.MEASUREMENT):
             return None, jti
         return verified.sub, jti

@@ -5,10 +5,15 @@ stays at least ``min_display_s``; a request arriving earlier waits in the screen
 (a newer request replaces it, counted as superseded) and is decided when the time is up, if the shopper
 is still in the zone. Personal content expires to the fallback after ``content_ttl_s`` or soon after
 the shopper leaves.
+
+A manifest that carries a decision is published only after ``commit`` made that decision durable
+(docs/displays.md "Durable before shown"): a screen can ack anything it was sent, and the ack must find
+its decision in the ledger, even after a power cut.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter, OrderedDict
@@ -27,6 +32,9 @@ log = logging.getLogger(__name__)
 ACKABLE_PER_DISPLAY: Final = 64
 
 DecideFn = Callable[[str, str, str | None], Awaitable[Decision]]
+# Makes the decisions durable (with whatever else must commit with them, such as a check-in's jti claim);
+# False: they must not be shown (the claim was refused). Raising leaves the screens as they were.
+CommitFn = Callable[[list[Decision]], Awaitable[bool]]
 PublishFn = Callable[[str, bytes, bool], None]
 PresentFn = Callable[[str, str], bool]
 
@@ -43,6 +51,9 @@ class _Screen:
     pending: str | None = None
     release_asked: bool = False
     online: bool = True
+    # The shopper whose decision is being made and committed for this screen; the screen takes no other
+    # request meanwhile (it goes to ``pending``), so two concurrent check-ins never race for one screen.
+    reserved_for: str | None = None
     ackable: OrderedDict[str, tuple[int, Decision]] = field(default_factory=OrderedDict)
 
 
@@ -58,12 +69,16 @@ class DisplayBoard:
         decide: DecideFn,
         is_present: PresentFn,
         clock: Clock,
+        version_floor_wall: Callable[[], float] | None = None,
     ) -> None:
         self._topics = topics
         self._publish = publish
         self._decide = decide
         self._is_present = is_present
         self._clock = clock
+        # The highest wall time the gateway has seen: versions stay above what screens hold even when the
+        # clock restarts behind it (a Pi without a real-time clock), or players would ignore new content.
+        self._version_floor_wall = version_floor_wall or clock.wall
         self._screens = {display.id: _Screen(display) for display in displays}
         self.counters: Counter[str] = Counter()
 
@@ -116,26 +131,71 @@ class DisplayBoard:
             old = previous._screens.get(display_id)
             if old is None or old.settings.zone != screen.settings.zone:
                 continue
-            self._screens[display_id] = replace(old, settings=screen.settings)
+            self._screens[display_id] = replace(old, settings=screen.settings, reserved_for=None)
             kept.append(display_id)
         return frozenset(kept)
 
     def display_ids(self) -> frozenset[str]:
         return frozenset(self._screens)
 
-    async def request(self, zone: str, shopper_id: str) -> list[Decision]:
-        """A shopper asks for service in ``zone``; returns the decisions made now."""
-        made = []
+    async def request(self, zone: str, shopper_id: str, commit: CommitFn) -> list[Decision]:
+        """A shopper asks for service in ``zone``: decide for every free screen, ``commit``, then show.
+
+        ``commit`` runs even when no screen is free (a check-in's claim commits on its own then). Returns
+        the decisions shown; none if ``commit`` refused them.
+        """
+        reserved = []
         for screen in self._in_zone(zone):
             if not screen.online:
                 self.counters["skipped_offline"] += 1
                 continue
             if self._can_replace(screen):
-                made.append(await self._serve(screen, shopper_id))
+                screen.reserved_for = shopper_id
+                reserved.append(screen)
             else:
                 if screen.pending is not None and screen.pending != shopper_id:
                     self.counters["superseded"] += 1
                 screen.pending = shopper_id
+        return await self._serve(reserved, shopper_id, commit)
+
+    async def tick(self, commit: CommitFn) -> list[Decision]:
+        """Timer work: serve pending requests (decided, committed, then shown), release screens of shoppers
+        who left, expire content. Returns the decisions shown."""
+        now = self._clock.monotonic()
+        served: list[tuple[_Screen, str]] = []
+        for screen in self._screens.values():
+            if screen.pending is not None and self._can_replace(screen):
+                shopper, screen.pending = screen.pending, None
+                if self._is_present(shopper, screen.settings.zone) and screen.online:
+                    screen.reserved_for = shopper
+                    served.append((screen, shopper))
+                    continue
+            if screen.decision is None or screen.reserved_for is not None:
+                continue
+            elapsed = now - screen.shown_mono
+            if screen.release_asked and elapsed >= screen.settings.min_display_s:
+                self.counters["released"] += 1
+                self._show(screen, None)
+            elif screen.expires_mono is not None and now >= screen.expires_mono:
+                self.counters["expired"] += 1
+                self._show(screen, None)
+        if not served:
+            return []
+        # Together, not one after another: every reserved screen would otherwise wait for all before it,
+        # and a busy moment (a burst after a restart) would keep screens reserved for many commits.
+        outcomes = await asyncio.gather(
+            *(self._serve([screen], shopper, commit) for screen, shopper in served), return_exceptions=True
+        )
+        made, failure = [], None
+        for (screen, shopper), outcome in zip(served, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                # Not shown: asked again at the next tick, unless a newer request took the slot meanwhile.
+                screen.pending = screen.pending or shopper
+                failure = outcome
+            else:
+                made += outcome
+        if failure is not None:
+            raise failure
         return made
 
     def shopper_left(self, zone: str, shopper_id: str) -> None:
@@ -150,6 +210,8 @@ class DisplayBoard:
         for screen in self._screens.values():
             if screen.pending == shopper_id:
                 screen.pending = None
+            if screen.reserved_for == shopper_id:
+                screen.reserved_for = None  # its decision, once committed, is not shown
             if screen.shopper_id == shopper_id:
                 self._show(screen, None)
 
@@ -158,27 +220,6 @@ class DisplayBoard:
         if screen.online != online:
             log.info("display %s is %s", display_id, "online" if online else "offline")
         screen.online = online
-
-    async def tick(self) -> list[Decision]:
-        """Timer work: serve pending requests, release screens of shoppers who left, expire content."""
-        made = []
-        now = self._clock.monotonic()
-        for screen in self._screens.values():
-            if screen.pending is not None and self._can_replace(screen):
-                shopper, screen.pending = screen.pending, None
-                if self._is_present(shopper, screen.settings.zone) and screen.online:
-                    made.append(await self._serve(screen, shopper))
-                    continue
-            if screen.decision is None:
-                continue
-            elapsed = now - screen.shown_mono
-            if screen.release_asked and elapsed >= screen.settings.min_display_s:
-                self.counters["released"] += 1
-                self._show(screen, None)
-            elif screen.expires_mono is not None and now >= screen.expires_mono:
-                self.counters["expired"] += 1
-                self._show(screen, None)
-        return made
 
     def lookup_ack(self, display_id: str, decision_id: str) -> tuple[int, Decision] | None:
         screen = self._screens.get(display_id)
@@ -191,19 +232,40 @@ class DisplayBoard:
         return [screen for screen in self._screens.values() if screen.settings.zone == zone]
 
     def _can_replace(self, screen: _Screen) -> bool:
+        if screen.reserved_for is not None:
+            return False
         if screen.decision is None:
             return True
         return self._clock.monotonic() - screen.shown_mono >= screen.settings.min_display_s
 
-    async def _serve(self, screen: _Screen, shopper_id: str | None) -> Decision:
-        decision = await self._decide(screen.settings.id, screen.settings.zone, shopper_id)
-        self._show(screen, decision)
-        return decision
+    async def _serve(self, screens: list[_Screen], shopper_id: str, commit: CommitFn) -> list[Decision]:
+        """Decide for the reserved ``screens``, commit, and show what is still reserved for ``shopper_id``."""
+        decisions: list[Decision] = []
+        shown: list[Decision] = []
+        try:
+            # Still reserved: an erasure may have let go between the reservation and this task's start.
+            screens = [screen for screen in screens if screen.reserved_for == shopper_id]
+            for screen in screens:
+                decisions.append(await self._decide(screen.settings.id, screen.settings.zone, shopper_id))
+            if not await commit(decisions):
+                return []
+            for screen, decision in zip(screens, decisions, strict=True):
+                # A withdrawal or erasure while committing took the reservation back: not shown.
+                if screen.reserved_for == shopper_id:
+                    screen.reserved_for = None
+                    self._show(screen, decision)
+                    shown.append(decision)
+        finally:
+            for screen in screens:
+                if screen.reserved_for == shopper_id:
+                    screen.reserved_for = None
+        return shown
 
     def _show(self, screen: _Screen, decision: Decision | None) -> None:
         now_wall = self._clock.wall()
-        # Monotonic across restarts without storage: never below the wall clock in milliseconds.
-        screen.version = max(screen.version + 1, int(now_wall * 1000))
+        # Monotonic across restarts without storage: never below the wall clock's high-water mark in ms.
+        floor = max(now_wall, self._version_floor_wall())
+        screen.version = max(screen.version + 1, int(floor * 1000))
         screen.decision = decision
         screen.shopper_id = decision.shopper_id if decision is not None else None
         screen.release_asked = False

@@ -122,6 +122,12 @@ def alerts(gateway: Gateway, link: MqttLink, ledger: Ledger) -> list[str]:
         alerts.append(f"mqtt_outbox_dropped: {link.counters['outbox_dropped']} messages")
     if gateway.control is not None:
         alerts += [f"{flag}: see control in gateway/health" for flag in sorted(gateway.control.flags)]
+    watch = gateway.wall_watch
+    if watch is not None and watch.is_behind():
+        alerts.append(
+            f"clock_behind: the wall clock is {watch.behind_s():.0f} s behind the latest time this gateway "
+            "has seen; tokens whose replay protection may have ended are refused"
+        )
     if gateway.metrics_error is not None:
         alerts.append(f"metrics_off: {gateway.metrics_error}")
     return alerts

@@ -18,10 +18,11 @@ from edge.identity.keys import (
     parse_public_keys,
     sign_token,
 )
-from edge.identity.replay import ReplayGuard
+from edge.identity.replay import Claim, ReplayGuard
 from edge.identity.tokens import Rejection, RejectReason, TokenVerifier, VerifiedToken, fingerprint
 
 __all__ = [
+    "Claim",
     "ConsentFileError",
     "ConsentRecord",
     "ConsentSink",

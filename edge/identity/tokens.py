@@ -75,6 +75,8 @@ class VerifiedToken:
     exp_wall: float
     aud: str
     claims: dict[str, Any]
+    # Until when the token would still verify (exp plus the leeway): its jti must be remembered that long.
+    replay_until: float
 
 
 # One instance per reason: a rejection carries nothing else, so the hot path allocates nothing.
@@ -208,7 +210,9 @@ class TokenVerifier:
         aud = claims["aud"]  # PyJWT has checked: a string or a list of strings holding one of ours
         audiences = [aud] if isinstance(aud, str) else aud
         matched = self._store_id if self._store_id in audiences else SHARED_AUDIENCE
-        return VerifiedToken(sub=sub, jti=jti, exp_wall=exp, aud=matched, claims=claims)
+        return VerifiedToken(
+            sub=sub, jti=jti, exp_wall=exp, aud=matched, claims=claims, replay_until=exp + leeway
+        )
 
 
 def fingerprint(token: object) -> str:

@@ -136,6 +136,20 @@ SCHEMA_STEPS: Final[tuple[tuple[str, ...], ...]] = (
             erased_wall REAL NOT NULL
         ) WITHOUT ROWID""",
     ),
+    (
+        # A claim is kept until the token would no longer verify: its exp plus the verifier's leeway
+        # (docs/identity.md "Replay"). Rows written before this step hold the bare exp: they get the largest
+        # leeway the configuration allows (300 s), so none ends before its token does.
+        "ALTER TABLE jti RENAME COLUMN exp_wall TO until_wall",
+        "UPDATE jti SET until_wall = until_wall + 300",
+        # Durable marks of the wall clock (edge/identity/wallclock.py): the highest wall time seen, and
+        # the point through which a purge has forgotten token claims. A clock that steps back below them
+        # is reported, and cannot make a forgotten jti usable again.
+        """CREATE TABLE clock_marks (
+            mark TEXT PRIMARY KEY,
+            wall REAL NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = len(SCHEMA_STEPS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -43,6 +44,11 @@ EXPOSURE_COLUMNS: Final = (
 )
 
 ExposureOutcome = Literal["new", "duplicate", "unknown_decision"]
+
+# The durable marks of the wall clock (table clock_marks): the highest wall time seen, and the point up to
+# which token claims have been forgotten by a purge.
+MARK_HIGH_WATER: Final = "high_water"
+MARK_FORGOTTEN: Final = "jti_forgotten_through"
 
 # A consent whose source is the cloud came from the cloud (sync or a profile fetch), and a seed file's come
 # from the operator's copy of the cloud: neither is echoed back as an event.
@@ -161,18 +167,60 @@ def insert_exposure(
     return run
 
 
-def claim_jti(jti: str, exp_wall: float, now_wall: float) -> Op[bool]:
-    """Claim a token id until ``exp_wall``; the op returns False if an unexpired claim exists."""
+def claim_jti(jti: str, until_wall: float, now_wall: float) -> Op[bool]:
+    """Claim a token id until ``until_wall``; the op returns False if a claim still in force exists."""
 
     async def run(tx: Tx) -> bool:
-        # An expired claim may be taken again: the token itself is rejected for its exp anyway, and a
-        # not-yet-purged row must not turn a reused id into a false replay.
-        rows = await tx.returning(
-            "INSERT INTO jti (jti, exp_wall) VALUES (?, ?) ON CONFLICT (jti) DO UPDATE "
-            "SET exp_wall = excluded.exp_wall WHERE jti.exp_wall <= ? RETURNING 1",
-            (jti, exp_wall, now_wall),
-        )
-        return bool(rows)
+        return await _claim(tx, jti, until_wall, now_wall)
+
+    return run
+
+
+async def _claim(tx: Tx, jti: str, until_wall: float, now_wall: float) -> bool:
+    # An ended claim may be taken again: a token still valid with that id is new (the verifier refuses the
+    # old one), and a not-yet-purged row must not turn a reused id into a false replay.
+    rows = await tx.returning(
+        "INSERT INTO jti (jti, until_wall) VALUES (?, ?) ON CONFLICT (jti) DO UPDATE "
+        "SET until_wall = excluded.until_wall WHERE jti.until_wall <= ? RETURNING 1",
+        (jti, until_wall, now_wall),
+    )
+    return bool(rows)
+
+
+def record_checkin(
+    jti: str,
+    until_wall: float,
+    now_wall: float,
+    decisions: Sequence[tuple[Decision, bool]],
+    *,
+    outbox_max_bytes: int | None,
+) -> Op[bool]:
+    """A check-in, atomically: its jti claim and its decisions (each with keep_shopper) in one transaction.
+
+    False (and nothing written) if the jti is claimed already: the check-in was done before.
+    """
+    inserts = [
+        insert_decision(d, keep_shopper=keep, outbox_max_bytes=outbox_max_bytes) for d, keep in decisions
+    ]
+
+    async def run(tx: Tx) -> bool:
+        if not await _claim(tx, jti, until_wall, now_wall):
+            return False
+        for insert in inserts:
+            await insert(tx)
+        return True
+
+    return run
+
+
+def insert_decisions(decisions: Sequence[tuple[Decision, bool]], *, outbox_max_bytes: int | None) -> Op[int]:
+    """Several decisions (each with keep_shopper) in one transaction; the op returns how many were new."""
+    inserts = [
+        insert_decision(d, keep_shopper=keep, outbox_max_bytes=outbox_max_bytes) for d, keep in decisions
+    ]
+
+    async def run(tx: Tx) -> int:
+        return sum([await insert(tx) for insert in inserts])
 
     return run
 
@@ -273,10 +321,20 @@ def forget_shopper(
 
 
 def purge(now_wall: float, cutoff_wall: float) -> Op[dict[str, int]]:
-    """Delete claims expired at ``now_wall`` and decisions/exposures older than ``cutoff_wall``."""
+    """Forget token claims that ended by ``now_wall`` and drop decisions/exposures older than ``cutoff_wall``.
+
+    Claims are forgotten only while the clock is not behind the last purge, and the point they were
+    forgotten through is kept in the same transaction (``clock_marks``): a token whose claim ended at or
+    before it is refused from then on (edge/identity/replay.py), whatever the clock says later.
+    """
 
     async def run(tx: Tx) -> dict[str, int]:
-        jti = await tx.execute("DELETE FROM jti WHERE exp_wall <= ?", (now_wall,))
+        rows = await tx.fetch("SELECT wall FROM clock_marks WHERE mark = ?", (MARK_FORGOTTEN,))
+        jti = 0
+        if not rows or float(rows[0][0]) <= now_wall:
+            jti = await tx.execute("DELETE FROM jti WHERE until_wall <= ?", (now_wall,))
+            await _raise_mark(tx, MARK_FORGOTTEN, now_wall)
+        await _raise_mark(tx, MARK_HIGH_WATER, now_wall)
         # Exposures go with their decision; deleted (and counted) here rather than by a silent cascade.
         exposures = await tx.execute(
             "DELETE FROM exposures WHERE acked_at_wall < ? "
@@ -287,6 +345,24 @@ def purge(now_wall: float, cutoff_wall: float) -> Op[dict[str, int]]:
         return {"jti": jti, "decisions": decisions, "exposures": exposures}
 
     return run
+
+
+def mark_wall(now_wall: float) -> Op[float]:
+    """Raise the durable high-water mark of the wall clock; the op returns the mark."""
+
+    async def run(tx: Tx) -> float:
+        return await _raise_mark(tx, MARK_HIGH_WATER, now_wall)
+
+    return run
+
+
+async def _raise_mark(tx: Tx, mark: str, wall: float) -> float:
+    rows = await tx.returning(
+        "INSERT INTO clock_marks (mark, wall) VALUES (?, ?) ON CONFLICT (mark) DO UPDATE "
+        "SET wall = max(clock_marks.wall, excluded.wall) RETURNING wall",
+        (mark, wall),
+    )
+    return float(rows[0][0])
 
 
 def candidates_json(candidates: Candidates) -> str:

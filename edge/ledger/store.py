@@ -44,6 +44,12 @@ DEFAULT_CLOSE_TIMEOUT_S: Final = 10.0
 DEFAULT_OUTBOX_MAX_BYTES: Final = 64 * 1024 * 1024
 
 
+@dataclass(slots=True, frozen=True)
+class ClockMarks:
+    high_water_wall: float
+    jti_forgotten_through_wall: float
+
+
 @dataclass(slots=True)
 class _Outcomes:
     """Counters of what writes found (not errors: normal redelivery and replay)."""
@@ -136,9 +142,7 @@ class Ledger:
 
     async def record_decision(self, decision: Decision, *, keep_shopper: bool) -> None:
         """Store a decision and queue its telemetry event; the shopper id only when ``keep_shopper``."""
-        op = ops.insert_decision(decision, keep_shopper=keep_shopper, outbox_max_bytes=self.outbox.max_bytes)
-        if not await self._submit(op):
-            self._outcomes.decision_duplicates += 1
+        await self.record_decisions([(decision, keep_shopper)])
 
     async def record_exposure(
         self, *, decision_id: str, display_id: str, version: int, shown_at_wall: float, acked_at_wall: float
@@ -161,12 +165,37 @@ class Ledger:
             _LOGGER.debug("exposure for unknown decision %s on display %s", decision_id, display_id)
         return outcome == "new"
 
-    async def claim_jti(self, jti: str, exp_wall: float) -> bool:
-        """Claim a token id until it expires: True if newly claimed (durable), False if it is a replay."""
-        claimed = await self._submit(ops.claim_jti(jti, exp_wall, self._clock.wall()))
+    async def record_decisions(self, decisions: Sequence[tuple[Decision, bool]]) -> None:
+        """Store decisions (each with its keep_shopper) in one transaction, before any of them is shown."""
+        op = ops.insert_decisions(decisions, outbox_max_bytes=self.outbox.max_bytes)
+        self._outcomes.decision_duplicates += len(decisions) - await self._submit(op)
+
+    async def claim_jti(self, jti: str, until_wall: float) -> bool:
+        """Claim a token id until ``until_wall``: True if newly claimed (durable), False if it is a replay."""
+        claimed = await self._submit(ops.claim_jti(jti, until_wall, self._clock.wall()))
         if not claimed:
             self._outcomes.jti_replays += 1
         return claimed
+
+    async def record_checkin(
+        self, jti: str, until_wall: float, decisions: Sequence[tuple[Decision, bool]]
+    ) -> bool:
+        """A check-in's jti claim and its decisions (each with keep_shopper), in one durable transaction.
+
+        False, with nothing written, if the jti is claimed already. A crash leaves all of it or none.
+        """
+        op = ops.record_checkin(
+            jti, until_wall, self._clock.wall(), decisions, outbox_max_bytes=self.outbox.max_bytes
+        )
+        claimed = await self._submit(op)
+        if not claimed:
+            self._outcomes.jti_replays += 1
+        return claimed
+
+    async def mark_wall(self, now_wall: float) -> float:
+        """Raise the durable high-water mark of the wall clock; returns the mark."""
+        # Not forced to disk: losing the last few marks to a power cut only makes the mark a little older.
+        return await self._submit(ops.mark_wall(now_wall), durable=False)
 
     async def set_consent(self, row: ConsentRow) -> None:
         """Upsert one consent: the latest ``at_wall`` wins; on a tie a withdrawal beats a grant.
@@ -195,7 +224,8 @@ class Ledger:
         self.replica.remember_tombstone(shopper_id, erased_wall)
 
     async def purge(self, now_wall: float) -> dict[str, int]:
-        """Drop expired token claims, and decisions/exposures past retention; return rows deleted per table."""
+        """Forget ended token claims (not while the clock is behind the last purge), drop decisions and
+        exposures past retention, raise the clock marks; return rows deleted per table."""
         # Not durable: a purge lost to a power cut is simply done again by the next one.
         return await self._submit(ops.purge(now_wall, now_wall - self._retention_s), durable=False)
 
@@ -227,9 +257,17 @@ class Ledger:
         return [(str(shopper), str(offer), int(count)) for shopper, offer, count in rows]
 
     async def active_jtis(self, now_wall: float) -> list[tuple[str, float]]:
-        """Claimed token ids whose tokens have not expired (to rebuild the in-memory replay guard)."""
-        rows = await self._read("SELECT jti, exp_wall FROM jti WHERE exp_wall > ?", (now_wall,))
-        return [(str(jti), float(exp)) for jti, exp in rows]
+        """Token claims still in force, (jti, until_wall) (to rebuild the in-memory replay guard)."""
+        rows = await self._read("SELECT jti, until_wall FROM jti WHERE until_wall > ?", (now_wall,))
+        return [(str(jti), float(until)) for jti, until in rows]
+
+    async def clock_marks(self) -> ClockMarks:
+        """The durable marks of the wall clock (see ``ops.purge``); -inf where none was written yet."""
+        rows: dict[str, float] = dict(await self._read("SELECT mark, wall FROM clock_marks"))
+        return ClockMarks(
+            high_water_wall=float(rows.get(ops.MARK_HIGH_WATER, float("-inf"))),
+            jti_forgotten_through_wall=float(rows.get(ops.MARK_FORGOTTEN, float("-inf"))),
+        )
 
     async def decision(self, decision_id: str) -> dict[str, object] | None:
         rows = await self._read(

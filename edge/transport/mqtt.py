@@ -45,6 +45,9 @@ class Inbound:
     payload: bytes
     retain: bool
     received_mono: float
+    # The broker's DUP flag: it sends a message again because we had not acked it (a crash, a lost
+    # connection). Set by the broker alone (a publisher's DUP is not passed on), so it cannot be forged.
+    redelivered: bool = False
 
 
 class RetryLater(Exception):  # noqa: N818 - a signal, not an error condition
@@ -106,6 +109,7 @@ class MqttLink:
         self._connect_hooks: list[Callable[[], None]] = []
         self._generation = 0
         self._client: aiomqtt.Client | None = None
+        self._redelivered_mids: set[int] = set()
         self._stop = asyncio.Event()
         self._final = True
         self.connected = asyncio.Event()
@@ -276,6 +280,17 @@ class MqttLink:
                 chained(*args)
 
         paho.on_disconnect = on_disconnect
+        # aiomqtt's Message drops paho's DUP flag: note the ids of redelivered messages on the way in.
+        self._redelivered_mids = redelivered = set[int]()
+        deliver = paho.on_message
+
+        def on_message(paho_client: Any, userdata: Any, message: Any) -> None:
+            if message.dup:
+                redelivered.add(message.mid)
+            if deliver is not None:
+                deliver(paho_client, userdata, message)
+
+        paho.on_message = on_message
         return client, dropped
 
     async def _serve(self, client: aiomqtt.Client) -> None:
@@ -352,6 +367,8 @@ class MqttLink:
         generation = self._generation
         async for message in client.messages:
             self.counters["received"] += 1
+            redelivered = message.mid in self._redelivered_mids
+            self._redelivered_mids.discard(message.mid)
             topic = message.topic.value
             raw = message.payload
             # paho hands bytes; aiomqtt's type also allows str/int/float/None for outgoing payloads.
@@ -363,7 +380,9 @@ class MqttLink:
                     log.warning("dropped oversized payload (%d bytes) on %s", len(payload), topic)
                 self._ack(client, generation, message.mid, message.qos)
                 continue
-            inbound = Inbound(topic, bytes(payload), bool(message.retain), self._clock.monotonic())
+            inbound = Inbound(
+                topic, bytes(payload), bool(message.retain), self._clock.monotonic(), redelivered
+            )
             await self._inflight.acquire()
             task = asyncio.create_task(
                 self._handle(handler, inbound, client, generation, message.mid, message.qos)

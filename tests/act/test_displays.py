@@ -1,5 +1,8 @@
+import asyncio
 import json
 import uuid
+
+import pytest
 
 from edge.act.displays import DisplayBoard
 from edge.clock import ManualClock
@@ -15,6 +18,7 @@ class Harness:
         self.clock = ManualClock()
         self.published: list[tuple[str, dict]] = []
         self.where: dict[str, str] = {}
+        self.committed: list[Decision] = []
         settings = [
             DisplaySettings(
                 id="d1",
@@ -33,6 +37,10 @@ class Harness:
             is_present=lambda shopper, zone: self.where.get(shopper) == zone,
             clock=self.clock,
         )
+
+    async def commit(self, decisions: list[Decision]) -> bool:
+        self.committed += decisions
+        return True
 
     async def decide(self, display_id: str, zone: str, shopper_id: str | None) -> Decision:
         return Decision(
@@ -65,7 +73,7 @@ async def test_idle_then_offer_manifest_fields() -> None:
     assert idle["decision_id"] is None
     assert idle["expires_at"] is None
     h.where["s1"] = "z"
-    made = await h.board.request("z", "s1")
+    made = await h.board.request("z", "s1", h.commit)
     assert len(made) == 1
     shown = h.last()
     assert shown["offer_id"] == "offer-for-s1"
@@ -91,17 +99,17 @@ async def test_idle_then_offer_manifest_fields() -> None:
 async def test_min_display_time_then_newest_pending_wins() -> None:
     h = Harness(min_display_s=8)
     h.where.update(s1="z", s2="z", s3="z")
-    await h.board.request("z", "s1")
+    await h.board.request("z", "s1", h.commit)
     h.clock.advance(2)
-    assert await h.board.request("z", "s2") == []  # no flicker: s1's content stays
+    assert await h.board.request("z", "s2", h.commit) == []  # no flicker: s1's content stays
     h.clock.advance(1)
-    assert await h.board.request("z", "s3") == []
+    assert await h.board.request("z", "s3", h.commit) == []
     assert h.board.counters["superseded"] == 1
     h.clock.advance(4.9)
-    assert await h.board.tick() == []
+    assert await h.board.tick(h.commit) == []
     assert h.last()["offer_id"] == "offer-for-s1"
     h.clock.advance(0.1)
-    made = await h.board.tick()
+    made = await h.board.tick(h.commit)
     assert [d.shopper_id for d in made] == ["s3"]
     assert h.last()["offer_id"] == "offer-for-s3"
 
@@ -109,34 +117,34 @@ async def test_min_display_time_then_newest_pending_wins() -> None:
 async def test_pending_shopper_who_left_is_not_served() -> None:
     h = Harness(min_display_s=8)
     h.where.update(s1="z", s2="z")
-    await h.board.request("z", "s1")
-    await h.board.request("z", "s2")
+    await h.board.request("z", "s1", h.commit)
+    await h.board.request("z", "s2", h.commit)
     del h.where["s2"]
     h.board.shopper_left("z", "s2")
     h.clock.advance(10)
-    assert await h.board.tick() == []
+    assert await h.board.tick(h.commit) == []
     assert h.last()["offer_id"] == "offer-for-s1"
 
 
 async def test_expiry_and_release_to_fallback() -> None:
     h = Harness(min_display_s=8, ttl_s=30)
     h.where["s1"] = "z"
-    await h.board.request("z", "s1")
+    await h.board.request("z", "s1", h.commit)
     h.clock.advance(29.9)
-    await h.board.tick()
+    await h.board.tick(h.commit)
     assert h.last()["fallback"] is False
     h.clock.advance(0.1)
-    await h.board.tick()
+    await h.board.tick(h.commit)
     assert h.last()["fallback"] is True
     assert h.board.counters["expired"] == 1
     # leaving releases the screen, but only after the minimum display time
-    await h.board.request("z", "s1")
+    await h.board.request("z", "s1", h.commit)
     h.clock.advance(3)
     h.board.shopper_left("z", "s1")
-    await h.board.tick()
+    await h.board.tick(h.commit)
     assert h.last()["fallback"] is False
     h.clock.advance(5)
-    await h.board.tick()
+    await h.board.tick(h.commit)
     assert h.last()["fallback"] is True
     assert h.board.counters["released"] == 1
 
@@ -144,7 +152,7 @@ async def test_expiry_and_release_to_fallback() -> None:
 async def test_forget_clears_at_once_and_versions_are_monotonic() -> None:
     h = Harness()
     h.where["s1"] = "z"
-    await h.board.request("z", "s1")
+    await h.board.request("z", "s1", h.commit)
     before = h.last()["version"]
     h.board.forget_shopper("s1")
     assert h.last()["fallback"] is True
@@ -155,12 +163,82 @@ async def test_offline_display_is_skipped_and_acks_are_matched() -> None:
     h = Harness()
     h.where["s1"] = "z"
     h.board.set_online("d1", False)
-    assert await h.board.request("z", "s1") == []
+    assert await h.board.request("z", "s1", h.commit) == []
     assert h.board.counters["skipped_offline"] == 1
     h.board.set_online("d1", True)
-    made = await h.board.request("z", "s1")
+    made = await h.board.request("z", "s1", h.commit)
     found = h.board.lookup_ack("d1", made[0].decision_id)
     assert found is not None
     assert found[0] == h.last()["version"]
     assert h.board.lookup_ack("d2", made[0].decision_id) is None
     assert h.board.lookup_ack("nope", made[0].decision_id) is None
+
+
+async def test_a_decision_is_committed_before_its_manifest_is_published() -> None:
+    h = Harness()
+    h.board.publish_idle()
+    h.where["s1"] = "z"
+    seen_at_commit: list[list[str | None]] = []
+
+    async def commit(decisions: list[Decision]) -> bool:
+        seen_at_commit.append([body.get("decision_id") for _, body in h.published])
+        return True
+
+    made = await h.board.request("z", "s1", commit)
+    assert len(made) == 1
+    assert seen_at_commit == [[None, None]]  # only the two idle fallbacks were out while committing
+    assert h.last()["decision_id"] == made[0].decision_id
+
+
+async def test_a_failed_or_refused_commit_shows_nothing_and_frees_the_screen() -> None:
+    h = Harness()
+    h.board.publish_idle()
+    h.where.update(s1="z", s2="z")
+
+    async def failing(decisions: list[Decision]) -> bool:
+        raise OSError("disk gone")
+
+    async def refusing(decisions: list[Decision]) -> bool:
+        return False
+
+    with pytest.raises(OSError, match="disk gone"):
+        await h.board.request("z", "s1", failing)
+    assert await h.board.request("z", "s1", refusing) == []
+    assert h.last()["fallback"] is True
+    assert len(h.published) == 2  # nothing but the idle manifests
+    # The screen was not left reserved: the next request is served at once.
+    made = await h.board.request("z", "s2", h.commit)
+    assert [d.shopper_id for d in made] == ["s2"]
+    assert h.last()["offer_id"] == "offer-for-s2"
+
+
+async def test_a_request_during_a_commit_waits_instead_of_racing_for_the_screen() -> None:
+    h = Harness(min_display_s=8)
+    h.where.update(s1="z", s2="z")
+    release = asyncio.Event()
+
+    async def slow(decisions: list[Decision]) -> bool:
+        await release.wait()
+        return True
+
+    first = asyncio.create_task(h.board.request("z", "s1", slow))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert await h.board.request("z", "s2", h.commit) == []  # the screen is taken: s2 is pending
+    release.set()
+    assert [d.shopper_id for d in await first] == ["s1"]
+    h.clock.advance(8)
+    assert [d.shopper_id for d in await h.board.tick(h.commit)] == ["s2"]
+
+
+async def test_an_erasure_during_the_commit_keeps_the_decision_off_the_screen() -> None:
+    h = Harness()
+    h.board.publish_idle()
+    h.where["s1"] = "z"
+
+    async def commit_then_erased(decisions: list[Decision]) -> bool:
+        h.board.forget_shopper("s1")
+        return True
+
+    assert await h.board.request("z", "s1", commit_then_erased) == []
+    assert h.last()["fallback"] is True

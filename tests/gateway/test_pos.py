@@ -169,7 +169,7 @@ async def test_sales_become_conversion_events_with_consented_shopper_ids_only(
         assert rejected["pos.bad_token"] == 2
         assert rejected["pos.replayed_token"] == 1  # the redelivered T-full: its first delivery stands
         health = gateway.health()["pos"]
-        assert health == {"transactions": 10, "identified": 1, "anonymous": 9}
+        assert health == {"transactions": 10, "identified": 1, "anonymous": 9, "redelivered": 0}
 
 
 JUNK: list[tuple[str, bytes, str]] = [
@@ -271,7 +271,12 @@ async def test_without_cloud_sync_sales_are_counted_and_nothing_is_queued(
         await pos.publish(lane_topic("2"), sale("T-offline", store.token("p-full")))
         await eventually(lambda: pos_flow.stats.transactions == 1)
         assert (await ledger.outbox.stats())["events"] == 0
-        assert gateway.health()["pos"] == {"transactions": 1, "identified": 1, "anonymous": 0}
+        assert gateway.health()["pos"] == {
+            "transactions": 1,
+            "identified": 1,
+            "anonymous": 0,
+            "redelivered": 0,
+        }
 
 
 def test_lane_of_and_filter() -> None:

@@ -35,7 +35,14 @@ def reason_of(result: VerifiedToken | Rejection) -> RejectReason:
 def test_a_valid_token_is_accepted_and_counted(keypair: KeyPair, clock: ManualClock, verifier) -> None:
     claims = make_claims(clock, sub="p-42", jti="j-1", extra="kept")
     result = verifier.verify(sign_token(keypair.private_pem, claims))
-    assert result == VerifiedToken(sub="p-42", jti="j-1", exp_wall=claims["exp"], aud=STORE, claims=claims)
+    assert result == VerifiedToken(
+        sub="p-42",
+        jti="j-1",
+        exp_wall=claims["exp"],
+        aud=STORE,
+        claims=claims,
+        replay_until=claims["exp"] + 30,
+    )
     assert verifier.accepted == 1
     assert sum(verifier.rejections.values()) == 0
 

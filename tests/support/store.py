@@ -102,7 +102,9 @@ def make_store(
     sync: str = "",
     seed: bool = True,
     control: str = "",
+    zones: tuple[str, ...] = ("cafe", "entrance"),
 ) -> StoreKit:
+    """A store with one display per zone (``screen-{zone}``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     private_pem, public_pem = generate_keypair()
     (workdir / "token-public.pem").write_bytes(public_pem)
@@ -111,7 +113,7 @@ def make_store(
     displays = "".join(
         f'[[displays]]\nid = "screen-{zone}"\nzone = "{zone}"\nmin_display_s = {min_display_s}\ncontent_ttl_s = {ttl_s}\n'
         f'fallback = {{ template = "loop", data = {{ playlist = "{zone}" }} }}\n\n'
-        for zone in ("cafe", "entrance")
+        for zone in zones
     )
     config.write_text(
         f'[store]\nid = "{STORE}"\n\n'
@@ -124,7 +126,7 @@ def make_store(
         + '[ledger]\npath = "ledger.sqlite"\n\n[health]\ninterval_s = 1\nmetrics_port = 0\n\n'
         # The store's own state dir (models, config snapshots), never the machine's /var/lib/edge-gateway.
         + f'[control]\nstate_dir = "state"\n{control}\n'
-        + '[[zones]]\nid = "cafe"\n\n[[zones]]\nid = "entrance"\n\n'
+        + "".join(f'[[zones]]\nid = "{zone}"\n\n' for zone in zones)
         + displays
     )
     return StoreKit(workdir, port, private_pem, config)

@@ -1,0 +1,264 @@
+"""The gateway process SIGKILLed at random instants, again and again, while shoppers check in and screens ack
+at once: no check-in is lost or done twice, and no acked exposure of a published manifest is lost.
+
+Every check-in has its own shopper (with measurement consent, so decisions keep the shopper's id) and goes
+to a zone of its own within any burst (256 zones round-robin, more than a restart's backlog), so no screen
+is ever busy when a check-in reaches it and each accepted check-in yields exactly one decision: a claim
+without its decision, or a second decision, is a fault. A third of the kills land within 5 ms of a manifest reaching a screen, a third at a random instant
+after the gateway came online, and a third at a random instant after the process was spawned (start-up:
+ledger open, migrations, broker session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+
+from edge.clock import SystemClock
+from edge.events import Purpose
+from edge.ledger import ConsentRow, Ledger
+from tests.gateway.test_process import start_gateway
+from tests.support.broker import Mosquitto
+from tests.support.store import ROOT, StoreKit, make_store
+
+ZONES = (*(f"z{index:03d}" for index in range(254)), "cafe", "entrance")
+# 4 seeds x 50 = 200 kill points per run of the suite.
+SEEDS = (11, 12, 13, 14)
+KILLS_PER_SEED = 50
+RATE_PER_S = 40
+SHOPPERS = 12_000
+
+
+def shopper(index: int) -> str:
+    return f"p-k{index:05d}"
+
+
+@dataclass
+class Traffic:
+    """What the test side did and saw, on the real broker."""
+
+    published: dict[str, str] = field(default_factory=dict)  # jti -> shopper
+    manifests: dict[str, str] = field(default_factory=dict)  # decision_id -> display, as received
+    acked: set[tuple[str, str]] = field(default_factory=set)  # (decision_id, display)
+    statuses: list[dict[str, object]] = field(default_factory=list)
+    decision_manifests: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def seed_consents(db: Path) -> None:
+    """The store already holds its shoppers' consents (as after a cloud sync): measurement for everyone."""
+    async with Ledger(db, SystemClock()) as ledger:
+        for start in range(0, SHOPPERS, 500):
+            await asyncio.gather(
+                *(
+                    ledger.set_consent(ConsentRow(shopper(i), Purpose.MEASUREMENT, True, 1.0, "cloud"))
+                    for i in range(start, min(start + 500, SHOPPERS))
+                )
+            )
+
+
+async def screens(port: int, traffic: Traffic) -> None:
+    """Every display: acks a manifest that carries a decision the moment it arrives (QoS 1)."""
+    async with aiomqtt.Client("127.0.0.1", port, identifier="crash-screens") as client:
+        await client.subscribe(f"{ROOT}/display/+/content", qos=1)
+        await client.subscribe(f"{ROOT}/gateway/status", qos=1)
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            if not payload:
+                continue
+            body = json.loads(payload)
+            if message.topic.value.endswith("/gateway/status"):
+                traffic.statuses.append(body)
+                traffic.arrived.set()
+                continue
+            if not body.get("decision_id") or message.retain:
+                continue
+            display, decision_id = body["display"], body["decision_id"]
+            traffic.manifests[decision_id] = display
+            traffic.decision_manifests += 1
+            traffic.arrived.set()
+            ack = {"v": 1, "version": body["version"], "decision_id": decision_id, "status": "shown"}
+            await client.publish(f"{ROOT}/display/{display}/ack", json.dumps(ack), qos=1)
+            traffic.acked.add((decision_id, display))
+
+
+async def checkins(port: int, store: StoreKit, traffic: Traffic, stop: asyncio.Event) -> None:
+    """One check-in every 1/RATE_PER_S s, each by a new shopper, zones round-robin (QoS 1, broker-acked)."""
+    async with aiomqtt.Client("127.0.0.1", port, identifier="crash-app") as client:
+        index = 0
+        while not stop.is_set():
+            jti = f"j-{index:05d}"
+            zone = ZONES[index % len(ZONES)]
+            body = {
+                "v": 1,
+                "ts": "2026-11-22T10:00:00Z",
+                "token": store.token(shopper(index), jti=jti),
+                "zone": zone,
+                "source": "app",
+            }
+            await client.publish(f"{ROOT}/checkin", json.dumps(body), qos=1)
+            traffic.published[jti] = shopper(index)
+            index += 1
+            await asyncio.sleep(1 / RATE_PER_S)
+
+
+async def wait_until(predicate: object, traffic: Traffic, timeout: float) -> None:
+    assert callable(predicate)
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            traffic.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(traffic.arrived.wait(), 0.05)
+
+
+def online_since(traffic: Traffic, seen: int) -> bool:
+    return any(status.get("state") == "online" for status in traffic.statuses[seen:])
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()
+    proc.wait(10)
+
+
+@dataclass
+class Outcome:
+    seed: int
+    kinds: dict[str, int]
+    expected: dict[str, str]  # jti -> shopper, every check-in the broker accepted
+    traffic: Traffic
+    db: Path
+
+
+async def kill_again_and_again(seed: int, workdir: Path) -> Outcome:
+    """One store on its own broker: KILLS_PER_SEED SIGKILLs, then one last gateway that finishes the work."""
+    rng = random.Random(seed)
+    broker = Mosquitto(workdir / "broker")
+    broker.start()
+    store = make_store(workdir / "store", broker.port, min_display_s=0, seed=False, zones=ZONES)
+    db = store.workdir / "ledger.sqlite"
+    await seed_consents(db)
+    traffic = Traffic()
+    stop = asyncio.Event()
+    screen_task = asyncio.create_task(screens(broker.port, traffic))
+    app_task: asyncio.Task[None] | None = None
+    kinds = {"after_manifest": 0, "after_online": 0, "during_start": 0}
+    try:
+        await asyncio.sleep(0.2)  # the screens' subscriptions are in place
+        for number in range(KILLS_PER_SEED):
+            seen = len(traffic.statuses)
+            proc = start_gateway(store)
+            try:
+                kind = rng.choice(list(kinds))
+                kinds[kind] += 1
+                if kind == "during_start":
+                    await asyncio.sleep(rng.uniform(0.0, 0.8))
+                else:
+                    await wait_until(lambda seen=seen: online_since(traffic, seen), traffic, 30)
+                    if app_task is None:
+                        app_task = asyncio.create_task(checkins(broker.port, store, traffic, stop))
+                    if kind == "after_manifest":
+                        before = traffic.decision_manifests
+                        await wait_until(
+                            lambda before=before: traffic.decision_manifests > before, traffic, 30
+                        )
+                        await asyncio.sleep(rng.uniform(0.0, 0.005))
+                    else:
+                        await asyncio.sleep(rng.uniform(0.0, 0.4))
+            finally:
+                kill(proc)
+            assert proc.returncode == -signal.SIGKILL, (
+                f"seed {seed} kill {number}: the gateway ended by itself"
+            )
+
+        # No more check-ins; one last gateway takes what the broker kept for it and finishes the work.
+        stop.set()
+        assert app_task is not None
+        await app_task
+        expected = dict(traffic.published)
+        seen = len(traffic.statuses)
+        proc = start_gateway(store)
+        try:
+            await wait_until(lambda: online_since(traffic, seen), traffic, 30)
+            # Until every check-in is claimed and every ack recorded, with no manifest or ack still moving;
+            # if that never happens, the checks below say what is missing.
+            last, deadline = (-1, -1), asyncio.get_running_loop().time() + 60
+            while asyncio.get_running_loop().time() < deadline:
+                claimed = {row[0] for row in rows(db, "SELECT jti FROM jti")}
+                exposures = set(rows(db, "SELECT decision_id, display_id FROM exposures"))
+                now = (traffic.decision_manifests, len(exposures))
+                if set(expected) <= claimed and traffic.acked <= exposures and now == last:
+                    break
+                last = now
+                await asyncio.sleep(0.3)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(proc.wait, 10)
+        assert code == 0, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+    finally:
+        stop.set()
+        for task in (screen_task, app_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await task
+        broker.stop()
+    return Outcome(seed, kinds, expected, traffic, db)
+
+
+async def test_sigkill_at_random_instants_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    # The seeds run side by side (each its own broker and store): twice the kill points per minute on two
+    # cores, and start-ups that overlap add timing variety.
+    outcomes = await asyncio.gather(
+        *(kill_again_and_again(seed, tmp_path / f"seed-{seed}") for seed in SEEDS)
+    )
+    for outcome in outcomes:
+        check(outcome)
+
+
+def check(outcome: Outcome) -> None:
+    seed, kinds, expected, traffic, db = (
+        outcome.seed,
+        outcome.kinds,
+        outcome.expected,
+        outcome.traffic,
+        outcome.db,
+    )
+    decisions = rows(db, "SELECT decision_id, display_id, shopper_id FROM decisions")
+    per_shopper: dict[str, int] = {}
+    for _decision, _display, who in decisions:
+        per_shopper[who] = per_shopper.get(who, 0) + 1
+    claimed = {row[0] for row in rows(db, "SELECT jti FROM jti")}
+    exposures = rows(db, "SELECT decision_id, display_id FROM exposures")
+    lost_checkins = [jti for jti, who in expected.items() if jti not in claimed or who not in per_shopper]
+    unclaimed = [jti for jti in lost_checkins if jti not in claimed]
+    doubled = {who: n for who, n in per_shopper.items() if n > 1}
+    unknown_shown = set(traffic.manifests) - {row[0] for row in decisions}
+    lost_exposures = traffic.acked - set(exposures)
+    print(
+        f"seed {seed}: {sum(kinds.values())} kills {kinds}; {len(expected)} check-ins, {len(claimed)} claimed, "
+        f"{len(decisions)} decisions, {len(traffic.manifests)} manifests seen, {len(traffic.acked)} acked, "
+        f"{len(exposures)} exposures; lost check-ins {len(lost_checkins)}, doubled {len(doubled)}, "
+        f"lost exposures {len(lost_exposures)}"
+    )
+    assert sum(kinds.values()) == KILLS_PER_SEED and all(kinds.values())
+    assert len(expected) > KILLS_PER_SEED  # real traffic crossed the kills
+    assert lost_checkins == [], f"{len(unclaimed)} never claimed, e.g. {unclaimed[:3]}; {lost_checkins[:3]}"
+    assert doubled == {}
+    assert unknown_shown == set()  # every manifest a screen saw had its decision on disk
+    assert lost_exposures == set()
+    assert len(exposures) == len(set(exposures))
+    assert len(decisions) == len(expected)  # exactly one decision per check-in, nothing else
