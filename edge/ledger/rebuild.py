@@ -22,13 +22,16 @@ REBUILD_KEY: Final = "rebuild"
 SEED_SOURCE: Final = "seed"  # edge.identity.consent.SEED_SOURCE (the ledger does not import identity)
 CURSOR_KEY: Final = "cursor"
 
-# A consent is kept through a sweep while a change of it made in the store still waits in the outbox: the
-# new cloud has not heard of it yet, and will send it back once it has. Seed rows are the operator's file,
-# applied again at every start; sweeping them would last only until the next one.
+# The store's own consent changes whose events wait in the outbox: the new cloud cannot have heard of them
+# yet. They are marked seen when the rebuild begins (so one delivered during the rebuild still counts) and
+# again at the sweep (one made during the rebuild); the cloud has them once it has the event.
+_QUEUED_CONSENTS: Final = (
+    "SELECT 'consent', shopper_id, json_extract(CAST(body AS TEXT), '$.data.purpose') FROM outbox "
+    "WHERE class = 2 AND kind = 'consent' AND shopper_id IS NOT NULL"
+)
+# Seed rows are the operator's file, applied again at every start: sweeping them would last until the next.
 _SWEPT_CONSENT: Final = (
-    "source != ? AND (shopper_id, purpose) NOT IN (SELECT id, sub FROM rebuild_seen WHERE kind = 'consent') "
-    "AND (shopper_id, purpose) NOT IN (SELECT shopper_id, json_extract(CAST(body AS TEXT), '$.data.purpose') "
-    "FROM outbox WHERE class = 2 AND kind = 'consent')"
+    "source != ? AND (shopper_id, purpose) NOT IN (SELECT id, sub FROM rebuild_seen WHERE kind = 'consent')"
 )
 # (table, key column, the change kind that carries it)
 _TABLES: Final = (
@@ -66,9 +69,14 @@ async def begin(tx: Tx) -> None:
     """Forget the cursor and open a rebuild with nothing seen yet (a reset during a rebuild starts over)."""
     await tx.execute("DELETE FROM sync_state WHERE key = ?", (CURSOR_KEY,))
     await tx.execute("DELETE FROM rebuild_seen")
+    await _mark_queued_consents(tx)
     await tx.execute(
         "INSERT INTO sync_state (key, value) VALUES (?, '1') ON CONFLICT (key) DO NOTHING", (REBUILD_KEY,)
     )
+
+
+async def _mark_queued_consents(tx: Tx) -> None:
+    await tx.execute(f"INSERT OR IGNORE INTO rebuild_seen (kind, id, sub) {_QUEUED_CONSENTS}")
 
 
 async def rebuilding(tx: Tx) -> bool:
@@ -98,6 +106,7 @@ async def mark(tx: Tx, changes: Sequence[Change]) -> None:
 
 async def sweep(tx: Tx) -> Swept:
     """Remove every replica row the rebuild did not see, and close the rebuild."""
+    await _mark_queued_consents(tx)
     removed: dict[str, tuple[str, ...]] = {}
     for table, column, kind in _TABLES:
         rows = await tx.returning(
