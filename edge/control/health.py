@@ -121,7 +121,7 @@ def alerts(gateway: Gateway, link: MqttLink, ledger: Ledger) -> list[str]:
         alerts.append(f"sync_outbox_dropped: telemetry dropped at the disk bound ({outbox.get('dropped')})")
     if outbox.get("over_bound"):
         alerts.append("sync_outbox_over_bound: privacy and conversion events exceed the outbox bound")
-    alerts += _refused_alerts(gateway.sync_health or {})
+    alerts += refused_alerts(gateway.sync_health or {})
     if link.counters["outbox_dropped"]:
         alerts.append(f"mqtt_outbox_dropped: {link.counters['outbox_dropped']} messages")
     if gateway.control is not None:
@@ -131,7 +131,7 @@ def alerts(gateway: Gateway, link: MqttLink, ledger: Ledger) -> list[str]:
     return alerts
 
 
-def _refused_alerts(sync: dict[str, Any]) -> list[str]:
+def refused_alerts(sync: dict[str, Any]) -> list[str]:
     """Events the cloud refused: parked ones wait (privacy and conversions are never given up), and telemetry
     given up recently (a day: long enough for someone to look, then it clears; the table keeps them)."""
     alerts = []
