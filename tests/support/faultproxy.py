@@ -55,6 +55,7 @@ class FaultProxy:
     retry_after_date: str = ""
     url: str = ""
     planned: deque[Fault] = field(default_factory=deque)
+    always: Fault | None = None  # after the planned ones, every matching request gets this, until unset
     hits: Counter[str] = field(default_factory=Counter)  # faults answered, and "forwarded", "too_large"
     largest_forwarded: int = 0
     _session: aiohttp.ClientSession | None = None
@@ -64,7 +65,9 @@ class FaultProxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        fault = self.planned.popleft() if self.planned and request.path.endswith(self.suffix) else None
+        fault = None
+        if request.path.endswith(self.suffix):
+            fault = self.planned.popleft() if self.planned else self.always
         if fault is not None:
             self.hits[fault] += 1
         if fault is None and self.body_limit is not None and len(body) > self.body_limit:

@@ -24,6 +24,7 @@ from edge.sync.client import CloudClient
 from edge.sync.loop import RETRY_AFTER_MAX_S, RetryLoop
 from edge.sync.push import PARK_RETRY_MAX_S, Pusher
 from edge.sync.wire import EventClass
+from tests.profilestore.conftest import pg_database, pg_url  # noqa: F401 - fixtures for PostgreSQL
 from tests.support.faultproxy import FAULTS, FaultProxy
 from tests.support.profilestore import ProfileStoreKit, running_profile_store
 from tests.sync.test_gateway_sync import until
@@ -75,10 +76,10 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(
-    tmp_path: Path, *, batch_bytes: int = 64 * 1024, body_limit: int | None = None
+    tmp_path: Path, *, batch_bytes: int = 64 * 1024, body_limit: int | None = None, db_url: str | None = None
 ) -> AsyncIterator[Rig]:
     clock = ManualClock()
-    async with running_profile_store(tmp_path) as cloud:
+    async with running_profile_store(tmp_path, db_url=db_url) as cloud:
         token = await cloud.add_store(STORE)
         proxy = FaultProxy(cloud.base_url, body_limit=body_limit)
         async with (
@@ -107,9 +108,17 @@ async def rig(
                 await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_no_status_of_a_whole_request_loses_an_event(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The reference store's database: a SQLite file, or a schema of its own in PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'profile-store.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+async def test_no_status_of_a_whole_request_loses_an_event(tmp_path: Path, store_db: str) -> None:
     figures: dict[str, tuple[int, int]] = {}
-    async with rig(tmp_path) as r:
+    async with rig(tmp_path, db_url=store_db) as r:
         await r.enqueue(40)
         await r.settled()
         for fault in FAULTS:
@@ -155,10 +164,34 @@ async def test_no_status_of_a_whole_request_loses_an_event(tmp_path: Path) -> No
         assert hits.get(fault, 0) >= 1, f"{fault} never happened"
         assert figures[fault][0] == figures[fault][1], f"{fault}: {figures[fault]}"
     print(
-        f"\nproxy faults: {len(r.queued)} queued, {len(received)} delivered once each, 0 dead-lettered; "
+        f"\nproxy faults ({store_db.split(':', maxsplit=1)[0]}): {len(r.queued)} queued, {len(received)} delivered once each, 0 dead-lettered; "
         f"answers {hits}; parked then delivered {r.pusher.stats.parked}; shrunk {r.pusher.stats.shrunk}; "
         f"resent as duplicates {r.pusher.stats.duplicates}"
     )
+
+
+async def test_a_proxy_answering_400_to_every_push_costs_time_not_events(tmp_path: Path) -> None:
+    """The issue's case: 2,000 queued events, privacy and conversions among them, behind a proxy that answers
+    400 to every push. Before, all were split down to single events and deleted in seconds."""
+    async with rig(tmp_path) as r:
+        r.proxy.always = "http400_html"
+        ids = await r.enqueue(2000, size=8)
+        await until(lambda: _failed(r, 20), 60)
+        # Everything still queued: nothing parked, nothing given up, and the loop backed off, loudly.
+        outbox = await r.ledger.outbox.stats()
+        assert outbox["events"] == 2000 and outbox["dropped"] == 0
+        stats = await r.ledger.dead_letters.stats(r.clock.wall())
+        assert stats["parked"]["events"] == 0 and stats["dead_letter"]["given_up"] == 0
+        assert r.pusher.stats.given_up == 0 and r.proxy.hits["forwarded"] == 0
+        # The proxy is fixed: every event arrives, once, in order.
+        r.proxy.always = None
+        await r.settled(timeout=60)
+        received = await r.received()
+        assert received == ids
+
+
+async def _failed(r: Rig, times: int) -> bool:
+    return r.loop.state.failures["http400"] >= times
 
 
 async def test_a_lower_body_limit_shrinks_batches_and_an_event_over_it_is_parked_never_given_up(
