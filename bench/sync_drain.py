@@ -111,7 +111,14 @@ async def _drain_once(base: str, token: str, workdir: Path, events: int) -> floa
     ledger = await _filled(workdir, events)
     try:
         async with CloudClient(base, STORE, token) as client:
-            pusher = Pusher(ledger.outbox, client, batch_events=BATCH, batch_bytes=512 * 1024)
+            pusher = Pusher(
+                ledger.outbox,
+                ledger.dead_letters,
+                client,
+                SystemClock(),
+                batch_events=BATCH,
+                batch_bytes=512 * 1024,
+            )
             started = time.perf_counter()
             drained = await pusher.drain()
             seconds = time.perf_counter() - started
@@ -126,13 +133,15 @@ async def _baseline_once(base: str, token: str, workdir: Path, events: int) -> f
     """The same events, read out of an outbox beforehand, POSTed from memory: the server's own limit."""
     ledger = await _filled(workdir, events)
     try:
-        bodies = [entry.body for entry in await ledger.outbox.peek(events, 1 << 40)]
+        entries = await ledger.outbox.peek(events, 1 << 40)
+        bodies = [entry.body for entry in entries]
+        ids = [entry.event_id for entry in entries]
     finally:
         await ledger.__aexit__(None, None, None)
     async with CloudClient(base, STORE, token) as client:
         started = time.perf_counter()
         for start in range(0, events, BATCH):
-            await client.push(bodies[start : start + BATCH])
+            await client.push(bodies[start : start + BATCH], ids[start : start + BATCH])
         seconds = time.perf_counter() - started
     return events / seconds
 

@@ -1,4 +1,4 @@
-"""The ``edge-gateway`` command: run, demo, check-config."""
+"""The ``edge-gateway`` command: run, demo, check-config, and the operator's tools."""
 
 from __future__ import annotations
 
@@ -138,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
         "rollback", help="point back to the previous version (checked first); then systemctl reload"
     )
     model_rollback.add_argument("--config", type=Path, required=True)
+    dead = commands.add_parser(
+        "dead-letter", help="events the cloud refused: given up, or parked and retried"
+    )
+    dead_commands = dead.add_subparsers(dest="tool", required=True)
+    for name, text in (
+        ("list", "one line per event: when, class, kind, id, attempts, reason (no shopper ids)"),
+        ("export", "JSON lines: each event as it was pushed, with the reason (for the cloud's operators)"),
+    ):
+        tool = dead_commands.add_parser(name, help=text)
+        tool.add_argument("--config", type=Path, required=True)
+        tool.add_argument(
+            "--parked", action="store_true", help="the events kept and retried instead of the dead letters"
+        )
     from edge.profilestore import cli as profile_store  # noqa: PLC0415 - argparse only; the server when run
 
     profile_store.add_arguments(
@@ -204,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         from edge.tools import model  # noqa: PLC0415 - onnxruntime only when asked for
 
         return model.run(args.config, args.tool, sys.stdout, sys.stderr)
+    if args.command == "dead-letter":
+        from edge.tools import deadletter  # noqa: PLC0415
+
+        return deadletter.run(args.config, args.tool, sys.stdout, sys.stderr, parked=args.parked)
     if args.command == "profile-store":
         from edge.profilestore import cli as profile_store  # noqa: PLC0415
 

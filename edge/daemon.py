@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 from zoneinfo import ZoneInfo
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from edge import __version__
 from edge.act.displays import DisplayBoard
 from edge.clock import Clock, SystemClock
@@ -324,7 +326,7 @@ class Gateway:
         settings = self.settings
         self.ble_flow, self.pos_flow, self.cameras = None, None, []
         self.scanner, self.sync, self.sync_health = None, None, None
-        keys = load_public_keys(settings.identity.public_key_files, settings.identity.public_key_env)
+        keys = await self._token_keys(ledger)
         verifier = TokenVerifier(
             keys,
             settings.store.id,
@@ -418,6 +420,7 @@ class Gateway:
                 flow=flow,
                 clock=self.clock,
                 day_start=self._local_midnight,
+                file_keys=keys,
             )
             self.sync.pusher.metrics = self.metrics
         if self.control is not None:
@@ -435,6 +438,16 @@ class Gateway:
         if ledger.corrupted_moved_to is not None:
             log.error("ledger was corrupt and has been moved aside to %s", ledger.corrupted_moved_to)
         return flow
+
+    async def _token_keys(self, ledger: Ledger) -> dict[str, Ed25519PublicKey]:
+        """The key files' token keys, less every kid the cloud revoked (durable in the ledger): a revocation
+        wins over the files at every start and rebuild, until the cloud trusts the kid again."""
+        identity = self.settings.identity
+        keys = load_public_keys(identity.public_key_files, identity.public_key_env)
+        revoked = await ledger.replica.revoked_keys()
+        for kid in sorted(revoked & keys.keys()):
+            log.warning("token key %s of the key files is revoked by the cloud; its tokens are refused", kid)
+        return {kid: key for kid, key in keys.items() if kid not in revoked}
 
     def _build_ble(self, flow: GatewayFlow, resolver: EidResolver) -> BleFlow:
         ble = self.settings.ble

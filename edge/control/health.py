@@ -4,10 +4,13 @@ configuration push is judged by (docs/mqtt.md, docs/remote-config.md). Read-only
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from edge import __version__
 from edge.clock import iso_utc
+
+# A telemetry event given up raises sync_dead_letter for a day: someone sees it, and it clears by itself.
+DEAD_LETTER_ALERT_S: Final = 86_400.0
 
 if TYPE_CHECKING:
     from edge.daemon import Gateway
@@ -118,6 +121,7 @@ def alerts(gateway: Gateway, link: MqttLink, ledger: Ledger) -> list[str]:
         alerts.append(f"sync_outbox_dropped: telemetry dropped at the disk bound ({outbox.get('dropped')})")
     if outbox.get("over_bound"):
         alerts.append("sync_outbox_over_bound: privacy and conversion events exceed the outbox bound")
+    alerts += refused_alerts(gateway.sync_health or {})
     if link.counters["outbox_dropped"]:
         alerts.append(f"mqtt_outbox_dropped: {link.counters['outbox_dropped']} messages")
     if gateway.control is not None:
@@ -130,4 +134,25 @@ def alerts(gateway: Gateway, link: MqttLink, ledger: Ledger) -> list[str]:
         )
     if gateway.metrics_error is not None:
         alerts.append(f"metrics_off: {gateway.metrics_error}")
+    return alerts
+
+
+def refused_alerts(sync: dict[str, Any]) -> list[str]:
+    """Events the cloud refused: parked ones wait (privacy and conversions are never given up), and telemetry
+    given up recently (a day: long enough for someone to look, then it clears; the table keeps them)."""
+    alerts = []
+    parked = sync.get("parked") or {}
+    if parked.get("events"):
+        classes = ", ".join(f"{cls} {n}" for cls, n in (parked.get("by_class") or {}).items() if n)
+        alerts.append(
+            f"sync_events_parked: {parked['events']} events the cloud refused are kept and retried ({classes}); "
+            "edge-gateway dead-letter list --parked"
+        )
+    dead = sync.get("dead_letter") or {}
+    last = dead.get("last_age_s")
+    if last is not None and last < DEAD_LETTER_ALERT_S:
+        alerts.append(
+            f"sync_dead_letter: {dead.get('events')} telemetry events the cloud refused by name are held "
+            "in the dead letters; edge-gateway dead-letter export"
+        )
     return alerts

@@ -501,7 +501,7 @@ def _collect_sync(sync: Mapping[str, Any], out: Exposition) -> None:
         _num(push.get("batches")),
     )
     out.add("edge_sync_push_events_total", "counter", "Events sent to the cloud.", _num(push.get("events")))
-    for result in ("accepted", "duplicates", "rejected", "poison"):
+    for result in ("accepted", "duplicates", "rejected", "given_up", "parked"):
         out.add(
             "edge_sync_push_results_total",
             "counter",
@@ -509,6 +509,7 @@ def _collect_sync(sync: Mapping[str, Any], out: Exposition) -> None:
             _num(push.get(result)),
             {"result": result},
         )
+    _collect_refused(sync, out)
     pull = _dict(sync.get("pull"))
     out.add("edge_sync_pull_pages_total", "counter", "Change pages applied.", _num(pull.get("pages")))
     out.add("edge_sync_pull_changes_total", "counter", "Cloud changes applied.", _num(pull.get("changes")))
@@ -545,6 +546,38 @@ def _collect_sync(sync: Mapping[str, Any], out: Exposition) -> None:
                 _num(count),
                 {"outcome": str(outcome)},
             )
+
+
+def _collect_refused(sync: Mapping[str, Any], out: Exposition) -> None:
+    """Events the cloud refused by name or failing alone: parked (kept, retried) and dead letters."""
+    parked = _dict(sync.get("parked"))
+    out.add_each(
+        "edge_sync_parked_events",
+        "gauge",
+        "Events the cloud refused, kept in the outbox and retried alone, by class.",
+        _dict(parked.get("by_class")),
+        "class",
+    )
+    dead = _dict(sync.get("dead_letter"))
+    out.add(
+        "edge_sync_dead_letter_events",
+        "gauge",
+        "Telemetry events given up (refused by name) held in the dead-letter table.",
+        _num(dead.get("events")),
+    )
+    out.add(
+        "edge_sync_dead_letter_total",
+        "counter",
+        "Telemetry events ever given up for a refusal by name.",
+        _num(dead.get("given_up")),
+    )
+    push = _dict(sync.get("push"))
+    out.add(
+        "edge_sync_retry_after_total",
+        "counter",
+        "Push retries whose wait a Retry-After header set.",
+        _num(push.get("retry_after")),
+    )
 
 
 def _collect_ble(ble: Mapping[str, Any], out: Exposition) -> None:

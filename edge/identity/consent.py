@@ -197,6 +197,28 @@ class ConsentStore:
                 listener(shopper_id, purpose, False)
         return records is not None
 
+    def drop(self, shopper_id: str, purpose: Purpose) -> bool:
+        """Forget one purpose's state (the ledger removed its row: the cloud no longer holds it).
+
+        No state means not granted, so listeners hear a withdrawal if it was granted. A withdrawal whose
+        write has not landed yet is kept: acting on a withdrawal is always safe.
+        """
+        records = self._records.get(shopper_id)
+        if records is None or purpose not in records or (shopper_id, purpose) in self._unsynced:
+            return False
+        was_granted = records.pop(purpose).granted
+        if not records:
+            del self._records[shopper_id]
+        granted = self._granted.get(shopper_id, _NOTHING) - {purpose}
+        if granted or shopper_id in self._records:
+            self._granted[shopper_id] = granted
+        else:
+            self._granted.pop(shopper_id, None)
+        if was_granted:
+            for listener in tuple(self._listeners):
+                listener(shopper_id, purpose, False)
+        return True
+
     async def seed_from_file(self, path: Path, profiles: ProfileCache | None = None) -> ProfileCache:
         """Apply a seed file's consents (source "seed") and cache its profiles in ``profiles`` (or a new cache).
 

@@ -150,6 +150,63 @@ SCHEMA_STEPS: Final[tuple[tuple[str, ...], ...]] = (
             wall REAL NOT NULL
         ) WITHOUT ROWID""",
     ),
+    (
+        # Events the cloud refused one by one (docs/ledger.md "Refused events"). A parked event stays in the
+        # outbox (counted, never dropped unless telemetry at the byte bound) and is retried alone at
+        # next_wall; this table only says why and when. No foreign key: an erasure rewrites outbox rows
+        # with the same seq, which a cascade would unpark.
+        """CREATE TABLE outbox_parked (
+            seq         INTEGER PRIMARY KEY,
+            reason      TEXT NOT NULL,
+            attempts    INTEGER NOT NULL CHECK (attempts >= 1),
+            parked_wall REAL NOT NULL,
+            next_wall   REAL NOT NULL
+        )""",
+        # Whatever removes an outbox row (an ack, the byte bound, a dead letter) ends its parking.
+        """CREATE TRIGGER outbox_unparked AFTER DELETE ON outbox BEGIN
+            DELETE FROM outbox_parked WHERE seq = OLD.seq;
+        END""",
+        # Telemetry the cloud refused for good, with its reason: kept for an operator to export, bounded.
+        """CREATE TABLE dead_letter (
+            seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id      TEXT NOT NULL UNIQUE,
+            class         INTEGER NOT NULL CHECK (class BETWEEN 0 AND 2),
+            kind          TEXT NOT NULL,
+            at_wall       REAL NOT NULL,
+            shopper_id    TEXT,
+            body          BLOB NOT NULL,
+            reason        TEXT NOT NULL,
+            given_up_wall REAL NOT NULL
+        )""",
+        # Kept exact by triggers, so health never counts rows: given up ever, evicted by the bound, held now.
+        """CREATE TABLE dead_letter_totals (
+            id       INTEGER PRIMARY KEY CHECK (id = 0),
+            events   INTEGER NOT NULL,
+            given_up INTEGER NOT NULL,
+            evicted  INTEGER NOT NULL
+        )""",
+        "INSERT INTO dead_letter_totals (id, events, given_up, evicted) VALUES (0, 0, 0, 0)",
+        """CREATE TRIGGER dead_letter_in AFTER INSERT ON dead_letter BEGIN
+            UPDATE dead_letter_totals SET events = events + 1, given_up = given_up + 1;
+        END""",
+        """CREATE TRIGGER dead_letter_out AFTER DELETE ON dead_letter BEGIN
+            UPDATE dead_letter_totals SET events = events - 1, evicted = evicted + 1;
+        END""",
+        # Token key ids the cloud revoked: they win over identity.public_key_files at every build, until
+        # the cloud trusts the kid again (an upsert). A reset keeps them: refusing is the safe side.
+        """CREATE TABLE revoked_keys (
+            kid          TEXT PRIMARY KEY,
+            revoked_wall REAL NOT NULL
+        ) WITHOUT ROWID""",
+        # The keys a rebuild after a cursor reset has seen so far (docs/sync.md "Cursor reset"); swept at
+        # its last page. sub is the purpose of a consent, '' otherwise.
+        """CREATE TABLE rebuild_seen (
+            kind TEXT NOT NULL,
+            id   TEXT NOT NULL,
+            sub  TEXT NOT NULL,
+            PRIMARY KEY (kind, id, sub)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = len(SCHEMA_STEPS)

@@ -14,6 +14,7 @@ from typing import Final, Literal
 
 from edge.clock import iso_utc
 from edge.events import Candidates, Decision, Purpose
+from edge.ledger.deadletter import anonymise_dead_letters
 from edge.ledger.outbox import NewEvent, anonymise_shopper_events, encode_event, event_id_for, insert_event
 from edge.ledger.writer import Op, Tx
 from edge.sync.wire import EventClass
@@ -303,6 +304,7 @@ async def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
         "UPDATE exposures SET shopper_id = NULL WHERE shopper_id = ?",
     ):
         await tx.execute(sql, (shopper_id,))
+    await anonymise_dead_letters(tx, shopper_id)
     return await anonymise_shopper_events(tx, shopper_id)
 
 

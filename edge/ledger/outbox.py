@@ -90,6 +90,12 @@ class OutboxEntry:
     body: bytes
 
 
+def outbox_entry(row: Sequence[Any]) -> OutboxEntry:
+    """An entry from a row of ``seq, event_id, class, kind, shopper_id, body``."""
+    seq, event_id, cls, kind, shopper_id, body = row
+    return OutboxEntry(seq, event_id, _CLASSES[cls], kind, shopper_id, body)
+
+
 def encode_event(
     kind: str,
     cls: EventClass,
@@ -200,6 +206,12 @@ async def anonymise_shopper_events(tx: Tx, shopper_id: str) -> int:
     rows = await tx.fetch(f"SELECT seq, event_id, class, kind, at_wall, body FROM outbox {where}", params)  # noqa: S608
     if not rows:
         return 0
+    # Deleting a row ends its parking (a trigger); a rewritten row keeps it.
+    parked = await tx.fetch(
+        "SELECT seq, reason, attempts, parked_wall, next_wall FROM outbox_parked "
+        "WHERE seq IN (SELECT value FROM json_each(?))",
+        (json.dumps([int(row[0]) for row in rows]),),
+    )
     await tx.execute(f"DELETE FROM outbox {where}", params)  # noqa: S608
     for seq, event_id, cls, kind, at_wall, body in rows:
         document = json.loads(body)
@@ -208,6 +220,11 @@ async def anonymise_shopper_events(tx: Tx, shopper_id: str) -> int:
             "INSERT INTO outbox (seq, event_id, class, kind, at_wall, shopper_id, body) "
             "VALUES (?, ?, ?, ?, ?, NULL, ?)",
             (seq, event_id, cls, kind, at_wall, json.dumps(document, separators=(",", ":")).encode()),
+        )
+    for row in parked:
+        await tx.execute(
+            "INSERT INTO outbox_parked (seq, reason, attempts, parked_wall, next_wall) VALUES (?, ?, ?, ?, ?)",
+            tuple(row),
         )
     return len(rows)
 
@@ -275,24 +292,26 @@ class Outbox:
         return event.event_id
 
     async def peek(self, max_events: int, max_bytes: int) -> list[OutboxEntry]:
-        """The oldest events in ``seq`` order, at most ``max_events`` and ``max_bytes`` of bodies.
+        """The oldest events not parked, in ``seq`` order, at most ``max_events`` and ``max_bytes`` of bodies.
 
         The first event is always included, even if it alone is larger than ``max_bytes``, so one large
         event can never block the queue.
         """
         if max_events < 1 or max_bytes < 1:
             raise ValueError("max_events and max_bytes must be at least 1")
+        # Parked events (docs/ledger.md "Refused events") wait for their own retry, one at a time.
         rows = await self._read(
-            "SELECT seq, event_id, class, kind, shopper_id, body FROM outbox ORDER BY seq LIMIT ?",
+            "SELECT seq, event_id, class, kind, shopper_id, body FROM outbox "
+            "WHERE seq NOT IN (SELECT seq FROM outbox_parked) ORDER BY seq LIMIT ?",
             (max_events,),
         )
         entries: list[OutboxEntry] = []
         total = 0
-        for seq, event_id, cls, kind, shopper_id, body in rows:
-            total += len(body)
+        for row in rows:
+            total += len(row[5])
             if entries and total > max_bytes:
                 break
-            entries.append(OutboxEntry(seq, event_id, _CLASSES[cls], kind, shopper_id, body))
+            entries.append(outbox_entry(row))
         return entries
 
     async def ack(self, seqs: Sequence[int]) -> int:

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from edge.events import Purpose
+from edge.ledger import rebuild
 from edge.ledger.ops import ConsentRow, erase_shopper, store_consent
+from edge.ledger.rebuild import CURSOR_KEY, Swept
 from edge.ledger.writer import Op, Read, Submit, Tx
 from edge.sync.wire import Change, ChangeKind
-
-CURSOR_KEY: Final = "cursor"
 
 # (shopper_id, identity_key (16 bytes), rotation_exponent, clock_offset_s)
 EidKeyRow = tuple[str, bytes, int, int]
@@ -29,7 +29,8 @@ class ApplyResult:
     ``applied`` counts, per kind, the changes that changed (or confirmed) local state; ``stale`` those
     refused because local state was newer (a consent that lost the order, anything older than a tombstone,
     a profile older than the stored one). ``consents`` are the consent rows stored, ``erased`` the shoppers
-    erased (with the erasure time), so the caller can update what it keeps in memory.
+    erased (with the erasure time), so the caller can update what it keeps in memory. ``swept`` is set when
+    the page ended a rebuild after a cursor reset: what the cloud's full state no longer holds.
     """
 
     cursor: str
@@ -38,6 +39,7 @@ class ApplyResult:
     consents: tuple[ConsentRow, ...] = ()
     erased: tuple[tuple[str, float], ...] = ()
     outbox_anonymised: int = 0
+    swept: Swept | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,6 +53,7 @@ class ReplicaSnapshot:
     inventory: dict[str, tuple[bool, int | None]]
     tombstones: dict[str, float]
     cursor: str | None
+    revoked_keys: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -62,6 +65,7 @@ class _Page:
     consents: list[ConsentRow] = field(default_factory=list)
     erased: list[tuple[str, float]] = field(default_factory=list)
     outbox_anonymised: int = 0
+    swept: Swept | None = None
 
     def count(self, kind: ChangeKind, *, took: bool) -> None:
         tally = self.applied if took else self.stale
@@ -112,13 +116,21 @@ async def _eid_key(tx: Tx, change: Change) -> bool:
 
 async def _token_key(tx: Tx, change: Change) -> bool:
     if change.op == "delete":
+        # A revocation outlives the key row: it must also beat a key file naming the kid, at every start.
         await tx.execute("DELETE FROM token_keys WHERE kid = ?", (change.id,))
+        await tx.execute(
+            "INSERT INTO revoked_keys (kid, revoked_wall) VALUES (?, ?) ON CONFLICT (kid) "
+            "DO UPDATE SET revoked_wall = excluded.revoked_wall",
+            (change.id, change.at_wall),
+        )
     else:
         await tx.execute(
             "INSERT INTO token_keys (kid, public_key_pem) VALUES (?, ?) ON CONFLICT (kid) "
             "DO UPDATE SET public_key_pem = excluded.public_key_pem",
             (change.id, str(change.data["public_key_pem"])),
         )
+        # The cloud trusts the kid again (pages come in the cloud's order, so this is the later word).
+        await tx.execute("DELETE FROM revoked_keys WHERE kid = ?", (change.id,))
     return True
 
 
@@ -171,8 +183,12 @@ def _encoded(change: Change) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def apply_page_op(changes: Sequence[Change], cursor: str) -> Op[_Page]:
-    """One op for a whole page: every change in order, then the cursor; any failure rolls back all of it."""
+def apply_page_op(changes: Sequence[Change], cursor: str, *, complete: bool = False) -> Op[_Page]:
+    """One op for a whole page: every change in order, then the cursor; any failure rolls back all of it.
+
+    During a rebuild (``rebuild.begin``) the page also marks its keys, and a ``complete`` page (the cloud
+    has nothing more) ends the rebuild with the sweep, in the same transaction.
+    """
     # Decoded and encoded here, in the caller's context: a malformed change fails before it reaches a batch.
     prepared: list[tuple[ChangeKind, Change, str | None, ConsentRow | None]] = []
     for change in changes:
@@ -214,6 +230,10 @@ def apply_page_op(changes: Sequence[Change], cursor: str) -> Op[_Page]:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (CURSOR_KEY, cursor),
         )
+        if await rebuild.rebuilding(tx):
+            await rebuild.mark(tx, changes)
+            if complete:
+                page.swept = await rebuild.sweep(tx)
         return page
 
     return run
@@ -236,12 +256,15 @@ class Replica:
         rows = await self._read("SELECT shopper_id, erased_wall FROM tombstones")
         self._tombstones = {str(shopper): float(wall) for shopper, wall in rows}
 
-    async def apply_page(self, changes: Sequence[Change], cursor: str) -> ApplyResult:
+    async def apply_page(
+        self, changes: Sequence[Change], cursor: str, *, complete: bool = False
+    ) -> ApplyResult:
         """Apply a page and store its cursor in one durable transaction: all of it, or (raising) none.
 
         Re-applying a page is harmless: every change is an idempotent upsert/delete or ordered by time.
+        ``complete``: the cloud said there is no more now; it ends a rebuild (``ApplyResult.swept``).
         """
-        page = await self._submit(apply_page_op(changes, cursor))
+        page = await self._submit(apply_page_op(changes, cursor, complete=complete))
         for shopper_id, erased_wall in page.erased:
             self.remember_tombstone(shopper_id, erased_wall)
         return ApplyResult(
@@ -251,7 +274,20 @@ class Replica:
             consents=tuple(page.consents),
             erased=tuple(page.erased),
             outbox_anonymised=page.outbox_anonymised,
+            swept=page.swept,
         )
+
+    async def begin_rebuild(self) -> None:
+        """After a cursor reset: drop the cursor and start a rebuild (durable; see edge/ledger/rebuild.py)."""
+        await self._submit(rebuild.begin)
+
+    async def rebuilding(self) -> bool:
+        rows = await self._read("SELECT 1 FROM sync_state WHERE key = ?", (rebuild.REBUILD_KEY,))
+        return bool(rows)
+
+    async def revoked_keys(self) -> frozenset[str]:
+        """Token key ids the cloud revoked: refused whatever the key files say."""
+        return frozenset(str(kid) for (kid,) in await self._read("SELECT kid FROM revoked_keys"))
 
     async def cursor(self) -> str | None:
         rows = await self._read("SELECT value FROM sync_state WHERE key = ?", (CURSOR_KEY,))
@@ -295,4 +331,5 @@ class Replica:
             inventory=inventory,
             tombstones=tombstones,
             cursor=await self.cursor(),
+            revoked_keys=await self.revoked_keys(),
         )

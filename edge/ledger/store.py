@@ -1,7 +1,8 @@
 """``Ledger``: the gateway's one SQLite writer and reader (decisions, exposures, consents, token replay).
 
-The outbox to the cloud and the local replica of the cloud are facades over the same writer and lock:
-``ledger.outbox`` (edge/ledger/outbox.py) and ``ledger.replica`` (edge/ledger/replica.py).
+The outbox to the cloud, the events the cloud refused and the local replica of the cloud are facades over
+the same writer and lock: ``ledger.outbox`` (edge/ledger/outbox.py), ``ledger.dead_letters``
+(edge/ledger/deadletter.py) and ``ledger.replica`` (edge/ledger/replica.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import aiosqlite
 from edge.clock import Clock
 from edge.events import Decision, Purpose
 from edge.ledger import ops
+from edge.ledger.deadletter import DeadLetters
 from edge.ledger.errors import LedgerError
 from edge.ledger.ops import DECISION_COLUMNS, DECISION_FLAGS, EXPOSURE_COLUMNS, ConsentRow
 from edge.ledger.outbox import Outbox, encode_event
@@ -101,6 +103,7 @@ class Ledger:
         self.metrics: Metrics | None = None
         self.outbox = Outbox(self._submit, self._read, clock, max_bytes=outbox_max_bytes)
         self.replica = Replica(self._submit, self._read)
+        self.dead_letters = DeadLetters(self._submit, self._read)
 
     async def __aenter__(self) -> Ledger:
         if self._db is not None:

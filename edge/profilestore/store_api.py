@@ -50,7 +50,8 @@ def _echo_id(item: Any) -> str | None:
 
 
 def _rejection(index: int, item: Any, reason: str) -> dict[str, Any]:
-    return {"index": index, "id": _echo_id(item), "reason": reason[:_MAX_REASON_CHARS]}
+    # A gateway acts only on a rejection with a reason (docs/sync-openapi.yaml), so there always is one.
+    return {"index": index, "id": _echo_id(item), "reason": reason[:_MAX_REASON_CHARS] or "invalid"}
 
 
 def _event_record(item: Any) -> EventRecord:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Final
@@ -17,6 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from edge.clock import Clock, SystemClock
 from edge.sync.parse import (
     AnswerError,
     FetchedProfile,
@@ -25,27 +27,38 @@ from edge.sync.parse import (
     parse_page,
     parse_profile,
     parse_push_result,
+    parse_retry_after,
 )
 
 MAX_ANSWER_BYTES: Final = 32 * 1024 * 1024
+_TAG: Final = re.compile(r"<[^>]{0,200}>")
 # Below this a request body is sent as is: gzip costs more CPU than it saves on a LAN-sized body.
 GZIP_MIN_BYTES: Final = 1024
 
 
 class CloudUnavailableError(Exception):
-    """The cloud did not answer usefully this time; ``reason`` is a short counter label."""
+    """The cloud did not answer usefully this time; ``reason`` is a short counter label.
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    ``retry_after_s``: what the answer's ``Retry-After`` asked for (seconds from now), if it had one.
+    """
+
+    def __init__(self, reason: str, detail: str = "", *, retry_after_s: float | None = None) -> None:
         self.reason = reason
+        self.retry_after_s = retry_after_s
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
 class CloudRefusedError(Exception):
-    """The cloud refused the request (4xx other than 408/429): a configuration or contract problem."""
+    """The whole request was refused (4xx other than 408/429): a configuration or contract problem.
 
-    def __init__(self, status: int, detail: str) -> None:
+    Whoever answered (the cloud, or a proxy in front of it) judged the request, not any one event in it.
+    """
+
+    def __init__(self, status: int, detail: str, *, retry_after_s: float | None = None) -> None:
         self.status = status
         self.reason = f"http{status}"
+        self.detail = detail
+        self.retry_after_s = retry_after_s
         super().__init__(f"HTTP {status}: {detail}")
 
 
@@ -60,11 +73,14 @@ class CloudClient:
         *,
         timeout_s: float = 15.0,
         connect_timeout_s: float = 5.0,
+        clock: Clock | None = None,
     ) -> None:
         self._base = base_url.rstrip("/") + f"/v1/stores/{quote(store_id, safe='')}"
         self._headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        # Only to turn an HTTP-date Retry-After into a delay.
+        self._clock = clock or SystemClock()
 
     async def __aenter__(self) -> CloudClient:
         # A small pool: one pull, one push and a few profile fetches at once is all a store needs.
@@ -91,8 +107,9 @@ class CloudClient:
         except AnswerError as error:
             raise CloudUnavailableError(error.reason, str(error)) from None
 
-    async def push(self, bodies: Sequence[bytes]) -> PushResult:
-        """Send events already encoded as compact JSON objects; one request, gzip when it pays."""
+    async def push(self, bodies: Sequence[bytes], ids: Sequence[str]) -> PushResult:
+        """Send events already encoded as compact JSON objects (``ids`` theirs, in order); one request, gzip
+        when it pays. Raises unless the answer accounts for every event (``parse_push_result``)."""
         payload = b'{"events":[' + b",".join(bodies) + b"]}"
         headers = {"Content-Type": "application/json"}
         if len(payload) >= GZIP_MIN_BYTES:
@@ -100,7 +117,7 @@ class CloudClient:
             headers["Content-Encoding"] = "gzip"
         document = await self._request("POST", "/events", data=payload, headers=headers)
         try:
-            return parse_push_result(document, len(bodies))
+            return parse_push_result(document, ids)
         except AnswerError as error:
             raise CloudUnavailableError(error.reason, str(error)) from None
 
@@ -132,6 +149,7 @@ class CloudClient:
                 if len(body) > MAX_ANSWER_BYTES:
                     raise CloudUnavailableError("too_large", f"more than {MAX_ANSWER_BYTES} bytes")
                 status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.wall())
         except TimeoutError:
             raise CloudUnavailableError("timeout") from None
         except aiohttp.ClientPayloadError as error:
@@ -143,9 +161,9 @@ class CloudClient:
         except asyncio.IncompleteReadError:
             raise CloudUnavailableError("truncated") from None
         if status >= 500 or status in (408, 429):
-            raise CloudUnavailableError(f"http{status}")
+            raise CloudUnavailableError(f"http{status}", _detail(body), retry_after_s=retry_after)
         if status >= 400:
-            raise CloudRefusedError(status, _detail(body))
+            raise CloudRefusedError(status, _detail(body), retry_after_s=retry_after)
         if status != 200:
             raise CloudUnavailableError(f"http{status}", "unexpected status")
         try:
@@ -158,7 +176,9 @@ def _detail(body: bytes) -> str:
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return body[:120].decode("utf-8", "replace")
+        # Not the cloud's JSON: often a proxy's HTML page. Its text, tags and line breaks out, for the log.
+        text = _TAG.sub(" ", body[:2048].decode("utf-8", "replace"))
+        return " ".join(text.split())[:120]
     if isinstance(document, dict):
         return str(document.get("detail") or document.get("error") or "")[:200]
     return ""

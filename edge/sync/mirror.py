@@ -1,7 +1,8 @@
 """Cloud changes into the gateway's memory, once they are durable: consents, profiles, keys, offers, erasures.
 
 The ledger commits a page together with its cursor first; only then does `Mirror.apply` make every stage see
-it, so a crash in between leaves disk ahead of memory, and the next start loads memory from disk.
+it, so a crash in between leaves disk ahead of memory, and the next start loads memory from disk. The end of
+a rebuild (a cursor reset) removes from memory what the ledger swept (`Mirror.sweep`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from edge.identity.consent import ConsentRecord, ConsentStore, ProfileCache
 from edge.identity.eid import EidKey, EidResolver
 from edge.identity.tokens import TokenVerifier
+from edge.ledger.rebuild import Swept
 from edge.sync.wire import Change, ChangeKind
 
 log = logging.getLogger(__name__)
@@ -54,12 +56,16 @@ class Mirror:
         verifier: TokenVerifier,
         eid: EidResolver | None = None,
         is_erased: Callable[[str, float], bool] = lambda _shopper, _at: False,
+        file_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> None:
         self._consents = consents
         self._profiles = profiles
         self._verifier = verifier
         self._eid = eid
         self._is_erased = is_erased
+        # The token keys of identity.public_key_files (not revoked): a cloud key of the same kid that a
+        # rebuild removes gives way to the file's again (a revocation would have removed both).
+        self._file_keys = dict(file_keys or {})
         self.overlay = OfferOverlay({}, set())
         self.erasure_listeners: list[Callable[[str], None]] = []
         self.offer_listeners: list[Callable[[OfferOverlay], None]] = []
@@ -128,6 +134,27 @@ class Mirror:
             case ChangeKind.ERASURE:
                 self.erase(shopper)
         return False
+
+    def sweep(self, swept: Swept) -> None:
+        """The end of a rebuild: what the ledger removed (the cloud's full state lacks it) leaves memory."""
+        for shopper_id in swept.profiles:
+            self._profiles.forget(shopper_id)
+        if self._eid is not None:
+            for shopper_id in swept.eid_keys:
+                self._eid.remove_shopper(shopper_id)
+        for kid in swept.token_keys:
+            self._verifier.revoke_key(kid)
+            file_key = self._file_keys.get(kid)
+            if file_key is not None:
+                self._verifier.set_key(kid, file_key)
+        for shopper_id, purpose in swept.consents:
+            self._consents.drop(shopper_id, purpose)
+        for offer_id in swept.offers:
+            self.overlay.offers.pop(offer_id, None)
+        for offer_id in swept.inventory:
+            self.overlay.unavailable.discard(offer_id)
+        if swept.offers or swept.inventory:
+            self._offers_changed()
 
     def erase(self, shopper_id: str) -> None:
         """Everything the gateway holds in memory about the shopper goes, and every stage lets go."""

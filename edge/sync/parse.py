@@ -11,7 +11,10 @@ import base64
 import binascii
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeGuard
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -26,6 +29,7 @@ from edge.sync.wire import Change, ChangeKind
 MAX_ID_CHARS: Final = 128
 MAX_SOURCE_CHARS: Final = 64
 MAX_PEM_CHARS: Final = 4096
+MAX_REASON_CHARS: Final = 300  # the reference server's own cap on a rejection's reason
 IDENTITY_KEY_BYTES: Final = 16
 MAX_ROTATION_EXPONENT: Final = 15
 _COUNTER_MODULUS: Final = 2**32
@@ -236,32 +240,58 @@ _DATA: Final = {
 }
 
 
-def parse_push_result(document: object, batch_size: int) -> PushResult:
-    """Validate the answer to a push of ``batch_size`` events."""
+def parse_push_result(document: object, ids: Sequence[str]) -> PushResult:
+    """Validate the answer to a push of the events ``ids`` (in batch order).
+
+    A rejection is a verdict on one event, for which the gateway may give it up: so each must name a
+    position in the batch once, carry that event's own id and a reason. An answer that does not is garbled
+    (a proxy, a truncation, another API) and refused whole: the batch is sent again, nothing is given up.
+    """
     if not isinstance(document, dict):
         raise AnswerError("bad_push_answer", "not an object")
     accepted, duplicates, rejected = (
         document.get("accepted"),
         document.get("duplicates"),
-        document.get("rejected", []),
+        document.get("rejected"),
     )
     if not (_int(accepted) and _int(duplicates) and isinstance(rejected, list)):
         raise AnswerError(
             "bad_push_answer", 'expected {"accepted": int, "duplicates": int, "rejected": [...]}'
         )
-    reasons: list[tuple[int, str]] = []
+    reasons: dict[int, str] = {}
     for item in rejected:
         index = item.get("index") if isinstance(item, dict) else None
-        if not _int(index) or not 0 <= index < batch_size:
-            raise AnswerError("bad_push_answer", "a rejection without a valid index")
-        reason = item.get("reason")
-        reasons.append((index, reason[:200] if isinstance(reason, str) else "unspecified"))
-    if accepted < 0 or duplicates < 0 or accepted + duplicates + len(reasons) != batch_size:
+        if not _int(index) or not 0 <= index < len(ids) or index in reasons:
+            raise AnswerError("bad_push_answer", "a rejection without a valid, distinct index")
+        assert isinstance(item, dict)
+        named, reason = item.get("id"), item.get("reason")
+        if not isinstance(named, str) or named.lower() != ids[index].lower():
+            raise AnswerError("bad_push_answer", f"rejection #{index} does not name the event sent there")
+        if not isinstance(reason, str) or not reason.strip():
+            raise AnswerError("bad_push_answer", f"rejection #{index} gives no reason")
+        reasons[index] = reason[:MAX_REASON_CHARS]
+    if accepted < 0 or duplicates < 0 or accepted + duplicates + len(reasons) != len(ids):
         raise AnswerError(
             "bad_push_answer",
-            f"accepted {accepted} + duplicates {duplicates} + rejected {len(reasons)} != {batch_size} sent",
+            f"accepted {accepted} + duplicates {duplicates} + rejected {len(reasons)} != {len(ids)} sent",
         )
-    return PushResult(accepted, duplicates, reasons)
+    return PushResult(accepted, duplicates, sorted(reasons.items()))
+
+
+def parse_retry_after(value: str | None, now_wall: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date; None if absent or bad."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(int(text[:12]))  # more digits than a year in seconds is nonsense: the caller caps it
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110: an HTTP-date is GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now_wall)
 
 
 def parse_profile(document: object, shopper_id: str) -> FetchedProfile:

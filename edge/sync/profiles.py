@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Final, Protocol
 
 from edge.clock import Clock
-from edge.identity.consent import ConsentStore, ProfileCache
+from edge.identity.consent import PROFILE_CACHE_MAX, ConsentStore, ProfileCache
 from edge.ledger import LedgerError
 from edge.sync.client import CloudRefusedError, CloudUnavailableError
 from edge.sync.mirror import CLOUD_SOURCE
@@ -58,6 +58,8 @@ class ProfileFetcher:
             OrderedDict()
         )  # shopper -> monotonic time it may be asked again
         self._inflight: dict[str, asyncio.Task[str]] = {}
+        # Profiles fetched (memory only, unlike pulled ones), so a cursor reset can let go of the old cloud's.
+        self._fetched: OrderedDict[str, None] = OrderedDict()
         self.outcomes: Counter[str] = Counter()
 
     def _known(self, shopper_id: str) -> bool:
@@ -115,7 +117,19 @@ class ProfileFetcher:
                 log.warning("fetched consent of %s not applied: %s", purpose, error)
         if fetched.profile is not None:
             self._profiles.put(shopper_id, fetched.profile)
+            self._fetched[shopper_id] = None
+            self._fetched.move_to_end(shopper_id)
+            while len(self._fetched) > PROFILE_CACHE_MAX:  # the cache forgot the oldest of them already
+                self._fetched.popitem(last=False)
         return "fetched"
+
+    def reset(self) -> None:
+        """A cursor reset: the cloud is another database now. What it said before (profiles fetched, shoppers
+        it did not know) no longer holds; the rebuild's pages bring back what the new cloud has."""
+        for shopper_id in self._fetched:
+            self._profiles.forget(shopper_id)
+        self._fetched.clear()
+        self._unknown.clear()
 
     async def close(self) -> None:
         tasks = list(self._inflight.values())

@@ -2,16 +2,19 @@
 
 A page is applied completely with its cursor or not at all, so a crash or power cut leaves the cursor
 consistent with what is on disk: the next pull asks again from there, and applying a change twice is harmless.
+A cursor reset rebuilds the replica from the cloud's full state (edge/ledger/rebuild.py): what the cloud
+no longer has is removed at the rebuild's last page, from disk and then from memory.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+from edge.ledger import ApplyResult
 from edge.sync.client import CloudRefusedError
 from edge.sync.mirror import Mirror
 from edge.sync.parse import Page
@@ -25,7 +28,8 @@ CURSOR_RESET = 410
 
 class Replica(Protocol):
     async def cursor(self) -> str | None: ...
-    async def apply_page(self, changes: Sequence[Change], cursor: str) -> Any: ...
+    async def apply_page(self, changes: Sequence[Change], cursor: str, *, complete: bool) -> ApplyResult: ...
+    async def begin_rebuild(self) -> None: ...
 
 
 class PullClient(Protocol):
@@ -39,6 +43,8 @@ class PullStats:
     rejected: Counter[str] = field(default_factory=Counter)
     cursor: str | None = None
     resets: int = 0
+    rebuilds: int = 0  # rebuilds completed (the sweep ran)
+    swept: Counter[str] = field(default_factory=Counter)  # rows the rebuilds removed, by table
 
 
 class Puller:
@@ -49,11 +55,14 @@ class Puller:
         mirror: Mirror,
         *,
         page_limit: int,
+        on_reset: Callable[[], None] = lambda: None,
     ) -> None:
         self._replica = replica
         self._client = client
         self._mirror = mirror
         self._page_limit = page_limit
+        # Told when a rebuild starts: caches of the old cloud (fetched profiles, unknown shoppers) go.
+        self._on_reset = on_reset
         self.stats = PullStats()
 
     async def pull(self) -> int:
@@ -66,15 +75,24 @@ class Puller:
             except CloudRefusedError as error:
                 if error.status != CURSOR_RESET or cursor is None:
                     raise
-                # The cloud's database is not the one our cursor came from (restored, replaced): start over.
-                # Every change is an idempotent upsert or delete, so pulling everything again is safe.
-                log.warning("the cloud no longer knows our cursor (%s); pulling everything again", error)
+                # The cloud's database is not the one our cursor came from (restored, replaced): rebuild from
+                # its full state. Until the last page the old state keeps serving; then what is gone goes.
+                log.warning(
+                    "the cloud no longer knows our cursor (%s); rebuilding from its full state", error
+                )
                 self.stats.resets += 1
+                await self._replica.begin_rebuild()
+                self._on_reset()
                 cursor = None
                 continue
-            await self._replica.apply_page(page.changes, page.cursor)
+            result = await self._replica.apply_page(page.changes, page.cursor, complete=not page.more)
             # Durable with the cursor from here on; now every stage sees it.
             self._mirror.apply(page.changes)
+            if result.swept is not None:
+                self._mirror.sweep(result.swept)
+                self.stats.rebuilds += 1
+                self.stats.swept.update(result.swept.counts())
+                log.warning("rebuild after a cursor reset complete; removed %s", result.swept.counts())
             self.stats.pages += 1
             self.stats.changes += len(page.changes)
             self.stats.rejected.update(page.rejected)

@@ -10,8 +10,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.clock import Clock
 from edge.config.model import SyncSettings
@@ -21,7 +23,7 @@ from edge.identity.eid import EidKey, EidResolver
 from edge.identity.tokens import TokenVerifier
 from edge.ledger import Ledger
 from edge.sync.client import CloudClient
-from edge.sync.loop import RetryLoop
+from edge.sync.loop import RetryLoop, Sleep
 from edge.sync.mirror import Mirror, OfferOverlay
 from edge.sync.profiles import ProfileFetcher
 from edge.sync.pull import Puller
@@ -45,16 +47,28 @@ class SyncService:
         consents: ConsentStore,
         profiles: ProfileCache,
         clock: Clock,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
-        self.client = CloudClient(settings.url, store_id, token, timeout_s=settings.request_timeout_s)
-        self.pusher = Pusher(
-            ledger.outbox, self.client, batch_events=settings.batch_events, batch_bytes=settings.batch_bytes
+        self._clock = clock
+        self.client = CloudClient(
+            settings.url, store_id, token, timeout_s=settings.request_timeout_s, clock=clock
         )
-        self.puller = Puller(ledger.replica, self.client, mirror, page_limit=settings.page_limit)
-        self.push_loop = RetryLoop("push", idle_s=settings.push_interval_s, retry_max_s=settings.retry_max_s)
-        self.pull_loop = RetryLoop("pull", idle_s=settings.pull_interval_s, retry_max_s=settings.retry_max_s)
+        self.pusher = Pusher(
+            ledger.outbox,
+            ledger.dead_letters,
+            self.client,
+            clock,
+            batch_events=settings.batch_events,
+            batch_bytes=settings.batch_bytes,
+        )
+        self.push_loop = RetryLoop(
+            "push", idle_s=settings.push_interval_s, retry_max_s=settings.retry_max_s, sleep=sleep
+        )
+        self.pull_loop = RetryLoop(
+            "pull", idle_s=settings.pull_interval_s, retry_max_s=settings.retry_max_s, sleep=sleep
+        )
         self.offers: OfferUpdater | None = None
         self.fetcher = ProfileFetcher(
             self.client,
@@ -65,6 +79,9 @@ class SyncService:
             fetch_timeout_s=settings.request_timeout_s,
             cloud_down=self.cloud_down,
             is_erased=lambda shopper_id: ledger.replica.tombstone(shopper_id) is not None,
+        )
+        self.puller = Puller(
+            ledger.replica, self.client, mirror, page_limit=settings.page_limit, on_reset=self.fetcher.reset
         )
 
     def cloud_down(self) -> bool:
@@ -101,10 +118,15 @@ class SyncService:
                 "accepted": push.accepted,
                 "duplicates": push.duplicates,
                 "rejected": push.rejected,
-                "poison": push.poison,
+                "given_up": push.given_up,
+                "parked": push.parked,
+                "shrunk": push.shrunk,
                 "failures": dict(self.push_loop.state.failures),
+                "retry_after": self.push_loop.state.retry_after,
+                "last_delay_s": round(self.push_loop.state.last_delay_s, 2),
                 "last_success_age_s": age(self.push_loop.state.last_success_mono),
             },
+            **await self._ledger.dead_letters.stats(self._clock.wall()),
             "pull": {
                 "pages": pull.pages,
                 "changes": pull.changes,
@@ -112,6 +134,8 @@ class SyncService:
                 "failures": dict(self.pull_loop.state.failures),
                 "cursor": pull.cursor,
                 "resets": pull.resets,
+                "rebuilds": pull.rebuilds,
+                "swept": dict(pull.swept),
                 "last_success_age_s": age(self.pull_loop.state.last_success_mono),
             },
             "profiles": self.fetcher.stats(),
@@ -159,8 +183,12 @@ async def build_sync(
     flow: GatewayFlow,
     clock: Clock,
     day_start: Callable[[], float],
+    file_keys: Mapping[str, Ed25519PublicKey] | None = None,
 ) -> SyncService:
-    """Wire sync into the running stages, after loading what earlier pulls stored."""
+    """Wire sync into the running stages, after loading what earlier pulls stored.
+
+    ``file_keys``: the token keys of identity.public_key_files the verifier started with (revocations out).
+    """
     replica = ledger.replica
     mirror = Mirror(
         consents=consents,
@@ -168,6 +196,7 @@ async def build_sync(
         verifier=verifier,
         eid=eid,
         is_erased=lambda shopper_id, at_wall: (replica.tombstone(shopper_id) or -math.inf) >= at_wall,
+        file_keys=file_keys,
     )
     snapshot = await replica.load()
     mirror.load(

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TextIO
 
 from edge.clock import iso_utc
-from edge.config import ConfigError, load_settings
 from edge.decide.lifecycle import ModelStore
 from edge.decide.scorer import ModelError
+from edge.tools import settings_for_tool
 
 SHA_SHOWN = 12  # hex digits of the sha256 shown: enough to tell versions apart and to match a manifest
 
@@ -63,12 +63,8 @@ def rollback(state_dir: Path, out: TextIO, err: TextIO) -> int:
 def run(config: Path, tool: str, out: TextIO, err: TextIO) -> int:
     """``edge-gateway model <tool> --config F``: only ``[control] state_dir`` is needed, so the file is read
     without the start-up checks (a rollback must work when the configured model is the broken part)."""
-    try:
-        settings = load_settings(config, check_files=False)
-    except ConfigError as exc:
-        print(f"{config}: {len(exc.problems)} problem(s)", file=err)
-        for problem in exc.problems:
-            print(f"  {problem}", file=err)
+    settings = settings_for_tool(config, err)
+    if settings is None:
         return 1
     state_dir = settings.control.state_dir
     if tool == "list":

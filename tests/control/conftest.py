@@ -30,12 +30,12 @@ class ControlKit:
         return sign_token(key or self.config_key, {k: v for k, v in body.items() if v is not None}).encode()
 
 
-def make_control_store(workdir: Path, port: int, *, deadline_s: float = 0.3) -> ControlKit:
+def make_control_store(workdir: Path, port: int, *, deadline_s: float = 0.3, sync: str = "") -> ControlKit:
     private_pem, public_pem = generate_keypair()
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config-public.pem").write_bytes(public_pem)
     control = f'enabled = true\npublic_key_files = ["config-public.pem"]\nhealth_deadline_s = {deadline_s}\n'
-    store = make_store(workdir, port, control=control)
+    store = make_store(workdir, port, control=control, sync=sync)
     return ControlKit(store, private_pem, workdir / "state")
 
 

@@ -20,6 +20,7 @@ import aiosqlite
 import pytest
 
 from edge import __version__
+from edge.control.health import DEAD_LETTER_ALERT_S, refused_alerts
 from edge.control.metrics import BUCKETS_S, CONTENT_TYPE, Histogram, Metrics, MetricsServer
 from edge.ledger.writer import BatchWriter, Tx, WriterCounters
 from tests.support.broker import Mosquitto, free_port
@@ -211,11 +212,19 @@ def health_dict(*, state: str = "connected", alerts: list[str] | None = None) ->
                 "events": 100,
                 "accepted": 98,
                 "duplicates": 2,
-                "rejected": 0,
-                "poison": 0,
+                "rejected": 1,
+                "given_up": 1,
+                "parked": 0,
                 "failures": {"http": 3},
+                "retry_after": 2,
                 "last_success_age_s": 0.5,
             },
+            "parked": {
+                "events": 1,
+                "by_class": {"telemetry": 0, "conversion": 1, "privacy": 0},
+                "oldest_age_s": 60.0,
+            },
+            "dead_letter": {"events": 1, "given_up": 1, "evicted": 0, "last_age_s": 5.0},
             "pull": {
                 "pages": 2,
                 "changes": 30,
@@ -384,6 +393,11 @@ async def test_scrape_has_stage_histograms_and_health_gauges() -> None:
     assert result.value("edge_sync_outbox_events", **{"class": "telemetry"}) == 40
     assert result.value("edge_sync_failures_total", direction="push", kind="http") == 3
     assert result.value("edge_sync_push_results_total", result="duplicates") == 2
+    assert result.value("edge_sync_push_results_total", result="given_up") == 1
+    assert result.value("edge_sync_parked_events", **{"class": "conversion"}) == 1
+    assert result.value("edge_sync_dead_letter_events") == 1
+    assert result.value("edge_sync_dead_letter_total") == 1
+    assert result.value("edge_sync_retry_after_total") == 2
     assert result.value("edge_sync_profile_fetches_total", outcome="fetched") == 5
     assert result.value("edge_display_online", display="screen-cafe") == 1
     assert result.value("edge_ble_adverts_total", outcome="identified") == 10
@@ -554,3 +568,19 @@ async def test_cloud_push_batches_are_observed(tmp_path: Path, mosquitto: Mosqui
     assert result.value(f"{STAGE}_count", stage="sync_push") >= 1
     assert result.value("edge_sync_push_batches_total") >= 1
     assert result.get("edge_sync_backlog_events") is not None
+
+
+def test_events_the_cloud_refused_raise_alerts() -> None:
+    assert refused_alerts({}) == []
+    quiet = {
+        "parked": {"events": 0, "by_class": {}},
+        "dead_letter": {"events": 3, "last_age_s": DEAD_LETTER_ALERT_S},
+    }
+    assert refused_alerts(quiet) == []  # given up more than a day ago: the table keeps them, the alert is off
+    loud = {
+        "parked": {"events": 2, "by_class": {"telemetry": 0, "conversion": 1, "privacy": 1}},
+        "dead_letter": {"events": 3, "last_age_s": 10.0},
+    }
+    parked, dead = refused_alerts(loud)
+    assert parked.startswith("sync_events_parked: 2 events") and "conversion 1, privacy 1" in parked
+    assert dead.startswith("sync_dead_letter: 3 telemetry events")

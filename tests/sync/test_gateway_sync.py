@@ -327,7 +327,7 @@ def _token_with(private_pem: bytes, kid: str, template: str) -> str:
     return sign_token(private_pem, claims, kid=kid)
 
 
-async def test_an_event_the_cloud_cannot_take_is_isolated_and_the_rest_flows(
+async def test_an_event_the_cloud_cannot_take_is_parked_and_the_rest_flows(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     async with cloud_and_gateway(tmp_path, mosquitto) as (cloud, _store, gateway):
@@ -335,14 +335,24 @@ async def test_an_event_the_cloud_cannot_take_is_isolated_and_the_rest_flows(
         await cloud.stop()
         before = [await ledger.outbox.enqueue("presence", EventClass.TELEMETRY, {"n": n}) for n in range(30)]
         # 1.2 MB: over the contract's 1 MiB per request even alone (a producer's bug, not the cloud's).
-        await ledger.outbox.enqueue("conversion", EventClass.CONVERSION, {"blob": "x" * 1_200_000})
+        big = await ledger.outbox.enqueue("conversion", EventClass.CONVERSION, {"blob": "x" * 1_200_000})
         after = [await ledger.outbox.enqueue("presence", EventClass.TELEMETRY, {"n": n}) for n in range(30)]
         await cloud.start()
 
-        await until(lambda: _drained(ledger))
+        async def only_the_big_one_left() -> bool:
+            return (await ledger.outbox.stats())["events"] == 1 and sync.pusher.stats.parked == 1
+
+        await until(only_the_big_one_left)
         received = [event["id"] for event in await cloud.events(STORE)]
         assert [i for i in received if i in set(before + after)] == before + after
-        assert sync.pusher.stats.poison == 1
+        assert big not in received
+        # Never given up for a whole request's 413: kept, counted, alerted, and listed for the operator.
+        (parked,) = await ledger.dead_letters.due(9e12, limit=5, latest_wall=9e12)
+        assert parked.event_id == big
+        await eventually(lambda: any(a.startswith("sync_events_parked") for a in gateway.health()["alerts"]))
+        health = gateway.health()["sync"]
+        assert health["parked"]["by_class"]["conversion"] == 1
+        assert health["dead_letter"]["given_up"] == 0 and health["push"]["given_up"] == 0
 
 
 async def test_a_cloud_restored_from_elsewhere_resets_the_cursor(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+from email.utils import formatdate
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from edge.events import Purpose
 from edge.identity.keys import generate_keypair
-from edge.sync.parse import AnswerError, parse_page, parse_profile, parse_push_result
+from edge.sync.parse import AnswerError, parse_page, parse_profile, parse_push_result, parse_retry_after
 from edge.sync.wire import ChangeKind
 
 AT = "2026-11-01T10:00:00Z"
@@ -113,20 +114,56 @@ def test_a_broken_envelope_is_refused_whole(document: object) -> None:
         parse_page(document)
 
 
+IDS = [f"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5{n}" for n in range(4)]
+
+
 def test_push_result_must_account_for_every_event() -> None:
     result = parse_push_result(
-        {"accepted": 2, "duplicates": 1, "rejected": [{"index": 3, "reason": "bad at"}]}, 4
+        {
+            "accepted": 2,
+            "duplicates": 1,
+            "rejected": [{"index": 3, "id": IDS[3].upper(), "reason": "bad at"}],
+        },
+        IDS,
     )
     assert (result.accepted, result.duplicates, result.rejected) == (2, 1, [(3, "bad at")])
     for bad in (
         {"accepted": 2, "duplicates": 1},
         {"accepted": 4, "duplicates": 0, "rejected": [{"index": 9}]},
-        {"accepted": "4", "duplicates": 0},
-        {"accepted": True, "duplicates": 3},
+        {"accepted": "4", "duplicates": 0, "rejected": []},
+        {"accepted": True, "duplicates": 3, "rejected": []},
         [],
     ):
         with pytest.raises(AnswerError):
-            parse_push_result(bad, 4)
+            parse_push_result(bad, IDS)
+
+
+@pytest.mark.parametrize(
+    "rejection",
+    [
+        {"index": 0, "reason": "no id"},  # a verdict must name the event it gives up
+        {"index": 0, "id": None, "reason": "null id"},
+        {"index": 0, "id": IDS[1], "reason": "the id of another position"},
+        {"index": 0, "id": IDS[0]},  # no reason
+        {"index": 0, "id": IDS[0], "reason": "  "},
+    ],
+)
+def test_a_rejection_that_does_not_name_its_event_and_reason_is_a_garbled_answer(rejection: dict) -> None:
+    with pytest.raises(AnswerError):
+        parse_push_result({"accepted": 3, "duplicates": 0, "rejected": [rejection]}, IDS)
+    twice = {"index": 1, "id": IDS[1], "reason": "x"}
+    with pytest.raises(AnswerError):
+        parse_push_result({"accepted": 2, "duplicates": 0, "rejected": [twice, twice]}, IDS)
+
+
+def test_retry_after_in_seconds_or_as_an_http_date() -> None:
+    now = 1_800_000_000.0
+    assert parse_retry_after("120", now) == 120.0
+    assert parse_retry_after(" 7 ", now) == 7.0
+    assert parse_retry_after(formatdate(now + 90, usegmt=True), now) == 90.0
+    assert parse_retry_after(formatdate(now - 90, usegmt=True), now) == 0.0  # a date passed: now
+    for bad in (None, "", "-5", "soon", "1.5", "Mon, 99 Foo 2026"):
+        assert parse_retry_after(bad, now) is None
 
 
 def test_profile_answer() -> None:
@@ -159,7 +196,7 @@ json_values = st.recursive(
 
 @given(json_values)
 def test_no_answer_crashes_the_parsers(document: object) -> None:
-    for parse in (parse_page, lambda d: parse_push_result(d, 3), lambda d: parse_profile(d, "p-1")):
+    for parse in (parse_page, lambda d: parse_push_result(d, IDS[:3]), lambda d: parse_profile(d, "p-1")):
         with contextlib.suppress(AnswerError):
             parse(document)
 

@@ -1,0 +1,229 @@
+"""Events the cloud refused one by one: parked in the outbox and retried, or given up into the dead letters.
+
+Owns ``outbox_parked`` and ``dead_letter`` (docs/ledger.md "Refused events"). Only the pusher decides what
+is parked or given up (docs/sync.md); this module keeps it durable, counts it, and reads it back for health
+and for ``edge-gateway dead-letter``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from edge.ledger.outbox import OutboxEntry, outbox_entry
+from edge.ledger.writer import Op, Read, Submit, Tx
+from edge.sync.wire import EventClass
+
+# ~500 bytes an event: ~10 MB at most. The first thousands already show what the cloud objects to; a cloud
+# that refuses everything for weeks must not fill a store's SD card. The oldest go first, counted.
+DEAD_LETTER_MAX_EVENTS: Final = 20_000
+
+_PARKED_COLUMNS: Final = "o.seq, o.event_id, o.class, o.kind, o.shopper_id, o.body"
+
+
+@dataclass(slots=True, frozen=True)
+class Refusal:
+    """One event the cloud refused, and the reason to keep with it."""
+
+    entry: OutboxEntry
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class RefusedRecord:
+    """A dead letter or a parked event, as ``edge-gateway dead-letter`` shows it."""
+
+    state: str  # "dead" or "parked"
+    event_id: str
+    cls: str
+    kind: str
+    reason: str
+    since_wall: float  # given up, or first parked
+    attempts: int
+    next_wall: float | None
+    event: dict[str, Any]  # the wire Event, as it was (or would be) pushed
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "id": self.event_id,
+            "class": self.cls,
+            "kind": self.kind,
+            "reason": self.reason,
+            "since": self.since_wall,
+            "attempts": self.attempts,
+            "next_attempt": self.next_wall,
+            "event": self.event,
+        }
+
+
+def settle_op(
+    acked: Sequence[int],
+    give_up: Sequence[Refusal],
+    park: Sequence[Refusal],
+    now_wall: float,
+    retry_in: Callable[[int], float],
+) -> Op[int]:
+    """One transaction for one push answer: delete what the cloud stored, dead-letter ``give_up``, and
+    park ``park`` (attempt n is retried ``retry_in(n)`` seconds from now). Returns events parked."""
+    acked_json = json.dumps([int(seq) for seq in acked])
+
+    async def run(tx: Tx) -> int:
+        if acked:
+            await tx.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(?))", (acked_json,)
+            )
+        for refusal in give_up:
+            await _give_up(tx, refusal, now_wall)
+        if give_up:
+            # seq is AUTOINCREMENT: everything more than the bound below the newest is the oldest surplus.
+            await tx.execute(
+                "DELETE FROM dead_letter WHERE seq <= (SELECT MAX(seq) FROM dead_letter) - ?",
+                (DEAD_LETTER_MAX_EVENTS,),
+            )
+        parked = 0
+        for refusal in park:
+            parked += await _park(tx, refusal, now_wall, retry_in)
+        return parked
+
+    return run
+
+
+async def _give_up(tx: Tx, refusal: Refusal, now_wall: float) -> None:
+    entry = refusal.entry
+    # From the outbox row itself, inside the transaction: an erasure may have anonymised it since the peek.
+    await tx.execute(
+        "INSERT INTO dead_letter (event_id, class, kind, at_wall, shopper_id, body, reason, given_up_wall) "
+        "SELECT event_id, class, kind, at_wall, shopper_id, body, ?, ? FROM outbox WHERE seq = ? "
+        "ON CONFLICT (event_id) DO NOTHING",
+        (refusal.reason, now_wall, entry.seq),
+    )
+    await tx.execute("DELETE FROM outbox WHERE seq = ?", (entry.seq,))
+
+
+async def _park(tx: Tx, refusal: Refusal, now_wall: float, retry_in: Callable[[int], float]) -> int:
+    seq = refusal.entry.seq
+    rows = await tx.fetch("SELECT attempts FROM outbox_parked WHERE seq = ?", (seq,))
+    attempts = (int(rows[0][0]) if rows else 0) + 1
+    # Only while the event is still queued (an erasure or the byte bound may have taken it meanwhile).
+    changed = await tx.returning(
+        "INSERT INTO outbox_parked (seq, reason, attempts, parked_wall, next_wall) "
+        "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM outbox WHERE seq = ?) "
+        "ON CONFLICT (seq) DO UPDATE SET reason = excluded.reason, attempts = excluded.attempts, "
+        "next_wall = excluded.next_wall RETURNING 1",
+        (seq, refusal.reason, attempts, now_wall, now_wall + retry_in(attempts), seq),
+    )
+    return len(changed)
+
+
+async def anonymise_dead_letters(tx: Tx, shopper_id: str) -> int:
+    """An erased shopper's id leaves the dead letters too (their events stay, anonymous, as in the outbox)."""
+    return await tx.execute(
+        "UPDATE dead_letter SET shopper_id = NULL, "
+        "body = CAST(json_set(CAST(body AS TEXT), '$.shopper_id', NULL) AS BLOB) WHERE shopper_id = ?",
+        (shopper_id,),
+    )
+
+
+class DeadLetters:
+    """``ledger.dead_letters``: settle a push answer, find parked events due, and count both for health.
+
+    Shares the ledger's single writer (every write commits before it returns) and its read lock.
+    """
+
+    def __init__(self, submit: Submit, read: Read) -> None:
+        self._submit = submit
+        self._read = read
+
+    async def settle(
+        self,
+        acked: Sequence[int],
+        *,
+        give_up: Sequence[Refusal] = (),
+        park: Sequence[Refusal] = (),
+        now_wall: float,
+        retry_in: Callable[[int], float],
+    ) -> int:
+        """Apply one push answer durably (see ``settle_op``); returns how many events are parked by it."""
+        return await self._submit(settle_op(acked, give_up, park, now_wall, retry_in))
+
+    async def due(self, now_wall: float, *, limit: int, latest_wall: float) -> list[OutboxEntry]:
+        """Parked events whose next attempt is due, oldest first.
+
+        An event whose next attempt is after ``latest_wall`` (further ahead than any delay we set: the wall
+        clock stepped back since) is due too, so a clock set back a year cannot hold an event for a year.
+        """
+        rows = await self._read(
+            f"SELECT {_PARKED_COLUMNS} FROM outbox_parked p JOIN outbox o ON o.seq = p.seq "  # noqa: S608
+            "WHERE p.next_wall <= ? OR p.next_wall > ? ORDER BY o.seq LIMIT ?",
+            (now_wall, latest_wall, limit),
+        )
+        return [outbox_entry(row) for row in rows]
+
+    async def stats(self, now_wall: float) -> dict[str, Any]:
+        """Parked events by class (and the oldest's age), dead letters held, given up and evicted."""
+        parked_rows = await self._read(
+            "SELECT o.class, COUNT(*), MIN(p.parked_wall) FROM outbox_parked p "
+            "JOIN outbox o ON o.seq = p.seq GROUP BY o.class"
+        )
+        by_class = {cls.wire: 0 for cls in EventClass}
+        oldest: float | None = None
+        for cls, count, parked_wall in parked_rows:
+            by_class[EventClass(cls).wire] = int(count)
+            oldest = float(parked_wall) if oldest is None else min(oldest, float(parked_wall))
+        (events, given_up, evicted, last), *_ = await self._read(
+            "SELECT events, given_up, evicted, (SELECT given_up_wall FROM dead_letter ORDER BY seq DESC LIMIT 1) "
+            "FROM dead_letter_totals"
+        )
+        return {
+            "parked": {
+                "events": sum(by_class.values()),
+                "by_class": by_class,
+                "oldest_age_s": None if oldest is None else round(max(0.0, now_wall - oldest), 1),
+            },
+            "dead_letter": {
+                "events": int(events),
+                "given_up": int(given_up),
+                "evicted": int(evicted),
+                "last_age_s": None if last is None else round(max(0.0, now_wall - float(last)), 1),
+            },
+        }
+
+
+def read_refused(path: Path, *, parked: bool = False) -> Iterator[RefusedRecord]:
+    """The dead letters (or, with ``parked``, the parked events) of the ledger at ``path``, oldest first.
+
+    Opens the file read-only, beside a running gateway (WAL lets a reader in without blocking its writer);
+    used by ``edge-gateway dead-letter``.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"no ledger at {path}")
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as db:
+        if parked:
+            cursor = db.execute(
+                "SELECT o.event_id, o.class, o.kind, p.reason, p.parked_wall, p.attempts, p.next_wall, o.body "
+                "FROM outbox_parked p JOIN outbox o ON o.seq = p.seq ORDER BY o.seq"
+            )
+        else:
+            cursor = db.execute(
+                "SELECT event_id, class, kind, reason, given_up_wall, 1, NULL, body "
+                "FROM dead_letter ORDER BY seq"
+            )
+        for event_id, cls, kind, reason, since, attempts, next_wall, body in cursor:
+            yield RefusedRecord(
+                state="parked" if parked else "dead",
+                event_id=str(event_id),
+                cls=EventClass(cls).wire,
+                kind=str(kind),
+                reason=str(reason),
+                since_wall=float(since),
+                attempts=int(attempts),
+                next_wall=None if next_wall is None else float(next_wall),
+                event=json.loads(body),
+            )

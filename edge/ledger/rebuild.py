@@ -1,0 +1,136 @@
+"""Rebuilding the replica after a cursor reset: mark what the cloud's full state holds, sweep the rest.
+
+A reset (``410 cursor_reset``) means the cloud's database is not the one our cursor came from. Pulling from
+the beginning only upserts, so what the new cloud no longer has would survive. Instead: ``begin`` drops the
+cursor and opens a rebuild (durably), every page of it marks the keys it carries, and its last page sweeps
+every replica row not marked, in that page's transaction. A crash in between resumes the rebuild from the
+page cursor, marks intact. See docs/sync.md "Cursor reset" for what is kept and why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from edge.events import Purpose
+from edge.ledger.writer import Tx
+from edge.sync.wire import Change, ChangeKind
+
+REBUILD_KEY: Final = "rebuild"
+SEED_SOURCE: Final = "seed"  # edge.identity.consent.SEED_SOURCE (the ledger does not import identity)
+CURSOR_KEY: Final = "cursor"
+
+# The store's own consent changes whose events wait in the outbox: the new cloud cannot have heard of them
+# yet. They are marked seen when the rebuild begins (so one delivered during the rebuild still counts) and
+# again at the sweep (one made during the rebuild); the cloud has them once it has the event.
+_QUEUED_CONSENTS: Final = (
+    "SELECT 'consent', shopper_id, json_extract(CAST(body AS TEXT), '$.data.purpose') FROM outbox "
+    "WHERE class = 2 AND kind = 'consent' AND shopper_id IS NOT NULL"
+)
+# Seed rows are the operator's file, applied again at every start: sweeping them would last until the next.
+_SWEPT_CONSENT: Final = (
+    "source != ? AND (shopper_id, purpose) NOT IN (SELECT id, sub FROM rebuild_seen WHERE kind = 'consent')"
+)
+# (table, key column, the change kind that carries it)
+_TABLES: Final = (
+    ("profiles", "shopper_id", ChangeKind.PROFILE),
+    ("eid_keys", "shopper_id", ChangeKind.EID_KEY),
+    ("token_keys", "kid", ChangeKind.TOKEN_KEY),
+    ("offers", "offer_id", ChangeKind.OFFER),
+    ("inventory", "offer_id", ChangeKind.INVENTORY),
+)
+
+
+@dataclass(slots=True, frozen=True)
+class Swept:
+    """What the end of a rebuild removed because the cloud's full state no longer has it."""
+
+    profiles: tuple[str, ...] = ()
+    eid_keys: tuple[str, ...] = ()
+    token_keys: tuple[str, ...] = ()
+    offers: tuple[str, ...] = ()
+    inventory: tuple[str, ...] = ()
+    consents: tuple[tuple[str, Purpose], ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "profiles": len(self.profiles),
+            "eid_keys": len(self.eid_keys),
+            "token_keys": len(self.token_keys),
+            "offers": len(self.offers),
+            "inventory": len(self.inventory),
+            "consents": len(self.consents),
+        }
+
+
+async def begin(tx: Tx) -> None:
+    """Forget the cursor and open a rebuild with nothing seen yet (a reset during a rebuild starts over)."""
+    await tx.execute("DELETE FROM sync_state WHERE key = ?", (CURSOR_KEY,))
+    await tx.execute("DELETE FROM rebuild_seen")
+    await _mark_queued_consents(tx)
+    await tx.execute(
+        "INSERT INTO sync_state (key, value) VALUES (?, '1') ON CONFLICT (key) DO NOTHING", (REBUILD_KEY,)
+    )
+
+
+async def _mark_queued_consents(tx: Tx) -> None:
+    await tx.execute(f"INSERT OR IGNORE INTO rebuild_seen (kind, id, sub) {_QUEUED_CONSENTS}")
+
+
+async def rebuilding(tx: Tx) -> bool:
+    return bool(await tx.fetch("SELECT 1 FROM sync_state WHERE key = ?", (REBUILD_KEY,)))
+
+
+async def mark(tx: Tx, changes: Sequence[Change]) -> None:
+    """Record the keys a page of the rebuild carries (one statement for the page)."""
+    keys = [
+        [
+            change.kind.value,
+            change.id,
+            str(change.data["purpose"]) if change.kind is ChangeKind.CONSENT else "",
+        ]
+        for change in changes
+        if change.kind is not ChangeKind.ERASURE
+        and not (change.kind is ChangeKind.CONSENT and change.op != "upsert")
+    ]
+    if keys:
+        await tx.execute(
+            "INSERT OR IGNORE INTO rebuild_seen (kind, id, sub) "
+            "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') "
+            "FROM json_each(?)",
+            (json.dumps(keys),),
+        )
+
+
+async def sweep(tx: Tx) -> Swept:
+    """Remove every replica row the rebuild did not see, and close the rebuild."""
+    await _mark_queued_consents(tx)
+    removed: dict[str, tuple[str, ...]] = {}
+    for table, column, kind in _TABLES:
+        rows = await tx.returning(
+            f"DELETE FROM {table} WHERE {column} NOT IN "  # noqa: S608 - constant names
+            f"(SELECT id FROM rebuild_seen WHERE kind = ?) RETURNING {column}",
+            (kind.value,),
+        )
+        removed[table] = tuple(sorted(str(row[0]) for row in rows))
+    consents = await tx.returning(
+        f"DELETE FROM consents WHERE {_SWEPT_CONSENT} RETURNING shopper_id, purpose",  # noqa: S608
+        (SEED_SOURCE,),
+    )
+    await tx.execute("DELETE FROM rebuild_seen")
+    await tx.execute("DELETE FROM sync_state WHERE key = ?", (REBUILD_KEY,))
+    return Swept(
+        profiles=removed["profiles"],
+        eid_keys=removed["eid_keys"],
+        token_keys=removed["token_keys"],
+        offers=removed["offers"],
+        inventory=removed["inventory"],
+        consents=tuple(
+            sorted((str(shopper), Purpose(purpose)) for shopper, purpose in consents if purpose in _PURPOSES)
+        ),
+    )
+
+
+_PURPOSES: Final = frozenset(purpose.value for purpose in Purpose)
