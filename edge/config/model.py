@@ -348,6 +348,16 @@ class ControlSettings(_Section):
         default=Path("/var/lib/edge-gateway"),
         description="Where applied configurations (snapshots, the last 10) and models (the last 3) are kept.",
     )
+    files_dir: Path | None = Field(
+        default=None,
+        description="The folder a config push may take a model, its manifest and an offer catalog from, by "
+        "file name only (they arrive there out of band). Unset: a push cannot name files.",
+    )
+    camera_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names or addresses a config push may point a camera at, besides the LAN's private "
+        "and link-local addresses (e.g. 'cam-cafe.local'; '127.0.0.1' for a local relay).",
+    )
     max_payload_bytes: int = Field(
         default=262_144,
         ge=1024,
