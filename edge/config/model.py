@@ -225,7 +225,11 @@ class BleSettings(_Section):
 
 
 class LedgerSettings(_Section):
-    path: Path = Field(default=Path("state/ledger.sqlite"), description="SQLite ledger file.")
+    path: Path = Field(
+        default=Path("state/ledger.sqlite"),
+        description="SQLite ledger file; 'state/ledger.sqlite' next to this file by default, beside "
+        "control.state_dir (an installed gateway sets /var/lib/edge-gateway/ledger.sqlite).",
+    )
     batch_max: int = Field(default=256, ge=1, le=10_000, description="Writes committed together at most.")
     batch_window_ms: float = Field(
         default=0.0,
@@ -345,8 +349,10 @@ class ControlSettings(_Section):
         "other key is rejected. Not the token key: a leaked token key must not reconfigure stores.",
     )
     state_dir: Path = Field(
-        default=Path("/var/lib/edge-gateway"),
-        description="Where applied configurations (snapshots, the last 10) and models (the last 3) are kept.",
+        default=Path("state"),
+        description="Where applied configurations (snapshots, the last 10) and models (the last 3) are kept. "
+        "Relative to this file like every path: 'state' next to it by default, so a gateway run by hand needs "
+        "no root; an installed one sets /var/lib/edge-gateway (the unit's StateDirectory).",
     )
     files_dir: Path | None = Field(
         default=None,

@@ -23,12 +23,15 @@ def test_example_is_valid_apart_from_the_key_an_installer_provides() -> None:
     assert settings.topic_root == "store/store-001"
     assert settings.client_id == "edge-gateway-store-001"
     assert [d.zone for d in settings.displays] == ["entrance", "fitting-rooms", "cafe", "electronics"]
-    # relative paths are taken from the file's folder
+    # relative paths are taken from the file's folder; what the gateway writes goes next to it, never to
+    # a root-only place (the hand-run path of the README works as a normal user)
     assert settings.decisions.model == (EXAMPLE.parent / "../models/offers.onnx")
+    assert settings.ledger.path == EXAMPLE.parent / "state/ledger.sqlite"
+    assert settings.control.state_dir == EXAMPLE.parent / "state"
     with pytest.raises(ConfigError) as error:
         load_settings(EXAMPLE)
     assert error.value.problems == [
-        f"identity.public_key_files.0: file not found: {EXAMPLE.parent / 'keys/cloud-token-public.pem'}"
+        f"identity.public_key_files.0: file not found: {EXAMPLE.parent / 'keys/token-public.pem'}"
     ]
 
 
