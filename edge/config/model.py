@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from edge.config.base import HOUR_S
+from edge.config.base import Section as _Section
+from edge.config.control_plane import ControlSettings, HealthSettings, LoggingSettings
 from edge.decide.policy import PolicySettings
 from edge.presence.beacons import BeaconSettings
 from edge.presence.ble import BlePresenceSettings
 from edge.sources.ble.settings import BleScannerSettings
 from edge.sources.camera.settings import CameraSettings
 
-# Keys that look like secrets are refused in the TOML with a pointer to the right place.
-SECRET_KEYS = frozenset({"password", "secret", "private_key", "token", "api_key"})
-# Every number has an upper bound too (issue 12): a typo or a signed push must not be able to make a timer
-# fire never, a queue hold all memory, or data be kept for ever. The bounds that are a policy, not a
-# sanity check, say why next to them.
-DAY_S: Final = 86_400.0
-HOUR_S: Final = 3_600.0
 # Shopper tokens are short-lived by design (DESIGN.md: "minutes"): a stolen token works at most this long,
 # and the replay guard holds every jti in memory this long.
 MAX_TOKEN_LIFETIME_S: Final = 1_800.0
@@ -31,23 +27,6 @@ MAX_RETENTION_DAYS: Final = 400
 # Plain http is allowed only to this machine (the reference profile store in tests and demos): anywhere
 # else the store's bearer token and shopper ids would cross the network in clear.
 LOOPBACK_NAMES: Final = frozenset({"localhost"})
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in data:
-                if key in SECRET_KEYS:
-                    msg = (
-                        f"'{key}' must not be written in the config file; "
-                        f"use '{key}_env' (an environment variable) or '{key}_file' (a file path)"
-                    )
-                    raise ValueError(msg)
-        return data
 
 
 class StoreSettings(_Section):
@@ -316,75 +295,6 @@ class SyncSettings(_Section):
             if not (self.token_env or self.token_file):
                 raise ValueError("token_env or token_file is required when sync is enabled")
         return self
-
-
-class HealthSettings(_Section):
-    interval_s: float = Field(
-        default=15.0,
-        # Faster than twice a second is load on the broker for no reader (a push may set it).
-        ge=0.5,
-        le=HOUR_S,
-        description="How often gateway/health is republished.",
-    )
-    watchdog_s: float = Field(
-        default=0.0, ge=0, le=300, description="sd_notify WATCHDOG period; 0 = half of WATCHDOG_USEC if set."
-    )
-    metrics_host: str = Field(
-        default="127.0.0.1",
-        min_length=1,
-        description="Address of the Prometheus endpoint (/metrics); local only unless a scraper needs more.",
-    )
-    metrics_port: int = Field(
-        default=9108, ge=0, le=65535, description="Port of the Prometheus endpoint; 0 turns it off."
-    )
-
-
-class ControlSettings(_Section):
-    """The control plane: configuration pushed from the cloud (``config/desired``), models, state."""
-
-    enabled: bool = Field(default=False, description="Accept signed configuration pushes on config/desired.")
-    public_key_files: list[Path] = Field(
-        default_factory=list,
-        description="Ed25519 public key(s) (PEM) of the cloud's configuration signer; a push signed by any "
-        "other key is rejected. Not the token key: a leaked token key must not reconfigure stores.",
-    )
-    state_dir: Path = Field(
-        default=Path("state"),
-        description="Where applied configurations (snapshots, the last 10) and models (the last 3) are kept. "
-        "Relative to this file like every path: 'state' next to it by default, so a gateway run by hand needs "
-        "no root; an installed one sets /var/lib/edge-gateway (the unit's StateDirectory).",
-    )
-    files_dir: Path | None = Field(
-        default=None,
-        description="The folder a config push may take a model, its manifest and an offer catalog from, by "
-        "file name only (they arrive there out of band). Unset: a push cannot name files.",
-    )
-    camera_hosts: list[str] = Field(
-        default_factory=list,
-        description="Host names or addresses a config push may point a camera at, besides the LAN's private "
-        "and link-local addresses (e.g. 'cam-cafe.local'; '127.0.0.1' for a local relay).",
-    )
-    max_payload_bytes: int = Field(
-        default=262_144,
-        ge=1024,
-        le=1_048_576,
-        description="A config push larger than this is rejected unread.",
-    )
-    health_deadline_s: float = Field(
-        default=30.0,
-        gt=0,
-        le=600,
-        description="After a push is applied, the broker must be connected and every component healthy "
-        "within this time, or the previous configuration is restored.",
-    )
-    snapshots_kept: int = Field(
-        default=10, ge=2, le=100, description="Applied configurations kept for rollback."
-    )
-
-
-class LoggingSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
-    json_format: bool = Field(default=False, description="One JSON object per line (journald friendly).")
 
 
 def is_loopback(host: str | None) -> bool:

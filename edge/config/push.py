@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from edge.config.model import ControlSettings
+from edge.config.control_plane import ControlSettings
 
 LIST: Final = "[]"  # a list item in a key path: "cameras[].source"
 # Reported key paths are cut here: a push's own keys are echoed, and a report stays small.

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.clock import Clock, iso_utc
 from edge.config import ConfigError, GatewaySettings, missing_files, parse_settings
-from edge.config.model import ControlSettings
+from edge.config.control_plane import ControlSettings
 from edge.config.push import PushLimits, PushRefused, vet_overlay
 from edge.control.desired import DesiredConfig, PushReason, PushRejected, merge, verify_push
 from edge.control.snapshots import ConfigSnapshots, ControlState, Snapshot, StateWriteError

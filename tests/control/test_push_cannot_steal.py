@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from edge.control.snapshots import ConfigSnapshots, ControlState, Snapshot
 from tests.control.conftest import DESIRED, REPORTED, ControlKit, make_control_store
 from tests.support.broker import Mosquitto
 from tests.support.gateway import running_gateway
@@ -210,3 +211,21 @@ async def test_no_push_can_steal_a_credential_or_send_a_byte(
     ):
         assert text not in reports, text
         assert text not in logs, text
+
+
+async def test_a_snapshot_from_before_the_allow_list_is_not_run_at_start(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """A store upgraded with a pushed snapshot that moved the broker (allowed before issue 12): at start the
+    file runs alone, loudly (config_snapshot_invalid), and the listener hears nothing."""
+    control = _store_with_secrets(tmp_path, mosquitto.port)
+    async with Listener() as listener:
+        snapshots = ConfigSnapshots(control.state_dir)
+        snapshots.save(Snapshot(4, {"mqtt": {"host": "127.0.0.1", "port": listener.port}}, 0.0))
+        snapshots.write_state(ControlState(current=4, pending=None, highest_seen=4))
+        store = control.store
+        async with running_gateway(store.settings(), config_path=store.config_path) as gateway:
+            assert gateway.settings.mqtt.port == mosquitto.port
+            assert gateway.control is not None and "config_snapshot_invalid" in gateway.control.flags
+            assert "config_snapshot_invalid: see control in gateway/health" in gateway.health()["alerts"]
+        assert listener.connections == 0 and bytes(listener.received) == b""
