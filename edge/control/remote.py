@@ -136,7 +136,8 @@ class RemoteConfig:
         try:
             return self.build(snapshot.overlay)
         except (ConfigError, PushRefused) as exc:
-            # The file changed under the snapshot (an operator's edit): the file wins, loudly.
+            # The file changed under the snapshot (an operator's edit), or the allow-list no longer allows it
+            # (a snapshot from before it, a files_dir the file dropped): the file wins, loudly.
             log.error(  # noqa: TRY400 - the problems are the message, not a traceback
                 "config %s no longer validates over the file (%s); running the file alone", state.current, exc
             )
