@@ -4,6 +4,7 @@
 # make model - rebuild models/offers.onnx + manifest from synthetic data with a fixed seed
 # make soak  - the gateway at 200 events/s of mixed load for SOAK_SECONDS: RSS growth, drops, latency
 # make install - (as root) the gateway, its systemd unit and the store broker's config (docs/operations.md)
+# make config-doc - regenerate docs/config.md and the push allow-list in docs/remote-config.md from the schema
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 DEMO_SECONDS ?= 10
 SOAK_SECONDS ?= 600
 
-.PHONY: demo test venv fresh-venv lint typecheck pytest bench soak model install clean
+.PHONY: demo test venv fresh-venv lint typecheck pytest bench soak model install clean config-doc
 
 # The runtime alone (what the demo needs); the dev extra adds linters, tests and the D-Bus test stack,
 # whose dbus-python builds from source against Debian's libdbus (installed by system-deps.sh test).
@@ -57,6 +58,9 @@ soak: venv
 
 install:
 	./scripts/install.sh
+
+config-doc: $(VENV)/.runtime
+	$(PY) -m edge.config.reference
 
 model: venv
 	$(PY) scripts/build_model.py --out models/

@@ -118,10 +118,14 @@ relocate() {
 # ----- /etc/edge-gateway: the example configuration, if there is none -----
 install -d -m 0755 "$ETC" "$ETC/keys"
 # The installed example: shipped model under $PREFIX, the broker user made below, its password handed
-# over by systemd (LoadCredential in the unit).
+# over by systemd (LoadCredential in the unit), and the state (ledger, snapshots, models) in the unit's
+# StateDirectory: the example's own default, state/ next to the file, is for running by hand and would
+# be /etc/edge-gateway/state here, read-only under ProtectSystem=strict.
 sed -e 's#"\.\./models/#"/opt/edge-gateway/models/#' \
     -e 's|^# username = "gateway"|username = "gateway"|' \
     -e 's|^# password_file = "/run/credentials/|password_file = "/run/credentials/|' \
+    -e 's|^# path = "state/ledger.sqlite" .*|path = "/var/lib/edge-gateway/ledger.sqlite"|' \
+    -e 's|^# state_dir = "state" .*|state_dir = "/var/lib/edge-gateway"    # applied configurations and models|' \
     "$SRC/config/gateway.example.toml" | relocate >"$WORK/gateway.toml"
 install_config "$WORK/gateway.toml" "$ETC/gateway.toml" 0644
 install_config "$SRC/config/offers.example.toml" "$ETC/offers.example.toml" 0644
@@ -186,5 +190,5 @@ elif [ "$SYSTEMD" = yes ]; then
     say "systemd is not running here (not PID 1): the unit is installed but not enabled"
 fi
 
-say "next: put the cloud's token public key in $ETC/keys/, edit $ETC/gateway.toml, then"
+say "next: put the cloud's token public key in $ETC/keys/token-public.pem, edit $ETC/gateway.toml, then"
 say "      $VENV/bin/edge-gateway check-config $ETC/gateway.toml"

@@ -99,6 +99,7 @@ def _resolve_paths(settings: GatewaySettings, base: Path) -> GatewaySettings:
         update={
             "public_key_files": [_resolve(base, key) for key in settings.control.public_key_files],
             "state_dir": _resolve(base, settings.control.state_dir),
+            "files_dir": _resolve(base, settings.control.files_dir),
         }
     )
     cameras = [
@@ -125,8 +126,8 @@ def _resolve_paths(settings: GatewaySettings, base: Path) -> GatewaySettings:
     )
 
 
-def missing_files(settings: GatewaySettings) -> list[str]:
-    """Every referenced input file that does not exist, as 'key.path: message'."""
+def missing_files(settings: GatewaySettings, *, show_paths: bool = True) -> list[str]:
+    """Every referenced input file that does not exist, as 'key.path: message' (with its path if asked)."""
     wanted: list[tuple[str, Path | None]] = [
         ("mqtt.tls.ca_file", settings.mqtt.tls.ca_file),
         ("mqtt.tls.cert_file", settings.mqtt.tls.cert_file),
@@ -152,7 +153,9 @@ def missing_files(settings: GatewaySettings) -> list[str]:
         for index, key in enumerate(settings.identity.public_key_files)
     ]
     problems = [
-        f"{key}: file not found: {path}" for key, path in wanted if path is not None and not path.is_file()
+        f"{key}: file not found" + (f": {path}" if show_paths else "")
+        for key, path in wanted
+        if path is not None and not path.is_file()
     ]
     if settings.mqtt.password_env and settings.mqtt.password_env not in os.environ:
         problems.append(f"mqtt.password_env: environment variable {settings.mqtt.password_env} is not set")

@@ -2,36 +2,31 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from edge.config.base import HOUR_S
+from edge.config.base import Section as _Section
+from edge.config.control_plane import ControlSettings, HealthSettings, LoggingSettings
 from edge.decide.policy import PolicySettings
 from edge.presence.beacons import BeaconSettings
 from edge.presence.ble import BlePresenceSettings
 from edge.sources.ble.settings import BleScannerSettings
 from edge.sources.camera.settings import CameraSettings
 
-# Keys that look like secrets are refused in the TOML with a pointer to the right place.
-SECRET_KEYS = frozenset({"password", "secret", "private_key", "token", "api_key"})
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in data:
-                if key in SECRET_KEYS:
-                    msg = (
-                        f"'{key}' must not be written in the config file; "
-                        f"use '{key}_env' (an environment variable) or '{key}_file' (a file path)"
-                    )
-                    raise ValueError(msg)
-        return data
+# Shopper tokens are short-lived by design (DESIGN.md: "minutes"): a stolen token works at most this long,
+# and the replay guard holds every jti in memory this long.
+MAX_TOKEN_LIFETIME_S: Final = 1_800.0
+# Decisions and exposures keep pseudonymous shopper ids: a year and a month allows a year-on-year comparison;
+# anything longer belongs in the cloud's own retention, not on a store's SD card.
+MAX_RETENTION_DAYS: Final = 400
+# Plain http is allowed only to this machine (the reference profile store in tests and demos): anywhere
+# else the store's bearer token and shopper ids would cross the network in clear.
+LOOPBACK_NAMES: Final = frozenset({"localhost"})
 
 
 class StoreSettings(_Section):
@@ -83,14 +78,23 @@ class MqttSettings(_Section):
     outbox_max: int = Field(
         default=10_000,
         ge=10,
+        le=1_000_000,
         description="Outgoing messages held while disconnected; oldest dropped past it.",
     )
-    reconnect_max_s: float = Field(default=30.0, gt=0, description="Cap of the jittered reconnect backoff.")
+    reconnect_max_s: float = Field(
+        default=30.0, gt=0, le=600, description="Cap of the jittered reconnect backoff."
+    )
     max_payload_bytes: int = Field(
-        default=16_384, ge=256, description="Inbound payloads larger than this are counted and dropped."
+        default=16_384,
+        ge=256,
+        le=1_048_576,
+        description="Inbound payloads larger than this are counted and dropped.",
     )
     inflight_max: int = Field(
-        default=256, ge=1, description="Inbound messages processed at once; the receive loop waits past it."
+        default=256,
+        ge=1,
+        le=10_000,
+        description="Inbound messages processed at once; the receive loop waits past it.",
     )
 
 
@@ -103,7 +107,10 @@ class IdentitySettings(_Section):
     )
     leeway_s: float = Field(default=30.0, ge=0, le=300, description="Clock skew allowed on exp/nbf.")
     max_token_lifetime_s: float = Field(
-        default=900.0, gt=0, description="Tokens valid for longer than this are refused (short-lived only)."
+        default=900.0,
+        gt=0,
+        le=MAX_TOKEN_LIFETIME_S,
+        description="Tokens valid for longer than this are refused (short-lived only: at most 30 minutes).",
     )
     consents_file: Path | None = Field(
         default=None, description="Seed file of shoppers' consents and profiles (until cloud sync exists)."
@@ -112,7 +119,10 @@ class IdentitySettings(_Section):
 
 class PresenceSettings(_Section):
     checkin_timeout_s: float = Field(
-        default=600.0, gt=0, description="A checked-in shopper counts as present in the zone this long."
+        default=600.0,
+        gt=0,
+        le=4 * HOUR_S,
+        description="A checked-in shopper counts as present in the zone this long (at most a long visit).",
     )
 
 
@@ -152,10 +162,10 @@ class DisplaySettings(_Section):
     zone: str = Field(description="Zone whose shoppers this display serves.")
     fallback: FallbackContent = Field(default_factory=FallbackContent, description="Idle content.")
     min_display_s: float = Field(
-        default=8.0, ge=0, description="Content stays at least this long before another replaces it."
+        default=8.0, ge=0, le=600, description="Content stays at least this long before another replaces it."
     )
     content_ttl_s: float = Field(
-        default=45.0, gt=0, description="A personal manifest expires to the fallback after this."
+        default=45.0, gt=0, le=HOUR_S, description="A personal manifest expires to the fallback after this."
     )
 
 
@@ -194,17 +204,27 @@ class BleSettings(_Section):
 
 
 class LedgerSettings(_Section):
-    path: Path = Field(default=Path("state/ledger.sqlite"), description="SQLite ledger file.")
-    batch_max: int = Field(default=256, ge=1, description="Writes committed together at most.")
+    path: Path = Field(
+        default=Path("state/ledger.sqlite"),
+        description="SQLite ledger file; 'state/ledger.sqlite' next to this file by default, beside "
+        "control.state_dir (an installed gateway sets /var/lib/edge-gateway/ledger.sqlite).",
+    )
+    batch_max: int = Field(default=256, ge=1, le=10_000, description="Writes committed together at most.")
     batch_window_ms: float = Field(
         default=0.0,
         ge=0,
+        le=1_000,
         description=(
             "Wait this long for more writes after the first. 0 (default): commit what is queued now; "
             "writes arriving during a commit form the next batch, so batching costs no latency."
         ),
     )
-    retention_days: int = Field(default=90, ge=1, description="Decisions and exposures kept this long.")
+    retention_days: int = Field(
+        default=90,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="Decisions and exposures kept this long (at most 400 days: a year-on-year comparison).",
+    )
 
 
 class SyncSettings(_Section):
@@ -213,16 +233,18 @@ class SyncSettings(_Section):
     enabled: bool = Field(default=False, description="Sync with the cloud profile store.")
     url: str = Field(
         default="",
-        description="Base URL of the profile store (https://...; http:// only for loopback or tests).",
+        description="Base URL of the profile store: https://, or http:// to this machine only (tests, demos).",
         pattern=r"^(https?://[^\s/]+(/[^\s]*)?)?$",
     )
     token_env: str | None = Field(
         default=None, description="Environment variable holding the store's bearer token."
     )
     token_file: Path | None = Field(default=None, description="File holding the store's bearer token.")
-    pull_interval_s: float = Field(default=30.0, gt=0, description="How often to ask for changes when idle.")
+    pull_interval_s: float = Field(
+        default=30.0, gt=0, le=HOUR_S, description="How often to ask for changes when idle."
+    )
     push_interval_s: float = Field(
-        default=1.0, gt=0, description="How often an idle pusher looks at the outbox."
+        default=1.0, gt=0, le=600, description="How often an idle pusher looks at the outbox."
     )
     batch_events: int = Field(default=500, ge=1, le=1000, description="Events per push request at most.")
     batch_bytes: int = Field(
@@ -232,8 +254,12 @@ class SyncSettings(_Section):
         description="Event bytes per push at most (the contract takes 1 MiB per request, envelope included).",
     )
     page_limit: int = Field(default=500, ge=1, le=1000, description="Changes per pulled page at most.")
-    retry_max_s: float = Field(default=60.0, gt=0, description="Cap of the jittered retry backoff.")
-    request_timeout_s: float = Field(default=15.0, gt=0, description="Timeout of one pull or push request.")
+    retry_max_s: float = Field(
+        default=60.0, gt=0, le=HOUR_S, description="Cap of the jittered retry backoff."
+    )
+    request_timeout_s: float = Field(
+        default=15.0, gt=0, le=300, description="Timeout of one pull or push request."
+    )
     profile_timeout_s: float = Field(
         default=0.25,
         gt=0,
@@ -243,11 +269,23 @@ class SyncSettings(_Section):
     outbox_max_mb: float = Field(
         default=400.0,
         gt=0,
+        # A Pi's SD card: 8 GB of event bytes is ~12 GB of file, beyond what a store's card should give it.
+        le=8_000,
         description=(
             "Outbox bound (event bytes; the file is ~1.45x that). The default holds a 24 h outage at 10 events/s; "
             "past it telemetry is dropped (oldest first), privacy events and conversions never."
         ),
     )
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if value and urlsplit(value).scheme == "http" and not is_loopback(urlsplit(value).hostname):
+            msg = (
+                "must be https:// (http:// only to this machine: the token and shopper ids would go in clear)"
+            )
+            raise ValueError(msg)
+        return value
 
     @model_validator(mode="after")
     def _complete(self) -> SyncSettings:
@@ -259,49 +297,16 @@ class SyncSettings(_Section):
         return self
 
 
-class HealthSettings(_Section):
-    interval_s: float = Field(default=15.0, gt=0, description="How often gateway/health is republished.")
-    watchdog_s: float = Field(
-        default=0.0, ge=0, description="sd_notify WATCHDOG period; 0 = half of WATCHDOG_USEC if set."
-    )
-    metrics_host: str = Field(
-        default="127.0.0.1",
-        min_length=1,
-        description="Address of the Prometheus endpoint (/metrics); local only unless a scraper needs more.",
-    )
-    metrics_port: int = Field(
-        default=9108, ge=0, le=65535, description="Port of the Prometheus endpoint; 0 turns it off."
-    )
-
-
-class ControlSettings(_Section):
-    """The control plane: configuration pushed from the cloud (``config/desired``), models, state."""
-
-    enabled: bool = Field(default=False, description="Accept signed configuration pushes on config/desired.")
-    public_key_files: list[Path] = Field(
-        default_factory=list,
-        description="Ed25519 public key(s) (PEM) of the cloud's configuration signer; a push signed by any "
-        "other key is rejected. Not the token key: a leaked token key must not reconfigure stores.",
-    )
-    state_dir: Path = Field(
-        default=Path("/var/lib/edge-gateway"),
-        description="Where applied configurations (snapshots, the last 10) and models (the last 3) are kept.",
-    )
-    max_payload_bytes: int = Field(
-        default=262_144, ge=1024, description="A config push larger than this is rejected unread."
-    )
-    health_deadline_s: float = Field(
-        default=30.0,
-        gt=0,
-        description="After a push is applied, the broker must be connected and every component healthy "
-        "within this time, or the previous configuration is restored.",
-    )
-    snapshots_kept: int = Field(default=10, ge=2, description="Applied configurations kept for rollback.")
-
-
-class LoggingSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
-    json_format: bool = Field(default=False, description="One JSON object per line (journald friendly).")
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine (a loopback address or 'localhost')."""
+    if host is None:
+        return False
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class GatewaySettings(_Section):

@@ -9,7 +9,8 @@ tokens: a leaked token key must not reconfigure a store. Its claims::
 
 ``config`` is an overlay on the store's own file: tables merge key by key, everything else (numbers,
 strings, lists such as ``zones`` or ``displays``) replaces the file's value. The result is validated by
-the same pydantic model as the file (``edge/config/model.py``) before anything is applied.
+the same pydantic model as the file (``edge/config/model.py``) before anything is applied. What an overlay
+may contain at all (the allow-list) is ``edge/config/push.py``'s, checked by the controller.
 """
 
 from __future__ import annotations
@@ -26,13 +27,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jwt.types import Options
 
 ALGORITHM: Final = "EdDSA"
-# Keys a push may not set, and why (docs/remote-config.md):
-# - store: the store's identity (token audience, topic root) belongs to the installation, not to a push;
-# - control: a push must not change who may push, where snapshots live or how rollback works: one bad
-#   push could otherwise lock the cloud out of the store for good;
-# - ledger.path: the ledger is the store's durable memory; pointing it elsewhere would start an empty one
-#   (the storage-recreated-on-reconnect failure of other gateways).
-FORBIDDEN: Final[tuple[tuple[str, ...], ...]] = (("store",), ("control",), ("ledger", "path"))
 # Nesting deeper than this is not a configuration (and would make merging recursive without bound).
 MAX_DEPTH: Final = 16
 
@@ -46,7 +40,8 @@ class PushReason(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     WRONG_STORE = "wrong_store"  # signed for other stores
     BAD_CLAIMS = "bad_claims"  # version or config missing or of the wrong type
-    FORBIDDEN_KEY = "forbidden_key"
+    FORBIDDEN_KEY = "forbidden_key"  # a key off the allow-list (edge/config/push.py)
+    FORBIDDEN_VALUE = "forbidden_value"  # an allowed key with a value a push may not use (a path, a host)
     NOT_NEWER = "not_newer"
     INVALID_CONFIG = "invalid_config"  # the merged configuration fails validation or names missing files
     STATE_WRITE_FAILED = "state_write_failed"  # the snapshot could not be made durable (disk full...)
@@ -131,11 +126,6 @@ def _desired(claims: dict[str, Any]) -> DesiredConfig | PushRejected:
         return PushRejected(PushReason.BAD_CLAIMS, "config must be a JSON object", version)
     if _depth(overlay) > MAX_DEPTH:
         return PushRejected(PushReason.BAD_CLAIMS, f"config nested deeper than {MAX_DEPTH}", version)
-    for path in FORBIDDEN:
-        if _has(overlay, path):
-            return PushRejected(
-                PushReason.FORBIDDEN_KEY, f"{'.'.join(path)} cannot be set by a push", version
-            )
     iat = claims.get("iat")
     issued = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else None
     return DesiredConfig(version, overlay, issued)
@@ -149,15 +139,6 @@ def _depth(value: object, level: int = 0) -> int:
     if isinstance(value, list):
         return max((_depth(item, level + 1) for item in value), default=level + 1)
     return level
-
-
-def _has(overlay: Mapping[str, Any], path: tuple[str, ...]) -> bool:
-    node: Any = overlay
-    for part in path:
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,8 +5,10 @@ task takes pushes in order (a newer push waiting replaces an older one still que
 
 1. verifies it (signature, store, claims); a push at the running version does nothing; an older or equal
    one is ``rejected`` as not newer;
-2. merges it over the store's own file and validates the result with the file's pydantic model, files
-   included; anything invalid is ``rejected`` with the problems;
+2. checks it against the allow-list (``edge/config/push.py``: a push never moves where the gateway
+   connects, its credentials, the keys it trusts or the files it reads), merges it over the store's own
+   file and validates the result with the file's pydantic model, files included; anything refused or
+   invalid is ``rejected`` with the key paths (never a file's path or whether it exists);
 3. snapshots it durably with the store marked *pending* (a crash from here on rolls back at start);
 4. asks the gateway to apply it: live where the change allows, otherwise by rebuilding the gateway's
    parts in this process (the ledger stays open, nothing is lost); a part that refuses it leaves the
@@ -33,7 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.clock import Clock, iso_utc
 from edge.config import ConfigError, GatewaySettings, missing_files, parse_settings
-from edge.config.model import ControlSettings
+from edge.config.control_plane import ControlSettings
+from edge.config.push import PushLimits, PushRefused, vet_overlay
 from edge.control.desired import DesiredConfig, PushReason, PushRejected, merge, verify_push
 from edge.control.snapshots import ConfigSnapshots, ControlState, Snapshot, StateWriteError
 from edge.transport.mqtt import Inbound
@@ -62,6 +65,11 @@ class Target(Protocol):
         ...
 
 
+def push_file_problems(settings: GatewaySettings) -> list[str]:
+    """Missing files as 'key.path: file not found', without the path: a push learns nothing of the disk."""
+    return missing_files(settings, show_paths=False)
+
+
 def problem_keys(problems: list[str]) -> set[str]:
     """The component part of each problem ('mqtt', 'camera cam-1'...): counts in the detail may change."""
     return {problem.split(":", 1)[0] for problem in problems}
@@ -80,7 +88,7 @@ class RemoteConfig:
         base_dir: Path,
         report_topic: str,
         clock: Clock,
-        check_files: Callable[[GatewaySettings], list[str]] = missing_files,
+        check_files: Callable[[GatewaySettings], list[str]] = push_file_problems,
     ) -> None:
         self.settings = settings
         self._keys = dict(keys)
@@ -90,6 +98,7 @@ class RemoteConfig:
         self._report_topic = report_topic
         self._clock = clock
         self._check_files = check_files
+        self._limits = PushLimits.of(settings)
         self.snapshots = ConfigSnapshots(settings.state_dir, keep=settings.snapshots_kept)
         self.state = ControlState()
         self.counters: Counter[str] = Counter()
@@ -126,8 +135,9 @@ class RemoteConfig:
             return file_settings
         try:
             return self.build(snapshot.overlay)
-        except ConfigError as exc:
-            # The file changed under the snapshot (an operator's edit): the file wins, loudly.
+        except (ConfigError, PushRefused) as exc:
+            # The file changed under the snapshot (an operator's edit), or the allow-list no longer allows it
+            # (a snapshot from before it, a files_dir the file dropped): the file wins, loudly.
             log.error(  # noqa: TRY400 - the problems are the message, not a traceback
                 "config %s no longer validates over the file (%s); running the file alone", state.current, exc
             )
@@ -135,8 +145,12 @@ class RemoteConfig:
             return file_settings
 
     def build(self, overlay: Mapping[str, Any]) -> GatewaySettings:
-        """The file with ``overlay`` on top, validated exactly like the file; raises ConfigError."""
-        settings = parse_settings(merge(self._base, overlay), base_dir=self._base_dir, source="config push")
+        """The file with ``overlay`` on top, validated exactly like the file.
+
+        Raises PushRefused when the overlay is off the allow-list, ConfigError when the result is invalid.
+        """
+        allowed = vet_overlay(overlay, self._limits)
+        settings = parse_settings(merge(self._base, allowed), base_dir=self._base_dir, source="config push")
         problems = self._check_files(settings)
         if problems:
             raise ConfigError("config push", problems)
@@ -201,6 +215,8 @@ class RemoteConfig:
             )
         try:
             settings = self.build(result.overlay)
+        except PushRefused as exc:
+            return self._reject(PushRejected(PushReason(exc.reason), exc.detail, result.version))
         except ConfigError as exc:
             detail = "; ".join(exc.problems[:MAX_PROBLEMS_REPORTED])
             return self._reject(PushRejected(PushReason.INVALID_CONFIG, detail, result.version))
@@ -229,7 +245,8 @@ class RemoteConfig:
             how = await target.apply(settings)
         except ApplyError as exc:
             await self._settle(ControlState(before.current, None, desired.version))
-            return self._reject(PushRejected(PushReason.APPLY_FAILED, str(exc), desired.version))
+            detail = self._without_folders(str(exc))
+            return self._reject(PushRejected(PushReason.APPLY_FAILED, detail, desired.version))
         problem = await self._watch(baseline)
         if problem is None:
             await self._settle(ControlState(desired.version, None, desired.version))
@@ -265,6 +282,17 @@ class RemoteConfig:
         return f"unhealthy after {self.settings.health_deadline_s:g} s: " + "; ".join(
             failing[:MAX_PROBLEMS_REPORTED]
         )
+
+    def _without_folders(self, text: str) -> str:
+        """A part's refusal names files in the push folder or the model store: say which, not where."""
+        folders = [
+            (self._limits.files_dir, "<control.files_dir>"),
+            (self.settings.state_dir, "<control.state_dir>"),
+        ]
+        for folder, name in folders:
+            if folder is not None:
+                text = text.replace(str(folder), name)
+        return text
 
     # ----- state and reports -----
     def _begin(self, snapshot: Snapshot, trial: ControlState) -> None:

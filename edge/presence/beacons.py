@@ -30,7 +30,10 @@ class BeaconSettings(BaseModel):
     namespace: str | None = Field(default=None, description="Eddystone-UID namespace, 20 hex chars.")
     instance: str | None = Field(default=None, description="Eddystone-UID instance, 12 hex chars.")
     missing_after_s: float = Field(
-        default=300.0, gt=0, description="Reported missing when not heard for this long (battery, theft)."
+        default=300.0,
+        gt=0,
+        le=604_800,
+        description="Reported missing when not heard for this long (battery, theft).",
     )
 
     @model_validator(mode="after")

@@ -49,6 +49,7 @@ class BlePresenceSettings(BaseModel):
     min_samples: int = Field(
         default=3,
         ge=1,
+        le=MAX_WINDOW,
         description="Samples needed in the window before it has a level (3: the filter out-votes one outlier).",
     )
     enter_rssi_dbm: float = Field(
@@ -76,21 +77,24 @@ class BlePresenceSettings(BaseModel):
         default=3.0, ge=0, le=600, description="...continuously for this long before the shopper switches."
     )
     dwell_s: float = Field(
-        default=60.0, gt=0, description="A 'dwell' event once per stay, after this long in the zone."
+        default=60.0, gt=0, le=3600, description="A 'dwell' event once per stay, after this long in the zone."
     )
     leave_after_s: float = Field(
         default=20.0,
         gt=0,
+        le=3600,
         description="Leave after this long without a sighting at or above the exit level in the zone.",
     )
     max_tracked: int = Field(
         default=5000,
         ge=1,
+        le=100_000,
         description="Shoppers tracked at once; when full, the least recently seen is evicted (with a leave).",
     )
     max_scanners_per_identity: int = Field(
         default=16,
         ge=1,
+        le=256,
         description="Scanners remembered per shopper; the least recently heard is dropped beyond this.",
     )
 

@@ -23,12 +23,15 @@ def test_example_is_valid_apart_from_the_key_an_installer_provides() -> None:
     assert settings.topic_root == "store/store-001"
     assert settings.client_id == "edge-gateway-store-001"
     assert [d.zone for d in settings.displays] == ["entrance", "fitting-rooms", "cafe", "electronics"]
-    # relative paths are taken from the file's folder
+    # relative paths are taken from the file's folder; what the gateway writes goes next to it, never to
+    # a root-only place (the hand-run path of the README works as a normal user)
     assert settings.decisions.model == (EXAMPLE.parent / "../models/offers.onnx")
+    assert settings.ledger.path == EXAMPLE.parent / "state/ledger.sqlite"
+    assert settings.control.state_dir == EXAMPLE.parent / "state"
     with pytest.raises(ConfigError) as error:
         load_settings(EXAMPLE)
     assert error.value.problems == [
-        f"identity.public_key_files.0: file not found: {EXAMPLE.parent / 'keys/cloud-token-public.pem'}"
+        f"identity.public_key_files.0: file not found: {EXAMPLE.parent / 'keys/token-public.pem'}"
     ]
 
 
@@ -166,6 +169,15 @@ def test_sync_settings_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture
             "sync: 'token' must not be written in the config file",
         ),
         ('[sync]\nenabled = true\nurl = "ftp://c"\ntoken_env = "T"\n', "sync.url"),
+        # plain http to another machine: the token and shopper ids would cross the network in clear
+        (
+            '[sync]\nenabled = true\nurl = "http://cloud.example"\ntoken_env = "T"\n',
+            "sync.url: must be https://",
+        ),
+        (
+            '[sync]\nenabled = true\nurl = "http://10.0.0.5:8640"\ntoken_env = "T"\n',
+            "sync.url: must be https://",
+        ),
         (
             '[sync]\nenabled = true\nurl = "https://c.example"\ntoken_file = "missing"\n',
             "sync.token_file: file not found",
@@ -177,9 +189,14 @@ def test_sync_settings_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture
         assert expected in capsys.readouterr().err, sync
     (tmp_path / "token").write_text("t")
     path = tmp_path / "sync.toml"
-    path.write_text('[sync]\nenabled = true\nurl = "http://cloud.example"\ntoken_file = "token"\n' + base)
-    assert main(["check-config", str(path)]) == 0
-    assert "sync.url: http://cloud.example is plain HTTP" in capsys.readouterr().out
+    for url in (
+        "https://cloud.example",
+        "http://127.0.0.1:8640",
+        "http://localhost:8640",
+        "http://[::1]:8640",
+    ):
+        path.write_text(f'[sync]\nenabled = true\nurl = "{url}"\ntoken_file = "token"\n' + base)
+        assert main(["check-config", str(path)]) == 0, (url, capsys.readouterr().err)
 
 
 def test_camera_settings_are_checked(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""A store whose gateway takes signed configuration pushes: its own config signing key, a state dir."""
+"""A store whose gateway takes signed configuration pushes: its own config signing key, a state dir, and the
+folder a push may take model and catalog files from."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class ControlKit:
     store: StoreKit
     config_key: bytes  # the cloud's configuration signing key (private PEM)
     state_dir: Path
+    files_dir: Path  # control.files_dir: a push names files in it by their plain names
 
     def push(
         self, version: Any, config: Any, *, key: bytes | None = None, aud: Any = STORE, **claims: Any
@@ -34,9 +36,13 @@ def make_control_store(workdir: Path, port: int, *, deadline_s: float = 0.3, syn
     private_pem, public_pem = generate_keypair()
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config-public.pem").write_bytes(public_pem)
-    control = f'enabled = true\npublic_key_files = ["config-public.pem"]\nhealth_deadline_s = {deadline_s}\n'
+    control = (
+        f'enabled = true\npublic_key_files = ["config-public.pem"]\nhealth_deadline_s = {deadline_s}\n'
+        'files_dir = "incoming"\n'
+    )
     store = make_store(workdir, port, control=control, sync=sync)
-    return ControlKit(store, private_pem, workdir / "state")
+    (workdir / "incoming").mkdir()
+    return ControlKit(store, private_pem, workdir / "state", workdir / "incoming")
 
 
 @pytest.fixture

@@ -6,17 +6,23 @@ rolled back at start after a crash mid-trial, the same version twice does nothin
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import os
+import pwd
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from edge import cli
 from edge.config import load_settings
 from edge.control.snapshots import ConfigSnapshots, ControlState, Snapshot
 from tests.control.conftest import DESIRED, REPORTED, ControlKit, make_control_store
 from tests.decide.test_lifecycle import retrained, write_model
-from tests.support.broker import Mosquitto, free_port
+from tests.support.broker import Mosquitto
 from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe
 from tests.support.store import ROOT
@@ -43,7 +49,7 @@ async def test_a_good_push_is_applied_live_without_touching_the_broker_connectio
         overlay = {
             "decisions": {"policy": {"epsilon": 0.2, "holdout_percent": 5}},
             "presence": {"checkin_timeout_s": 42},
-            "logging": {"level": "DEBUG"},
+            "logging": {"level": "ERROR"},
         }
         await reports.publish(DESIRED, control.push(7, overlay), retain=True)
         report = await _report(reports, 1)
@@ -55,7 +61,7 @@ async def test_a_good_push_is_applied_live_without_touching_the_broker_connectio
         assert gateway.settings.decisions.policy.epsilon == 0.2
         assert gateway.flow.engine is not engine
         assert gateway.flow.presence._timeout_s == 42
-        assert logging.getLogger().level == logging.DEBUG
+        assert logging.getLogger().level == logging.ERROR
         assert gateway.config_version == "7"
         # durable: the snapshot and the state are on disk
         state = ConfigSnapshots(control.state_dir).state()
@@ -127,33 +133,64 @@ async def test_zones_and_displays_are_rebuilt_in_process_and_the_ledger_stays(
         await probe.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.exposures == 1)
 
 
-async def test_a_push_that_loses_the_broker_is_rolled_back(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    control = make_control_store(tmp_path / "store", mosquitto.port, deadline_s=1.0)
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker that keeps retained messages across a restart: it runs as this user, so it can write its
+    persistence file under pytest's private folder (as root it would become 'mosquitto' and could not)."""
+    broker = Mosquitto(tmp_path / "broker", run_as=pwd.getpwuid(os.getuid()).pw_name)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+async def test_a_push_that_loses_the_broker_is_rolled_back(tmp_path: Path, own_broker: Mosquitto) -> None:
+    """The broker goes away during the health window: the push is rolled back and reported once it is back.
+
+    (A push cannot move the broker itself any more: where the gateway connects is the store's file's,
+    tests/control/test_push_cannot_steal.py. Losing the broker for any other reason still rolls back.)
+    """
+    control = make_control_store(tmp_path / "store", own_broker.port, deadline_s=1.0)
     store = control.store
-    async with (
-        Probe(store.port, REPORTED) as reports,
-        running_gateway(store.settings(), config_path=store.config_path) as gateway,
-    ):
-        await reports.publish(DESIRED, control.push(3, {"mqtt": {"port": free_port()}}), retain=True)
-        report = await _report(reports, 1, timeout=15)
-        assert report["status"] == "rolled_back", report
-        assert report["version"] == 3 and report["current"] == 0
-        assert "mqtt" in report["error"]
-        assert gateway.settings.mqtt.port == mosquitto.port
-        assert gateway.link is not None and gateway.link.state == "connected"
-        assert ConfigSnapshots(control.state_dir).state() == ControlState(
-            current=0, pending=None, highest_seen=3
-        )
-        # the retained push comes back on the reconnect the rollback made: never applied again, and its
-        # outcome stays the last word on config/reported
-        await reports.wait_for(
-            lambda: gateway.control is not None and gateway.control.counters["repeated"] >= 1
-        )
-        assert reports.json_on(REPORTED)[-1]["status"] == "rolled_back"
-        assert gateway.settings.mqtt.port == mosquitto.port
-        # and the gateway serves
-        await reports.publish(f"{ROOT}/checkin", {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
-        await reports.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.decisions >= 1)
+    async with running_gateway(store.settings(), config_path=store.config_path) as gateway:
+        assert gateway.control is not None
+        displays_before = gateway.settings.displays
+        # a rebuild (new displays): the rollback rebuilds too, and its fresh link subscribes again
+        displays = [{"id": "screen-cafe", "zone": "cafe", "min_display_s": 3}]
+        async with Probe(store.port) as pusher:
+            await pusher.publish(DESIRED, control.push(3, {"displays": displays}), retain=True)
+            await pusher.wait_for(lambda: gateway.control is not None and gateway.control.state.pending == 3)
+        own_broker.stop()
+        # the health window ends with the broker away: the previous configuration comes back
+        await _until(lambda: gateway.control is not None and gateway.control.state.pending is None)
+        assert gateway.settings.displays == displays_before
+        own_broker.start()
+        async with Probe(store.port, REPORTED) as reports:
+            report = await _report(reports, 1, timeout=15)  # retained, sent once the link is back
+            assert report["status"] == "rolled_back", report
+            assert report["version"] == 3 and report["current"] == 0
+            assert "mqtt" in report["error"]
+            assert ConfigSnapshots(control.state_dir).state() == ControlState(
+                current=0, pending=None, highest_seen=3
+            )
+            # the retained push comes back on the reconnect: never applied again, and its outcome stays
+            # the last word on config/reported
+            await reports.wait_for(
+                lambda: gateway.control is not None and gateway.control.counters["repeated"] >= 1
+            )
+            assert reports.json_on(REPORTED)[-1]["status"] == "rolled_back"
+            assert gateway.settings.displays == displays_before
+            # and the gateway serves
+            await reports.publish(f"{ROOT}/checkin", {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
+            await reports.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.decisions >= 1)
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait for ``condition`` without a broker to watch with (it is stopped)."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polling public state, as Probe.wait_for does
+            await asyncio.sleep(0.02)
 
 
 async def test_the_same_version_twice_does_nothing_and_an_older_one_is_refused(control: ControlKit) -> None:
@@ -207,28 +244,29 @@ async def test_a_restart_keeps_the_applied_version_and_a_crash_mid_trial_rolls_b
     assert ConfigSnapshots(control.state_dir).state() == ControlState(current=2, pending=None, highest_seen=3)
 
 
-async def test_a_model_whose_file_does_not_match_its_hash_is_refused(
-    control: ControlKit, tmp_path: Path
-) -> None:
+async def test_a_model_whose_file_does_not_match_its_hash_is_refused(control: ControlKit) -> None:
     store = control.store
     settings = load_settings(store.config_path)
     model = settings.decisions.model
     manifest = json.loads(settings.decisions.manifest_path.read_text())
-    tampered = tmp_path / "tampered.onnx"
+    tampered = control.files_dir / "tampered.onnx"
     tampered.write_bytes(model.read_bytes() + b"\0")
-    (tmp_path / "tampered.json").write_text(
-        json.dumps(manifest)
-    )  # the old sha256: the file no longer matches
+    # the old sha256: the file no longer matches its manifest (the push pins the bytes it means)
+    (control.files_dir / "tampered.json").write_text(json.dumps(manifest))
+    pin = hashlib.sha256(tampered.read_bytes()).hexdigest()
     async with (
         Probe(store.port, REPORTED) as reports,
         running_gateway(settings, config_path=store.config_path) as gateway,
     ):
         version_before = gateway.model_version
-        await reports.publish(DESIRED, control.push(1, {"decisions": {"model": str(tampered)}}), retain=True)
+        push = {"decisions": {"model": tampered.name, "model_sha256": pin}}
+        await reports.publish(DESIRED, control.push(1, push), retain=True)
         report = await _report(reports, 1)
         assert report["status"] == "rejected", report
         assert report["error"].startswith("apply_failed"), report
         assert "sha256" in report["error"]
+        # which file, not where: the store's folders are not the cloud's business
+        assert str(control.files_dir) not in report["error"] and "<control.files_dir>" in report["error"]
         assert gateway.model_version == version_before
         assert gateway.settings.decisions.model == model
 
@@ -238,8 +276,8 @@ async def test_model_pushes_swap_live_a_broken_graph_never_runs_and_rollback_goe
 ) -> None:
     """A retrained model by push (pinned by sha256), a broken one refused, then `model rollback` + SIGHUP."""
     store = control.store
-    good_model, good_manifest = write_model(tmp_path / "models", retrained(w1=1.1), "2026.12.1")
-    broken_model, broken_manifest = write_model(tmp_path / "models", b"\x08\x07 not a graph", "2026.12.2")
+    good_model, good_manifest = write_model(control.files_dir, retrained(w1=1.1), "2026.12.1")
+    broken_model, broken_manifest = write_model(control.files_dir, b"\x08\x07 not a graph", "2026.12.2")
     pin = hashlib.sha256(good_model.read_bytes()).hexdigest()
     async with (
         Probe(store.port, REPORTED) as reports,
@@ -247,13 +285,20 @@ async def test_model_pushes_swap_live_a_broken_graph_never_runs_and_rollback_goe
     ):
         assert gateway.models is not None and gateway.flow is not None
         shipped = gateway.model_version
-        push = {"decisions": {"model": str(good_model), "manifest": str(good_manifest), "model_sha256": pin}}
+        push = {"decisions": {"model": good_model.name, "manifest": good_manifest.name, "model_sha256": pin}}
         await reports.publish(DESIRED, control.push(1, push), retain=True)
         assert (await _report(reports, 1))["status"] == "applied"
         assert gateway.model_version == "2026.12.1"
         assert [model.version for model in gateway.models.versions()] == [shipped, "2026.12.1"]
 
-        broken = {"decisions": {"model": str(broken_model), "manifest": str(broken_manifest)}}
+        broken_pin = hashlib.sha256(broken_model.read_bytes()).hexdigest()
+        broken = {
+            "decisions": {
+                "model": broken_model.name,
+                "manifest": broken_manifest.name,
+                "model_sha256": broken_pin,
+            }
+        }
         await reports.publish(DESIRED, control.push(2, broken), retain=True)
         report = await _report(reports, 2)
         assert report["status"] == "rejected" and report["error"].startswith("apply_failed"), report
@@ -275,7 +320,8 @@ async def test_a_push_that_makes_a_component_unhealthy_is_rolled_back(
     """A camera whose source cannot be opened: the broker is fine, the camera is not; the push goes."""
     control = make_control_store(tmp_path / "store", mosquitto.port, deadline_s=1.0)
     store = control.store
-    camera = {"id": "cam-cafe", "source": str(tmp_path / "unplugged.avi"), "zone": "cafe"}
+    # A V4L2 index no machine here has (a push may name only an index or a LAN URL, never a file).
+    camera = {"id": "cam-cafe", "source": "63", "zone": "cafe"}
     async with (
         Probe(store.port, REPORTED) as reports,
         running_gateway(store.settings(), config_path=store.config_path) as gateway,

@@ -107,12 +107,15 @@ def test_the_installed_example_passes_check_config(installed: Installed, tmp_pat
     keys = tmp_path / "cloud"
     made = installed.run("token", "keygen", "--out", str(keys))
     assert made.returncode == 0, made.stderr
-    shutil.copy(keys / "token-public.pem", installed.etc / "keys" / "cloud-token-public.pem")
+    shutil.copy(keys / "token-public.pem", installed.etc / "keys" / "token-public.pem")
     try:
         example = installed.etc / "gateway.toml"
         text = example.read_text()
         assert 'username = "gateway"' in text.splitlines()
         assert f'password_file = "{CREDENTIAL_IN_SERVICE}"' in text.splitlines()
+        # the state in the unit's StateDirectory, not next to the read-only /etc file
+        assert 'path = "/var/lib/edge-gateway/ledger.sqlite"' in text.splitlines()
+        assert any(line.startswith('state_dir = "/var/lib/edge-gateway"') for line in text.splitlines())
         # As installed, the only thing missing outside the service is the credential systemd hands it.
         result = installed.run("check-config", str(example))
         assert result.returncode == 1
@@ -127,7 +130,7 @@ def test_the_installed_example_passes_check_config(installed: Installed, tmp_pat
         assert result.returncode == 0, result.stdout + result.stderr
         as_service_sees_it.unlink()
     finally:
-        (installed.etc / "keys" / "cloud-token-public.pem").unlink()
+        (installed.etc / "keys" / "token-public.pem").unlink()
 
 
 def test_the_unit_and_broker_files_are_in_place(installed: Installed) -> None:

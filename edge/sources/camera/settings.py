@@ -42,7 +42,7 @@ class CameraSettings(BaseModel):
         description="A moving blob smaller than this share of the frame is not a person.",
     )
     track_timeout_s: float = Field(
-        default=2.0, gt=0, description="A person not seen for this long has left (ends their dwell)."
+        default=2.0, gt=0, le=60, description="A person not seen for this long has left (ends their dwell)."
     )
     detector_model: Path | None = Field(
         default=None,
@@ -50,10 +50,17 @@ class CameraSettings(BaseModel):
         "off by default: moving blobs are counted instead.",
     )
     detector_threshold: float = Field(default=0.5, gt=0, lt=1, description="Detector score that counts.")
-    silence_s: float = Field(default=5.0, gt=0, description="No frame for this long: the source is reopened.")
-    reopen_max_s: float = Field(default=30.0, gt=0, description="Longest wait between reopen attempts.")
+    silence_s: float = Field(
+        default=5.0, gt=0, le=300, description="No frame for this long: the source is reopened."
+    )
+    reopen_max_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Longest wait between reopen attempts."
+    )
     qr_hold_s: float = Field(
-        default=10.0, gt=0, description="The same code seen again within this time is the same check-in."
+        default=10.0,
+        gt=0,
+        le=300,
+        description="The same code seen again within this time is the same check-in.",
     )
 
     @field_validator("masks")
