@@ -25,12 +25,15 @@ from edge.identity import ConsentStore, ProfileCache, Rejection, ReplayGuard, To
 from edge.ledger import WRITE_ERRORS, Ledger
 from edge.presence.zones import ZonePresence
 from edge.sources.payloads import (
+    Availability,
     RejectCounter,
     Rejected,
+    exposure_time,
     parse_ack,
     parse_availability,
     parse_checkin,
 )
+from edge.sources.rejections import AckReject, Kind
 from edge.transport.mqtt import Inbound, MqttLink, RetryLater
 from edge.transport.topics import Topics
 
@@ -49,6 +52,9 @@ class FlowStats:
     decisions: int = 0
     exposures: int = 0
     acks_failed: int = 0
+    acks_failed_by_display: Counter[str] = field(default_factory=Counter)
+    # Exposures dated by the ack's arrival because the display's shown_at could not be true (its clock).
+    shown_at_replaced: int = 0
     last_checkin_wall: float | None = None
     decisions_by_kind: Counter[str] = field(default_factory=Counter)
 
@@ -230,58 +236,78 @@ class GatewayFlow:
     def _known_display(self, message: Inbound, kind: str) -> str | None:
         display_id = self.topics.display_of(message.topic)
         if display_id is None or not self.board.knows(display_id):
-            self.rejects.reject(kind, "unknown_display", message.topic)
+            # The same reason under either kind (AckReject / AvailabilityReject.UNKNOWN_DISPLAY).
+            self.rejects.reject(kind, AckReject.UNKNOWN_DISPLAY, message.topic)
             return None
         return display_id
 
     async def on_ack(self, message: Inbound) -> None:
-        display_id = self._known_display(message, "ack")
+        display_id = self._known_display(message, Kind.ACK)
         if display_id is None:
             return
         ack = parse_ack(message.payload)
         if isinstance(ack, Rejected):
-            self.rejects.reject("ack", ack.reason, message.topic)
+            self.rejects.reject(Kind.ACK, ack.reason, message.topic)
             return
         if ack.status == "failed":
             self.stats.acks_failed += 1
-            log.info("display %s failed to show version %d", display_id, ack.version)
+            self.stats.acks_failed_by_display[display_id] += 1
+            if self.stats.acks_failed_by_display[display_id] == 1:  # a broken screen would fill the log
+                log.info(
+                    "display %s failed to show version %d (further failures are counted in gateway/health)",
+                    display_id,
+                    ack.version,
+                )
             return
         if ack.decision_id is None:
             return  # an idle fallback shown: nothing was decided, nothing to measure
         known = self.board.lookup_ack(display_id, ack.decision_id)
         if known is not None and known[0] != ack.version:
-            self.rejects.reject("ack", "version_mismatch", message.topic)
+            self.rejects.reject(Kind.ACK, AckReject.VERSION_MISMATCH, message.topic)
             return
         if known is None:
             stored = await self.ledger.decision(ack.decision_id)
             if stored is None or stored.get("display_id") != display_id:
-                self.rejects.reject("ack", "unknown_decision", message.topic)
+                self.rejects.reject(Kind.ACK, AckReject.UNKNOWN_DECISION, message.topic)
                 return
+            at_wall = stored.get("at_wall")
+        else:
+            at_wall = known[1].at_wall
         now = self.clock.wall()
+        decided_wall = float(at_wall) if isinstance(at_wall, int | float) else now
+        shown_wall, replaced = exposure_time(ack.shown_at_wall, decided_wall, now)
         try:
             new = await self.ledger.record_exposure(
                 decision_id=ack.decision_id,
                 display_id=display_id,
                 version=ack.version,
-                shown_at_wall=ack.shown_at_wall if ack.shown_at_wall is not None else now,
+                shown_at_wall=shown_wall,
                 acked_at_wall=now,
             )
         except WRITE_ERRORS as exc:
             raise RetryLater(str(exc)) from exc
         if new:
             self.stats.exposures += 1
+            self.stats.shown_at_replaced += replaced
         else:
-            self.rejects.reject("ack", "duplicate", message.topic)
+            self.rejects.reject(Kind.ACK, AckReject.DUPLICATE, message.topic)
 
     async def on_availability(self, message: Inbound) -> None:
-        display_id = self._known_display(message, "availability")
+        state = parse_availability(message.payload)
+        if state is Availability.CLEARED:
+            # Someone cleared the retained availability: the display was removed (its config entry may be
+            # gone already). Not an error: it is offline from now on, until it says otherwise.
+            display_id = self.topics.display_of(message.topic)
+            if display_id is not None and self.board.knows(display_id):
+                self.board.set_online(display_id, False)
+            return
+        display_id = self._known_display(message, Kind.AVAILABILITY)
         if display_id is None:
             return
-        online = parse_availability(message.payload)
-        if isinstance(online, Rejected):
-            self.rejects.reject("availability", online.reason, message.topic)
+        if isinstance(state, Rejected):
+            self.rejects.reject(Kind.AVAILABILITY, state.reason, message.topic)
             return
-        self.board.set_online(display_id, online)
+        self.board.set_online(display_id, state is Availability.ONLINE)
 
     # ----- timers -----
     async def tick(self) -> None:

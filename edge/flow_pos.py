@@ -19,12 +19,13 @@ from edge.identity import Rejection
 from edge.ledger import WRITE_ERRORS
 from edge.ledger.outbox import event_id_for
 from edge.sources.payloads import Rejected, TransactionMessage, is_id, parse_transaction
+from edge.sources.rejections import Kind, PosReject
 from edge.sync.wire import EventClass
 from edge.transport.mqtt import Inbound, RetryLater
 
 log = logging.getLogger(__name__)
 
-KIND: Final = "pos"  # the rejection counter's kind: drops.rejected["pos.<reason>"]
+KIND: Final = Kind.POS  # the rejection counter's kind: drops.rejected["pos.<reason>"]
 EVENT_KIND: Final = "conversion"
 _DAY_S: Final = 86_400.0
 
@@ -70,7 +71,7 @@ class PosFlow:
         flow = self.flow
         lane = flow.topics.lane_of(message.topic)
         if lane is None or not is_id(lane):
-            flow.rejects.reject(KIND, "bad_lane", message.topic)
+            flow.rejects.reject(KIND, PosReject.BAD_LANE, message.topic)
             return
         sale = parse_transaction(message.payload)
         if isinstance(sale, Rejected):
@@ -101,7 +102,7 @@ class PosFlow:
             self.stats.identified += 1
         if not fresh:
             # Only if memory and disk disagree (a clock jump); the disk is the authority, and it is counted.
-            flow.rejects.reject(KIND, "replayed_on_disk", message.topic)
+            flow.rejects.reject(KIND, PosReject.REPLAYED_ON_DISK, message.topic)
 
     async def _shopper(
         self, sale: TransactionMessage, topic: str, now: float
@@ -113,7 +114,7 @@ class PosFlow:
         verified = flow.verifier.verify(sale.token)
         if isinstance(verified, Rejection):
             # A bad token never costs the store its sale: recorded anonymously, the token counted.
-            flow.rejects.reject(KIND, "bad_token", topic)
+            flow.rejects.reject(KIND, PosReject.BAD_TOKEN, topic)
             return None, None
         if flow.ensure_profile is not None:
             # A shopper new to this store: their consents from the cloud, within a short wait.
@@ -121,7 +122,7 @@ class PosFlow:
         # Tokens are single-use (docs/identity.md): a replayed one identifies nobody. A redelivered message
         # lands here too, harmlessly: its event id is the first delivery's, so the first one stands.
         if not flow.replay.claim(verified.jti, verified.exp_wall, now):
-            flow.rejects.reject(KIND, "replayed_token", topic)
+            flow.rejects.reject(KIND, PosReject.REPLAYED_TOKEN, topic)
             return None, None
         jti = (verified.jti, verified.exp_wall)
         if not flow.consents.has(verified.sub, Purpose.MEASUREMENT):
