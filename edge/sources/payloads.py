@@ -172,7 +172,8 @@ def parse_utc(value: object) -> float | None:
 
 
 def _has_bad_ts(body: dict[str, Any]) -> bool:
-    return "ts" in body and parse_utc(body["ts"]) is None
+    # null is the same as leaving it out, as for every optional field of the contract
+    return body.get("ts") is not None and parse_utc(body["ts"]) is None
 
 
 def _is_id(value: object) -> bool:
