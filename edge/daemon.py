@@ -396,6 +396,9 @@ class Gateway:
         flow.attach_board(board)
         flow.metrics = self.metrics
         flow.register()
+        # The retained health is refreshed on every connect: the one the health loop left in the retained
+        # registry while connecting would otherwise say "connecting" until the next interval.
+        link.add_connect_hook(lambda: self._publish_health(flow))
         self.pos_flow = PosFlow(flow)
         self.pos_flow.register()
         resolver = None

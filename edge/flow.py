@@ -21,16 +21,27 @@ from edge.clock import Clock, iso_utc
 from edge.decide import DecisionEngine, FallbackSource
 from edge.decide.catalog import Catalog
 from edge.events import CheckinReceived, Decision, DecisionContext, PresenceChanged, Purpose
-from edge.identity import Claim, ConsentStore, ProfileCache, Rejection, ReplayGuard, TokenVerifier
+from edge.identity import (
+    Claim,
+    ConsentStore,
+    ProfileCache,
+    Rejection,
+    RejectReason,
+    ReplayGuard,
+    TokenVerifier,
+)
 from edge.ledger import WRITE_ERRORS, Ledger
 from edge.presence.zones import ZonePresence
 from edge.sources.payloads import (
+    Availability,
     RejectCounter,
     Rejected,
+    exposure_time,
     parse_ack,
     parse_availability,
     parse_checkin,
 )
+from edge.sources.rejections import AckReject, CheckinReject, Kind
 from edge.transport.mqtt import Inbound, MqttLink, RetryLater
 from edge.transport.topics import Topics
 
@@ -53,6 +64,9 @@ class FlowStats:
     unrecorded: int = 0
     # Check-ins the broker delivered again (MQTT DUP) whose first delivery was already committed.
     redelivered: int = 0
+    acks_failed_by_display: Counter[str] = field(default_factory=Counter)
+    # Exposures dated by the ack's arrival because the display's shown_at could not be true (its clock).
+    shown_at_replaced: int = 0
     last_checkin_wall: float | None = None
     decisions_by_kind: Counter[str] = field(default_factory=Counter)
 
@@ -171,7 +185,7 @@ class GatewayFlow:
     async def on_checkin(self, message: Inbound) -> None:
         parsed = parse_checkin(message.payload)
         if isinstance(parsed, Rejected):
-            self.rejects.reject("checkin", parsed.reason, message.topic)
+            self.rejects.reject(Kind.CHECKIN, parsed.reason, message.topic)
             return
         accepted = await self.checkin(
             parsed.token,
@@ -204,18 +218,18 @@ class GatewayFlow:
         second delivery of a message (MQTT DUP), counted apart from replays.
         """
         if not self.presence.knows_zone(zone):
-            self.rejects.reject("checkin", "unknown_zone", origin)
+            self.rejects.reject(Kind.CHECKIN, CheckinReject.UNKNOWN_ZONE, origin)
             return False
         verified = self.verifier.verify(token)
         if isinstance(verified, Rejection):
-            self.rejects.reject("checkin", str(verified.reason), origin)
+            self.rejects.reject(Kind.CHECKIN, str(verified.reason), origin)
             return False
         if self.ensure_profile is not None:
             # A shopper new to this store: their profile and consents from the cloud, within a short wait.
             await self.ensure_profile(verified.sub)
         needed = SOURCE_PURPOSE.get(source)
         if needed is not None and not self.consents.has(verified.sub, needed):
-            self.rejects.reject("checkin", "no_consent", origin)
+            self.rejects.reject(Kind.CHECKIN, CheckinReject.NO_CONSENT, origin)
             return False
         now = self.clock.wall()
         claim = self.replay.claim(verified.jti, verified.replay_until, now)
@@ -260,16 +274,16 @@ class GatewayFlow:
         if redelivered:
             self.stats.redelivered += 1
         else:
-            self.rejects.reject("checkin", "replayed_on_disk", origin)
+            self.rejects.reject(Kind.CHECKIN, CheckinReject.REPLAYED_ON_DISK, origin)
         return False
 
     async def _not_new(self, claim: Claim, jti: str, redelivered: bool, origin: str) -> bool:
         """A check-in whose jti is claimed already (or may have been, before the clock stepped back)."""
         if claim is Claim.CLOCK_BEHIND:
-            self.rejects.reject("checkin", "clock_behind", origin)
+            self.rejects.reject(Kind.CHECKIN, CheckinReject.CLOCK_BEHIND, origin)
             return False
         if not redelivered:
-            self.rejects.reject("checkin", "replayed", origin)
+            self.rejects.reject(Kind.CHECKIN, RejectReason.REPLAYED, origin)
             return False
         # The broker sent this message again (its DUP flag: a publisher cannot set it for us), because we
         # did not ack it before a crash or a lost connection. Not an attack: if its first delivery was
@@ -287,58 +301,78 @@ class GatewayFlow:
     def _known_display(self, message: Inbound, kind: str) -> str | None:
         display_id = self.topics.display_of(message.topic)
         if display_id is None or not self.board.knows(display_id):
-            self.rejects.reject(kind, "unknown_display", message.topic)
+            # The same reason under either kind (AckReject / AvailabilityReject.UNKNOWN_DISPLAY).
+            self.rejects.reject(kind, AckReject.UNKNOWN_DISPLAY, message.topic)
             return None
         return display_id
 
     async def on_ack(self, message: Inbound) -> None:
-        display_id = self._known_display(message, "ack")
+        display_id = self._known_display(message, Kind.ACK)
         if display_id is None:
             return
         ack = parse_ack(message.payload)
         if isinstance(ack, Rejected):
-            self.rejects.reject("ack", ack.reason, message.topic)
+            self.rejects.reject(Kind.ACK, ack.reason, message.topic)
             return
         if ack.status == "failed":
             self.stats.acks_failed += 1
-            log.info("display %s failed to show version %d", display_id, ack.version)
+            self.stats.acks_failed_by_display[display_id] += 1
+            if self.stats.acks_failed_by_display[display_id] == 1:  # a broken screen would fill the log
+                log.info(
+                    "display %s failed to show version %d (further failures are counted in gateway/health)",
+                    display_id,
+                    ack.version,
+                )
             return
         if ack.decision_id is None:
             return  # an idle fallback shown: nothing was decided, nothing to measure
         known = self.board.lookup_ack(display_id, ack.decision_id)
         if known is not None and known[0] != ack.version:
-            self.rejects.reject("ack", "version_mismatch", message.topic)
+            self.rejects.reject(Kind.ACK, AckReject.VERSION_MISMATCH, message.topic)
             return
         if known is None:
             stored = await self.ledger.decision(ack.decision_id)
             if stored is None or stored.get("display_id") != display_id:
-                self.rejects.reject("ack", "unknown_decision", message.topic)
+                self.rejects.reject(Kind.ACK, AckReject.UNKNOWN_DECISION, message.topic)
                 return
+            at_wall = stored.get("at_wall")
+        else:
+            at_wall = known[1].at_wall
         now = self.clock.wall()
+        decided_wall = float(at_wall) if isinstance(at_wall, int | float) else now
+        shown_wall, replaced = exposure_time(ack.shown_at_wall, decided_wall, now)
         try:
             new = await self.ledger.record_exposure(
                 decision_id=ack.decision_id,
                 display_id=display_id,
                 version=ack.version,
-                shown_at_wall=ack.shown_at_wall if ack.shown_at_wall is not None else now,
+                shown_at_wall=shown_wall,
                 acked_at_wall=now,
             )
         except WRITE_ERRORS as exc:
             raise RetryLater(str(exc)) from exc
         if new:
             self.stats.exposures += 1
+            self.stats.shown_at_replaced += replaced
         else:
-            self.rejects.reject("ack", "duplicate", message.topic)
+            self.rejects.reject(Kind.ACK, AckReject.DUPLICATE, message.topic)
 
     async def on_availability(self, message: Inbound) -> None:
-        display_id = self._known_display(message, "availability")
+        state = parse_availability(message.payload)
+        if state is Availability.CLEARED:
+            # Someone cleared the retained availability: the display was removed (its config entry may be
+            # gone already). Not an error: it is offline from now on, until it says otherwise.
+            display_id = self.topics.display_of(message.topic)
+            if display_id is not None and self.board.knows(display_id):
+                self.board.set_online(display_id, False)
+            return
+        display_id = self._known_display(message, Kind.AVAILABILITY)
         if display_id is None:
             return
-        online = parse_availability(message.payload)
-        if isinstance(online, Rejected):
-            self.rejects.reject("availability", online.reason, message.topic)
+        if isinstance(state, Rejected):
+            self.rejects.reject(Kind.AVAILABILITY, state.reason, message.topic)
             return
-        self.board.set_online(display_id, online)
+        self.board.set_online(display_id, state is Availability.ONLINE)
 
     # ----- timers -----
     async def tick(self) -> None:

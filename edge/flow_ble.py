@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 from edge.events import Advert, PresenceChanged, Purpose
 from edge.flow import GatewayFlow
 from edge.presence.ingest import BleIngest
-from edge.sources.espresense import parse_report
+from edge.sources.espresense import Anonymous, loggable_topic, parse_report
 from edge.sources.payloads import Rejected
+from edge.sources.rejections import Kind
 from edge.transport.mqtt import Inbound
 
 if TYPE_CHECKING:
@@ -47,7 +48,11 @@ class BleFlow:
         flow.consents.subscribe(self._consent_changed)
 
     def register_espresense(self) -> None:
-        self.flow.link.on(f"{self._prefix}/devices/+/+", self.on_espresense)
+        # A device id in these topics can be a phone's address: the link's own log lines redact it too.
+        self.flow.link.on(f"{self._prefix}/devices/+/+", self.on_espresense, log_topic=self._loggable)
+
+    def _loggable(self, topic: str) -> str:
+        return loggable_topic(topic, self._prefix, self._rooms)
 
     async def consume(self, adverts: asyncio.Queue[Advert]) -> None:
         """The long-lived task draining the local scanner's queue."""
@@ -66,11 +71,11 @@ class BleFlow:
 
     async def on_espresense(self, message: Inbound) -> None:
         report = parse_report(message.topic, message.payload, self._prefix)
+        if isinstance(report, Anonymous):
+            self.ingest.counters["anonymous"] += 1  # somebody's phone: counted, never kept
+            return
         if isinstance(report, Rejected):
-            if report.reason == "anonymous":
-                self.ingest.counters["anonymous"] += 1  # somebody's phone: counted, never kept
-            else:
-                self.flow.rejects.reject("espresense", report.reason, message.topic)
+            self.flow.rejects.reject(Kind.ESPRESENSE, report.reason, self._loggable(message.topic))
             return
         if report.room not in self._rooms:
             self.counters["unmapped_room"] += 1

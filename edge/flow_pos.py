@@ -19,12 +19,13 @@ from edge.identity import Claim, Rejection
 from edge.ledger import WRITE_ERRORS
 from edge.ledger.outbox import event_id_for
 from edge.sources.payloads import Rejected, TransactionMessage, is_id, parse_transaction
+from edge.sources.rejections import Kind, PosReject
 from edge.sync.wire import EventClass
 from edge.transport.mqtt import Inbound, RetryLater
 
 log = logging.getLogger(__name__)
 
-KIND: Final = "pos"  # the rejection counter's kind: drops.rejected["pos.<reason>"]
+KIND: Final = Kind.POS  # the rejection counter's kind: drops.rejected["pos.<reason>"]
 EVENT_KIND: Final = "conversion"
 _DAY_S: Final = 86_400.0
 
@@ -73,7 +74,7 @@ class PosFlow:
         flow = self.flow
         lane = flow.topics.lane_of(message.topic)
         if lane is None or not is_id(lane):
-            flow.rejects.reject(KIND, "bad_lane", message.topic)
+            flow.rejects.reject(KIND, PosReject.BAD_LANE, message.topic)
             return
         sale = parse_transaction(message.payload)
         if isinstance(sale, Rejected):
@@ -104,7 +105,7 @@ class PosFlow:
             self.stats.identified += 1
         if not fresh:
             # Only if memory and disk disagree (a clock jump); the disk is the authority, and it is counted.
-            flow.rejects.reject(KIND, "replayed_on_disk", message.topic)
+            flow.rejects.reject(KIND, PosReject.REPLAYED_ON_DISK, message.topic)
 
     async def _shopper(
         self, sale: TransactionMessage, topic: str, now: float, *, redelivered: bool
@@ -116,7 +117,7 @@ class PosFlow:
         verified = flow.verifier.verify(sale.token)
         if isinstance(verified, Rejection):
             # A bad token never costs the store its sale: recorded anonymously, the token counted.
-            flow.rejects.reject(KIND, "bad_token", topic)
+            flow.rejects.reject(KIND, PosReject.BAD_TOKEN, topic)
             return None, None
         if flow.ensure_profile is not None:
             # A shopper new to this store: their consents from the cloud, within a short wait.
@@ -127,10 +128,10 @@ class PosFlow:
         if claim is not Claim.NEW:
             if claim is Claim.SEEN and redelivered:
                 self.stats.redelivered += 1  # the broker's second delivery (MQTT DUP): not an attack
+            elif claim is Claim.CLOCK_BEHIND:
+                flow.rejects.reject(KIND, PosReject.CLOCK_BEHIND, topic)
             else:
-                flow.rejects.reject(
-                    KIND, "clock_behind" if claim is Claim.CLOCK_BEHIND else "replayed_token", topic
-                )
+                flow.rejects.reject(KIND, PosReject.REPLAYED_TOKEN, topic)
             return None, None
         jti = (verified.jti, verified.replay_until)
         if not flow.consents.has(verified.sub, Purpose.MEASUREMENT):

@@ -41,6 +41,7 @@ def health_report(gateway: Gateway) -> dict[str, Any]:
         "checkins": flow.stats.checkins,
         "decisions": flow.stats.decisions,
         "exposures": flow.stats.exposures,
+        "acks": {"failed": flow.stats.acks_failed, "shown_at_replaced": flow.stats.shown_at_replaced},
         "pos": gateway.pos_flow.stats.as_dict() if gateway.pos_flow is not None else None,
         "last_checkin_age_s": None if last is None else round(now - last, 1),
         "last_signal_age_s": _signal_ages(gateway, None if last is None else round(now - last, 1)),
@@ -48,7 +49,10 @@ def health_report(gateway: Gateway) -> dict[str, Any]:
             "accepted": flow.verifier.accepted,
             "rejected": {str(k): v for k, v in flow.verifier.rejections.items()},
         },
-        "displays": flow.board.snapshot(),
+        "displays": {
+            display: {**shown, "acks_failed": flow.stats.acks_failed_by_display[display]}
+            for display, shown in flow.board.snapshot().items()
+        },
         "sync_backlog": _sync_backlog(gateway),
         "sync": gateway.sync_health,
         "ble": _ble_health(gateway),

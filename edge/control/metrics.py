@@ -254,6 +254,16 @@ _LEDGER_COUNTERS: Final = {
         "Writes that waited for room in the full ledger queue.",
     ),
 }
+_ACK_COUNTERS: Final = {
+    "failed": (
+        "edge_acks_failed_total",
+        'Display acks with status "failed" (the content could not be shown).',
+    ),
+    "shown_at_replaced": (
+        "edge_exposures_shown_at_replaced_total",
+        "Exposures dated by the ack's arrival: the display's shown_at could not be true (its clock).",
+    ),
+}
 _LEDGER_OUTCOMES: Final = (
     "decision_duplicates",
     "exposure_duplicates",
@@ -320,6 +330,9 @@ def collect_health(health: Mapping[str, Any], out: Exposition) -> None:
         "Exposures acknowledged by displays.",
         _num(health.get("exposures")),
     )
+    acks = _dict(health.get("acks"))
+    for key, (name, help_text) in _ACK_COUNTERS.items():
+        out.add(name, "counter", help_text, _num(acks.get(key)))
     pos = _dict(health.get("pos"))
     for identified, key in (("true", "identified"), ("false", "anonymous")):
         out.add(
@@ -363,6 +376,13 @@ def collect_health(health: Mapping[str, Any], out: Exposition) -> None:
             "gauge",
             "1 when a request waits for the display's minimum time.",
             _num(screen.get("pending")),
+            labels,
+        )
+        out.add(
+            "edge_display_acks_failed_total",
+            "counter",
+            'Acks with status "failed" from the display.',
+            _num(screen.get("acks_failed")),
             labels,
         )
     out.add(

@@ -3,16 +3,40 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
-from collections import Counter
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
 from typing import Any, Final
 
 from edge.clock import parse_iso_utc
+from edge.sources.rejections import (
+    AckReject,
+    AvailabilityReject,
+    CheckinReject,
+    Envelope,
+    PosReject,
+    RejectCounter,
+)
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "AckMessage",
+    "Availability",
+    "CheckinMessage",
+    "RejectCounter",
+    "Rejected",
+    "TransactionItem",
+    "TransactionMessage",
+    "exposure_time",
+    "is_id",
+    "parse_ack",
+    "parse_availability",
+    "parse_checkin",
+    "parse_transaction",
+    "parse_utc",
+]
 
 CHECKIN_SOURCES: Final = frozenset({"app", "kiosk", "qr"})
 ACK_STATUSES: Final = frozenset({"shown", "failed"})
@@ -30,6 +54,31 @@ MAX_AMOUNT: Final = 1e12
 MIN_TXN_WALL: Final = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_TXN_WALL: Final = 4_102_444_800.0  # 2100-01-01T00:00:00Z
 _CENT: Final = Decimal("0.01")
+# The one payload version there is. A payload without "v" is refused rather than read as 1: a sender that
+# omits it would go on "working" when a v2 it cannot know about changes a field's meaning.
+PAYLOAD_VERSION: Final = 1
+# An ack's version is a manifest version (wall-clock ms, ~2^41 today) stored in SQLite's signed 64-bit
+# INTEGER; above this Python's int would not fit the column (OverflowError inside the handler).
+MAX_ACK_VERSION: Final = 2**63 - 1
+# The longest ISO-8601 date-time we write or expect ("2026-11-22T10:15:03.123456789+00:00" is 35).
+MAX_TS_CHARS: Final = 40
+# RFC 3339 in UTC only: the contract says UTC, and an offset or a naive time is a sender's bug to see now.
+# How far a display's clock may be from the gateway's before its shown_at is not believed: store devices
+# without NTP drift by seconds a day; minutes off is a clock that is wrong, not one that drifts.
+MAX_CLOCK_SKEW_S: Final = 300.0
+_UTC_STAMP: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|\+00:00)", re.ASCII
+)
+
+
+class Availability(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    CLEARED = "cleared"  # the retained availability was cleared: the display was removed
+
+
+# A tuple, not a set: a JSON state may be a list or an object, which a set lookup would have to hash.
+_STATES: Final = (Availability.ONLINE.value, Availability.OFFLINE.value)
 
 
 @dataclass(slots=True, frozen=True)
@@ -76,7 +125,7 @@ class TransactionMessage:
 
 @dataclass(slots=True, frozen=True)
 class Rejected:
-    """Why a payload was refused; ``reason`` is a short stable label used in counters."""
+    """Why a payload was refused; ``reason`` is a member of its kind's enum (edge/sources/rejections.py)."""
 
     reason: str
 
@@ -85,17 +134,46 @@ def _json_object(payload: bytes) -> dict[str, Any] | Rejected:
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
-        return Rejected("not_utf8")
+        return Rejected(Envelope.NOT_UTF8)
     try:
         body = json.loads(text)
     except (ValueError, RecursionError):
         # ValueError covers JSONDecodeError and an integer literal past Python's 4300-digit limit.
-        return Rejected("not_json")
+        return Rejected(Envelope.NOT_JSON)
     if not isinstance(body, dict):
-        return Rejected("not_object")
-    if body.get("v", 1) != 1:
-        return Rejected("unsupported_version")
+        return Rejected(Envelope.NOT_OBJECT)
+    if "v" not in body:
+        return Rejected(Envelope.MISSING_VERSION)
+    version = body["v"]
+    # Exactly the integer 1: True == 1 and 1.0 == 1 in Python, but neither is what the contract says.
+    if type(version) is not int or version != PAYLOAD_VERSION:
+        return Rejected(Envelope.UNSUPPORTED_VERSION)
     return body
+
+
+def parse_utc(value: object) -> float | None:
+    """An ISO-8601 / RFC 3339 UTC date-time (``Z`` or ``+00:00``) as unix seconds, else None.
+
+    Only the form is judged, never the value against the gateway's clock: a display or kiosk without a
+    real-time clock may be years off, and what is dated by it is judged where it is used (``shown_at``).
+    """
+    if not isinstance(value, str) or len(value) > MAX_TS_CHARS:
+        return None
+    match = _UTC_STAMP.fullmatch(value)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    fraction = (match.group(7) or "").ljust(6, "0")[:6]
+    try:
+        stamp = datetime(year, month, day, hour, minute, second, int(fraction), tzinfo=UTC)
+    except ValueError:  # 2026-02-30, 25:00, second 60 (a leap second)
+        return None
+    return stamp.timestamp()
+
+
+def _has_bad_ts(body: dict[str, Any]) -> bool:
+    # null is the same as leaving it out, as for every optional field of the contract
+    return body.get("ts") is not None and parse_utc(body["ts"]) is None
 
 
 def _is_id(value: object) -> bool:
@@ -123,56 +201,75 @@ def _amount(value: object) -> float | None:
 
 
 def parse_checkin(payload: bytes) -> CheckinMessage | Rejected:
+    """A check-in (docs/mqtt.md): ``v`` exactly 1; ``ts`` optional, but a well-formed UTC time if present."""
     body = _json_object(payload)
     if isinstance(body, Rejected):
         return body
+    if _has_bad_ts(body):
+        return Rejected(CheckinReject.BAD_TS)
     token, zone, source = body.get("token"), body.get("zone"), body.get("source", "app")
     if not isinstance(token, str) or not token:
-        return Rejected("missing_token")
+        return Rejected(CheckinReject.MISSING_TOKEN)
     if len(token) > MAX_TOKEN_LEN:
-        return Rejected("oversized_token")
+        return Rejected(CheckinReject.OVERSIZED_TOKEN)
     if not _is_id(zone):
-        return Rejected("bad_zone")
+        return Rejected(CheckinReject.BAD_ZONE)
     if source not in CHECKIN_SOURCES:
-        return Rejected("bad_source")
+        return Rejected(CheckinReject.BAD_SOURCE)
     assert isinstance(zone, str)
     return CheckinMessage(token=token, zone=zone, source=str(source))
 
 
 def parse_ack(payload: bytes) -> AckMessage | Rejected:
+    """A display ack (docs/mqtt.md). ``shown_at`` is judged for its form here; ``exposure_time`` bounds it."""
     body = _json_object(payload)
     if isinstance(body, Rejected):
         return body
+    if _has_bad_ts(body):
+        return Rejected(AckReject.BAD_TS)
     version, decision_id, status = body.get("version"), body.get("decision_id"), body.get("status")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        return Rejected("bad_version")
+    if type(version) is not int or not 0 < version <= MAX_ACK_VERSION:
+        return Rejected(AckReject.BAD_VERSION)
     if decision_id is not None and (not isinstance(decision_id, str) or not 0 < len(decision_id) <= 64):
-        return Rejected("bad_decision_id")
+        return Rejected(AckReject.BAD_DECISION_ID)
     if status not in ACK_STATUSES:
-        return Rejected("bad_status")
+        return Rejected(AckReject.BAD_STATUS)
     shown_at = body.get("shown_at")
     shown_wall: float | None = None
     if shown_at is not None:
-        if not isinstance(shown_at, str):
-            return Rejected("bad_shown_at")
-        try:
-            shown_wall = parse_iso_utc(shown_at)
-        except (ValueError, OverflowError):
-            return Rejected("bad_shown_at")
+        shown_wall = parse_utc(shown_at)
+        if shown_wall is None:
+            return Rejected(AckReject.BAD_SHOWN_AT)
     return AckMessage(version=version, decision_id=decision_id, status=str(status), shown_at_wall=shown_wall)
+
+
+def exposure_time(shown_at_wall: float | None, decided_wall: float, acked_wall: float) -> tuple[float, bool]:
+    """(when the exposure happened, whether the display's ``shown_at`` was replaced) on the gateway's clock.
+
+    ``shown_at`` can be true from the decision (less the clock skew allowed) to the ack's arrival (plus it).
+    Outside that the display's clock is wrong (a Pi without a real-time clock boots in 1970; a typo says
+    9999): the exposure still happened, so it is kept, dated when its ack arrived, and the replacement is
+    counted. Refusing it would lose a real exposure; storing 9999 would have the cloud refuse it forever.
+    Without ``shown_at`` the ack's arrival is the time, as before (not counted: nothing was wrong).
+    """
+    if shown_at_wall is None:
+        return acked_wall, False
+    if decided_wall - MAX_CLOCK_SKEW_S <= shown_at_wall <= acked_wall + MAX_CLOCK_SKEW_S:
+        return shown_at_wall, False
+    return acked_wall, True
 
 
 def _item(value: object) -> TransactionItem | Rejected:
     if not isinstance(value, dict):
-        return Rejected("bad_item")
+        return Rejected(PosReject.BAD_ITEM)
     sku, qty = value.get("sku"), value.get("qty")
     if not _is_id(sku):
-        return Rejected("bad_sku")
+        return Rejected(PosReject.BAD_SKU)
     if isinstance(qty, bool) or not isinstance(qty, int) or not 0 < qty <= MAX_ITEM_QTY:
-        return Rejected("bad_qty")
+        return Rejected(PosReject.BAD_QTY)
     price = _amount(value.get("price"))
     if price is None:
-        return Rejected("bad_price")
+        return Rejected(PosReject.BAD_PRICE)
     assert isinstance(sku, str)
     return TransactionItem(sku=sku, qty=qty, price=price)
 
@@ -184,16 +281,16 @@ def parse_transaction(payload: bytes) -> TransactionMessage | Rejected:
         return body
     txn_id, token, raw_items = body.get("txn_id"), body.get("token"), body.get("items")
     if not _is_id(txn_id):
-        return Rejected("bad_txn_id")
+        return Rejected(PosReject.BAD_TXN_ID)
     assert isinstance(txn_id, str)
     # Only the type is checked here: a bad token string is the verifier's to judge (the sale is kept).
     if token is not None and not isinstance(token, str):
-        return Rejected("malformed_token")
+        return Rejected(PosReject.MALFORMED_TOKEN)
     token = token or None  # "" is an anonymous sale, like a missing token
     if not isinstance(raw_items, list) or not raw_items:
-        return Rejected("bad_items")
+        return Rejected(PosReject.BAD_ITEMS)
     if len(raw_items) > MAX_TXN_ITEMS:
-        return Rejected("too_many_items")
+        return Rejected(PosReject.TOO_MANY_ITEMS)
     items: list[TransactionItem] = []
     for raw in raw_items:
         item = _item(raw)
@@ -204,7 +301,7 @@ def parse_transaction(payload: bytes) -> TransactionMessage | Rejected:
     if body.get("total") is not None:
         total = _amount(body["total"])
         if total is None:
-            return Rejected("bad_total")
+            return Rejected(PosReject.BAD_TOTAL)
     currency = body.get("currency")
     if currency is not None and not (
         isinstance(currency, str)
@@ -213,12 +310,12 @@ def parse_transaction(payload: bytes) -> TransactionMessage | Rejected:
         and currency.isalpha()
         and currency.isupper()
     ):
-        return Rejected("bad_currency")
+        return Rejected(PosReject.BAD_CURRENCY)
     ts_wall: float | None = None
     if body.get("ts") is not None:
         ts_wall = _timestamp(body["ts"])
         if ts_wall is None:
-            return Rejected("bad_ts")
+            return Rejected(PosReject.BAD_TS)
     return TransactionMessage(
         txn_id=txn_id,
         items=tuple(items),
@@ -242,42 +339,29 @@ def _timestamp(value: object) -> float | None:
     return wall
 
 
-def parse_availability(payload: bytes) -> bool | Rejected:
-    """A display's LWT: plain ``online``/``offline`` (Home Assistant style) or ``{"state": ...}``."""
+def parse_availability(payload: bytes) -> Availability | Rejected:
+    """A display's LWT: plain ``online``/``offline`` (Home Assistant style) or ``{"state": ...}``.
+
+    An empty payload is the retained message being cleared (``mosquitto_pub -r -n``): the display was
+    removed, which is not an error (``Availability.CLEARED``). ``v`` is not required here: this is the
+    display's own LWT in the Home Assistant convention, not one of the contract's JSON payloads.
+    """
+    if not payload:
+        return Availability.CLEARED
     try:
         text = payload.decode("utf-8").strip()
     except UnicodeDecodeError:
-        return Rejected("not_utf8")
-    if text in ("online", "offline"):
-        return text == "online"
-    body = _json_object(payload)
-    if isinstance(body, Rejected):
-        return Rejected("bad_state")
-    state = body.get("state")
-    if state == "online":
-        return True
-    if state == "offline":
-        return False
-    return Rejected("bad_state")
-
-
-class RejectCounter:
-    """Counts rejections by (kind, reason) and logs only the first of each kind, so junk cannot flood logs."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[tuple[str, str]] = Counter()
-
-    def reject(self, kind: str, reason: str, topic: str) -> None:
-        first_of_kind = not any(key[0] == kind for key in self.counts)
-        self.counts[(kind, reason)] += 1
-        if first_of_kind:
-            log.warning(
-                "rejected %s payload on %s: %s (further %s rejections are only counted)",
-                kind,
-                topic,
-                reason,
-                kind,
-            )
-
-    def as_dict(self) -> dict[str, int]:
-        return {f"{kind}.{reason}": count for (kind, reason), count in sorted(self.counts.items())}
+        return Rejected(AvailabilityReject.NOT_UTF8)
+    if text in _STATES:
+        return Availability(text)
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
+        return Rejected(AvailabilityReject.BAD_STATE)
+    if (
+        isinstance(body, dict)
+        and body.get("state") in _STATES
+        and body.get("v", PAYLOAD_VERSION) == PAYLOAD_VERSION
+    ):
+        return Availability(body["state"])
+    return Rejected(AvailabilityReject.BAD_STATE)

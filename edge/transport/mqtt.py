@@ -8,8 +8,6 @@ import itertools
 import json
 import logging
 import random
-import socket
-import ssl
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +18,8 @@ import aiomqtt
 from edge.clock import Clock, iso_utc
 from edge.config.model import MqttSettings
 from edge.retry import backoff_delay
+from edge.throttle import LogThrottle
+from edge.transport.client import QOS, SEND_WINDOW, TopicRedactor, make_client, redact_in_client_logs
 from edge.transport.topics import Topics, topic_matches
 
 log = logging.getLogger(__name__)
@@ -27,12 +27,11 @@ log = logging.getLogger(__name__)
 # First retry after ~0.25 s, doubling: a restarted broker is back within a second or two on a Pi.
 # How long a graceful stop waits for the outbox to reach the broker before giving up.
 DRAIN_DEADLINE_S: Final = 2.0
-# QoS 1 everywhere: at-least-once; every payload is idempotent (versions, ids) so duplicates are harmless.
-QOS: Final = 1
 # A broker answers CONNECT within milliseconds on a LAN; past this the attempt is retried with backoff.
 CONNECT_TIMEOUT_S: Final = 5.0
-# Messages published before waiting for their acks; below paho's default of 20 in flight.
-SEND_WINDOW: Final = 16
+# Oversized payloads are logged once per subscription, then at most once per this many seconds with the
+# number held back; each one is counted in gateway/health (mqtt.oversized) anyway.
+OVERSIZED_LOG_EVERY_S: Final = 60.0
 # A full outbox during a long outage would log every message; one line per this many drops is enough.
 LOG_EVERY_DROPS: Final = 1000
 
@@ -100,6 +99,8 @@ class MqttLink:
         self._rng = rng or random.Random()
         self._handlers: list[tuple[str, Handler]] = []
         self._limits: dict[str, int] = {}
+        self._log_topics: dict[str, TopicRedactor] = {}
+        self._oversized_log = LogThrottle(clock, OVERSIZED_LOG_EVERY_S)
         self._retained: dict[str, bytes] = {}
         self._outbox: deque[_Outgoing] = deque()
         self._outbox_ready = asyncio.Event()
@@ -117,17 +118,29 @@ class MqttLink:
         self.counters: Counter[str] = Counter()
 
     # ----- wiring (before run) -----
-    def on(self, pattern: str, handler: Handler, *, max_payload_bytes: int | None = None) -> None:
+    def on(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        max_payload_bytes: int | None = None,
+        log_topic: TopicRedactor | None = None,
+    ) -> None:
         """Subscribe ``pattern`` (QoS 1) on every connect and route its messages to ``handler``.
 
-        ``max_payload_bytes`` overrides the link's inbound size limit for this pattern (config pushes).
+        ``max_payload_bytes`` overrides the link's inbound size limit for this pattern (config pushes);
+        ``log_topic`` is what the link's log lines show of a topic (ESPresense: without the device).
         """
         self._handlers.append((pattern, handler))
         if max_payload_bytes is not None:
             self._limits[pattern] = max_payload_bytes
+        if log_topic is not None:
+            self._log_topics[pattern] = log_topic
+            redact_in_client_logs(pattern, log_topic)
 
     def add_connect_hook(self, hook: Callable[[], None]) -> None:
-        """Called after each (re)connect, once retained state is queued for republishing."""
+        """Called on each (re)connect with ``state`` already "connected", before retained state is queued,
+        so what a hook publishes retained (the health) goes out in the first burst, telling the truth."""
         self._connect_hooks.append(hook)
 
     # ----- publishing (never blocks, never raises) -----
@@ -239,49 +252,13 @@ class MqttLink:
         offline = status_payload(
             "offline", version=self._version, started_wall=self._started_wall, now_wall=self._clock.wall()
         )
-        socket_options: list[tuple[int, int, int]] = []
-        if self._settings.tcp_nodelay:
-            socket_options.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
-        tls_params = None
-        if self._settings.tls.enabled:
-            tls_params = aiomqtt.TLSParameters(
-                ca_certs=str(self._settings.tls.ca_file) if self._settings.tls.ca_file else None,
-                certfile=str(self._settings.tls.cert_file) if self._settings.tls.cert_file else None,
-                keyfile=str(self._settings.tls.key_file) if self._settings.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        client = aiomqtt.Client(
-            self._settings.host,
-            self._settings.port,
-            identifier=self._client_id,
-            username=self._settings.username,
-            password=self._password,
-            protocol=aiomqtt.ProtocolVersion.V311,
-            # A persistent session: acks published by displays while we restart are queued by the broker.
-            clean_session=False,
-            keepalive=self._settings.keepalive_s,
-            will=aiomqtt.Will(self._topics.status, offline, qos=QOS, retain=True),
-            tls_params=tls_params,
-            tls_insecure=self._settings.tls.insecure if self._settings.tls.enabled else None,
-            socket_options=socket_options,
-            timeout=10,
+        will = aiomqtt.Will(self._topics.status, offline, qos=QOS, retain=True)
+        client, dropped = make_client(
+            self._settings, client_id=self._client_id, password=self._password, will=will
         )
-        # aiomqtt exposes neither paho's manual acks nor a drop before CONNACK: both go through paho.
-        paho = client._client
-        # Inbound QoS 1 messages are acknowledged only once their effect is durable (see _handle).
-        paho.manual_ack_set(True)
-        dropped = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        chained = paho.on_disconnect
-
-        def on_disconnect(*args: Any) -> None:
-            loop.call_soon_threadsafe(dropped.set)
-            if chained is not None:
-                chained(*args)
-
-        paho.on_disconnect = on_disconnect
         # aiomqtt's Message drops paho's DUP flag: note the ids of redelivered messages on the way in.
         self._redelivered_mids = redelivered = set[int]()
+        paho = client._client
         deliver = paho.on_message
 
         def on_message(paho_client: Any, userdata: Any, message: Any) -> None:
@@ -298,10 +275,10 @@ class MqttLink:
         self._client = client
         for pattern, _ in self._handlers:
             await client.subscribe(pattern, qos=QOS)
-        self._queue_connect_state()
+        self.state = "connected"
         for hook in self._connect_hooks:
             hook()
-        self.state = "connected"
+        self._queue_connect_state()
         self.connected.set()
         log.info("MQTT connected to %s:%d as %s", self._settings.host, self._settings.port, self._client_id)
         try:
@@ -373,11 +350,10 @@ class MqttLink:
             raw = message.payload
             # paho hands bytes; aiomqtt's type also allows str/int/float/None for outgoing payloads.
             payload = bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw or "").encode()
-            handler, limit = self._route(topic)
+            pattern, handler, limit = self._route(topic)
             if handler is None or len(payload) > limit:
                 if handler is not None:
-                    self.counters["oversized"] += 1
-                    log.warning("dropped oversized payload (%d bytes) on %s", len(payload), topic)
+                    self._oversized(pattern, topic, len(payload), limit)
                 self._ack(client, generation, message.mid, message.qos)
                 continue
             inbound = Inbound(
@@ -390,11 +366,32 @@ class MqttLink:
             self._handler_tasks.add(task)
             task.add_done_callback(self._handler_tasks.discard)
 
-    def _route(self, topic: str) -> tuple[Handler | None, int]:
+    def _route(self, topic: str) -> tuple[str, Handler | None, int]:
         for pattern, handler in self._handlers:
             if topic_matches(pattern, topic):
-                return handler, self._limits.get(pattern, self._settings.max_payload_bytes)
-        return None, 0
+                return pattern, handler, self._limits.get(pattern, self._settings.max_payload_bytes)
+        return "", None, 0
+
+    def _loggable(self, topic: str) -> str:
+        for pattern, redact in self._log_topics.items():
+            if topic_matches(pattern, topic):
+                return redact(topic)
+        return topic
+
+    def _oversized(self, pattern: str, topic: str, size: int, limit: int) -> None:
+        self.counters["oversized"] += 1
+        held = self._oversized_log.admit(pattern)
+        if held is not None:
+            # The pattern is our own subscription, never a sender's data; the topic is shown redacted.
+            log.warning(
+                "dropped oversized payload (%d bytes, limit %d) on %s; %s",
+                size,
+                limit,
+                self._loggable(topic),
+                f"{held} more on {pattern} since the last line"
+                if held
+                else f"more on {pattern} are logged at most every {OVERSIZED_LOG_EVERY_S:.0f} s",
+            )
 
     async def _handle(
         self, handler: Handler, inbound: Inbound, client: aiomqtt.Client, generation: int, mid: int, qos: int
@@ -408,7 +405,7 @@ class MqttLink:
         except Exception:
             # The edge of the system: one bad message must never take the gateway down.
             self.counters["handler_errors"] += 1
-            log.exception("handler for %s failed; message dropped", inbound.topic)
+            log.exception("handler for %s failed; message dropped", self._loggable(inbound.topic))
         finally:
             self._inflight.release()
         self._ack(client, generation, mid, qos)

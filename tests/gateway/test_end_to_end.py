@@ -109,7 +109,7 @@ async def test_bad_tokens_are_refused_and_counted(store: StoreKit, mosquitto: Mo
         "expired": store.checkin("p-full", iat=now - 900, exp=now - 600),
         "wrong_audience": store.checkin("p-full", aud="another-store"),
         "missing_claim": store.checkin("p-full", jti=None),
-        "malformed": json.dumps({"token": "not.a.jwt", "zone": "cafe"}).encode(),
+        "malformed": json.dumps({"v": 1, "token": "not.a.jwt", "zone": "cafe"}).encode(),
     }
     async with running(store) as gateway, Probe(mosquitto.port, f"{ROOT}/display/#") as display:
         assert gateway.flow is not None
@@ -148,7 +148,8 @@ async def test_junk_on_every_inbound_topic_is_counted_and_harmless(
         for topic in topics:
             for payload in BAD_PAYLOADS:
                 await display.publish(topic, payload)
-        expected = len(topics) * len(BAD_PAYLOADS)
+        # an empty payload on the availability topic clears it (a removed display): not a rejection
+        expected = len(topics) * len(BAD_PAYLOADS) - 1
 
         def counted() -> int:
             return sum(gateway.flow.rejects.counts.values()) + gateway.link.counters["oversized"]
@@ -156,6 +157,10 @@ async def test_junk_on_every_inbound_topic_is_counted_and_harmless(
         await display.wait_for(lambda: counted() == expected)
         assert gateway.link.counters["handler_errors"] == 0
         assert gateway.link.counters["oversized"] == len(topics)
+        # the empty availability took the screen offline (removed) until it says it is back
+        assert gateway.flow.board.snapshot()["screen-cafe"]["online"] is False
+        await display.publish(f"{ROOT}/display/screen-cafe/availability", "online")
+        await display.wait_for(lambda: gateway.flow.board.snapshot()["screen-cafe"]["online"])
         # and the gateway still serves
         await display.publish(f"{ROOT}/checkin", store.checkin("p-full"))
         await display.wait_for(lambda: _personal(display.json_on(CONTENT)))

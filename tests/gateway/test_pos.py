@@ -178,8 +178,8 @@ JUNK: list[tuple[str, bytes, str]] = [
     (lane_topic("1"), json.dumps(sale("J1", items=[])).encode(), "bad_items"),
     (lane_topic("1"), json.dumps(sale("J2", items=[{"sku": "A", "qty": 1}])).encode(), "bad_price"),
     (lane_topic("1"), json.dumps(sale("J3", items="A")).encode(), "bad_items"),
-    (lane_topic("1"), b'{"txn_id":"J4","items":[{"sku":"A","qty":1,"price":NaN}]}', "bad_price"),
-    (lane_topic("1"), b'{"txn_id":"J5","items":[{"sku":"A","qty":1,"price":Infinity}]}', "bad_price"),
+    (lane_topic("1"), b'{"v":1,"txn_id":"J4","items":[{"sku":"A","qty":1,"price":NaN}]}', "bad_price"),
+    (lane_topic("1"), b'{"v":1,"txn_id":"J5","items":[{"sku":"A","qty":1,"price":Infinity}]}', "bad_price"),
     (
         lane_topic("1"),
         json.dumps(sale("J6", items=[{"sku": "A", "qty": "2", "price": 1}])).encode(),

@@ -34,7 +34,7 @@ def _sale(**fields: object) -> bytes:
 
 def test_minimal_sale() -> None:
     parsed = parse_transaction(
-        _json({"txn_id": "T1", "items": [{"sku": "4006381333931", "qty": 1, "price": 2}]})
+        _json({"v": 1, "txn_id": "T1", "items": [{"sku": "4006381333931", "qty": 1, "price": 2}]})
     )
     assert parsed == TransactionMessage(
         txn_id="T1", items=(TransactionItem(sku="4006381333931", qty=1, price=2.0),)
@@ -108,6 +108,9 @@ REJECTIONS = {
     b"[" * 100_000: "not_json",
     b'{"txn_id": "T", "items": [{"sku": "a", "price": 1, "qty": ' + b"9" * 5000 + b"}]}": "not_json",
     _sale(v=2): "unsupported_version",
+    _sale(v=True): "unsupported_version",
+    _sale(v=1.0): "unsupported_version",
+    _sale(v="1"): "unsupported_version",
     _sale(txn_id=...): "bad_txn_id",
     _sale(txn_id=""): "bad_txn_id",
     _sale(txn_id=42): "bad_txn_id",
@@ -141,13 +144,14 @@ REJECTIONS = {
     _sale(items=_item(price=None)): "bad_price",
     _sale(items=_item(price=10**400)): "bad_price",
     _sale(items=_item(price=1e300)): "bad_price",
-    b'{"txn_id": "T", "items": [{"sku": "a", "qty": 1, "price": NaN}]}': "bad_price",
-    b'{"txn_id": "T", "items": [{"sku": "a", "qty": 1, "price": Infinity}]}': "bad_price",
-    b'{"txn_id": "T", "items": [{"sku": "a", "qty": 1, "price": -Infinity}]}': "bad_price",
+    b'{"txn_id": "T", "items": [{"sku": "a", "qty": 1, "price": 1}]}': "missing_version",
+    b'{"v": 1, "txn_id": "T", "items": [{"sku": "a", "qty": 1, "price": NaN}]}': "bad_price",
+    b'{"v": 1, "txn_id": "T", "items": [{"sku": "a", "qty": 1, "price": Infinity}]}': "bad_price",
+    b'{"v": 1, "txn_id": "T", "items": [{"sku": "a", "qty": 1, "price": -Infinity}]}': "bad_price",
     _sale(total=-1): "bad_total",
     _sale(total="6.50"): "bad_total",
     _sale(total=False): "bad_total",
-    b'{"txn_id": "T", "items": [{"sku": "a", "qty": 1, "price": 1}], "total": NaN}': "bad_total",
+    b'{"v": 1, "txn_id": "T", "items": [{"sku": "a", "qty": 1, "price": 1}], "total": NaN}': "bad_total",
     _sale(currency="eur"): "bad_currency",
     _sale(currency="EURO"): "bad_currency",
     _sale(currency="E1R"): "bad_currency",

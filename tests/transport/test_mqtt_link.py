@@ -3,10 +3,13 @@
 import asyncio
 import contextlib
 import json
+import logging
 import random
 
 import pytest
 
+from edge.clock import ManualClock
+from edge.config.model import MqttSettings
 from edge.transport.mqtt import Inbound, MqttLink, RetryLater, backoff_delay
 from edge.transport.topics import Topics, topic_matches
 from tests.support.mqtt import Probe, make_link
@@ -156,3 +159,60 @@ async def test_odd_payloads_reach_handler_as_bytes(mosquitto, payload: bytes) ->
         await probe.wait_for(lambda: b"marker" in got)
     assert got[0] == payload
     assert json.dumps(link.counters)  # counters stay serialisable for health
+
+
+async def test_hundreds_of_retained_states_go_out_without_pending_call_warnings(
+    mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store's start: every display's manifest is queued before the link is up (issue 12: 304 displays
+    logged 228 "There are N pending publish calls" lines, aiomqtt's alarm at 10 against our window of 16)."""
+    link = make_link(mosquitto.port)
+    for index in range(400):
+        link.publish(f"{ROOT}/display/d{index}/content", b'{"v":1}', retain=True)
+    with caplog.at_level(logging.WARNING):
+        async with running(link), Probe(mosquitto.port, f"{ROOT}/display/+/content") as probe:
+            await probe.wait_for(lambda: len({topic for topic, _, _ in probe.messages}) == 400)
+    assert link.counters["published"] >= 400
+    assert not [r for r in caplog.records if "pending publish calls" in r.getMessage()]
+
+
+async def test_oversized_payloads_are_logged_once_then_at_most_once_a_minute_redacted(
+    mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock()
+    link = MqttLink(
+        MqttSettings(port=mosquitto.port, reconnect_max_s=0.5, keepalive_s=5, max_payload_bytes=256),
+        client_id="gw-oversized",
+        topics=Topics(ROOT),
+        password=None,
+        clock=clock,
+        version="test",
+        started_wall=clock.wall(),
+    )
+    mac = "a4:83:e7:1c:22:9f"
+    got: list[bytes] = []
+
+    async def handler(message: Inbound) -> None:
+        got.append(message.payload)
+
+    link.on("sensors/+/+", handler, log_topic=lambda topic: "sensors/<device>/" + topic.rsplit("/", 1)[-1])
+    # paho's per-packet DEBUG lines name topics too (aiomqtt keeps its "mqtt" logger at WARNING; an operator
+    # debugging the broker link may lower it)
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="mqtt"):
+        async with running(link), Probe(mosquitto.port) as probe:
+            for _ in range(30):
+                await probe.publish(f"sensors/{mac}/hall", b"x" * 300)
+            await probe.publish(f"sensors/{mac}/hall", b"small")
+            await probe.wait_for(lambda: got == [b"small"] and link.counters["oversized"] == 30)
+            clock.advance(61)
+            await probe.publish(f"sensors/{mac}/hall", b"y" * 300)
+            await probe.publish(f"sensors/{mac}/hall", b"small")
+            await probe.wait_for(lambda: len(got) == 2 and link.counters["oversized"] == 31)
+    lines = [r.getMessage() for r in caplog.records]
+    assert not [line for line in lines if mac in line], [line for line in lines if mac in line][:3]
+    oversized = [line for line in lines if "dropped oversized" in line]
+    assert len(oversized) == 2, oversized
+    assert "sensors/<device>/hall" in oversized[0]
+    assert "at most every 60 s" in oversized[0]
+    assert "29 more" in oversized[1]
+    assert any("Received PUBLISH" in line and "sensors/<device>/hall" in line for line in lines)

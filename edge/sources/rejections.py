@@ -1,0 +1,246 @@
+"""Why an inbound message is refused: one ``StrEnum`` of reasons per kind of message, what each means, and the
+counter that ``gateway/health`` shows them from. docs/mqtt.md's rejection tables are generated from here.
+
+A reason's value is its counter name: ``drops.rejected["<kind>.<reason>"]`` in ``gateway/health`` and
+``edge_rejected_total{kind,reason}`` on ``/metrics``. Renaming a value breaks dashboards: add, do not rename.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Final
+
+from edge.identity.tokens import RejectReason as TokenReason
+
+log = logging.getLogger(__name__)
+
+
+class Kind(StrEnum):
+    """The kinds of inbound message, as the first part of a rejection's health key."""
+
+    CHECKIN = "checkin"
+    ACK = "ack"
+    AVAILABILITY = "availability"
+    POS = "pos"
+    ESPRESENSE = "espresense"
+
+
+class Envelope(StrEnum):
+    """Refusals of a JSON payload's envelope, before its own fields (check-in, ack, POS)."""
+
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    MISSING_VERSION = "missing_version"
+    UNSUPPORTED_VERSION = "unsupported_version"
+
+
+class CheckinReject(StrEnum):
+    MISSING_TOKEN = "missing_token"  # noqa: S105 - a reason's name, not a secret
+    OVERSIZED_TOKEN = "oversized_token"  # noqa: S105 - a reason's name, not a secret
+    BAD_ZONE = "bad_zone"
+    BAD_SOURCE = "bad_source"
+    BAD_TS = "bad_ts"
+    UNKNOWN_ZONE = "unknown_zone"
+    NO_CONSENT = "no_consent"
+    REPLAYED_ON_DISK = "replayed_on_disk"
+    CLOCK_BEHIND = "clock_behind"
+
+
+class AckReject(StrEnum):
+    BAD_TS = "bad_ts"
+    BAD_VERSION = "bad_version"
+    BAD_DECISION_ID = "bad_decision_id"
+    BAD_STATUS = "bad_status"
+    BAD_SHOWN_AT = "bad_shown_at"
+    UNKNOWN_DISPLAY = "unknown_display"
+    VERSION_MISMATCH = "version_mismatch"
+    UNKNOWN_DECISION = "unknown_decision"
+    DUPLICATE = "duplicate"
+
+
+class AvailabilityReject(StrEnum):
+    NOT_UTF8 = "not_utf8"
+    BAD_STATE = "bad_state"
+    UNKNOWN_DISPLAY = "unknown_display"
+
+
+class PosReject(StrEnum):
+    BAD_LANE = "bad_lane"
+    BAD_TXN_ID = "bad_txn_id"
+    MALFORMED_TOKEN = "malformed_token"  # noqa: S105 - a reason's name, not a secret
+    BAD_ITEMS = "bad_items"
+    TOO_MANY_ITEMS = "too_many_items"
+    BAD_ITEM = "bad_item"
+    BAD_SKU = "bad_sku"
+    BAD_QTY = "bad_qty"
+    BAD_PRICE = "bad_price"
+    BAD_TOTAL = "bad_total"
+    BAD_CURRENCY = "bad_currency"
+    BAD_TS = "bad_ts"
+    BAD_TOKEN = "bad_token"  # noqa: S105 - a reason's name, not a secret
+    REPLAYED_TOKEN = "replayed_token"  # noqa: S105 - a reason's name, not a secret
+    REPLAYED_ON_DISK = "replayed_on_disk"
+    CLOCK_BEHIND = "clock_behind"
+
+
+class EspresenseReject(StrEnum):
+    BAD_TOPIC = "bad_topic"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    BAD_RSSI = "bad_rssi"
+    BAD_EID = "bad_eid"
+
+
+_ENVELOPE: Final[Mapping[str, str]] = {
+    Envelope.NOT_UTF8: "the payload is not UTF-8",
+    Envelope.NOT_JSON: "not JSON (or nested beyond what the parser takes)",
+    Envelope.NOT_OBJECT: "JSON, but not an object",
+    Envelope.MISSING_VERSION: 'no `"v"`: every payload carries `"v": 1`',
+    Envelope.UNSUPPORTED_VERSION: '`"v"` is not the integer `1` (`2`, `"1"`, `1.0` and `true` are refused)',
+}
+_TS = "`ts` present but not an ISO-8601 UTC date-time (`Z` or `+00:00`, at most 40 characters)"
+
+# What each reason means, by kind, in the order docs/mqtt.md lists them. Every member of the kind's enums
+# must be here (tests/sources/test_rejections.py), so the documentation cannot fall behind the code.
+MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
+    Kind.CHECKIN: {
+        **_ENVELOPE,
+        CheckinReject.BAD_TS: _TS,
+        CheckinReject.MISSING_TOKEN: "no `token`, or not a non-empty string",
+        CheckinReject.OVERSIZED_TOKEN: "`token` longer than 4,096 characters (ours are ~300)",
+        CheckinReject.BAD_ZONE: "`zone` is not an id (1-64 ASCII letters, digits, `-`, `_`, `.`)",
+        CheckinReject.BAD_SOURCE: "`source` is not `app`, `kiosk` or `qr`",
+        CheckinReject.UNKNOWN_ZONE: "`zone` is not one of the store's configured zones",
+        TokenReason.MALFORMED: "the token is not a JWT we can read, or its claims have the wrong types",
+        TokenReason.OVERSIZED: "the token is too long (a QR check-in's; an MQTT one is `oversized_token`)",
+        TokenReason.BAD_SIGNATURE: "the token's signature does not verify with the cloud's keys",
+        TokenReason.UNKNOWN_KEY: "the token's `kid` names no key the gateway holds",
+        TokenReason.EXPIRED: "the token's `exp` has passed (beyond the leeway)",
+        TokenReason.NOT_YET_VALID: "the token's `nbf` / `iat` is in the future (beyond the leeway)",
+        TokenReason.WRONG_AUDIENCE: '`aud` is neither this store\'s id nor `"stores"`',
+        TokenReason.MISSING_CLAIM: "`sub`, `exp`, `jti` or `aud` is missing",
+        TokenReason.TOO_LONG_LIVED: "`exp` is more than `identity.max_token_lifetime_s` after `iat`",
+        TokenReason.REPLAYED: "the token's `jti` was already used (single use until it expires); a message the "
+        "broker delivers again after a crash (MQTT DUP) is not a replay: counted as `checkins_redelivered`",
+        CheckinReject.REPLAYED_ON_DISK: "the `jti` was unknown in memory but already claimed in the ledger "
+        "(a clock step); refused",
+        CheckinReject.NO_CONSENT: "a `qr` check-in from a shopper without the `camera_checkin` consent",
+        CheckinReject.CLOCK_BEHIND: "the wall clock is behind a purge of token claims (a Pi restarted with an "
+        "old time): the token may have been used, and its claim forgotten; refused (`clock_behind` alert)",
+    },
+    Kind.ACK: {
+        **_ENVELOPE,
+        AckReject.BAD_TS: _TS,
+        AckReject.BAD_VERSION: "`version` is not an integer in 1 .. 2^63-1 (what SQLite's INTEGER holds)",
+        AckReject.BAD_DECISION_ID: "`decision_id` is neither null nor a string of 1-64 characters",
+        AckReject.BAD_STATUS: '`status` is not `"shown"` or `"failed"`',
+        AckReject.BAD_SHOWN_AT: "`shown_at` present but not an ISO-8601 UTC date-time",
+        AckReject.UNKNOWN_DISPLAY: "the topic's display is not configured",
+        AckReject.VERSION_MISMATCH: "`version` is not the one the gateway sent with that `decision_id`",
+        AckReject.UNKNOWN_DECISION: "`decision_id` was never sent to this display (or is past retention)",
+        AckReject.DUPLICATE: "the exposure is already recorded (a repeated ack; stored once)",
+    },
+    Kind.AVAILABILITY: {
+        AvailabilityReject.NOT_UTF8: "the payload is not UTF-8",
+        AvailabilityReject.BAD_STATE: 'neither `online`/`offline` nor `{"state": "online"|"offline"}`',
+        AvailabilityReject.UNKNOWN_DISPLAY: "the topic's display is not configured",
+    },
+    Kind.POS: {
+        **_ENVELOPE,
+        PosReject.BAD_LANE: "the topic's `{lane}` is not an id",
+        PosReject.BAD_TXN_ID: "`txn_id` is missing or not an id",
+        PosReject.MALFORMED_TOKEN: "`token` is present but not a string",
+        PosReject.BAD_ITEMS: "`items` is missing, not a list, or empty",
+        PosReject.TOO_MANY_ITEMS: "more than 200 items",
+        PosReject.BAD_ITEM: "an item is not an object",
+        PosReject.BAD_SKU: "an item's `sku` is not an id",
+        PosReject.BAD_QTY: "an item's `qty` is not a whole number 1-1,000,000",
+        PosReject.BAD_PRICE: "an item's `price` is not a number 0-10^12",
+        PosReject.BAD_TOTAL: "`total` is not a number 0-10^12",
+        PosReject.BAD_CURRENCY: "`currency` is not three upper-case letters",
+        PosReject.BAD_TS: "`ts` is not an ISO-8601 date-time in the years 2000-2099",
+        PosReject.BAD_TOKEN: "the token was refused (reason in `tokens.rejected`); **the sale is kept**, "
+        "anonymous",
+        PosReject.REPLAYED_TOKEN: "the token was already used; **the sale is kept**, anonymous",
+        PosReject.REPLAYED_ON_DISK: "the token's `jti` was already claimed in the ledger; the sale is kept",
+        PosReject.CLOCK_BEHIND: "the wall clock is behind a purge of token claims: the token may have been used; "
+        "**the sale is kept**, anonymous",
+    },
+    Kind.ESPRESENSE: {
+        EspresenseReject.BAD_TOPIC: "not `{prefix}/devices/{id}/{room}` with a room of at most 64 characters",
+        EspresenseReject.NOT_JSON: "not UTF-8 JSON",
+        EspresenseReject.NOT_OBJECT: "JSON, but not an object",
+        EspresenseReject.BAD_RSSI: "`rssi` is not a number in -127..20",
+        EspresenseReject.BAD_EID: "an `eid:` id that is not 16 hex digits",
+    },
+}
+
+# The enums whose members make up each kind's reasons (the drift test checks MEANINGS against these).
+REASONS: Final[Mapping[Kind, tuple[type[StrEnum], ...]]] = {
+    Kind.CHECKIN: (Envelope, CheckinReject, TokenReason),
+    Kind.ACK: (Envelope, AckReject),
+    Kind.AVAILABILITY: (AvailabilityReject,),
+    Kind.POS: (Envelope, PosReject),
+    Kind.ESPRESENSE: (EspresenseReject,),
+}
+
+
+def reasons_of(kind: Kind) -> frozenset[str]:
+    """Every reason a message of ``kind`` can be counted under."""
+    return frozenset(member.value for enum in REASONS[kind] for member in enum)
+
+
+class RejectCounter:
+    """Counts rejections by (kind, reason) and logs only the first of each kind, so junk cannot flood logs.
+
+    ``where`` is what the log line may name: the topic, or a redacted one where a topic segment identifies
+    somebody (an ESPresense device id can be a phone's address: ``espresense.loggable_topic``).
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._logged: set[str] = set()
+
+    def reject(self, kind: str, reason: str, where: str) -> None:
+        self.counts[(str(kind), str(reason))] += 1
+        if kind not in self._logged:
+            self._logged.add(str(kind))
+            log.warning(
+                "rejected %s payload on %s: %s (further %s rejections are only counted)",
+                kind,
+                where,
+                reason,
+                kind,
+            )
+
+    def as_dict(self) -> dict[str, int]:
+        return {f"{kind}.{reason}": count for (kind, reason), count in sorted(self.counts.items())}
+
+
+# ----- docs/mqtt.md ------------------------------------------------------------------------------------------
+
+_TITLES: Final[Mapping[Kind, str]] = {
+    Kind.CHECKIN: "check-in (`…/checkin`; also QR check-ins seen by a camera)",
+    Kind.ACK: "display ack (`…/display/{id}/ack`)",
+    Kind.AVAILABILITY: "display availability (`…/display/{id}/availability`)",
+    Kind.POS: "POS transaction (`…/pos/{lane}/transaction`)",
+    Kind.ESPRESENSE: "ESPresense report (`espresense/devices/{id}/{room}`)",
+}
+
+
+def rejection_tables() -> str:
+    """The markdown docs/mqtt.md carries between its ``rejections`` markers (tests fail if they differ)."""
+    parts = []
+    for kind in Kind:
+        parts.append(f"**{_TITLES[kind]}**\n")
+        parts.append("| `drops.rejected` key | `edge_rejected_total` labels | counted when |")
+        parts.append("|---|---|---|")
+        for reason, meaning in MEANINGS[kind].items():
+            cell = meaning.replace("|", "\\|")  # a pipe would end the table cell
+            parts.append(f'| `{kind}.{reason}` | `kind="{kind}",reason="{reason}"` | {cell} |')
+        parts.append("")
+    return "\n".join(parts)
