@@ -171,11 +171,17 @@ class Pusher:
     async def _isolate(self, entry: OutboxEntry, error: CloudRefusedError) -> int:
         """``entry`` was refused alone as a whole request: is it the event, or the path to the cloud?
 
-        The next event is sent alone. If it is refused too, the path refuses everything (a proxy, a WAF, a
-        broken ingress): nothing is parked, and ``error`` goes to the retry loop to back off. If it passes,
-        ``entry`` is sent alone once more, and parked (kept, retried later) if still refused; the queue
-        flows on.
+        ``entry`` is sent alone once more first: a fault that ended meanwhile (a proxy fixed) then costs
+        nothing, and the queue keeps its order. If it is refused again, the next event is sent alone: if
+        that is refused too, the path refuses everything (a proxy, a WAF, a broken ingress): nothing is
+        parked, and ``error`` goes to the retry loop to back off. If it passes, ``entry`` gets one last
+        try, and is parked (kept, retried later) if still refused; the queue flows on.
         """
+        try:
+            return await self._settle([entry], await self._send([entry]))
+        except CloudRefusedError as again:
+            if again.status not in SHRINK_ON:
+                raise
         # Any size: the next event goes alone, and a byte budget below ``entry`` must not hide it.
         following = [other for other in await self._outbox.peek(2, _ANY_SIZE) if other.seq != entry.seq]
         if not following:

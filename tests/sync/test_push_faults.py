@@ -50,6 +50,9 @@ class Rig:
     delays: list[float] = field(default_factory=list)
     queued: dict[str, EventClass] = field(default_factory=dict)
     rng: random.Random = field(default_factory=lambda: random.Random(20261212))
+    # Set while the retry loop waits between attempts; clearing ``released`` holds it there.
+    between: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def enqueue(self, count: int, *, size: int = 40, kind: str = "presence") -> list[str]:
         ids = []
@@ -95,11 +98,19 @@ async def rig(
             async def sleep(seconds: float) -> None:
                 delays.append(seconds)
                 clock.advance(seconds)
+                between.set()  # the loop is between attempts: a test may change the path now
                 await asyncio.sleep(0)
+                await released.wait()
+                between.clear()
+
+            between, released = asyncio.Event(), asyncio.Event()
+            released.set()
 
             # idle_s: an idle pusher waits to be woken (the test wakes it after queuing), never for time.
             loop = RetryLoop("push", idle_s=3600, retry_max_s=0.05, rng=random.Random(7), sleep=sleep)
-            the_rig = Rig(cloud, proxy, ledger, clock, pusher, loop, delays)
+            the_rig = Rig(
+                cloud, proxy, ledger, clock, pusher, loop, delays, between=between, released=released
+            )
             task = asyncio.create_task(loop.run(pusher.drain))
             try:
                 yield the_rig
@@ -183,11 +194,19 @@ async def test_a_proxy_answering_400_to_every_push_costs_time_not_events(tmp_pat
         stats = await r.ledger.dead_letters.stats(r.clock.wall())
         assert stats["parked"]["events"] == 0 and stats["dead_letter"]["given_up"] == 0
         assert r.pusher.stats.given_up == 0 and r.proxy.hits["forwarded"] == 0
-        # The proxy is fixed: every event arrives, once, in order.
+        # The proxy is fixed (between two attempts: mid-attempt, the event being told from the path would be
+        # overtaken by the next one): every event arrives, once, in order.
+        r.released.clear()
+        await until(lambda: _between(r), 10)
         r.proxy.always = None
+        r.released.set()
         await r.settled(timeout=60)
         received = await r.received()
         assert received == ids
+
+
+async def _between(r: Rig) -> bool:
+    return r.between.is_set()
 
 
 async def _failed(r: Rig, times: int) -> bool:
