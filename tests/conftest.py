@@ -1,13 +1,36 @@
-"""Shared fixtures: a real mosquitto per test on a free loopback port."""
+"""Shared fixtures: a real mosquitto per test on a free loopback port; every test on a pinned timeline.
+
+No test may depend on the wall clock, the weekday, the time zone or unseeded randomness (docs/testing.md):
+``test_timeline`` starts every test at ``EDGE_TEST_INSTANT`` (tests/support/clock.py).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edge.clock import SystemClock
+from tests.support import clock as timeline
 from tests.support.broker import Mosquitto
+
+
+def pytest_report_header() -> list[str]:
+    instant = timeline.chosen_instant()
+    zone = os.environ.get("TZ", "(unset)")
+    return [f"test instant: {timeline.describe(instant)}; TZ={zone}"]
+
+
+@pytest.fixture(autouse=True)
+def test_timeline(monkeypatch: pytest.MonkeyPatch) -> timeline.PinnedClock:
+    """Start this test at the pinned instant: SystemClock, ``timeline.now()`` and child processes agree."""
+    offset = timeline.start_timeline()
+    clock = timeline.PinnedClock(offset)
+    monkeypatch.setenv(timeline.OFFSET_VAR, repr(offset))
+    monkeypatch.setattr(SystemClock, "wall", lambda _self: clock.wall())
+    return clock
 
 
 @pytest.fixture
