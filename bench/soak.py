@@ -91,6 +91,10 @@ class Options:
     health_interval_s: float = 2.0
     render_ms: tuple[float, float] = (50.0, 250.0)  # a screen acks this long after a manifest
     seed: int = 1
+    # The gateway's command and the wall clock the load dates tokens and payloads with: `edge-gateway` on the
+    # machine's clock for `make soak`; tests/soak passes the test timeline's (docs/testing.md).
+    gateway: tuple[str, ...] = (sys.executable, "-m", "edge")
+    wall: Callable[[], float] = time.time
 
 
 @dataclass
@@ -130,8 +134,8 @@ class Store:
     beacons: list[tuple[str, str]]  # (ESPresense id, its zone)
 
 
-def _shoppers(rng: random.Random, count: int) -> list[dict[str, Any]]:
-    at = iso_utc(time.time() - 86_400)
+def _shoppers(rng: random.Random, count: int, wall: Callable[[], float]) -> list[dict[str, Any]]:
+    at = iso_utc(wall() - 86_400)
     categories = ("apparel", "beauty", "coffee", "electronics", "grocery", "home", "kids", "sports")
     found = []
     for index in range(count):
@@ -153,12 +157,18 @@ def _shoppers(rng: random.Random, count: int) -> list[dict[str, Any]]:
     return found
 
 
-def make_store(workdir: Path, port: int, rng: random.Random, health_interval_s: float) -> Store:
+def make_store(
+    workdir: Path,
+    port: int,
+    rng: random.Random,
+    health_interval_s: float,
+    wall: Callable[[], float] = time.time,
+) -> Store:
     """Keys, 1,000 seeded shoppers, 8 zones with one screen and one beacon each, ESPresense on."""
     workdir.mkdir(parents=True, exist_ok=True)
     private_pem, public_pem = generate_keypair()
     (workdir / "token-public.pem").write_bytes(public_pem)
-    shoppers = _shoppers(rng, SHOPPERS)
+    shoppers = _shoppers(rng, SHOPPERS, wall)
     (workdir / "shoppers.json").write_text(json.dumps({"shoppers": shoppers}))
     rooms = ", ".join(f'"room-{zone}" = "{zone}"' for zone in ZONES)
     beacons = [(f"iBeacon:{BEACON_UUID}-100-{index}", zone) for index, zone in enumerate(ZONES)]
@@ -235,7 +245,13 @@ async def _watch(port: int, load: Load, connected: asyncio.Event) -> None:
 
 
 async def _screen(
-    port: int, screen: Screen, load: Load, ready: asyncio.Event, render_ms: tuple[float, float], seed: int
+    port: int,
+    screen: Screen,
+    load: Load,
+    ready: asyncio.Event,
+    render_ms: tuple[float, float],
+    seed: int,
+    wall: Callable[[], float],
 ) -> None:
     """A display: LWT offline, online (retained, every 30 s), and an ack for every manifest it shows.
 
@@ -258,7 +274,7 @@ async def _screen(
 
         async def ack(version: int, decision_id: str | None) -> None:
             await asyncio.sleep(rng.uniform(*render_ms) / 1000)
-            shown = iso_utc(time.time())
+            shown = iso_utc(wall())
             body = {"v": 1, "ts": shown, "version": version, "decision_id": decision_id}
             body.update(status="shown", shown_at=shown)
             await client.publish(f"{base}/ack", json.dumps(body).encode(), qos=1)
@@ -294,8 +310,11 @@ async def _screen(
 class Generator:
     """Builds one payload of each kind; the tokens are fresh (unique jti), signed by the store's cloud key."""
 
-    def __init__(self, store: Store, screens: dict[str, Screen], rng: random.Random) -> None:
+    def __init__(
+        self, store: Store, screens: dict[str, Screen], rng: random.Random, wall: Callable[[], float]
+    ) -> None:
         self.store = store
+        self.wall = wall
         self.screens = screens
         self.rng = rng
         self.anonymous = self._anonymous_ids(2000)
@@ -314,7 +333,7 @@ class Generator:
         return [rng.choice(kinds)() for _ in range(count)]
 
     def token(self, shopper: str) -> str:
-        now = int(time.time())
+        now = int(self.wall())
         claims = {
             "sub": shopper,
             "aud": STORE,
@@ -328,7 +347,7 @@ class Generator:
         zone = self.rng.choice(ZONES)
         body = {
             "v": 1,
-            "ts": iso_utc(time.time()),
+            "ts": iso_utc(self.wall()),
             "token": self.token(self.rng.choice(self.store.shoppers)),
             "zone": zone,
             "source": "app",
@@ -365,7 +384,7 @@ class Generator:
         ]
         body: dict[str, Any] = {
             "v": 1,
-            "ts": iso_utc(time.time()),
+            "ts": iso_utc(self.wall()),
             "txn_id": f"{lane}-{self.txn:09d}",
             "items": items,
             "currency": "EUR",
@@ -671,7 +690,7 @@ async def _soak_in(options: Options, workdir: Path) -> Report:
     broker = Mosquitto(workdir / "broker")
     broker.start()
     try:
-        store = make_store(workdir / "store", broker.port, rng, options.health_interval_s)
+        store = make_store(workdir / "store", broker.port, rng, options.health_interval_s, options.wall)
         return await _with_gateway(options, broker.port, store, rng)
     finally:
         broker.stop()
@@ -688,7 +707,7 @@ async def _with_gateway(options: Options, port: int, store: Store, rng: random.R
         notify.bind(str(notify_path))
         started = time.monotonic()
         proc = subprocess.Popen(
-            _pinned([sys.executable, "-m", "edge", "run", "--config", str(store.config)], options.pin_core),
+            _pinned([*options.gateway, "run", "--config", str(store.config)], options.pin_core),
             cwd=workdir,
             stdout=log,  # the daemon's log lines
             stderr=subprocess.STDOUT,
@@ -707,11 +726,13 @@ async def _with_gateway(options: Options, port: int, store: Store, rng: random.R
                 raise RuntimeError("the gateway never said online")
             for screen in screens.values():
                 ready = asyncio.Event()
-                player = _screen(port, screen, load, ready, options.render_ms, options.seed + len(tasks))
+                player = _screen(
+                    port, screen, load, ready, options.render_ms, options.seed + len(tasks), options.wall
+                )
                 tasks.append(asyncio.create_task(player))
                 await asyncio.wait_for(ready.wait(), 10)
             await asyncio.sleep(1.0)  # a sample or so before the load (RSS at ready)
-            gen = Generator(store, screens, rng)
+            gen = Generator(store, screens, rng, options.wall)
             await _generate(port, gen, load, options.rate * PACED_SHARE, options.seconds)
             loaded_s = time.monotonic() - load.started
             load.loaded_events = sum(load.sent.values())

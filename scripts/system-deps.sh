@@ -9,8 +9,9 @@ if [ "${1:-test}" = "install" ]; then
     want="python3 python3-venv mosquitto mosquitto-clients bluez ca-certificates"
 fi
 if [ "${1:-test}" = "test" ]; then
-    # systemd: systemd-analyze verify and security of the unit (tests/ops)
-    want="$want mosquitto mosquitto-clients dbus libdbus-1-dev libglib2.0-dev pkg-config gcc systemd"
+    # systemd: systemd-analyze verify and security of the unit (tests/ops); tzdata: the time zones the
+    # tests run in (make pytest-anyday sets TZ; without the zone files libc silently stays on UTC)
+    want="$want mosquitto mosquitto-clients dbus libdbus-1-dev libglib2.0-dev pkg-config gcc systemd tzdata"
 fi
 missing=""
 for pkg in $want; do

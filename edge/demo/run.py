@@ -228,7 +228,8 @@ async def run_demo(
                     await cloud.put_consent(shopper["id"], purpose, granted)
             print(f"demo: cloud profile store on {base_url} holds {len(shoppers)} shoppers", file=out)
             settings = demo_settings(workdir, public_pem, shoppers, host, port, cloud=(base_url, store_token))
-            gateway = Gateway(settings, config_version="demo")
+            # Its exploration draws from the demo's seed too: the same seed, the same choices.
+            gateway = Gateway(settings, config_version="demo", rng=random.Random(seed))
             gateway_task = asyncio.create_task(gateway.run(), name="gateway")
             await asyncio.wait_for(gateway.ready.wait(), timeout=10)
             if gateway.flow is None or gateway.ledger is None or gateway.link is None:

@@ -3,7 +3,6 @@ folder a push may take model and catalog files from."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from edge.identity.keys import generate_keypair, sign_token
+from tests.support import clock
 from tests.support.broker import Mosquitto
 from tests.support.store import ROOT, STORE, StoreKit, make_store
 
@@ -28,7 +28,7 @@ class ControlKit:
     def push(
         self, version: Any, config: Any, *, key: bytes | None = None, aud: Any = STORE, **claims: Any
     ) -> bytes:
-        body = {"aud": aud, "version": version, "config": config, "iat": int(time.time()), **claims}
+        body = {"aud": aud, "version": version, "config": config, "iat": int(clock.now()), **claims}
         return sign_token(key or self.config_key, {k: v for k, v in body.items() if v is not None}).encode()
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from edge.clock import iso_utc
 from edge.config import load_settings
 from edge.daemon import Gateway
 from edge.identity import generate_keypair
 from edge.identity.eid import compute_eid
+from tests.support import clock
 from tests.support.bluez import AsyncBlueZ, async_bluez
 from tests.support.broker import Mosquitto
 from tests.support.mqtt import Probe
@@ -35,7 +37,7 @@ async def bluez(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
 def _config(workdir: Path, port: int) -> Path:
     _, public_pem = generate_keypair()
     (workdir / "token.pem").write_bytes(public_pem)
-    shoppers = [{"id": "p-near", "at": "2026-11-01T10:00:00Z", "consents": {"presence_ble": True}}]
+    shoppers = [{"id": "p-near", "at": iso_utc(clock.now() - 3600), "consents": {"presence_ble": True}}]
     (workdir / "shoppers.json").write_text(json.dumps({"shoppers": shoppers}))
     keys = [{"shopper_id": "p-near", "identity_key": KEY.hex(), "rotation_exponent": 10, "clock_offset_s": 0}]
     (workdir / "eid.json").write_text(json.dumps({"keys": keys}))
@@ -60,7 +62,8 @@ async def test_an_opted_in_phone_near_the_gateway_gets_the_screen(
 ) -> None:
     workdir = tmp_path / "store"
     workdir.mkdir()
-    gateway = Gateway(load_settings(_config(workdir, mosquitto.port)), config_version="test")
+    settings = load_settings(_config(workdir, mosquitto.port))
+    gateway = Gateway(settings, clock=clock.PinnedClock(), config_version="test", rng=random.Random(3))
     task = asyncio.create_task(gateway.run())
     try:
         async with Probe(mosquitto.port, f"{ROOT}/#") as probe:
@@ -68,7 +71,7 @@ async def test_an_opted_in_phone_near_the_gateway_gets_the_screen(
             scanner = gateway.scanner
             assert scanner is not None
             await probe.wait_for(lambda: scanner.stats().state == "scanning")
-            eid = compute_eid(KEY, 10, int(time.time()))
+            eid = compute_eid(KEY, 10, int(clock.now()))
             ibeacon = (
                 bytes.fromhex("0215") + bytes.fromhex(UUID.replace("-", "")) + bytes.fromhex("00010002c5")
             )

@@ -23,6 +23,7 @@ from tests.camera.scenes import Walker, place, qr_image, walker_frames
 from tests.camera.videos import write_video
 from tests.support.broker import Mosquitto
 from tests.support.gateway import running_gateway
+from tests.support.launch import child_env
 from tests.support.mqtt import Probe
 from tests.support.store import REPO, ROOT, StoreKit, make_store
 
@@ -189,7 +190,9 @@ def test_a_gateway_without_a_camera_never_loads_opencv(tmp_path: Path, mosquitto
     code = (
         "import asyncio, sys\nfrom pathlib import Path\n"
         "from edge.config import load_settings\n"
+        "from tests.support.clock import pin_process\n"
         "from tests.support.gateway import running_gateway\n"
+        "pin_process()\n"
         "async def main():\n"
         "    async with running_gateway(load_settings(Path(sys.argv[1]))) as gateway:\n"
         "        assert gateway.cameras == []\n"
@@ -198,5 +201,5 @@ def test_a_gateway_without_a_camera_never_loads_opencv(tmp_path: Path, mosquitto
         "assert not loaded, loaded\n"
     )
     subprocess.run(
-        [sys.executable, "-c", code, str(store.config_path)], check=True, timeout=60, cwd=Path.cwd()
+        [sys.executable, "-c", code, str(store.config_path)], check=True, timeout=60, env=child_env()
     )

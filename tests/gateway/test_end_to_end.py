@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
 from edge.daemon import Gateway
 from edge.identity import generate_keypair
+from tests.support import clock
 from tests.support.broker import Mosquitto
 from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe
@@ -102,7 +102,7 @@ async def test_measurement_and_personalization_consents(store: StoreKit, mosquit
 
 async def test_bad_tokens_are_refused_and_counted(store: StoreKit, mosquitto: Mosquitto) -> None:
     other_key, _ = generate_keypair()
-    now = int(time.time())
+    now = int(clock.now())
     replayed = store.checkin("p-full")
     cases = {
         "bad_signature": store.checkin("p-full", key=other_key),

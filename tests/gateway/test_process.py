@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import Mosquitto
+from tests.support.launch import child_env, gateway_command
 from tests.support.mqtt import Probe
 from tests.support.store import ROOT, StoreKit, make_store
 
@@ -37,10 +36,11 @@ def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
 
 
 def start_gateway(store: StoreKit, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``edge-gateway run`` as its own process, on the test's timeline (tests/support/launch.py)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "edge", "run", "--config", str(store.config_path)],
+        gateway_command("run", "--config", str(store.config_path)),
         cwd=store.workdir,
-        env={**os.environ, **(env or {})},
+        env=child_env(**(env or {})),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

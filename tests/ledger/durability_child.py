@@ -10,9 +10,9 @@ import itertools
 import sys
 from pathlib import Path
 
-from edge.clock import SystemClock
 from edge.events import Decision
 from edge.ledger import Ledger
+from tests.support.clock import PinnedClock
 
 WRITERS = 8  # concurrent producers, so a batch is always being committed when the kill lands
 
@@ -32,7 +32,7 @@ async def _produce(ledger: Ledger, numbers: itertools.count[int]) -> None:
 
 
 async def main(path: Path) -> None:
-    async with Ledger(path, SystemClock()) as ledger:
+    async with Ledger(path, PinnedClock()) as ledger:
         decision = Decision(
             decision_id="d",
             display_id="screen",

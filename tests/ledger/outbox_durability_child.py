@@ -13,9 +13,9 @@ import random
 import sys
 from pathlib import Path
 
-from edge.clock import SystemClock
 from edge.ledger import Ledger
 from edge.sync.wire import EventClass
+from tests.support.clock import PinnedClock
 
 PRODUCERS = 6  # concurrent producers, so a batch is always being committed when the kill lands
 CLASSES = (EventClass.TELEMETRY, EventClass.TELEMETRY, EventClass.CONVERSION, EventClass.PRIVACY)
@@ -34,8 +34,8 @@ async def _produce(ledger: Ledger, tag: str, numbers: itertools.count[int]) -> N
         _say(f"E {int(cls)} {event_id}")
 
 
-async def _ack(ledger: Ledger) -> None:
-    rng = random.Random()
+async def _ack(ledger: Ledger, tag: str) -> None:
+    rng = random.Random(tag)  # seeded: the same run acks the same way; the kill point is the variable
     while True:
         entries = await ledger.outbox.peek(rng.randint(1, 10), 1 << 20)
         chosen = [entry for entry in entries if rng.random() < 0.7]
@@ -50,10 +50,10 @@ async def _ack(ledger: Ledger) -> None:
 
 
 async def main(path: Path, max_bytes: int, tag: str) -> None:
-    async with Ledger(path, SystemClock(), outbox_max_bytes=max_bytes) as ledger:
+    async with Ledger(path, PinnedClock(), outbox_max_bytes=max_bytes) as ledger:
         _say("ready")
         numbers = itertools.count()
-        await asyncio.gather(_ack(ledger), *(_produce(ledger, tag, numbers) for _ in range(PRODUCERS)))
+        await asyncio.gather(_ack(ledger, tag), *(_produce(ledger, tag, numbers) for _ in range(PRODUCERS)))
 
 
 if __name__ == "__main__":

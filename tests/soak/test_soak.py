@@ -7,11 +7,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.soak import Options, soak
+from tests.support import clock
+from tests.support.launch import child_env, gateway_command
 
 
-async def test_short_soak_loses_nothing(tmp_path: Path) -> None:
-    report = await soak(Options(seconds=8, rate=200, workdir=tmp_path))
+async def test_short_soak_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The gateway process and the load on the test's timeline, like every test (docs/testing.md).
+    monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])
+    options = Options(seconds=8, rate=200, workdir=tmp_path, gateway=tuple(gateway_command()), wall=clock.now)
+    report = await soak(options)
     data = report.data
     sent, drops, counted = data["sent"], data["drops"], data["gateway_counts"]
     assert data["gateway"]["exit_code"] == 0, data["gateway"]["log_tail"]

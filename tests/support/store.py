@@ -3,35 +3,35 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.clock import iso_utc
 from edge.config import GatewaySettings, load_settings
 from edge.identity import generate_keypair, sign_token
+from tests.support import clock
 
 REPO = Path(__file__).resolve().parents[2]
 STORE = "s1"
 ROOT = f"store/{STORE}"
 
+# Consents are dated a day before the test's instant (a gateway refuses grants dated ahead of its clock).
+CONSENTED_BEFORE_S = 86_400.0
 SHOPPERS: list[dict[str, Any]] = [
     {  # everything granted
         "id": "p-full",
-        "at": "2026-11-01T10:00:00Z",
         "consents": {"personalization": True, "measurement": True, "camera_checkin": True},
         "profile": {"affinity": {"coffee": 0.95}, "visits": 10},
     },
     {  # personal offers, but nothing stored under their id
         "id": "p-nomeasure",
-        "at": "2026-11-01T10:00:00Z",
         "consents": {"personalization": True, "measurement": False},
         "profile": {"affinity": {"electronics": 0.9}, "visits": 2},
     },
     {  # context-only decisions
         "id": "p-anon",
-        "at": "2026-11-01T10:00:00Z",
         "consents": {"personalization": False, "measurement": True},
         "profile": {"affinity": {"beauty": 0.9}},
     },
@@ -49,8 +49,8 @@ class StoreKit:
         return load_settings(self.config_path)
 
     def token(self, sub: str, *, key: bytes | None = None, **overrides: Any) -> str:
-        """A signed token; an override of None removes that claim."""
-        now = int(time.time())
+        """A signed token issued now (the test's timeline); an override of None removes that claim."""
+        now = int(clock.now())
         claims: dict[str, Any] = {
             "sub": sub,
             "aud": STORE,
@@ -64,7 +64,7 @@ class StoreKit:
     def checkin(self, sub: str, zone: str = "cafe", source: str = "app", **claims: Any) -> bytes:
         body = {
             "v": 1,
-            "ts": "2026-11-22T10:00:00Z",
+            "ts": iso_utc(clock.now()),
             "token": self.token(sub, **claims),
             "zone": zone,
             "source": source,
@@ -108,7 +108,9 @@ def make_store(
     workdir.mkdir(parents=True, exist_ok=True)
     private_pem, public_pem = generate_keypair()
     (workdir / "token-public.pem").write_bytes(public_pem)
-    (workdir / "shoppers.json").write_text(json.dumps({"shoppers": SHOPPERS}))
+    consented_at = iso_utc(clock.now() - CONSENTED_BEFORE_S)
+    shoppers = [{**shopper, "at": consented_at} for shopper in SHOPPERS]
+    (workdir / "shoppers.json").write_text(json.dumps({"shoppers": shoppers}))
     config = workdir / "gateway.toml"
     displays = "".join(
         f'[[displays]]\nid = "screen-{zone}"\nzone = "{zone}"\nmin_display_s = {min_display_s}\ncontent_ttl_s = {ttl_s}\n'

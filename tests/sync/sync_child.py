@@ -13,13 +13,13 @@ import itertools
 import sys
 from pathlib import Path
 
-from edge.clock import SystemClock
 from edge.config.model import SyncSettings
 from edge.identity import ConsentStore, ProfileCache, TokenVerifier
 from edge.ledger import Ledger
 from edge.sync.mirror import Mirror
 from edge.sync.service import SyncService
 from edge.sync.wire import EventClass
+from tests.support.clock import PinnedClock
 
 CLASSES = (EventClass.TELEMETRY, EventClass.TELEMETRY, EventClass.CONVERSION, EventClass.PRIVACY)
 
@@ -33,7 +33,7 @@ async def main() -> None:
     parser.add_argument("--store", required=True)
     parser.add_argument("--tag", default="x")
     args = parser.parse_args()
-    clock = SystemClock()
+    clock = PinnedClock()  # the parent test's timeline, which its reference store runs on too
     settings = SyncSettings(
         enabled=True,
         url=args.url,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
 from pathlib import Path
 
 from edge.events import Purpose
@@ -15,6 +14,7 @@ from edge.identity import generate_keypair
 from edge.identity.eid import EidKey, EidResolver, compute_eid
 from edge.sync.wire import EventClass
 from tests.support.broker import Mosquitto
+from tests.support.clock import now
 from tests.support.gateway import running_gateway
 from tests.support.profilestore import ProfileStoreKit, running_profile_store
 from tests.support.store import STORE, make_store, sync_section
@@ -30,7 +30,7 @@ def _offer(offer_id: str) -> dict[str, object]:
 
 def _sees(resolver: EidResolver, shopper_id: str, key: bytes) -> bool:
     """Whether the resolver tells ``shopper_id`` from the EID their phone advertises now."""
-    counter = EidKey(shopper_id, key, ROTATION).counter_at(time.time())
+    counter = EidKey(shopper_id, key, ROTATION).counter_at(now())
     return resolver.resolve(compute_eid(key, ROTATION, counter)) == shopper_id
 
 
@@ -73,11 +73,11 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
             file_kids = flow.verifier.key_ids - {"kid-old"}
 
             # A consent given in the store that reached the old cloud, then one given while it was away.
-            now = time.time()
-            await flow.consents.apply("p-delivered", Purpose.MEASUREMENT, True, now, "kiosk")
+            now_wall = now()
+            await flow.consents.apply("p-delivered", Purpose.MEASUREMENT, True, now_wall, "kiosk")
             await until(lambda: _drained(ledger))
             await old.stop()
-            await flow.consents.apply("p-local", Purpose.MEASUREMENT, True, now, "kiosk")
+            await flow.consents.apply("p-local", Purpose.MEASUREMENT, True, now_wall, "kiosk")
             local = [
                 await ledger.outbox.enqueue("presence", EventClass.TELEMETRY, {"n": n}) for n in range(20)
             ]

@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from edge.clock import SystemClock
 from edge.config import GatewaySettings, parse_settings
 from edge.events import Purpose
 from edge.identity import generate_keypair
 from edge.identity.eid import EidKey, compute_eid
 from edge.ledger import ConsentRow, Ledger
 from edge.tools.ble import calibrate, scan
+from tests.support import clock
 from tests.support.bluez import AsyncBlueZ, async_bluez
 from tests.support.store import REPO
 
@@ -40,8 +39,8 @@ async def settings_for(tmp_path: Path) -> GatewaySettings:
     keys = [{"shopper_id": "p-1", "identity_key": KEY.hex(), "rotation_exponent": 10, "clock_offset_s": 0}]
     (tmp_path / "eid.json").write_text(json.dumps({"keys": keys}))
     (tmp_path / "eid.json").chmod(0o600)
-    async with Ledger(tmp_path / "ledger.sqlite", SystemClock()) as ledger:
-        await ledger.set_consent(ConsentRow("p-1", Purpose.PRESENCE_BLE, True, time.time() - 10, "test"))
+    async with Ledger(tmp_path / "ledger.sqlite", clock.PinnedClock()) as ledger:
+        await ledger.set_consent(ConsentRow("p-1", Purpose.PRESENCE_BLE, True, clock.now() - 10, "test"))
     document = {
         "store": {"id": "s"},
         "identity": {"public_key_files": [str(tmp_path / "token.pem")]},
@@ -72,7 +71,7 @@ async def settings_for(tmp_path: Path) -> GatewaySettings:
 
 
 async def _keep_advertising(bluez: AsyncBlueZ, rssis: list[int]) -> None:
-    eid = compute_eid(KEY, 10, EidKey("p-1", KEY, 10, 0).counter_at(time.time()))
+    eid = compute_eid(KEY, 10, EidKey("p-1", KEY, 10, 0).counter_at(clock.now()))
     await bluez.add_device(BEACON, rssi=-70, manufacturer_data={0x004C: IBEACON})
     await bluez.add_device(PHONE, rssi=-60, service_data={EDDYSTONE: bytes.fromhex("30ee") + eid})
     await bluez.add_device(STRANGER, rssi=-50, service_data={EDDYSTONE: bytes.fromhex("30ee") + bytes(8)})
