@@ -19,6 +19,7 @@ from edge.clock import ManualClock
 from edge.config import load_settings
 from tests.control.test_metrics import scrape
 from tests.support.broker import Mosquitto, free_port
+from tests.support.clock import now
 from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe
 from tests.support.store import ROOT, StoreKit, make_store
@@ -159,7 +160,7 @@ async def test_no_log_line_names_an_anonymous_device_and_warnings_are_bounded(
     store: StoreKit, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
     _append(store, '\n[ble.espresense]\nenabled = true\nrooms = { "room-a" = "cafe" }\n')
-    clock = ManualClock(wall=1_795_342_503.0)
+    clock = ManualClock(wall=now())
     settings = load_settings(store.config_path)
     oversized = b'{"rssi": -60, "pad": "' + b"x" * 20_000 + b'"}'
     with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="mqtt"):
