@@ -602,19 +602,26 @@ class Gateway:
             await asyncio.sleep(interval)
 
     async def _purge_loop(self) -> None:
-        assert self.ledger is not None
         while True:
             await asyncio.sleep(PURGE_EVERY_S)
             try:
-                removed = await self.ledger.purge(self.clock.wall())
-                if self.flow is not None:
-                    marks = await self.ledger.clock_marks()
-                    self.flow.replay.raise_floor(marks.jti_forgotten_through_wall)
+                await self.purge()
             except WRITE_ERRORS:
                 # A full disk (flagged in health) must not take the gateway down; the next purge tries again.
                 log.exception("ledger purge failed; trying again in %.0f s", PURGE_EVERY_S)
-                continue
-            log.info("ledger purge: %s", removed)
+
+    async def purge(self) -> dict[str, int]:
+        """One purge: ended token claims (never while the clock is behind the last one), rows past retention;
+        the replay guard and the clock watch take the ledger's new marks. Returns rows deleted per table."""
+        assert self.ledger is not None
+        removed = await self.ledger.purge(self.clock.wall())
+        marks = await self.ledger.clock_marks()
+        if self.flow is not None:
+            self.flow.replay.raise_floor(marks.jti_forgotten_through_wall)
+        if self.wall_watch is not None:
+            self.wall_watch.raise_to(marks.high_water_wall)
+        log.info("ledger purge: %s", removed)
+        return removed
 
     def health(self) -> dict[str, Any]:
         return health.health_report(self)

@@ -13,8 +13,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from time import perf_counter
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from edge.act.displays import DisplayBoard
 from edge.clock import Clock, iso_utc
@@ -36,6 +37,7 @@ from edge.sources.payloads import (
     Availability,
     RejectCounter,
     Rejected,
+    checkin_reply_to,
     exposure_time,
     parse_ack,
     parse_availability,
@@ -69,6 +71,21 @@ class FlowStats:
     shown_at_replaced: int = 0
     last_checkin_wall: float | None = None
     decisions_by_kind: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True, frozen=True)
+class Accepted:
+    """A check-in that was (or, redelivered, had already been) committed."""
+
+
+ACCEPTED: Final = Accepted()
+
+
+@dataclass(slots=True, frozen=True)
+class Refused:
+    """A check-in refused, with the reason it is counted under (docs/mqtt.md "Rejections")."""
+
+    reason: str
 
 
 class AudienceSource(Protocol):
@@ -186,8 +203,9 @@ class GatewayFlow:
         parsed = parse_checkin(message.payload)
         if isinstance(parsed, Rejected):
             self.rejects.reject(Kind.CHECKIN, parsed.reason, message.topic)
+            self._reply(checkin_reply_to(message.payload), Refused(parsed.reason))
             return
-        accepted = await self.checkin(
+        outcome = await self.checkin(
             parsed.token,
             parsed.zone,
             parsed.source,
@@ -195,10 +213,27 @@ class GatewayFlow:
             message.topic,
             redelivered=message.redelivered,
         )
+        self._reply(parsed.reply_to, outcome)
         metrics = self.metrics
-        if accepted and metrics is not None:
+        if outcome is ACCEPTED and metrics is not None:
             # Received (before waiting for a handler slot) -> jti claim and decisions durable.
             metrics.checkin.observe(self.clock.monotonic() - message.received_mono)
+
+    def _reply(self, reply_to: str | None, outcome: Accepted | Refused) -> None:
+        """The app's answer on ``checkin/result/{reply_to}``: accepted, or refused with the reason (docs/mqtt.md).
+
+        Not retained, and nothing about the shopper: only the app that chose ``reply_to`` waits for it.
+        """
+        if reply_to is None:
+            return
+        body: dict[str, object] = {"v": 1, "ts": iso_utc(self.clock.wall())}
+        if isinstance(outcome, Refused):
+            body.update(status="refused", reason=str(outcome.reason))
+        else:
+            body["status"] = "accepted"
+        self.link.publish(
+            self.topics.checkin_result(reply_to), json.dumps(body, separators=(",", ":")).encode()
+        )
 
     async def checkin(
         self,
@@ -209,28 +244,26 @@ class GatewayFlow:
         origin: str,
         *,
         redelivered: bool = False,
-    ) -> bool:
+    ) -> Accepted | Refused:
         """One check-in from any source (app/kiosk over MQTT, a QR code seen by a camera): verify, replay,
-        consent, presence, decide, record, show. True if accepted; every refusal is counted under ``origin``.
+        consent, presence, decide, record, show. Every refusal is counted under ``origin``.
 
         Returns only once the jti claim and the decisions are durable (one transaction, committed before
         any manifest is published); raises RetryLater if the ledger fails. ``redelivered``: the broker's
-        second delivery of a message (MQTT DUP), counted apart from replays.
+        second delivery of a message (MQTT DUP): if the first was committed, it is accepted again, counted
+        as redelivered, and changes nothing.
         """
         if not self.presence.knows_zone(zone):
-            self.rejects.reject(Kind.CHECKIN, CheckinReject.UNKNOWN_ZONE, origin)
-            return False
+            return self._refuse(CheckinReject.UNKNOWN_ZONE, origin)
         verified = self.verifier.verify(token)
         if isinstance(verified, Rejection):
-            self.rejects.reject(Kind.CHECKIN, str(verified.reason), origin)
-            return False
+            return self._refuse(verified.reason, origin)
         if self.ensure_profile is not None:
             # A shopper new to this store: their profile and consents from the cloud, within a short wait.
             await self.ensure_profile(verified.sub)
         needed = SOURCE_PURPOSE.get(source)
         if needed is not None and not self.consents.has(verified.sub, needed):
-            self.rejects.reject(Kind.CHECKIN, CheckinReject.NO_CONSENT, origin)
-            return False
+            return self._refuse(CheckinReject.NO_CONSENT, origin)
         now = self.clock.wall()
         claim = self.replay.claim(verified.jti, verified.replay_until, now)
         if claim is not Claim.NEW:
@@ -269,22 +302,19 @@ class GatewayFlow:
         finally:
             del self._committing[verified.jti]
         if fresh:
-            return True
+            return ACCEPTED
         # Memory and disk disagree (memory lost it: a clock jump); the disk is the authority.
         if redelivered:
             self.stats.redelivered += 1
-        else:
-            self.rejects.reject(Kind.CHECKIN, CheckinReject.REPLAYED_ON_DISK, origin)
-        return False
+            return ACCEPTED
+        return self._refuse(CheckinReject.REPLAYED_ON_DISK, origin)
 
-    async def _not_new(self, claim: Claim, jti: str, redelivered: bool, origin: str) -> bool:
+    async def _not_new(self, claim: Claim, jti: str, redelivered: bool, origin: str) -> Accepted | Refused:
         """A check-in whose jti is claimed already (or may have been, before the clock stepped back)."""
         if claim is Claim.CLOCK_BEHIND:
-            self.rejects.reject(Kind.CHECKIN, CheckinReject.CLOCK_BEHIND, origin)
-            return False
+            return self._refuse(CheckinReject.CLOCK_BEHIND, origin)
         if not redelivered:
-            self.rejects.reject(Kind.CHECKIN, RejectReason.REPLAYED, origin)
-            return False
+            return self._refuse(RejectReason.REPLAYED, origin)
         # The broker sent this message again (its DUP flag: a publisher cannot set it for us), because we
         # did not ack it before a crash or a lost connection. Not an attack: if its first delivery was
         # committed, it is done; if that commit is still running, its outcome decides.
@@ -292,7 +322,11 @@ class GatewayFlow:
         if pending is not None and not await asyncio.shield(pending):
             raise RetryLater("the first delivery of this check-in failed to commit")
         self.stats.redelivered += 1
-        return False
+        return ACCEPTED
+
+    def _refuse(self, reason: StrEnum, origin: str) -> Refused:
+        self.rejects.reject(Kind.CHECKIN, reason, origin)
+        return Refused(reason)
 
     def _keep_shopper(self, decision: Decision) -> bool:
         return decision.shopper_id is not None and self.consents.has(decision.shopper_id, Purpose.MEASUREMENT)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from edge.clock import Clock
-from edge.flow import GatewayFlow
+from edge.flow import ACCEPTED, GatewayFlow
 from edge.sources.camera.audience import Audience, AudienceState
 from edge.sources.camera.capture import CameraCapture, Frame
 from edge.sources.camera.masks import MaskSet
@@ -152,13 +152,13 @@ class CameraFlow:
             return
         origin = f"camera/{self.settings.id}"
         try:
-            accepted = await self.flow.checkin(text, self.settings.zone, "qr", seen_mono, origin)
+            outcome = await self.flow.checkin(text, self.settings.zone, "qr", seen_mono, origin)
         except RetryLater:
             # The ledger could not make it durable: let the next sighting of the code try again.
             self._dedupe.forget(text)
             self.counters["qr_retry"] += 1
             return
-        self.counters["qr_checkins" if accepted else "qr_refused"] += 1
+        self.counters["qr_checkins" if outcome is ACCEPTED else "qr_refused"] += 1
 
 
 def looks_like_token(text: str) -> bool:

@@ -39,7 +39,10 @@ def health_report(gateway: Gateway) -> dict[str, Any]:
         "queues": {"mqtt_outbox": link.outbox_depth, "ledger": ledger_stats.get("queue_depth", 0)},
         "drops": {"mqtt_outbox": link.counters["outbox_dropped"], "rejected": flow.rejects.as_dict()},
         "checkins": flow.stats.checkins,
+        "checkins_redelivered": flow.stats.redelivered,
         "decisions": flow.stats.decisions,
+        "decisions_unrecorded": flow.stats.unrecorded,
+        "clock": _clock(gateway),
         "exposures": flow.stats.exposures,
         "acks": {"failed": flow.stats.acks_failed, "shown_at_replaced": flow.stats.shown_at_replaced},
         "pos": gateway.pos_flow.stats.as_dict() if gateway.pos_flow is not None else None,
@@ -76,6 +79,14 @@ def problems(gateway: Gateway) -> list[str]:
     if gateway.scanner is not None and gateway.scanner.stats().state not in ("scanning", "starting"):
         problems.append(f"ble scanner: {gateway.scanner.stats().state}")
     return problems
+
+
+def _clock(gateway: Gateway) -> dict[str, Any] | None:
+    """The wall clock against the highest time this gateway has seen (edge/identity/wallclock.py)."""
+    watch = gateway.wall_watch
+    if watch is None or watch.high_water_wall == float("-inf"):
+        return None
+    return {"high_water": iso_utc(watch.high_water_wall), "behind_s": round(watch.behind_s(), 1)}
 
 
 def _signal_ages(gateway: Gateway, checkin: float | None) -> dict[str, float | None]:

@@ -323,7 +323,25 @@ def collect_health(health: Mapping[str, Any], out: Exposition) -> None:
             {"kind": kind, "reason": reason},
         )
     out.add("edge_checkins_total", "counter", "Check-ins accepted.", _num(health.get("checkins")))
+    out.add(
+        "edge_checkins_redelivered_total",
+        "counter",
+        "Check-ins the broker delivered again after a crash or a lost connection (MQTT DUP), already done.",
+        _num(health.get("checkins_redelivered")),
+    )
     out.add("edge_decisions_total", "counter", "Decisions made.", _num(health.get("decisions")))
+    out.add(
+        "edge_decisions_unrecorded_total",
+        "counter",
+        "Presence-driven or pending decisions the ledger could not record (not shown).",
+        _num(health.get("decisions_unrecorded")),
+    )
+    out.add(
+        "edge_clock_behind_seconds",
+        "gauge",
+        "How far the wall clock is behind the highest time this gateway has seen.",
+        _num(_dict(health.get("clock")).get("behind_s")),
+    )
     out.add(
         "edge_exposures_total",
         "counter",

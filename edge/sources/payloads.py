@@ -86,6 +86,8 @@ class CheckinMessage:
     token: str
     zone: str
     source: str
+    # Where the app waits for the answer: ``checkin/result/{reply_to}`` (an id the app chose).
+    reply_to: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -216,8 +218,20 @@ def parse_checkin(payload: bytes) -> CheckinMessage | Rejected:
         return Rejected(CheckinReject.BAD_ZONE)
     if source not in CHECKIN_SOURCES:
         return Rejected(CheckinReject.BAD_SOURCE)
+    reply_to = body.get("reply_to")
+    if reply_to is not None and not _is_id(reply_to):
+        return Rejected(CheckinReject.BAD_REPLY_TO)
     assert isinstance(zone, str)
-    return CheckinMessage(token=token, zone=zone, source=str(source))
+    return CheckinMessage(token=token, zone=zone, source=str(source), reply_to=reply_to)
+
+
+def checkin_reply_to(payload: bytes) -> str | None:
+    """The well-formed ``reply_to`` of a check-in the parser refused for another reason, if it has one."""
+    body = _json_object(payload)
+    if isinstance(body, Rejected):
+        return None
+    reply_to = body.get("reply_to")
+    return reply_to if isinstance(reply_to, str) and _is_id(reply_to) else None
 
 
 def parse_ack(payload: bytes) -> AckMessage | Rejected:

@@ -43,6 +43,7 @@ class CheckinReject(StrEnum):
     OVERSIZED_TOKEN = "oversized_token"  # noqa: S105 - a reason's name, not a secret
     BAD_ZONE = "bad_zone"
     BAD_SOURCE = "bad_source"
+    BAD_REPLY_TO = "bad_reply_to"
     BAD_TS = "bad_ts"
     UNKNOWN_ZONE = "unknown_zone"
     NO_CONSENT = "no_consent"
@@ -114,6 +115,7 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         CheckinReject.OVERSIZED_TOKEN: "`token` longer than 4,096 characters (ours are ~300)",
         CheckinReject.BAD_ZONE: "`zone` is not an id (1-64 ASCII letters, digits, `-`, `_`, `.`)",
         CheckinReject.BAD_SOURCE: "`source` is not `app`, `kiosk` or `qr`",
+        CheckinReject.BAD_REPLY_TO: "`reply_to` present but not an id (1-64 ASCII letters, digits, `-`, `_`, `.`)",
         CheckinReject.UNKNOWN_ZONE: "`zone` is not one of the store's configured zones",
         TokenReason.MALFORMED: "the token is not a JWT we can read, or its claims have the wrong types",
         TokenReason.OVERSIZED: "the token is too long (a QR check-in's; an MQTT one is `oversized_token`)",

@@ -31,6 +31,9 @@ class Topics:
     def checkin(self) -> str:
         return f"{self.root}/checkin"
 
+    def checkin_result(self, reply_to: str) -> str:
+        return f"{self.root}/checkin/result/{reply_to}"
+
     def display_content(self, display_id: str) -> str:
         return f"{self.root}/display/{display_id}/content"
 

@@ -34,3 +34,24 @@ async def test_claim_survives_restart(db_path, clock: ManualClock) -> None:
         assert await ledger.claim_jti("j1", clock.wall() + 60)
     async with Ledger(db_path, clock) as ledger:
         assert await ledger.claim_jti("j1", clock.wall() + 60) is False
+
+
+async def test_a_purge_keeps_its_floor_and_forgets_nothing_while_the_clock_is_behind_it(
+    db_path, clock: ManualClock
+) -> None:
+    start = clock.wall()
+    async with Ledger(db_path, clock) as ledger:
+        assert await ledger.claim_jti("old", start + 330)
+        assert (await ledger.purge(start + 3600))["jti"] == 1
+        marks = await ledger.clock_marks()
+        assert marks.jti_forgotten_through_wall == marks.high_water_wall == start + 3600
+        # The clock is now behind the purge (a restart with an old time): a claim that ended by "now"
+        # is kept, because the floor, not "now", says what may have been forgotten.
+        assert await ledger.claim_jti("recent", start + 100)
+        assert (await ledger.purge(start + 200))["jti"] == 0
+        assert (await ledger.table_counts())["jti"] == 1
+        assert (await ledger.clock_marks()).jti_forgotten_through_wall == start + 3600  # never lowered
+    async with Ledger(db_path, clock) as ledger:  # durable across a restart
+        assert (await ledger.clock_marks()).jti_forgotten_through_wall == start + 3600
+        assert (await ledger.purge(start + 3700))["jti"] == 1  # the clock caught up: purging again
+        assert await ledger.mark_wall(start + 50) == start + 3700  # the high-water mark never goes down

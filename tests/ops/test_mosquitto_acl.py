@@ -98,6 +98,8 @@ FORBIDDEN_PUBLISHES = [
     ("checkin", "display/screen-a/content", "checkin"),
     ("checkin", "config/desired", "checkin"),
     ("checkin", "pos/lane-1/transaction", "checkin"),
+    ("checkin", "checkin/result/app-42", "checkin"),  # only the gateway answers check-ins
+    ("screen-a", "checkin/result/app-42", "display/screen-a/ack"),
     ("pos", "checkin", "pos/lane-1/transaction"),
     ("pos", "pos/lane-1/refund", "pos/lane-1/transaction"),
     ("espresense", "checkin", "espresense/devices/phone:1/cafe"),
@@ -133,6 +135,7 @@ ALLOWED_FLOWS = [
     ("screen-a", "display/screen-a/ack", "gateway"),
     ("screen-a", "display/screen-a/availability", "gateway"),
     ("checkin", "checkin", "gateway"),
+    ("gateway", "checkin/result/app-42", "checkin"),
     ("pos", "pos/lane-1/transaction", "gateway"),
     ("espresense", "espresense/devices/phone:1/cafe", "gateway"),
     ("cloud-bridge", "config/desired", "gateway"),

@@ -13,6 +13,7 @@ from edge.sources.payloads import (
     CheckinMessage,
     RejectCounter,
     Rejected,
+    checkin_reply_to,
     exposure_time,
     parse_ack,
     parse_availability,
@@ -37,6 +38,17 @@ def test_checkin_valid() -> None:
     assert parsed == CheckinMessage(token="a.b.c", zone="cafe", source="kiosk")
 
 
+def test_checkin_reply_to_is_an_id_and_is_found_even_in_a_refused_checkin() -> None:
+    parsed = parse_checkin(_v1(token="a.b.c", zone="cafe", reply_to="app-7f3a.1_x"))
+    assert isinstance(parsed, CheckinMessage)
+    assert parsed.reply_to == "app-7f3a.1_x"
+    assert parse_checkin(_v1(token="a.b.c", zone="cafe")) == CheckinMessage("a.b.c", "cafe", "app", None)
+    # The app still hears why its check-in was refused by the parser, if it said where to answer.
+    assert checkin_reply_to(_v1(zone="../x", reply_to="app-1")) == "app-1"
+    assert checkin_reply_to(_v1(zone="cafe", reply_to="a/b")) is None
+    assert checkin_reply_to(b"{") is None
+
+
 def test_checkin_source_defaults_to_app() -> None:
     parsed = parse_checkin(_v1(token="a.b.c", zone="cafe"))
     assert isinstance(parsed, CheckinMessage)
@@ -57,6 +69,11 @@ def test_checkin_rejections() -> None:
         _v1(token="t", zone="+"): "bad_zone",
         _v1(token="t", zone="cafe", source="telepathy"): "bad_source",
         _v1(token="t", zone="cafe", ts="yesterday"): "bad_ts",
+        _v1(token="t", zone="cafe", reply_to="a/b"): "bad_reply_to",
+        _v1(token="t", zone="cafe", reply_to="#"): "bad_reply_to",
+        _v1(token="t", zone="cafe", reply_to=""): "bad_reply_to",
+        _v1(token="t", zone="cafe", reply_to=7): "bad_reply_to",
+        _v1(token="t", zone="cafe", reply_to="x" * 65): "bad_reply_to",
         b"[" * 100_000: "not_json",
     }
     for payload, reason in cases.items():

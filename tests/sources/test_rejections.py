@@ -62,8 +62,9 @@ def test_docs_metrics_md_names_every_kind() -> None:
 
 
 def _literal_reasons() -> list[tuple[str, int, str, str]]:
-    """(file, line, kind, reason) of every ``.reject(kind, reason, ...)`` call in edge/ whose kind and
-    reason are written out (a literal, an enum member, a module's KIND): the ones a parser test cannot see."""
+    """(file, line, kind, reason) of every ``.reject(kind, reason, ...)`` and ``._refuse(reason, ...)`` call in
+    edge/ whose kind and reason are written out (a literal, an enum member, a module's KIND): the ones a
+    parser test cannot see."""
     found = []
     names = {name: getattr(rejections, name) for name in dir(rejections)}
     for path in sorted((REPO / "edge").rglob("*.py")):
@@ -75,17 +76,18 @@ def _literal_reasons() -> list[tuple[str, int, str, str]]:
             if any(isinstance(t, ast.Name) and t.id == "KIND" for t in targets) and value is not None:
                 module_kind = _value(value, names)
         for node in ast.walk(tree):
-            if not (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "reject"
-                and len(node.args) == 3
-            ):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
-            kind_node, reason_node = node.args[0], node.args[1]
-            kind = module_kind if isinstance(kind_node, ast.Name) and kind_node.id == "KIND" else None
-            kind = kind or _value(kind_node, names)
-            reason = _value(reason_node, names)
+            if node.func.attr == "_refuse" and len(node.args) == 2:
+                # GatewayFlow._refuse(reason, origin): a check-in's refusal, counted and answered.
+                kind, reason = str(Kind.CHECKIN), _value(node.args[0], names)
+            elif node.func.attr == "reject" and len(node.args) == 3:
+                kind_node, reason_node = node.args[0], node.args[1]
+                kind = module_kind if isinstance(kind_node, ast.Name) and kind_node.id == "KIND" else None
+                kind = kind or _value(kind_node, names)
+                reason = _value(reason_node, names)
+            else:
+                continue
             if kind is not None and reason is not None:
                 found.append((path.relative_to(REPO).as_posix(), node.lineno, str(kind), str(reason)))
     return found
