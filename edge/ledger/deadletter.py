@@ -73,45 +73,43 @@ def settle_op(
     park ``park`` (attempt n is retried ``retry_in(n)`` seconds from now). Returns events parked."""
     acked_json = json.dumps([int(seq) for seq in acked])
 
-    async def run(tx: Tx) -> int:
+    def run(tx: Tx) -> int:
         if acked:
-            await tx.execute(
-                "DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(?))", (acked_json,)
-            )
+            tx.execute("DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(?))", (acked_json,))
         for refusal in give_up:
-            await _give_up(tx, refusal, now_wall)
+            _give_up(tx, refusal, now_wall)
         if give_up:
             # seq is AUTOINCREMENT: everything more than the bound below the newest is the oldest surplus.
-            await tx.execute(
+            tx.execute(
                 "DELETE FROM dead_letter WHERE seq <= (SELECT MAX(seq) FROM dead_letter) - ?",
                 (DEAD_LETTER_MAX_EVENTS,),
             )
         parked = 0
         for refusal in park:
-            parked += await _park(tx, refusal, now_wall, retry_in)
+            parked += _park(tx, refusal, now_wall, retry_in)
         return parked
 
     return run
 
 
-async def _give_up(tx: Tx, refusal: Refusal, now_wall: float) -> None:
+def _give_up(tx: Tx, refusal: Refusal, now_wall: float) -> None:
     entry = refusal.entry
     # From the outbox row itself, inside the transaction: an erasure may have anonymised it since the peek.
-    await tx.execute(
+    tx.execute(
         "INSERT INTO dead_letter (event_id, class, kind, at_wall, shopper_id, body, reason, given_up_wall) "
         "SELECT event_id, class, kind, at_wall, shopper_id, body, ?, ? FROM outbox WHERE seq = ? "
         "ON CONFLICT (event_id) DO NOTHING",
         (refusal.reason, now_wall, entry.seq),
     )
-    await tx.execute("DELETE FROM outbox WHERE seq = ?", (entry.seq,))
+    tx.execute("DELETE FROM outbox WHERE seq = ?", (entry.seq,))
 
 
-async def _park(tx: Tx, refusal: Refusal, now_wall: float, retry_in: Callable[[int], float]) -> int:
+def _park(tx: Tx, refusal: Refusal, now_wall: float, retry_in: Callable[[int], float]) -> int:
     seq = refusal.entry.seq
-    rows = await tx.fetch("SELECT attempts FROM outbox_parked WHERE seq = ?", (seq,))
+    rows = tx.fetch("SELECT attempts FROM outbox_parked WHERE seq = ?", (seq,))
     attempts = (int(rows[0][0]) if rows else 0) + 1
     # Only while the event is still queued (an erasure or the byte bound may have taken it meanwhile).
-    changed = await tx.returning(
+    changed = tx.returning(
         "INSERT INTO outbox_parked (seq, reason, attempts, parked_wall, next_wall) "
         "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM outbox WHERE seq = ?) "
         "ON CONFLICT (seq) DO UPDATE SET reason = excluded.reason, attempts = excluded.attempts, "
@@ -121,9 +119,9 @@ async def _park(tx: Tx, refusal: Refusal, now_wall: float, retry_in: Callable[[i
     return len(changed)
 
 
-async def anonymise_dead_letters(tx: Tx, shopper_id: str) -> int:
+def anonymise_dead_letters(tx: Tx, shopper_id: str) -> int:
     """An erased shopper's id leaves the dead letters too (their events stay, anonymous, as in the outbox)."""
-    return await tx.execute(
+    return tx.execute(
         "UPDATE dead_letter SET shopper_id = NULL, "
         "body = CAST(json_set(CAST(body AS TEXT), '$.shopper_id', NULL) AS BLOB) WHERE shopper_id = ?",
         (shopper_id,),

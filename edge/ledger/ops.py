@@ -113,10 +113,10 @@ def insert_decision(decision: Decision, *, keep_shopper: bool, outbox_max_bytes:
         event_id=event_id_for(decision.at_wall, "decision:" + decision.decision_id),
     )
 
-    async def run(tx: Tx) -> bool:
-        if not await tx.returning(_INSERT_DECISION, params):
+    def run(tx: Tx) -> bool:
+        if not tx.returning(_INSERT_DECISION, params):
             return False
-        await insert_event(tx, event, outbox_max_bytes)
+        insert_event(tx, event, outbox_max_bytes)
         return True
 
     return run
@@ -141,9 +141,9 @@ def insert_exposure(
     }
     event_id = event_id_for(shown_at_wall, f"exposure:{decision_id}:{display_id}")
 
-    async def run(tx: Tx) -> ExposureOutcome:
+    def run(tx: Tx) -> ExposureOutcome:
         # The shopper id comes from the decision row, so it is kept exactly when the decision kept it.
-        rows = await tx.returning(
+        rows = tx.returning(
             "INSERT INTO exposures (decision_id, display_id, version, shown_at_wall, acked_at_wall, "
             "shopper_id) SELECT ?, ?, ?, ?, ?, shopper_id FROM decisions WHERE decision_id = ? "
             "ON CONFLICT (decision_id, display_id) DO NOTHING RETURNING shopper_id",
@@ -159,10 +159,10 @@ def insert_exposure(
                 shopper_id=rows[0][0],
                 event_id=event_id,
             )
-            await insert_event(tx, event, outbox_max_bytes)
+            insert_event(tx, event, outbox_max_bytes)
             return "new"
         # Rare path (redelivery or a stray ack): one more read to say which.
-        known = await tx.fetch("SELECT 1 FROM decisions WHERE decision_id = ?", (decision_id,))
+        known = tx.fetch("SELECT 1 FROM decisions WHERE decision_id = ?", (decision_id,))
         return "duplicate" if known else "unknown_decision"
 
     return run
@@ -171,16 +171,16 @@ def insert_exposure(
 def claim_jti(jti: str, until_wall: float, now_wall: float) -> Op[bool]:
     """Claim a token id until ``until_wall``; the op returns False if a claim still in force exists."""
 
-    async def run(tx: Tx) -> bool:
-        return await _claim(tx, jti, until_wall, now_wall)
+    def run(tx: Tx) -> bool:
+        return _claim(tx, jti, until_wall, now_wall)
 
     return run
 
 
-async def _claim(tx: Tx, jti: str, until_wall: float, now_wall: float) -> bool:
+def _claim(tx: Tx, jti: str, until_wall: float, now_wall: float) -> bool:
     # An ended claim may be taken again: a token still valid with that id is new (the verifier refuses the
     # old one), and a not-yet-purged row must not turn a reused id into a false replay.
-    rows = await tx.returning(
+    rows = tx.returning(
         "INSERT INTO jti (jti, until_wall) VALUES (?, ?) ON CONFLICT (jti) DO UPDATE "
         "SET until_wall = excluded.until_wall WHERE jti.until_wall <= ? RETURNING 1",
         (jti, until_wall, now_wall),
@@ -204,11 +204,11 @@ def record_checkin(
         insert_decision(d, keep_shopper=keep, outbox_max_bytes=outbox_max_bytes) for d, keep in decisions
     ]
 
-    async def run(tx: Tx) -> bool:
-        if not await _claim(tx, jti, until_wall, now_wall):
+    def run(tx: Tx) -> bool:
+        if not _claim(tx, jti, until_wall, now_wall):
             return False
         for insert in inserts:
-            await insert(tx)
+            insert(tx)
         return True
 
     return run
@@ -220,18 +220,18 @@ def insert_decisions(decisions: Sequence[tuple[Decision, bool]], *, outbox_max_b
         insert_decision(d, keep_shopper=keep, outbox_max_bytes=outbox_max_bytes) for d, keep in decisions
     ]
 
-    async def run(tx: Tx) -> int:
-        return sum([await insert(tx) for insert in inserts])
+    def run(tx: Tx) -> int:
+        return sum([insert(tx) for insert in inserts])
 
     return run
 
 
-async def store_consent(tx: Tx, row: ConsentRow) -> bool:
+def store_consent(tx: Tx, row: ConsentRow) -> bool:
     """Keep the maximum of (at_wall, withdrawn, source) unless the shopper was erased at or after ``at_wall``.
 
     Shared by local updates and the cloud replica, so both follow one order. True if ``row`` was stored.
     """
-    rows = await tx.returning(
+    rows = tx.returning(
         "INSERT INTO consents (shopper_id, purpose, granted, at_wall, source) SELECT ?, ?, ?, ?, ? "
         "WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE shopper_id = ? AND erased_wall >= ?) "
         "ON CONFLICT (shopper_id, purpose) DO UPDATE SET granted = excluded.granted, "
@@ -275,23 +275,23 @@ def upsert_consent(row: ConsentRow, *, outbox_max_bytes: int | None) -> Op[bool]
             ),
         )
 
-    async def run(tx: Tx) -> bool:
-        if not await store_consent(tx, row):
+    def run(tx: Tx) -> bool:
+        if not store_consent(tx, row):
             return False
         if event is not None:
-            await insert_event(tx, event, outbox_max_bytes)
+            insert_event(tx, event, outbox_max_bytes)
         return True
 
     return run
 
 
-async def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
+def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
     """Forget a shopper everywhere local; returns how many of their queued events were anonymised.
 
     Leaves a tombstone (the later erasure time wins) so nothing older comes back from a late sync page or
     update. Decisions and exposures stay, unlinked: anonymous measurement.
     """
-    await tx.execute(
+    tx.execute(
         "INSERT INTO tombstones (shopper_id, erased_wall) VALUES (?, ?) ON CONFLICT (shopper_id) "
         "DO UPDATE SET erased_wall = excluded.erased_wall WHERE excluded.erased_wall > tombstones.erased_wall",
         (shopper_id, erased_wall),
@@ -303,9 +303,9 @@ async def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
         "UPDATE decisions SET shopper_id = NULL WHERE shopper_id = ?",
         "UPDATE exposures SET shopper_id = NULL WHERE shopper_id = ?",
     ):
-        await tx.execute(sql, (shopper_id,))
-    await anonymise_dead_letters(tx, shopper_id)
-    return await anonymise_shopper_events(tx, shopper_id)
+        tx.execute(sql, (shopper_id,))
+    anonymise_dead_letters(tx, shopper_id)
+    return anonymise_shopper_events(tx, shopper_id)
 
 
 def forget_shopper(
@@ -313,10 +313,10 @@ def forget_shopper(
 ) -> Op[int]:
     """Erase the shopper locally (``erase_shopper``) and queue ``report`` (their erasure event) if given."""
 
-    async def run(tx: Tx) -> int:
-        removed = await erase_shopper(tx, shopper_id, erased_wall)
+    def run(tx: Tx) -> int:
+        removed = erase_shopper(tx, shopper_id, erased_wall)
         if report is not None:
-            await insert_event(tx, report, outbox_max_bytes)
+            insert_event(tx, report, outbox_max_bytes)
         return removed
 
     return run
@@ -330,20 +330,20 @@ def purge(now_wall: float, cutoff_wall: float) -> Op[dict[str, int]]:
     before it is refused from then on (edge/identity/replay.py), whatever the clock says later.
     """
 
-    async def run(tx: Tx) -> dict[str, int]:
-        rows = await tx.fetch("SELECT wall FROM clock_marks WHERE mark = ?", (MARK_FORGOTTEN,))
+    def run(tx: Tx) -> dict[str, int]:
+        rows = tx.fetch("SELECT wall FROM clock_marks WHERE mark = ?", (MARK_FORGOTTEN,))
         jti = 0
         if not rows or float(rows[0][0]) <= now_wall:
-            jti = await tx.execute("DELETE FROM jti WHERE until_wall <= ?", (now_wall,))
-            await _raise_mark(tx, MARK_FORGOTTEN, now_wall)
-        await _raise_mark(tx, MARK_HIGH_WATER, now_wall)
+            jti = tx.execute("DELETE FROM jti WHERE until_wall <= ?", (now_wall,))
+            _raise_mark(tx, MARK_FORGOTTEN, now_wall)
+        _raise_mark(tx, MARK_HIGH_WATER, now_wall)
         # Exposures go with their decision; deleted (and counted) here rather than by a silent cascade.
-        exposures = await tx.execute(
+        exposures = tx.execute(
             "DELETE FROM exposures WHERE acked_at_wall < ? "
             "OR decision_id IN (SELECT decision_id FROM decisions WHERE at_wall < ?)",
             (cutoff_wall, cutoff_wall),
         )
-        decisions = await tx.execute("DELETE FROM decisions WHERE at_wall < ?", (cutoff_wall,))
+        decisions = tx.execute("DELETE FROM decisions WHERE at_wall < ?", (cutoff_wall,))
         return {"jti": jti, "decisions": decisions, "exposures": exposures}
 
     return run
@@ -352,14 +352,14 @@ def purge(now_wall: float, cutoff_wall: float) -> Op[dict[str, int]]:
 def mark_wall(now_wall: float) -> Op[float]:
     """Raise the durable high-water mark of the wall clock; the op returns the mark."""
 
-    async def run(tx: Tx) -> float:
-        return await _raise_mark(tx, MARK_HIGH_WATER, now_wall)
+    def run(tx: Tx) -> float:
+        return _raise_mark(tx, MARK_HIGH_WATER, now_wall)
 
     return run
 
 
-async def _raise_mark(tx: Tx, mark: str, wall: float) -> float:
-    rows = await tx.returning(
+def _raise_mark(tx: Tx, mark: str, wall: float) -> float:
+    rows = tx.returning(
         "INSERT INTO clock_marks (mark, wall) VALUES (?, ?) ON CONFLICT (mark) DO UPDATE "
         "SET wall = max(clock_marks.wall, excluded.wall) RETURNING wall",
         (mark, wall),

@@ -123,7 +123,7 @@ def encode_event(
     return NewEvent(event_id, EventClass(cls), kind, at_wall, shopper_id, body)
 
 
-async def insert_event(tx: Tx, event: NewEvent, max_bytes: int | None) -> EnqueueOutcome:
+def insert_event(tx: Tx, event: NewEvent, max_bytes: int | None) -> EnqueueOutcome:
     """Queue ``event`` inside the open transaction, keeping the queue within ``max_bytes`` if it can.
 
     ``max_bytes`` None: no cloud sync is configured, so nothing is queued ("disabled").
@@ -137,10 +137,10 @@ async def insert_event(tx: Tx, event: NewEvent, max_bytes: int | None) -> Enqueu
     size = len(event.body)
     row = (event.event_id, int(event.cls), event.kind, event.at_wall, event.shopper_id, event.body)
     # The common case, one statement: room left, and an id not queued yet.
-    if await tx.returning(_INSERT_WITHIN_BOUND, (*row, max_bytes - size)):
+    if tx.returning(_INSERT_WITHIN_BOUND, (*row, max_bytes - size)):
         return "queued"
     duplicate, total, telemetry = (
-        await tx.fetch(
+        tx.fetch(
             "SELECT (SELECT 1 FROM outbox WHERE event_id = ?), (SELECT SUM(bytes) FROM outbox_totals), "
             "(SELECT bytes FROM outbox_totals WHERE class = ?)",
             (event.event_id, int(EventClass.TELEMETRY)),
@@ -155,20 +155,20 @@ async def insert_event(tx: Tx, event: NewEvent, max_bytes: int | None) -> Enqueu
         # lowered since they were queued, still bring the queue back within it.)
         excess = int(total) - max_bytes
     if excess > 0 and int(telemetry) > 0:
-        await _drop_oldest_telemetry(tx, excess)
+        _drop_oldest_telemetry(tx, excess)
     if keep:
-        await tx.execute(_INSERT, row)
+        tx.execute(_INSERT, row)
         return "queued"
-    await _count_dropped(tx, 1)
+    _count_dropped(tx, 1)
     return "dropped"
 
 
-async def _drop_oldest_telemetry(tx: Tx, need: int) -> None:
+def _drop_oldest_telemetry(tx: Tx, need: int) -> None:
     """Delete the oldest telemetry events until at least ``need`` bytes are freed (or none is left)."""
     freed = 0
     last = 0
     while freed < need:
-        rows = await tx.fetch(
+        rows = tx.fetch(
             "SELECT seq, bytes FROM outbox WHERE class = ? AND seq > ? ORDER BY seq LIMIT ?",
             (int(EventClass.TELEMETRY), last, _DROP_SCAN),
         )
@@ -180,20 +180,20 @@ async def _drop_oldest_telemetry(tx: Tx, need: int) -> None:
         if len(rows) < _DROP_SCAN:
             break
     if last:
-        dropped = await tx.execute(
+        dropped = tx.execute(
             "DELETE FROM outbox WHERE class = ? AND seq <= ?", (int(EventClass.TELEMETRY), last)
         )
-        await _count_dropped(tx, dropped)
+        _count_dropped(tx, dropped)
         _LOGGER.debug("outbox over its bound: dropped the %s oldest telemetry events", dropped)
 
 
-async def _count_dropped(tx: Tx, n: int) -> None:
-    await tx.execute(
+def _count_dropped(tx: Tx, n: int) -> None:
+    tx.execute(
         "UPDATE outbox_totals SET dropped = dropped + ? WHERE class = ?", (n, int(EventClass.TELEMETRY))
     )
 
 
-async def anonymise_shopper_events(tx: Tx, shopper_id: str) -> int:
+def anonymise_shopper_events(tx: Tx, shopper_id: str) -> int:
     """Strip an erased shopper's id from their queued events, except privacy ones (their consents, erasure).
 
     The events stay (anonymous measurement and conversions still count, nothing is lost); only who they
@@ -203,26 +203,26 @@ async def anonymise_shopper_events(tx: Tx, shopper_id: str) -> int:
     """
     where = "WHERE shopper_id = ? AND class != ?"
     params = (shopper_id, int(EventClass.PRIVACY))
-    rows = await tx.fetch(f"SELECT seq, event_id, class, kind, at_wall, body FROM outbox {where}", params)  # noqa: S608
+    rows = tx.fetch(f"SELECT seq, event_id, class, kind, at_wall, body FROM outbox {where}", params)  # noqa: S608
     if not rows:
         return 0
     # Deleting a row ends its parking (a trigger); a rewritten row keeps it.
-    parked = await tx.fetch(
+    parked = tx.fetch(
         "SELECT seq, reason, attempts, parked_wall, next_wall FROM outbox_parked "
         "WHERE seq IN (SELECT value FROM json_each(?))",
         (json.dumps([int(row[0]) for row in rows]),),
     )
-    await tx.execute(f"DELETE FROM outbox {where}", params)  # noqa: S608
+    tx.execute(f"DELETE FROM outbox {where}", params)  # noqa: S608
     for seq, event_id, cls, kind, at_wall, body in rows:
         document = json.loads(body)
         document["shopper_id"] = None
-        await tx.execute(
+        tx.execute(
             "INSERT INTO outbox (seq, event_id, class, kind, at_wall, shopper_id, body) "
             "VALUES (?, ?, ?, ?, ?, NULL, ?)",
             (seq, event_id, cls, kind, at_wall, json.dumps(document, separators=(",", ":")).encode()),
         )
     for row in parked:
-        await tx.execute(
+        tx.execute(
             "INSERT INTO outbox_parked (seq, reason, attempts, parked_wall, next_wall) VALUES (?, ?, ?, ?, ?)",
             tuple(row),
         )
@@ -230,8 +230,8 @@ async def anonymise_shopper_events(tx: Tx, shopper_id: str) -> int:
 
 
 def enqueue_op(event: NewEvent, max_bytes: int | None) -> Op[EnqueueOutcome]:
-    async def run(tx: Tx) -> EnqueueOutcome:
-        return await insert_event(tx, event, max_bytes)
+    def run(tx: Tx) -> EnqueueOutcome:
+        return insert_event(tx, event, max_bytes)
 
     return run
 
@@ -240,10 +240,8 @@ def ack_op(seqs: Sequence[int]) -> Op[int]:
     # One statement whatever the count (no bound-variable limit); json_each feeds the rowid lookups.
     encoded = json.dumps([int(seq) for seq in seqs])
 
-    async def run(tx: Tx) -> int:
-        return await tx.execute(
-            "DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(?))", (encoded,)
-        )
+    def run(tx: Tx) -> int:
+        return tx.execute("DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(?))", (encoded,))
 
     return run
 

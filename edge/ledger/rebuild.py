@@ -65,25 +65,25 @@ class Swept:
         }
 
 
-async def begin(tx: Tx) -> None:
+def begin(tx: Tx) -> None:
     """Forget the cursor and open a rebuild with nothing seen yet (a reset during a rebuild starts over)."""
-    await tx.execute("DELETE FROM sync_state WHERE key = ?", (CURSOR_KEY,))
-    await tx.execute("DELETE FROM rebuild_seen")
-    await _mark_queued_consents(tx)
-    await tx.execute(
+    tx.execute("DELETE FROM sync_state WHERE key = ?", (CURSOR_KEY,))
+    tx.execute("DELETE FROM rebuild_seen")
+    _mark_queued_consents(tx)
+    tx.execute(
         "INSERT INTO sync_state (key, value) VALUES (?, '1') ON CONFLICT (key) DO NOTHING", (REBUILD_KEY,)
     )
 
 
-async def _mark_queued_consents(tx: Tx) -> None:
-    await tx.execute(f"INSERT OR IGNORE INTO rebuild_seen (kind, id, sub) {_QUEUED_CONSENTS}")
+def _mark_queued_consents(tx: Tx) -> None:
+    tx.execute(f"INSERT OR IGNORE INTO rebuild_seen (kind, id, sub) {_QUEUED_CONSENTS}")
 
 
-async def rebuilding(tx: Tx) -> bool:
-    return bool(await tx.fetch("SELECT 1 FROM sync_state WHERE key = ?", (REBUILD_KEY,)))
+def rebuilding(tx: Tx) -> bool:
+    return bool(tx.fetch("SELECT 1 FROM sync_state WHERE key = ?", (REBUILD_KEY,)))
 
 
-async def mark(tx: Tx, changes: Sequence[Change]) -> None:
+def mark(tx: Tx, changes: Sequence[Change]) -> None:
     """Record the keys a page of the rebuild carries (one statement for the page)."""
     keys = [
         [
@@ -96,7 +96,7 @@ async def mark(tx: Tx, changes: Sequence[Change]) -> None:
         and not (change.kind is ChangeKind.CONSENT and change.op != "upsert")
     ]
     if keys:
-        await tx.execute(
+        tx.execute(
             "INSERT OR IGNORE INTO rebuild_seen (kind, id, sub) "
             "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') "
             "FROM json_each(?)",
@@ -104,23 +104,23 @@ async def mark(tx: Tx, changes: Sequence[Change]) -> None:
         )
 
 
-async def sweep(tx: Tx) -> Swept:
+def sweep(tx: Tx) -> Swept:
     """Remove every replica row the rebuild did not see, and close the rebuild."""
-    await _mark_queued_consents(tx)
+    _mark_queued_consents(tx)
     removed: dict[str, tuple[str, ...]] = {}
     for table, column, kind in _TABLES:
-        rows = await tx.returning(
+        rows = tx.returning(
             f"DELETE FROM {table} WHERE {column} NOT IN "  # noqa: S608 - constant names
             f"(SELECT id FROM rebuild_seen WHERE kind = ?) RETURNING {column}",
             (kind.value,),
         )
         removed[table] = tuple(sorted(str(row[0]) for row in rows))
-    consents = await tx.returning(
+    consents = tx.returning(
         f"DELETE FROM consents WHERE {_SWEPT_CONSENT} RETURNING shopper_id, purpose",  # noqa: S608
         (SEED_SOURCE,),
     )
-    await tx.execute("DELETE FROM rebuild_seen")
-    await tx.execute("DELETE FROM sync_state WHERE key = ?", (REBUILD_KEY,))
+    tx.execute("DELETE FROM rebuild_seen")
+    tx.execute("DELETE FROM sync_state WHERE key = ?", (REBUILD_KEY,))
     return Swept(
         profiles=removed["profiles"],
         eid_keys=removed["eid_keys"],

@@ -76,14 +76,12 @@ class _Page:
 _NOT_ERASED: Final = "NOT EXISTS (SELECT 1 FROM tombstones WHERE shopper_id = ? AND erased_wall >= ?)"
 
 
-async def _profile(tx: Tx, change: Change, encoded: str | None) -> bool:
+def _profile(tx: Tx, change: Change, encoded: str | None) -> bool:
     if change.op == "delete":
         # Ordered by time too, so re-applying an older page never removes a newer profile.
-        await tx.execute(
-            "DELETE FROM profiles WHERE shopper_id = ? AND at_wall <= ?", (change.id, change.at_wall)
-        )
+        tx.execute("DELETE FROM profiles WHERE shopper_id = ? AND at_wall <= ?", (change.id, change.at_wall))
         return True
-    rows = await tx.returning(
+    rows = tx.returning(
         f"INSERT INTO profiles (shopper_id, profile, at_wall) SELECT ?, ?, ? WHERE {_NOT_ERASED} "
         "ON CONFLICT (shopper_id) DO UPDATE SET profile = excluded.profile, at_wall = excluded.at_wall "
         "WHERE excluded.at_wall >= profiles.at_wall RETURNING 1",
@@ -92,12 +90,12 @@ async def _profile(tx: Tx, change: Change, encoded: str | None) -> bool:
     return bool(rows)
 
 
-async def _eid_key(tx: Tx, change: Change) -> bool:
+def _eid_key(tx: Tx, change: Change) -> bool:
     if change.op == "delete":
-        await tx.execute("DELETE FROM eid_keys WHERE shopper_id = ?", (change.id,))
+        tx.execute("DELETE FROM eid_keys WHERE shopper_id = ?", (change.id,))
         return True
     data = change.data
-    rows = await tx.returning(
+    rows = tx.returning(
         "INSERT INTO eid_keys (shopper_id, identity_key, rotation_exponent, clock_offset_s) "
         f"SELECT ?, ?, ?, ? WHERE {_NOT_ERASED} ON CONFLICT (shopper_id) DO UPDATE SET "
         "identity_key = excluded.identity_key, rotation_exponent = excluded.rotation_exponent, "
@@ -114,31 +112,31 @@ async def _eid_key(tx: Tx, change: Change) -> bool:
     return bool(rows)
 
 
-async def _token_key(tx: Tx, change: Change) -> bool:
+def _token_key(tx: Tx, change: Change) -> bool:
     if change.op == "delete":
         # A revocation outlives the key row: it must also beat a key file naming the kid, at every start.
-        await tx.execute("DELETE FROM token_keys WHERE kid = ?", (change.id,))
-        await tx.execute(
+        tx.execute("DELETE FROM token_keys WHERE kid = ?", (change.id,))
+        tx.execute(
             "INSERT INTO revoked_keys (kid, revoked_wall) VALUES (?, ?) ON CONFLICT (kid) "
             "DO UPDATE SET revoked_wall = excluded.revoked_wall",
             (change.id, change.at_wall),
         )
     else:
-        await tx.execute(
+        tx.execute(
             "INSERT INTO token_keys (kid, public_key_pem) VALUES (?, ?) ON CONFLICT (kid) "
             "DO UPDATE SET public_key_pem = excluded.public_key_pem",
             (change.id, str(change.data["public_key_pem"])),
         )
         # The cloud trusts the kid again (pages come in the cloud's order, so this is the later word).
-        await tx.execute("DELETE FROM revoked_keys WHERE kid = ?", (change.id,))
+        tx.execute("DELETE FROM revoked_keys WHERE kid = ?", (change.id,))
     return True
 
 
-async def _offer(tx: Tx, change: Change, encoded: str | None) -> bool:
+def _offer(tx: Tx, change: Change, encoded: str | None) -> bool:
     if change.op == "delete":
-        await tx.execute("DELETE FROM offers WHERE offer_id = ?", (change.id,))
+        tx.execute("DELETE FROM offers WHERE offer_id = ?", (change.id,))
     else:
-        await tx.execute(
+        tx.execute(
             "INSERT INTO offers (offer_id, body) VALUES (?, ?) ON CONFLICT (offer_id) "
             "DO UPDATE SET body = excluded.body",
             (change.id, encoded),
@@ -146,12 +144,12 @@ async def _offer(tx: Tx, change: Change, encoded: str | None) -> bool:
     return True
 
 
-async def _inventory(tx: Tx, change: Change) -> bool:
+def _inventory(tx: Tx, change: Change) -> bool:
     if change.op == "delete":
-        await tx.execute("DELETE FROM inventory WHERE offer_id = ?", (change.id,))
+        tx.execute("DELETE FROM inventory WHERE offer_id = ?", (change.id,))
         return True
     quantity = change.data.get("quantity")
-    await tx.execute(
+    tx.execute(
         "INSERT INTO inventory (offer_id, available, quantity) VALUES (?, ?, ?) ON CONFLICT (offer_id) "
         "DO UPDATE SET available = excluded.available, quantity = excluded.quantity",
         (change.id, int(bool(change.data["available"])), None if quantity is None else int(quantity)),
@@ -198,42 +196,42 @@ def apply_page_op(changes: Sequence[Change], cursor: str, *, complete: bool = Fa
         consent = _consent_row(change) if kind is ChangeKind.CONSENT and change.op == "upsert" else None
         prepared.append((kind, change, _encoded(change), consent))
 
-    async def run(tx: Tx) -> _Page:
+    def run(tx: Tx) -> _Page:
         page = _Page()
         for kind, change, encoded, consent in prepared:
             took = True
             if kind is ChangeKind.PROFILE:
-                took = await _profile(tx, change, encoded)
+                took = _profile(tx, change, encoded)
             elif kind is ChangeKind.CONSENT:
                 if consent is not None:  # a consent delete is not part of the contract: nothing to do
-                    took = await store_consent(tx, consent)
+                    took = store_consent(tx, consent)
                     if took:
                         page.consents.append(consent)
             elif kind is ChangeKind.EID_KEY:
-                took = await _eid_key(tx, change)
+                took = _eid_key(tx, change)
             elif kind is ChangeKind.TOKEN_KEY:
-                took = await _token_key(tx, change)
+                took = _token_key(tx, change)
             elif kind is ChangeKind.OFFER:
-                took = await _offer(tx, change, encoded)
+                took = _offer(tx, change, encoded)
             elif kind is ChangeKind.INVENTORY:
-                took = await _inventory(tx, change)
+                took = _inventory(tx, change)
             elif kind is ChangeKind.ERASURE:
                 if change.op == "upsert":
                     # No erasure event: the cloud is where this one came from.
-                    page.outbox_anonymised += await erase_shopper(tx, change.id, change.at_wall)
+                    page.outbox_anonymised += erase_shopper(tx, change.id, change.at_wall)
                     page.erased.append((change.id, change.at_wall))
             else:  # pragma: no cover - ChangeKind is closed; a new kind needs code here first
                 raise ValueError(f"change {change.seq}: unknown kind {kind!r}")
             page.count(kind, took=took)
-        await tx.execute(
+        tx.execute(
             "INSERT INTO sync_state (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (CURSOR_KEY, cursor),
         )
-        if await rebuild.rebuilding(tx):
-            await rebuild.mark(tx, changes)
+        if rebuild.rebuilding(tx):
+            rebuild.mark(tx, changes)
             if complete:
-                page.swept = await rebuild.sweep(tx)
+                page.swept = rebuild.sweep(tx)
         return page
 
     return run

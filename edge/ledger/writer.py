@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import aiosqlite
 
 from edge.ledger.errors import LedgerError
-from edge.ledger.migrations import rollback_quietly
 
 if TYPE_CHECKING:
     from edge.control.metrics import Metrics
@@ -25,36 +25,41 @@ T = TypeVar("T")
 
 
 class Tx:
-    """The open transaction a write op runs in; counts the rows the op changes."""
+    """The open transaction a write op runs in (on the connection's own thread); counts the rows it changes.
 
-    __slots__ = ("_db", "changed")
+    Ops are plain functions: a whole batch (BEGIN, every op, COMMIT) runs in one call on the database
+    thread, so a commit costs one thread hop, not one per statement (docs/ledger.md "Batching").
+    """
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
+    __slots__ = ("_conn", "changed")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
         self.changed = 0
 
-    async def returning(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        """Run a write with a RETURNING clause (one thread hop); each returned row is a changed row."""
-        rows = list(await self._db.execute_fetchall(sql, params))
+    def returning(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        """Run a write with a RETURNING clause; each returned row is a changed row."""
+        rows = self._conn.execute(sql, params).fetchall()
         self.changed += len(rows)
         return rows
 
-    async def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         """Run a write and return how many rows it changed."""
-        cursor = await self._db.execute(sql, params)
+        cursor = self._conn.execute(sql, params)
         try:
             count = max(cursor.rowcount, 0)
         finally:
-            await cursor.close()
+            cursor.close()
         self.changed += count
         return count
 
-    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+    def fetch(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         """Read inside the transaction (sees this batch's own uncommitted writes)."""
-        return list(await self._db.execute_fetchall(sql, params))
+        return self._conn.execute(sql, params).fetchall()
 
 
-Op = Callable[[Tx], Awaitable[T]]
+# A write op: runs inside the batch's transaction on the database thread; must not block on anything else.
+Op = Callable[[Tx], T]
 Rows = list[tuple[Any, ...]]
 
 
@@ -251,22 +256,18 @@ class BatchWriter:
     async def _transaction(self, items: list[_Queued]) -> list[Any]:
         """Run the ops in one transaction and commit; results are only meaningful after COMMIT returned."""
         started = time.perf_counter()  # a metric, not a decision: the injected clock does not apply
+        full = any(item.durable for item in items)
         async with self._lock:
-            await self._set_full_sync(any(item.durable for item in items))
-            tx = Tx(self._db)
-            # IMMEDIATE takes the write lock up front, so busy_timeout applies here, not mid-batch.
-            await self._db.execute_fetchall("BEGIN IMMEDIATE")
-            try:
-                results = [await item.run(tx) for item in items]
-                await self._db.execute_fetchall("COMMIT")
-            except BaseException:
-                await rollback_quietly(self._db)
-                raise
+            # One hop to the database thread for the whole batch (aiosqlite runs calls there in order).
+            batch = await self._db._execute(  # type: ignore[no-untyped-call]
+                self._run_batch, [item.run for item in items], full
+            )
+        results, changed = cast(tuple[list[Any], int], batch)
         counters = self.counters
         counters.disk_full = False
         counters.batches_committed += 1
         counters.ops_committed += len(items)
-        counters.rows_written += tx.changed
+        counters.rows_written += changed
         counters.largest_batch = max(counters.largest_batch, len(items))
         elapsed = time.perf_counter() - started
         counters.last_commit_ms = elapsed * 1000.0
@@ -274,14 +275,25 @@ class BatchWriter:
             self.metrics.ledger_batch.observe(elapsed)
         return results
 
-    async def _set_full_sync(self, full: bool) -> None:
+    def _run_batch(self, ops: list[Op[Any]], full: bool) -> tuple[list[Any], int]:
+        """On the database thread: synchronous level, BEGIN IMMEDIATE, every op, COMMIT (or ROLLBACK)."""
+        conn: sqlite3.Connection = self._db._conn
         # synchronous cannot change inside a transaction, so it is set per batch, and only when it changes.
-        if full == self._full_sync:
-            return
-        await self._db.execute_fetchall(
-            "PRAGMA synchronous = FULL" if full else "PRAGMA synchronous = NORMAL"
-        )
-        self._full_sync = full
+        if full != self._full_sync:
+            conn.execute("PRAGMA synchronous = FULL" if full else "PRAGMA synchronous = NORMAL")
+            self._full_sync = full
+        tx = Tx(conn)
+        # IMMEDIATE takes the write lock up front, so busy_timeout applies here, not mid-batch.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = [op(tx) for op in ops]
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return results, tx.changed
 
     def _fail_queued(self, error: LedgerError) -> None:
         while True:

@@ -483,8 +483,8 @@ async def test_ledger_writer_observes_each_committed_batch(tmp_path: Path) -> No
         writer.metrics = metrics
         writer.start()
 
-        async def insert(tx: Tx) -> int:
-            return await tx.execute("INSERT INTO t VALUES (1)")
+        def insert(tx: Tx) -> int:
+            return tx.execute("INSERT INTO t VALUES (1)")
 
         assert await asyncio.gather(*(writer.submit(insert, durable=True) for _ in range(10))) == [1] * 10
         assert await writer.submit(insert, durable=False) == 1
