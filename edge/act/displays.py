@@ -39,6 +39,12 @@ PublishFn = Callable[[str, bytes, bool], None]
 PresentFn = Callable[[str, str], bool]
 
 
+def _free_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
 @dataclass(slots=True)
 class _Screen:
     settings: DisplaySettings
@@ -54,6 +60,9 @@ class _Screen:
     # The shopper whose decision is being made and committed for this screen; the screen takes no other
     # request meanwhile (it goes to ``pending``), so two concurrent check-ins never race for one screen.
     reserved_for: str | None = None
+    # Set while the screen is not reserved: a request that finds it reserved waits for it (a commit takes
+    # milliseconds), then is arbitrated as usual, so requests are taken in arrival order, not lost to a race.
+    free: asyncio.Event = field(default_factory=_free_event)
     ackable: OrderedDict[str, tuple[int, Decision]] = field(default_factory=OrderedDict)
 
 
@@ -131,7 +140,9 @@ class DisplayBoard:
             old = previous._screens.get(display_id)
             if old is None or old.settings.zone != screen.settings.zone:
                 continue
-            self._screens[display_id] = replace(old, settings=screen.settings, reserved_for=None)
+            self._screens[display_id] = replace(
+                old, settings=screen.settings, reserved_for=None, free=_free_event()
+            )
             kept.append(display_id)
         return frozenset(kept)
 
@@ -144,13 +155,17 @@ class DisplayBoard:
         ``commit`` runs even when no screen is free (a check-in's claim commits on its own then). Returns
         the decisions shown; none if ``commit`` refused them.
         """
+        screens = self._in_zone(zone)
+        while (busy := next((s for s in screens if s.reserved_for is not None), None)) is not None:
+            await busy.free.wait()
+        # From here to the reservations below nothing awaits: the arbitration sees one state.
         reserved = []
-        for screen in self._in_zone(zone):
+        for screen in screens:
             if not screen.online:
                 self.counters["skipped_offline"] += 1
                 continue
             if self._can_replace(screen):
-                screen.reserved_for = shopper_id
+                self._reserve(screen, shopper_id)
                 reserved.append(screen)
             else:
                 if screen.pending is not None and screen.pending != shopper_id:
@@ -167,7 +182,7 @@ class DisplayBoard:
             if screen.pending is not None and self._can_replace(screen):
                 shopper, screen.pending = screen.pending, None
                 if self._is_present(shopper, screen.settings.zone) and screen.online:
-                    screen.reserved_for = shopper
+                    self._reserve(screen, shopper)
                     served.append((screen, shopper))
                     continue
             if screen.decision is None or screen.reserved_for is not None:
@@ -211,7 +226,7 @@ class DisplayBoard:
             if screen.pending == shopper_id:
                 screen.pending = None
             if screen.reserved_for == shopper_id:
-                screen.reserved_for = None  # its decision, once committed, is not shown
+                self._release(screen)  # its decision, once committed, is not shown
             if screen.shopper_id == shopper_id:
                 self._show(screen, None)
 
@@ -252,14 +267,24 @@ class DisplayBoard:
             for screen, decision in zip(screens, decisions, strict=True):
                 # A withdrawal or erasure while committing took the reservation back: not shown.
                 if screen.reserved_for == shopper_id:
-                    screen.reserved_for = None
+                    self._release(screen)
                     self._show(screen, decision)
                     shown.append(decision)
         finally:
             for screen in screens:
                 if screen.reserved_for == shopper_id:
-                    screen.reserved_for = None
+                    self._release(screen)
         return shown
+
+    @staticmethod
+    def _reserve(screen: _Screen, shopper_id: str) -> None:
+        screen.reserved_for = shopper_id
+        screen.free.clear()
+
+    @staticmethod
+    def _release(screen: _Screen) -> None:
+        screen.reserved_for = None
+        screen.free.set()
 
     def _show(self, screen: _Screen, decision: Decision | None) -> None:
         now_wall = self._clock.wall()

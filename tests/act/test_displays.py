@@ -212,7 +212,7 @@ async def test_a_failed_or_refused_commit_shows_nothing_and_frees_the_screen() -
     assert h.last()["offer_id"] == "offer-for-s2"
 
 
-async def test_a_request_during_a_commit_waits_instead_of_racing_for_the_screen() -> None:
+async def test_a_request_during_a_commit_waits_for_it_then_is_arbitrated_as_usual() -> None:
     h = Harness(min_display_s=8)
     h.where.update(s1="z", s2="z")
     release = asyncio.Event()
@@ -223,12 +223,36 @@ async def test_a_request_during_a_commit_waits_instead_of_racing_for_the_screen(
 
     first = asyncio.create_task(h.board.request("z", "s1", slow))
     await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert await h.board.request("z", "s2", h.commit) == []  # the screen is taken: s2 is pending
+    second = asyncio.create_task(h.board.request("z", "s2", h.commit))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not second.done()  # the screen is being served: s2 waits, it does not race s1 for it
     release.set()
     assert [d.shopper_id for d in await first] == ["s1"]
+    assert await second == []  # then the usual rule: s1's minimum time holds, s2 is pending
     h.clock.advance(8)
     assert [d.shopper_id for d in await h.board.tick(h.commit)] == ["s2"]
+
+
+async def test_with_no_minimum_time_requests_during_a_commit_are_all_shown_in_order() -> None:
+    h = Harness(min_display_s=0)
+    h.where.update(s1="z", s2="z", s3="z")
+    release = asyncio.Event()
+
+    async def slow(decisions: list[Decision]) -> bool:
+        await release.wait()
+        return True
+
+    tasks = [asyncio.create_task(h.board.request("z", "s1", slow))]
+    await asyncio.sleep(0)
+    tasks += [asyncio.create_task(h.board.request("z", shopper, h.commit)) for shopper in ("s2", "s3")]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    release.set()
+    made = [await task for task in tasks]
+    assert [[d.shopper_id for d in decisions] for decisions in made] == [["s1"], ["s2"], ["s3"]]
+    assert h.board.counters["superseded"] == 0
+    assert h.last()["offer_id"] == "offer-for-s3"
 
 
 async def test_an_erasure_during_the_commit_keeps_the_decision_off_the_screen() -> None:
