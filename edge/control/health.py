@@ -20,13 +20,14 @@ if TYPE_CHECKING:
 
 def health_report(gateway: Gateway) -> dict[str, Any]:
     """The retained ``gateway/health`` document (docs/mqtt.md)."""
-    flow, link, ledger = gateway.flow, gateway.link, gateway.ledger
-    if flow is None or link is None or ledger is None:
+    g = gateway.generation
+    if g is None:
         msg = "health() before the gateway was built"
         raise RuntimeError(msg)
+    link, ledger, stats = g.link, g.ledger, g.stats
     now = gateway.clock.wall()
     ledger_stats = ledger.stats()
-    last = flow.stats.last_checkin_wall
+    last = stats.last_checkin_wall
     return {
         "v": 1,
         "ts": iso_utc(now),
@@ -37,29 +38,29 @@ def health_report(gateway: Gateway) -> dict[str, Any]:
         "mqtt": {"state": link.state, "outbox": link.outbox_depth, **dict(link.counters)},
         "ledger": {**ledger_stats, "corrupted_moved_to": str(ledger.corrupted_moved_to or "") or None},
         "queues": {"mqtt_outbox": link.outbox_depth, "ledger": ledger_stats.get("queue_depth", 0)},
-        "drops": {"mqtt_outbox": link.counters["outbox_dropped"], "rejected": flow.rejects.as_dict()},
-        "checkins": flow.stats.checkins,
-        "checkins_redelivered": flow.stats.redelivered,
-        "decisions": flow.stats.decisions,
-        "decisions_unrecorded": flow.stats.unrecorded,
+        "drops": {"mqtt_outbox": link.counters["outbox_dropped"], "rejected": g.rejects.as_dict()},
+        "checkins": stats.checkins,
+        "checkins_redelivered": stats.redelivered,
+        "decisions": g.decider.decisions,
+        "decisions_unrecorded": stats.unrecorded,
         "clock": _clock(gateway),
-        "exposures": flow.stats.exposures,
-        "acks": {"failed": flow.stats.acks_failed, "shown_at_replaced": flow.stats.shown_at_replaced},
-        "pos": gateway.pos_flow.stats.as_dict() if gateway.pos_flow is not None else None,
+        "exposures": stats.exposures,
+        "acks": {"failed": stats.acks_failed, "shown_at_replaced": stats.shown_at_replaced},
+        "pos": g.pos.stats.as_dict(),
         "last_checkin_age_s": None if last is None else round(now - last, 1),
         "last_signal_age_s": _signal_ages(gateway, None if last is None else round(now - last, 1)),
         "tokens": {
-            "accepted": flow.verifier.accepted,
-            "rejected": {str(k): v for k, v in flow.verifier.rejections.items()},
+            "accepted": g.verifier.accepted,
+            "rejected": {str(k): v for k, v in g.verifier.rejections.items()},
         },
         "displays": {
-            display: {**shown, "acks_failed": flow.stats.acks_failed_by_display[display]}
-            for display, shown in flow.board.snapshot().items()
+            display: {**shown, "acks_failed": stats.acks_failed_by_display[display]}
+            for display, shown in g.board.snapshot().items()
         },
         "sync_backlog": _sync_backlog(gateway),
         "sync": gateway.sync_health,
         "ble": _ble_health(gateway),
-        "cameras": {camera.settings.id: camera.stats() for camera in gateway.cameras} or None,
+        "cameras": {camera.settings.id: camera.stats() for camera in g.cameras} or None,
         "control": gateway.control.stats() if gateway.control is not None else None,
         "alerts": alerts(gateway, link, ledger),
     }
@@ -67,34 +68,38 @@ def health_report(gateway: Gateway) -> dict[str, Any]:
 
 def problems(gateway: Gateway) -> list[str]:
     """Health problems as 'component: detail'; empty when the broker is connected and all is well."""
-    link, ledger = gateway.link, gateway.ledger
-    if link is None or ledger is None or gateway.flow is None:
+    g = gateway.generation
+    if g is None:
         return ["gateway: not running"]
+    link = g.link
     problems = [] if link.state == "connected" else [f"mqtt: {link.state}"]
-    problems += alerts(gateway, link, ledger)
-    for camera in gateway.cameras:
+    problems += alerts(gateway, link, g.ledger)
+    for camera in g.cameras:
         state = camera.capture.stats().state
         if state == "reconnecting":
             problems.append(f"camera {camera.settings.id}: {state}")
-    if gateway.scanner is not None and gateway.scanner.stats().state not in ("scanning", "starting"):
-        problems.append(f"ble scanner: {gateway.scanner.stats().state}")
+    if g.scanner is not None and g.scanner.stats().state not in ("scanning", "starting"):
+        problems.append(f"ble scanner: {g.scanner.stats().state}")
     return problems
 
 
 def _clock(gateway: Gateway) -> dict[str, Any] | None:
     """The wall clock against the highest time this gateway has seen (edge/identity/wallclock.py)."""
     watch = gateway.wall_watch
-    if watch is None or watch.high_water_wall == float("-inf"):
+    if watch.high_water_wall == float("-inf"):
         return None
     return {"high_water": iso_utc(watch.high_water_wall), "behind_s": round(watch.behind_s(), 1)}
 
 
 def _signal_ages(gateway: Gateway, checkin: float | None) -> dict[str, float | None]:
     """Seconds since the last signal of each source this gateway has (None: none yet)."""
+    g = gateway.generation
     ages: dict[str, float | None] = {"checkin": checkin}
-    if gateway.scanner is not None:
-        ages["ble_advert"] = gateway.scanner.stats().last_advert_age_s
-    for camera in gateway.cameras:
+    if g is None:
+        return ages
+    if g.scanner is not None:
+        ages["ble_advert"] = g.scanner.stats().last_advert_age_s
+    for camera in g.cameras:
         ages[f"camera:{camera.settings.id}"] = camera.capture.stats().last_frame_age_s
     return {name: None if age is None else round(age, 2) for name, age in ages.items()}
 
@@ -106,12 +111,12 @@ def _sync_backlog(gateway: Gateway) -> int | None:
 
 
 def _ble_health(gateway: Gateway) -> dict[str, Any] | None:
-    ble_flow = gateway.ble_flow
-    if ble_flow is None:
+    g = gateway.generation
+    if g is None or g.ble is None:
         return None
-    ingest = ble_flow.ingest
+    ble_flow, ingest = g.ble, g.ble.ingest
     return {
-        "scanner": asdict(gateway.scanner.stats()) if gateway.scanner is not None else None,
+        "scanner": asdict(g.scanner.stats()) if g.scanner is not None else None,
         "adverts": dict(ingest.counters),
         "frames_rejected": dict(ingest.frame_counter),
         "presence": ingest.presence.stats(),
@@ -129,8 +134,9 @@ def alerts(gateway: Gateway, link: MqttLink, ledger: Ledger) -> list[str]:
         alerts.append(f"ledger_corrupt: the database was moved aside to {ledger.corrupted_moved_to}")
     if ledger.stats().get("disk_full"):
         alerts.append("ledger_disk_full: writes fail for want of space; check-ins wait until space is freed")
-    if gateway.ble_flow is not None and gateway.ble_flow.ingest.beacons.missing():
-        alerts.append(f"beacons_missing: {', '.join(gateway.ble_flow.ingest.beacons.missing())}")
+    ble = gateway.generation.ble if gateway.generation is not None else None
+    if ble is not None and ble.ingest.beacons.missing():
+        alerts.append(f"beacons_missing: {', '.join(ble.ingest.beacons.missing())}")
     outbox = (gateway.sync_health or {}).get("outbox", {})
     if outbox.get("dropped_total") or outbox.get("dropped"):
         alerts.append(f"sync_outbox_dropped: telemetry dropped at the disk bound ({outbox.get('dropped')})")
@@ -142,7 +148,7 @@ def alerts(gateway: Gateway, link: MqttLink, ledger: Ledger) -> list[str]:
     if gateway.control is not None:
         alerts += [f"{flag}: see control in gateway/health" for flag in sorted(gateway.control.flags)]
     watch = gateway.wall_watch
-    if watch is not None and watch.is_behind():
+    if watch.is_behind():
         alerts.append(
             f"clock_behind: the wall clock is {watch.behind_s():.0f} s behind the latest time this gateway "
             "has seen; tokens whose replay protection may have ended are refused"

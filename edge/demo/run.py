@@ -229,14 +229,19 @@ async def run_demo(
             print(f"demo: cloud profile store on {base_url} holds {len(shoppers)} shoppers", file=out)
             settings = demo_settings(workdir, public_pem, shoppers, host, port, cloud=(base_url, store_token))
             # Its exploration draws from the demo's seed too: the same seed, the same choices.
-            gateway = Gateway(settings, config_version="demo", rng=random.Random(seed))
+            gateway = Gateway(
+                settings,
+                config_version="demo",
+                rng=random.Random(seed),
+                observers=[_print_decision(out, summary)],
+            )
             gateway_task = asyncio.create_task(gateway.run(), name="gateway")
             await asyncio.wait_for(gateway.ready.wait(), timeout=10)
-            if gateway.flow is None or gateway.ledger is None or gateway.link is None:
+            parts = gateway.generation
+            if parts is None:
                 msg = "the gateway did not build"
                 raise RuntimeError(msg)
-            gateway.flow.on_decision.append(_print_decision(out, summary))
-            await asyncio.wait_for(gateway.link.connected.wait(), timeout=10)
+            await asyncio.wait_for(parts.link.connected.wait(), timeout=10)
             print(
                 f"demo: store {DEMO_STORE} on mqtt://{host}:{port}, {len(shoppers)} simulated shoppers",
                 file=out,
@@ -266,13 +271,13 @@ async def run_demo(
                 await asyncio.sleep(1.0)  # let the last acks come back
                 tasks[0].cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-            counts = await gateway.ledger.table_counts()
+            counts = await parts.ledger.table_counts()
             summary.exposure_rows = counts.get("exposures", 0)
-            summary.checkins_accepted = gateway.flow.stats.checkins
-            summary.rejected = sum(gateway.flow.rejects.counts.values())
-            if gateway.sync is not None:
-                await gateway.sync.pusher.drain()
-                summary.cloud_changes = gateway.sync.puller.stats.changes
+            summary.checkins_accepted = parts.stats.checkins
+            summary.rejected = sum(parts.rejects.counts.values())
+            if parts.sync is not None:
+                await parts.sync.pusher.drain()
+                summary.cloud_changes = parts.sync.puller.stats.changes
             summary.cloud_events = int((await cloud.stats()).get("events", 0))
             gateway.request_stop()
             await gateway_task

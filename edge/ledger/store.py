@@ -77,6 +77,7 @@ class Ledger:
         retention_days: int = 90,
         close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
         outbox_max_bytes: int | None = DEFAULT_OUTBOX_MAX_BYTES,
+        metrics: Metrics | None = None,
     ) -> None:
         if batch_max < 1 or queue_max < 1:
             raise ValueError("batch_max and queue_max must be at least 1")
@@ -100,7 +101,7 @@ class Ledger:
         self._outcomes = _Outcomes()
         self.corrupted_moved_to: Path | None = None
         # Batch commit latencies (the ledger_batch stage), handed to each writer; None: not measured.
-        self.metrics: Metrics | None = None
+        self._metrics = metrics
         self.outbox = Outbox(self._submit, self._read, clock, max_bytes=outbox_max_bytes)
         self.replica = Replica(self._submit, self._read)
         self.dead_letters = DeadLetters(self._submit, self._read)
@@ -120,8 +121,8 @@ class Ledger:
             batch_max=self._batch_max,
             batch_window_s=self._batch_window_s,
             queue_max=self._queue_max,
+            metrics=self._metrics,
         )
-        self._writer.metrics = self.metrics
         self._writer.start()
         await self.replica.reload()
         return self

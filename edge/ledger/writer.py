@@ -121,6 +121,7 @@ class BatchWriter:
         batch_max: int,
         batch_window_s: float,
         queue_max: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
         self._lock = lock
@@ -132,7 +133,7 @@ class BatchWriter:
         self._closing = False
         self._full_sync: bool | None = None  # unknown until the first batch sets it
         # The ledger_batch stage (one transaction, lock wait to COMMIT); None costs one check per batch.
-        self.metrics: Metrics | None = None
+        self.metrics = metrics
 
     @property
     def queue_depth(self) -> int:

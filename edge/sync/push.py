@@ -82,6 +82,7 @@ class Pusher:
         *,
         batch_events: int,
         batch_bytes: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self._outbox = outbox
         self._refused = refused
@@ -94,7 +95,7 @@ class Pusher:
         self._good_streak = 0
         self.stats = PushStats()
         # The sync_push stage (one batch: POST -> answer -> outbox ack); None costs one check per batch.
-        self.metrics: Metrics | None = None
+        self.metrics = metrics
 
     async def drain(self) -> int:
         """Retry the parked events that are due, then push batches until the outbox holds only parked ones.

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -30,7 +30,7 @@ from edge.sync.pull import Puller
 from edge.sync.push import Pusher
 
 if TYPE_CHECKING:
-    from edge.flow import GatewayFlow
+    from edge.control.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ class SyncService:
         consents: ConsentStore,
         profiles: ProfileCache,
         clock: Clock,
+        offers: OfferUpdater | None = None,
+        metrics: Metrics | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._settings = settings
@@ -62,6 +64,7 @@ class SyncService:
             clock,
             batch_events=settings.batch_events,
             batch_bytes=settings.batch_bytes,
+            metrics=metrics,
         )
         self.push_loop = RetryLoop(
             "push", idle_s=settings.push_interval_s, retry_max_s=settings.retry_max_s, sleep=sleep
@@ -69,7 +72,7 @@ class SyncService:
         self.pull_loop = RetryLoop(
             "pull", idle_s=settings.pull_interval_s, retry_max_s=settings.retry_max_s, sleep=sleep
         )
-        self.offers: OfferUpdater | None = None
+        self.offers = offers
         self.fetcher = ProfileFetcher(
             self.client,
             consents,
@@ -142,13 +145,24 @@ class SyncService:
         }
 
 
+class CatalogTarget(Protocol):
+    """Where merged catalogs go: the decision engine's owner (edge/flow/decider.py)."""
+
+    async def replace_catalog(self, catalog: Catalog, day_counts: list[tuple[str, str, int]]) -> None: ...
+
+
 class OfferUpdater:
     """Cloud offers and inventory into the decision engine: the latest overlay wins, one rebuild at a time."""
 
     def __init__(
-        self, flow: GatewayFlow, base: Catalog, mirror: Mirror, ledger: Ledger, day_start: Callable[[], float]
+        self,
+        target: CatalogTarget,
+        base: Catalog,
+        mirror: Mirror,
+        ledger: Ledger,
+        day_start: Callable[[], float],
     ) -> None:
-        self._flow = flow
+        self._target = target
         self._base = base
         self._mirror = mirror
         self._ledger = ledger
@@ -166,7 +180,7 @@ class OfferUpdater:
             overlay = self._mirror.overlay
             catalog = merged_catalog(self._base, overlay.offers, overlay.unavailable)
             counts = await self._ledger.offer_counts_since(self._day_start())
-            await self._flow.replace_catalog(catalog, counts)
+            await self._target.replace_catalog(catalog, counts)
             self.rebuilds += 1
 
 
@@ -180,14 +194,19 @@ async def build_sync(
     profiles: ProfileCache,
     verifier: TokenVerifier,
     eid: EidResolver | None,
-    flow: GatewayFlow,
+    catalogs: CatalogTarget,
+    base_catalog: Catalog,
+    forget_shopper: Callable[[str], None],
     clock: Clock,
     day_start: Callable[[], float],
     file_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    metrics: Metrics | None = None,
 ) -> SyncService:
     """Wire sync into the running stages, after loading what earlier pulls stored.
 
-    ``file_keys``: the token keys of identity.public_key_files the verifier started with (revocations out).
+    ``catalogs`` takes the file's catalog (``base_catalog``) merged with the cloud's offers and inventory;
+    ``forget_shopper`` is told of every erasure the cloud sends. ``file_keys``: the token keys of
+    identity.public_key_files the verifier started with (revocations out).
     """
     replica = ledger.replica
     mirror = Mirror(
@@ -206,7 +225,8 @@ async def build_sync(
         offers=snapshot.offers,
         unavailable=[offer_id for offer_id, (available, _) in snapshot.inventory.items() if not available],
     )
-    mirror.erasure_listeners.append(flow.forget_shopper)
+    mirror.erasure_listeners.append(forget_shopper)
+    offers = OfferUpdater(catalogs, base_catalog, mirror, ledger, day_start)
     service = SyncService(
         settings,
         store_id=store_id,
@@ -216,11 +236,11 @@ async def build_sync(
         consents=consents,
         profiles=profiles,
         clock=clock,
+        offers=offers,
+        metrics=metrics,
     )
-    flow.ensure_profile = service.fetcher.ensure
-    service.offers = OfferUpdater(flow, flow.engine.catalog, mirror, ledger, day_start)
-    service.offers.changed(mirror.overlay)  # what earlier pulls stored applies at once
-    mirror.offer_listeners.append(service.offers.changed)
+    offers.changed(mirror.overlay)  # what earlier pulls stored applies at once
+    mirror.offer_listeners.append(offers.changed)
     log.info(
         "cloud sync to %s: cursor %s, %d profiles, %d cloud token keys, %d tombstones",
         settings.url,

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from edge.clock import SystemClock
 from edge.config import GatewaySettings
-from edge.flow_camera import looks_like_token
+from edge.flow.camera import looks_like_token
 from edge.identity import TokenVerifier, fingerprint, load_public_keys
 from edge.identity.tokens import Rejection
 from edge.sources.camera.audience import Audience

@@ -88,6 +88,7 @@ class MqttLink:
         version: str,
         started_wall: float,
         rng: random.Random | None = None,
+        on_connect: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._client_id = client_id
@@ -107,7 +108,8 @@ class MqttLink:
         self._outbox_empty = asyncio.Event()
         self._inflight = asyncio.Semaphore(settings.inflight_max)
         self._handler_tasks: set[asyncio.Task[None]] = set()
-        self._connect_hooks: list[Callable[[], None]] = []
+        # Called after each (re)connect, once retained state is queued for republishing (the health).
+        self._on_connect = on_connect
         self._generation = 0
         self._client: aiomqtt.Client | None = None
         self._redelivered_mids: set[int] = set()
@@ -137,11 +139,6 @@ class MqttLink:
         if log_topic is not None:
             self._log_topics[pattern] = log_topic
             redact_in_client_logs(pattern, log_topic)
-
-    def add_connect_hook(self, hook: Callable[[], None]) -> None:
-        """Called on each (re)connect with ``state`` already "connected", before retained state is queued,
-        so what a hook publishes retained (the health) goes out in the first burst, telling the truth."""
-        self._connect_hooks.append(hook)
 
     # ----- publishing (never blocks, never raises) -----
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
@@ -276,8 +273,8 @@ class MqttLink:
         for pattern, _ in self._handlers:
             await client.subscribe(pattern, qos=QOS)
         self.state = "connected"
-        for hook in self._connect_hooks:
-            hook()
+        if self._on_connect is not None:
+            self._on_connect()
         self._queue_connect_state()
         self.connected.set()
         log.info("MQTT connected to %s:%d as %s", self._settings.host, self._settings.port, self._client_id)

@@ -82,10 +82,10 @@ async def test_a_full_disk_is_survived_with_a_health_flag(
         Probe(store.port, REPORTED, HEALTH) as probe,
         running_gateway(store.settings(), config_path=store.config_path) as gateway,
     ):
-        assert gateway.flow is not None and gateway.link is not None
-        flow, link = gateway.flow, gateway.link
+        assert gateway.generation is not None and gateway.generation.link is not None
+        flow, link = gateway.generation, gateway.generation.link
         await probe.publish(checkin, {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
-        await probe.wait_for(lambda: flow.stats.decisions >= 1)
+        await probe.wait_for(lambda: flow.decider.decisions >= 1)
 
         filler = _fill(small_disk)
         await probe.publish(checkin, {"v": 1, "token": store.token("p-full"), "zone": "entrance"})
@@ -105,9 +105,9 @@ async def test_a_full_disk_is_survived_with_a_health_flag(
         await probe.wait_for(lambda: len(probe.json_on(HEALTH)) > seen, timeout=5)
 
         filler.unlink()
-        decisions = flow.stats.decisions
+        decisions = flow.decider.decisions
         await probe.publish(checkin, {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
-        await probe.wait_for(lambda: flow.stats.decisions > decisions, timeout=10)
+        await probe.wait_for(lambda: flow.decider.decisions > decisions, timeout=10)
         await probe.wait_for(
             lambda: not any(a.startswith("ledger_disk_full") for a in _alerts(probe)), timeout=10
         )

@@ -478,9 +478,14 @@ async def test_ledger_writer_observes_each_committed_batch(tmp_path: Path) -> No
     async with aiosqlite.connect(tmp_path / "w.sqlite", isolation_level=None) as db:
         await db.execute("CREATE TABLE t (x INTEGER)")
         writer = BatchWriter(
-            db, asyncio.Lock(), WriterCounters(), batch_max=64, batch_window_s=0, queue_max=100
+            db,
+            asyncio.Lock(),
+            WriterCounters(),
+            batch_max=64,
+            batch_window_s=0,
+            queue_max=100,
+            metrics=metrics,
         )
-        writer.metrics = metrics
         writer.start()
 
         def insert(tx: Tx) -> int:
@@ -509,7 +514,7 @@ async def test_gateway_stages_and_health_through_the_endpoint(tmp_path: Path, mo
         store.config_path.read_text().replace("metrics_port = 0", f"metrics_port = {port}")
     )
     async with running_gateway(store.settings()) as gateway, Probe(mosquitto.port, f"{ROOT}/#") as display:
-        flow, ble_flow, ledger = gateway.flow, gateway.ble_flow, gateway.ledger
+        flow, ble_flow, ledger = gateway.generation, gateway.generation.ble, gateway.ledger
         assert flow is not None and ble_flow is not None and ledger is not None
         metrics = gateway.metrics
         assert gateway.metrics_server is not None and gateway.metrics_server.port == port
@@ -556,7 +561,7 @@ async def test_cloud_push_batches_are_observed(tmp_path: Path, mosquitto: Mosqui
         workdir.mkdir()
         store = make_store(workdir, mosquitto.port, sync=sync_section(cloud.base_url, token, workdir))
         async with running_gateway(store.settings()) as gateway, Probe(mosquitto.port, CONTENT) as display:
-            assert gateway.sync is not None and gateway.flow is not None
+            assert gateway.generation.sync is not None and gateway.generation is not None
             metrics = gateway.metrics  # wired by the daemon
             await display.publish(f"{ROOT}/checkin", store.checkin("p-full", zone="cafe"))
             await eventually(lambda: count(metrics.sync_push) >= 1)

@@ -165,8 +165,8 @@ async def test_no_push_can_steal_a_credential_or_send_a_byte(
         Probe(store.port, REPORTED) as probe,
         running_gateway(store.settings(), config_path=store.config_path) as gateway,
     ):
-        assert gateway.link is not None and gateway.control is not None
-        link, settings = gateway.link, gateway.settings
+        assert gateway.generation.link is not None and gateway.control is not None
+        link, settings = gateway.generation.link, gateway.settings
         pushes = _pushes(listener.port, secret, missing)
         for version, (what, overlay, reason, key) in enumerate(pushes, start=1):
             # One at a time, each answered before the next (a queued push would be superseded, not judged).
@@ -180,16 +180,20 @@ async def test_no_push_can_steal_a_credential_or_send_a_byte(
         # A file that exists and one that does not are refused in the same words: nothing to probe with.
         assert errors[-3] == errors[-2]
         # The gateway never moved: same settings object, same broker connection, nothing applied or pending.
-        assert gateway.settings is settings and gateway.link is link
+        assert gateway.settings is settings and gateway.generation.link is link
         assert link.state == "connected" and link.counters["disconnects"] == 0
         assert gateway.control.state.current == 0 and gateway.control.state.pending is None
-        assert gateway.control.counters["applied"] == 0 and gateway.sync is None and gateway.cameras == []
+        assert (
+            gateway.control.counters["applied"] == 0
+            and gateway.generation.sync is None
+            and gateway.generation.cameras == ()
+        )
         # ...and still takes a legitimate push (live), which also orders every earlier push before this point.
         good = len(pushes) + 1
         await probe.publish(DESIRED, control.push(good, {"presence": {"checkin_timeout_s": 60}}), retain=True)
         await probe.wait_for(lambda: len(probe.json_on(REPORTED)) >= good, timeout=10)
         assert probe.json_on(REPORTED)[-1]["status"] == "applied"
-        assert gateway.link is link
+        assert gateway.generation.link is link
         # Not one connection, not one byte reached the listener: no password, no token, no shopper id.
         assert listener.connections == 0 and bytes(listener.received) == b""
         # (the listener does record: a control connection of our own is seen)

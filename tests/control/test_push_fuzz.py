@@ -134,14 +134,14 @@ async def test_bad_pushes_are_all_refused_and_the_gateway_is_unaffected(control:
         Probe(store.port, REPORTED, f"{ROOT}/display/screen-cafe/content") as probe,
         running_gateway(store.settings(), config_path=store.config_path) as gateway,
     ):
-        assert gateway.control is not None and gateway.link is not None
+        assert gateway.control is not None and gateway.generation.link is not None
         await probe.publish(
             DESIRED, control.push(GOOD_VERSION, {"presence": {"checkin_timeout_s": 60}}), retain=True
         )
         await probe.wait_for(
             lambda: probe.json_on(REPORTED) and probe.json_on(REPORTED)[-1]["status"] == "applied"
         )
-        settings, link = gateway.settings, gateway.link
+        settings, link = gateway.settings, gateway.generation.link
         cases = _bad_pushes(control, rng)
         assert len(cases) >= 120
         families: Counter[str] = Counter()
@@ -156,7 +156,7 @@ async def test_bad_pushes_are_all_refused_and_the_gateway_is_unaffected(control:
             families[family] += 1
         assert families == Counter({"signature": 24, "schema": 42, "older": 24, "huge": 12, "noise": 18})
         # Unaffected: same settings, version, connection; nothing pending; still deciding.
-        assert gateway.settings is settings and gateway.link is link
+        assert gateway.settings is settings and gateway.generation.link is link
         assert link.counters["disconnects"] == 0
         assert gateway.config_version == str(GOOD_VERSION)
         assert gateway.control.state.pending is None

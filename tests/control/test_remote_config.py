@@ -43,9 +43,9 @@ async def test_a_good_push_is_applied_live_without_touching_the_broker_connectio
         Probe(store.port, REPORTED) as reports,
         running_gateway(store.settings(), config_path=store.config_path) as gateway,
     ):
-        link, ledger = gateway.link, gateway.ledger
-        assert gateway.flow is not None
-        engine = gateway.flow.engine
+        link, ledger = gateway.generation.link, gateway.ledger
+        assert gateway.generation is not None
+        engine = gateway.generation.decider.engine
         overlay = {
             "decisions": {"policy": {"epsilon": 0.2, "holdout_percent": 5}},
             "presence": {"checkin_timeout_s": 42},
@@ -56,11 +56,11 @@ async def test_a_good_push_is_applied_live_without_touching_the_broker_connectio
         assert report["status"] == "applied", report
         assert report["version"] == 7 and report["current"] == 7
         # live: same broker connection, same ledger, a new engine with the new policy
-        assert gateway.link is link and gateway.ledger is ledger
+        assert gateway.generation.link is link and gateway.ledger is ledger
         assert link.counters["connect_failures"] == 0 and link.counters["disconnects"] == 0
         assert gateway.settings.decisions.policy.epsilon == 0.2
-        assert gateway.flow.engine is not engine
-        assert gateway.flow.presence._timeout_s == 42
+        assert gateway.generation.decider.engine is not engine
+        assert gateway.generation.presence._timeout_s == 42
         assert logging.getLogger().level == logging.ERROR
         assert gateway.config_version == "7"
         # durable: the snapshot and the state are on disk
@@ -68,7 +68,9 @@ async def test_a_good_push_is_applied_live_without_touching_the_broker_connectio
         assert state == ControlState(current=7, pending=None, highest_seen=7)
         # a check-in is still served, by the new engine
         await reports.publish(f"{ROOT}/checkin", {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
-        await reports.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.decisions >= 1)
+        await reports.wait_for(
+            lambda: gateway.generation is not None and gateway.generation.decider.decisions >= 1
+        )
         health = gateway.health()
         assert health["control"]["current"] == 7 and health["control"]["applied"] == 1
         assert health["config_version"] == "7" and health["model_version"] == gateway.model_version
@@ -115,15 +117,17 @@ async def test_zones_and_displays_are_rebuilt_in_process_and_the_ledger_stays(
         republished = [json.loads(m) for m in probe.on(CONTENT)[cafe_before:] if m]
         assert republished and all(m["version"] == showing["version"] for m in republished)
         assert all(m["decision_id"] == showing["decision_id"] for m in republished)
-        assert gateway.flow is not None and gateway.flow.board.current("screen-cafe") is not None
-        assert gateway.flow.presence.zone_of("p-full") == "cafe"  # still checked in
-        assert gateway.flow.presence.knows_zone("deli") and not gateway.flow.presence.knows_zone("entrance")
+        assert gateway.generation is not None and gateway.generation.board.current("screen-cafe") is not None
+        assert gateway.generation.presence.zone_of("p-full") == "cafe"  # still checked in
+        assert gateway.generation.presence.knows_zone("deli") and not gateway.generation.presence.knows_zone(
+            "entrance"
+        )
         # same ledger (same file, never recreated) with the old decision; the broker link is back
         assert gateway.ledger is ledger and ledger is not None
         # (which offer it is depends on the hour and the weekday; that it is the one shown does not)
         assert showing["offer_id"] is not None
         assert await ledger.offer_counts_since(0.0) == [("p-full", showing["offer_id"], 1)]
-        assert gateway.link is not None and gateway.link.state == "connected"
+        assert gateway.generation.link is not None and gateway.generation.link.state == "connected"
         # the screen's ack of the carried-over decision still counts as an exposure
         ack = {
             "v": 1,
@@ -132,7 +136,9 @@ async def test_zones_and_displays_are_rebuilt_in_process_and_the_ledger_stays(
             "status": "shown",
         }
         await probe.publish(f"{ROOT}/display/screen-cafe/ack", ack)
-        await probe.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.exposures == 1)
+        await probe.wait_for(
+            lambda: gateway.generation is not None and gateway.generation.stats.exposures == 1
+        )
 
 
 @pytest.fixture
@@ -185,7 +191,9 @@ async def test_a_push_that_loses_the_broker_is_rolled_back(tmp_path: Path, own_b
             assert gateway.settings.displays == displays_before
             # and the gateway serves
             await reports.publish(f"{ROOT}/checkin", {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
-            await reports.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.decisions >= 1)
+            await reports.wait_for(
+                lambda: gateway.generation is not None and gateway.generation.decider.decisions >= 1
+            )
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -285,7 +293,7 @@ async def test_model_pushes_swap_live_a_broken_graph_never_runs_and_rollback_goe
         Probe(store.port, REPORTED) as reports,
         running_gateway(store.settings(), config_path=store.config_path) as gateway,
     ):
-        assert gateway.models is not None and gateway.flow is not None
+        assert gateway.models is not None and gateway.generation is not None
         shipped = gateway.model_version
         push = {"decisions": {"model": good_model.name, "manifest": good_manifest.name, "model_sha256": pin}}
         await reports.publish(DESIRED, control.push(1, push), retain=True)
@@ -313,7 +321,9 @@ async def test_model_pushes_swap_live_a_broken_graph_never_runs_and_rollback_goe
         gateway.request_model_reload()
         await reports.wait_for(lambda: gateway.model_version == shipped)
         await reports.publish(f"{ROOT}/checkin", {"v": 1, "token": store.token("p-full"), "zone": "cafe"})
-        await reports.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.decisions >= 1)
+        await reports.wait_for(
+            lambda: gateway.generation is not None and gateway.generation.decider.decisions >= 1
+        )
 
 
 async def test_a_push_that_makes_a_component_unhealthy_is_rolled_back(
@@ -332,6 +342,6 @@ async def test_a_push_that_makes_a_component_unhealthy_is_rolled_back(
         report = await _report(reports, 1, timeout=15)
         assert report["status"] == "rolled_back", report
         assert "camera cam-cafe: reconnecting" in report["error"]
-        assert gateway.settings.cameras == [] and gateway.cameras == []
-        assert gateway.link is not None and gateway.link.state == "connected"
+        assert gateway.settings.cameras == [] and gateway.generation.cameras == ()
+        assert gateway.generation.link is not None and gateway.generation.link.state == "connected"
         assert gateway.control is not None and gateway.control.state.current == 0

@@ -68,7 +68,7 @@ async def test_an_opted_in_phone_near_the_gateway_gets_the_screen(
     try:
         async with Probe(mosquitto.port, f"{ROOT}/#") as probe:
             await asyncio.wait_for(gateway.ready.wait(), 10)
-            scanner = gateway.scanner
+            scanner = gateway.generation.scanner
             assert scanner is not None
             await probe.wait_for(lambda: scanner.stats().state == "scanning")
             eid = compute_eid(KEY, 10, int(clock.now()))

@@ -109,7 +109,7 @@ async def test_walk_from_a_to_b(tmp_path: Path, mosquitto: Mosquitto, seed: int)
     rng = random.Random(seed)
     steps = 120  # 60 s of reports, 2 per second per node
     async with running(config, clock) as gateway, Probe(mosquitto.port, f"{ROOT}/#") as probe:
-        ble = gateway.ble_flow
+        ble = gateway.generation.ble
         assert ble is not None
 
         async def report(device_id: str, room: str, rssi: int) -> None:

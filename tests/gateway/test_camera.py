@@ -121,9 +121,9 @@ async def test_a_qr_code_shown_to_the_camera_checks_in_and_nothing_visual_leaves
     caplog.set_level(logging.DEBUG)
     async with Probe(mosquitto.port, "#") as everything:
         async with running_gateway(store.settings()) as gateway:
-            assert gateway.flow is not None
-            flow = gateway.flow
-            camera = gateway.cameras[0]
+            assert gateway.generation is not None
+            flow = gateway.generation
+            camera = gateway.generation.cameras[0]
             await everything.wait_for(lambda: camera.counters["qr_checkins"] == 1, timeout=15)
             await everything.wait_for(
                 lambda: any(m.get("decision_id") for m in everything.json_on(CONTENT)), timeout=5
@@ -195,7 +195,7 @@ def test_a_gateway_without_a_camera_never_loads_opencv(tmp_path: Path, mosquitto
         "pin_process()\n"
         "async def main():\n"
         "    async with running_gateway(load_settings(Path(sys.argv[1]))) as gateway:\n"
-        "        assert gateway.cameras == []\n"
+        "        assert gateway.generation.cameras == ()\n"
         "asyncio.run(main())\n"
         "loaded = sorted(name for name in sys.modules if name == 'cv2' or name.startswith('cv2.'))\n"
         "assert not loaded, loaded\n"

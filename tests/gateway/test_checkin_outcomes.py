@@ -84,7 +84,7 @@ async def test_a_redelivered_checkin_is_counted_apart_from_a_replay_and_changes_
     store: StoreKit, mosquitto: Mosquitto
 ) -> None:
     async with running_gateway(store.settings()) as gateway, Probe(mosquitto.port, RESULTS) as app:
-        flow = gateway.flow
+        flow = gateway.generation
         assert flow is not None and gateway.ledger is not None
         payload = body(store, reply_to="app-9")
         await app.publish(f"{ROOT}/checkin", payload)
@@ -93,8 +93,8 @@ async def test_a_redelivered_checkin_is_counted_apart_from_a_replay_and_changes_
 
         # The broker's second delivery of the very same message (its DUP flag set), as after a crash
         # between the commit and the ack: accepted again, counted as redelivered, nothing decided twice.
-        again = Inbound(f"{ROOT}/checkin", payload, False, flow.clock.monotonic(), redelivered=True)
-        await flow.on_checkin(again)
+        again = Inbound(f"{ROOT}/checkin", payload, False, gateway.clock.monotonic(), redelivered=True)
+        await flow.checkins.on_checkin(again)
         health = gateway.health()
         assert health["checkins_redelivered"] == 1
         assert health["checkins"] == 1
@@ -104,7 +104,7 @@ async def test_a_redelivered_checkin_is_counted_apart_from_a_replay_and_changes_
         assert [r["status"] for r in results(app, "app-9")] == ["accepted", "accepted"]
 
         # Without the DUP flag the same bytes are a replay.
-        await flow.on_checkin(Inbound(f"{ROOT}/checkin", payload, False, flow.clock.monotonic()))
+        await flow.checkins.on_checkin(Inbound(f"{ROOT}/checkin", payload, False, gateway.clock.monotonic()))
         assert gateway.health()["drops"]["rejected"]["checkin.replayed"] == 1
         assert gateway.health()["checkins_redelivered"] == 1
 
@@ -171,7 +171,7 @@ async def test_a_clock_stepping_back_after_a_purge_cannot_make_a_used_token_new_
         assert any(alert.startswith("clock_behind:") for alert in health["alerts"])
         assert health["clock"]["behind_s"] >= 3599
         assert health["checkins"] == 1
-        versions_behind = gateway.flow.board.version("screen-cafe") if gateway.flow else 0
+        versions_behind = gateway.generation.board.version("screen-cafe") if gateway.generation else 0
 
     # A restart with the clock still behind: the floor comes back from the ledger, not from memory.
     async with running_gateway(store.settings(), clock=clock) as gateway, Probe(mosquitto.port) as app:
@@ -179,9 +179,9 @@ async def test_a_clock_stepping_back_after_a_purge_cannot_make_a_used_token_new_
         await _refused(gateway, "checkin.clock_behind", 1)
         assert any(alert.startswith("clock_behind:") for alert in gateway.health()["alerts"])
         # Screens' versions stay above what they hold, or players would ignore new content.
-        assert gateway.flow is not None
-        assert gateway.flow.board.version("screen-cafe") > versions_behind
-        assert gateway.flow.board.version("screen-cafe") >= int(purged_at * 1000)
+        assert gateway.generation is not None
+        assert gateway.generation.board.version("screen-cafe") > versions_behind
+        assert gateway.generation.board.version("screen-cafe") >= int(purged_at * 1000)
 
 
 async def _accepted(gateway: Gateway, count: int) -> None:

@@ -56,8 +56,8 @@ async def test_start_with_304_displays_is_quiet_and_every_manifest_is_retained(
             Probe(mosquitto.port, f"{ROOT}/display/+/content") as screens,
         ):
             await screens.wait_for(lambda: len({topic for topic, _, _ in screens.messages}) == DISPLAYS, 15)
-            assert gateway.link is not None
-            assert gateway.link.counters["handler_errors"] == 0
+            assert gateway.generation.link is not None
+            assert gateway.generation.link.counters["handler_errors"] == 0
     manifests = {topic: json.loads(payload) for topic, payload, _ in screens.messages}
     assert all(m["fallback"] is True and m["display"] in topic for topic, m in manifests.items())
     noisy = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -85,7 +85,7 @@ async def test_clearing_a_retained_availability_is_a_removal_not_a_bad_state(
 ) -> None:
     availability = f"{ROOT}/display/screen-cafe/availability"
     async with running_gateway(store.settings()) as gateway, Probe(mosquitto.port) as installer:
-        flow = gateway.flow
+        flow = gateway.generation
         assert flow is not None
 
         def online() -> bool:
@@ -115,8 +115,8 @@ async def test_failed_acks_and_ack_bounds_show_in_health_and_metrics(
     )
     ack_topic = f"{ROOT}/display/screen-cafe/ack"
     async with running_gateway(store.settings()) as gateway, Probe(mosquitto.port, CONTENT) as screen:
-        flow = gateway.flow
-        assert flow is not None and gateway.link is not None
+        flow = gateway.generation
+        assert flow is not None and gateway.generation.link is not None
 
         def personal() -> list[dict[str, object]]:
             return [m for m in screen.json_on(CONTENT) if m.get("decision_id")]
@@ -133,7 +133,7 @@ async def test_failed_acks_and_ack_bounds_show_in_health_and_metrics(
         await screen.publish(ack_topic, {**ack, "status": "shown", "shown_at": "9999-12-31T23:59:59Z"})
         await screen.wait_for(lambda: flow.stats.exposures == 1 and flow.stats.acks_failed == 2)
         await screen.wait_for(lambda: flow.rejects.counts[("ack", "bad_version")] == 1)
-        assert gateway.link.counters["handler_errors"] == 0
+        assert gateway.generation.link.counters["handler_errors"] == 0
         health = gateway.health()
         assert health["acks"] == {"failed": 2, "shown_at_replaced": 1}
         assert health["displays"]["screen-cafe"]["acks_failed"] == 2
@@ -165,7 +165,7 @@ async def test_no_log_line_names_an_anonymous_device_and_warnings_are_bounded(
     oversized = b'{"rssi": -60, "pad": "' + b"x" * 20_000 + b'"}'
     with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="mqtt"):
         async with running_gateway(settings, clock=clock) as gateway, Probe(mosquitto.port) as node:
-            flow, link, ble = gateway.flow, gateway.link, gateway.ble_flow
+            flow, link, ble = gateway.generation, gateway.generation.link, gateway.generation.ble
             assert flow is not None and link is not None and ble is not None
             for round_ in range(2):
                 for mac in MACS:

@@ -64,13 +64,15 @@ async def test_checkin_to_manifest_to_ack_to_exposure(store: StoreKit, mosquitto
             "status": "shown",
         }
         await display.publish(f"{ROOT}/display/screen-cafe/ack", ack)
-        await display.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.exposures == 1)
+        await display.wait_for(
+            lambda: gateway.generation is not None and gateway.generation.stats.exposures == 1
+        )
         assert gateway.ledger is not None
         exposures = await gateway.ledger.exposures()
         assert [e["decision_id"] for e in exposures] == [manifest["decision_id"]]
         # the same ack again is stored once
         await display.publish(f"{ROOT}/display/screen-cafe/ack", ack)
-        await display.wait_for(lambda: gateway.flow.rejects.counts[("ack", "duplicate")] == 1)
+        await display.wait_for(lambda: gateway.generation.rejects.counts[("ack", "duplicate")] == 1)
     db = store.workdir / "ledger.sqlite"
     assert _rows(db, "select count(*) from exposures") == [(1,)]
     decision = _rows(
@@ -80,10 +82,12 @@ async def test_checkin_to_manifest_to_ack_to_exposure(store: StoreKit, mosquitto
 
 
 async def test_measurement_and_personalization_consents(store: StoreKit, mosquitto: Mosquitto) -> None:
-    async with running(store) as gateway, Probe(mosquitto.port, f"{ROOT}/display/#") as display:
-        decisions = []
-        assert gateway.flow is not None
-        gateway.flow.on_decision.append(decisions.append)
+    decisions: list = []
+    async with (
+        running_gateway(store.settings(), observers=[decisions.append]) as gateway,
+        Probe(mosquitto.port, f"{ROOT}/display/#") as display,
+    ):
+        assert gateway.generation is not None
         await display.publish(f"{ROOT}/checkin", store.checkin("p-nomeasure", zone="cafe"))
         await display.wait_for(lambda: len(decisions) == 1)
         await display.publish(f"{ROOT}/checkin", store.checkin("p-anon", zone="entrance"))
@@ -112,23 +116,23 @@ async def test_bad_tokens_are_refused_and_counted(store: StoreKit, mosquitto: Mo
         "malformed": json.dumps({"v": 1, "token": "not.a.jwt", "zone": "cafe"}).encode(),
     }
     async with running(store) as gateway, Probe(mosquitto.port, f"{ROOT}/display/#") as display:
-        assert gateway.flow is not None
+        assert gateway.generation is not None
         await display.publish(f"{ROOT}/checkin", replayed)
-        await display.wait_for(lambda: gateway.flow.stats.checkins == 1)
+        await display.wait_for(lambda: gateway.generation.stats.checkins == 1)
         await display.publish(f"{ROOT}/checkin", replayed)
         for payload in cases.values():
             await display.publish(f"{ROOT}/checkin", payload)
-        await display.wait_for(lambda: sum(gateway.flow.rejects.counts.values()) == len(cases) + 1)
-        counts = gateway.flow.rejects.as_dict()
+        await display.wait_for(lambda: sum(gateway.generation.rejects.counts.values()) == len(cases) + 1)
+        counts = gateway.generation.rejects.as_dict()
         for reason in [*cases, "replayed"]:
             assert counts.get(f"checkin.{reason}") == 1, (reason, counts)
-        assert gateway.flow.stats.checkins == 1
-        assert gateway.flow.stats.decisions == 1
+        assert gateway.generation.stats.checkins == 1
+        assert gateway.generation.decider.decisions == 1
     # the replay cache is durable: the same token is refused after a restart too
     async with running(store) as gateway, Probe(mosquitto.port) as client:
-        assert gateway.flow is not None
+        assert gateway.generation is not None
         await client.publish(f"{ROOT}/checkin", replayed)
-        await client.wait_for(lambda: gateway.flow.rejects.counts[("checkin", "replayed")] == 1)
+        await client.wait_for(lambda: gateway.generation.rejects.counts[("checkin", "replayed")] == 1)
 
 
 BAD_PAYLOADS = [b"", b"\xff\xfe\xfd", b"{", b"[]", b"null", b'{"v": 2}', b'{"token": 5}', b"x" * 40_000]
@@ -144,7 +148,7 @@ async def test_junk_on_every_inbound_topic_is_counted_and_harmless(
         f"{ROOT}/display/no-such-screen/ack",
     ]
     async with running(store) as gateway, Probe(mosquitto.port, f"{ROOT}/display/#") as display:
-        assert gateway.flow is not None and gateway.link is not None
+        assert gateway.generation is not None and gateway.generation.link is not None
         for topic in topics:
             for payload in BAD_PAYLOADS:
                 await display.publish(topic, payload)
@@ -152,15 +156,18 @@ async def test_junk_on_every_inbound_topic_is_counted_and_harmless(
         expected = len(topics) * len(BAD_PAYLOADS) - 1
 
         def counted() -> int:
-            return sum(gateway.flow.rejects.counts.values()) + gateway.link.counters["oversized"]
+            return (
+                sum(gateway.generation.rejects.counts.values())
+                + gateway.generation.link.counters["oversized"]
+            )
 
         await display.wait_for(lambda: counted() == expected)
-        assert gateway.link.counters["handler_errors"] == 0
-        assert gateway.link.counters["oversized"] == len(topics)
+        assert gateway.generation.link.counters["handler_errors"] == 0
+        assert gateway.generation.link.counters["oversized"] == len(topics)
         # the empty availability took the screen offline (removed) until it says it is back
-        assert gateway.flow.board.snapshot()["screen-cafe"]["online"] is False
+        assert gateway.generation.board.snapshot()["screen-cafe"]["online"] is False
         await display.publish(f"{ROOT}/display/screen-cafe/availability", "online")
-        await display.wait_for(lambda: gateway.flow.board.snapshot()["screen-cafe"]["online"])
+        await display.wait_for(lambda: gateway.generation.board.snapshot()["screen-cafe"]["online"])
         # and the gateway still serves
         await display.publish(f"{ROOT}/checkin", store.checkin("p-full"))
         await display.wait_for(lambda: _personal(display.json_on(CONTENT)))
@@ -180,8 +187,8 @@ async def test_broker_restart_republishes_status_and_manifests(tmp_path: Path) -
             broker.kill()
             await asyncio.sleep(0.5)
             broker.start()  # a broker without persistence: every retained message is gone
-            assert gateway.link is not None
-            await asyncio.wait_for(gateway.link.connected.wait(), 10)
+            assert gateway.generation.link is not None
+            await asyncio.wait_for(gateway.generation.link.connected.wait(), 10)
             async with Probe(broker.port, f"{ROOT}/#") as late:
                 await late.wait_for(lambda: late.json_on(CONTENT) and late.json_on(f"{ROOT}/gateway/status"))
                 assert late.json_on(CONTENT)[-1]["decision_id"] == shown["decision_id"]
@@ -190,7 +197,9 @@ async def test_broker_restart_republishes_status_and_manifests(tmp_path: Path) -
             # resubscribed: check-ins work again
             async with Probe(broker.port) as phone:
                 await phone.publish(f"{ROOT}/checkin", store.checkin("p-nomeasure", zone="entrance"))
-                await phone.wait_for(lambda: gateway.flow is not None and gateway.flow.stats.checkins == 2)
+                await phone.wait_for(
+                    lambda: gateway.generation is not None and gateway.generation.stats.checkins == 2
+                )
     finally:
         broker.stop()
 
@@ -207,7 +216,7 @@ async def test_a_corrupt_ledger_is_moved_aside_loudly_and_service_goes_on(
         assert health["alerts"][0].startswith("ledger_corrupt")
         await display.publish(f"{ROOT}/checkin", store.checkin("p-full"))
         await display.wait_for(lambda: _personal(display.json_on(CONTENT)))
-        assert gateway.flow is not None
+        assert gateway.generation is not None
     moved = list(store.workdir.glob("ledger.sqlite.corrupt-*"))
     assert len(moved) == 1
     assert moved[0].read_bytes().startswith(b"this is not a database")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.daemon import Gateway
-from edge.flow import GatewayFlow
-from edge.flow_pos import PosFlow, sale_event_id
+from edge.flow.pos import PosFlow, sale_event_id
+from edge.generation import Generation
 from edge.identity import fingerprint, generate_keypair
 from edge.ledger import Ledger
 from edge.transport.topics import Topics
@@ -75,11 +75,11 @@ async def store_with_cloud(
             yield cloud, store, gateway
 
 
-def parts(gateway: Gateway) -> tuple[GatewayFlow, PosFlow, Ledger]:
-    assert gateway.flow is not None
-    assert gateway.pos_flow is not None
+def parts(gateway: Gateway) -> tuple[Generation, PosFlow, Ledger]:
+    assert gateway.generation is not None
+    assert gateway.generation.pos is not None
     assert gateway.ledger is not None
-    return gateway.flow, gateway.pos_flow, gateway.ledger
+    return gateway.generation, gateway.generation.pos, gateway.ledger
 
 
 async def conversions(cloud: ProfileStoreKit) -> list[dict[str, Any]]:
@@ -257,8 +257,8 @@ async def test_junk_is_counted_queues_nothing_and_check_ins_go_on(
         await display.publish(f"{ROOT}/checkin", store.checkin("p-full", zone="cafe"))
         await display.wait_for(lambda: [m for m in display.json_on(CONTENT) if m.get("decision_id")])
         assert flow.stats.checkins == 1
-        assert gateway.link is not None
-        assert gateway.link.counters["handler_errors"] == 0
+        assert gateway.generation.link is not None
+        assert gateway.generation.link.counters["handler_errors"] == 0
 
 
 async def test_without_cloud_sync_sales_are_counted_and_nothing_is_queued(

@@ -68,8 +68,8 @@ def _personal(messages: list[dict]) -> list[dict]:
 
 
 def _sync(gateway: Gateway) -> SyncService:
-    assert gateway.sync is not None
-    return gateway.sync
+    assert gateway.generation.sync is not None
+    return gateway.generation.sync
 
 
 async def _first_pull(gateway: Gateway) -> tuple[SyncService, Ledger]:
@@ -99,8 +99,8 @@ async def test_profiles_and_consents_arrive_events_go_up_once(tmp_path: Path, mo
             running_gateway(store.settings()) as gateway,
             Probe(mosquitto.port, f"{ROOT}/#") as display,
         ):
-            assert gateway.flow is not None
-            flow = gateway.flow
+            assert gateway.generation is not None
+            flow = gateway.generation
             await eventually(lambda: flow.consents.has("p-cloud", Purpose.PERSONALIZATION))
             assert flow.profiles.get("p-cloud") == {"affinity": {"coffee": 0.95}, "visits": 4}
 
@@ -162,8 +162,8 @@ async def test_cache_miss_fetches_the_profile_and_a_slow_cloud_never_holds_the_s
         await eventually(lambda: sync.puller.stats.pages >= 1)
         await cloud.put_shopper("p-new", {"affinity": {"coffee": 0.9}})
         await cloud.put_consent("p-new", "personalization", True)
-        assert gateway.flow is not None
-        flow = gateway.flow
+        assert gateway.generation is not None
+        flow = gateway.generation
         async with Probe(mosquitto.port, f"{ROOT}/#") as display:
             await display.publish(f"{ROOT}/checkin", store.checkin("p-new", zone="cafe"))
             await display.wait_for(lambda: _personal(display.json_on(CONTENT)))
@@ -231,7 +231,7 @@ async def test_malformed_answers_are_survived(tmp_path: Path, mosquitto: Mosquit
         cloud.faults.reset()
 
         await until(lambda: _drained(ledger))
-        await eventually(lambda: gateway.flow is not None and "p-during" in gateway.flow.profiles)
+        await eventually(lambda: gateway.generation is not None and "p-during" in gateway.generation.profiles)
         received = [event["id"] for event in await cloud.events(STORE)]
         assert [i for i in received if i in set(ids)] == ids
         assert len(received) == len(set(received))
@@ -242,8 +242,8 @@ async def test_keys_offers_and_inventory_from_the_cloud_apply_live(
 ) -> None:
     async with cloud_and_gateway(tmp_path, mosquitto) as (cloud, store, gateway):
         sync = _sync(gateway)
-        assert gateway.flow is not None
-        flow = gateway.flow
+        assert gateway.generation is not None
+        flow = gateway.generation
         await eventually(lambda: sync.puller.stats.pages >= 1)
         # A token key the store has never seen, pushed by the cloud: its tokens are accepted at once.
         private_pem, public_pem = generate_keypair()
@@ -271,13 +271,15 @@ async def test_keys_offers_and_inventory_from_the_cloud_apply_live(
             "zones": ["cafe"],
         }
         await cloud.put_offer(offer)
-        await eventually(lambda: "cloud-espresso" in flow.engine.offer_ids)
-        active = {o.id: o.active for o in flow.engine.catalog.offers}
+        await eventually(lambda: "cloud-espresso" in flow.decider.engine.offer_ids)
+        active = {o.id: o.active for o in flow.decider.engine.catalog.offers}
         assert active["cloud-espresso"] is True
         await cloud.put_inventory("cloud-espresso", False, 0)
-        await eventually(lambda: not {o.id: o.active for o in flow.engine.catalog.offers}["cloud-espresso"])
+        await eventually(
+            lambda: not {o.id: o.active for o in flow.decider.engine.catalog.offers}["cloud-espresso"]
+        )
         await cloud.delete_offer("cloud-espresso")
-        await eventually(lambda: "cloud-espresso" not in flow.engine.offer_ids)
+        await eventually(lambda: "cloud-espresso" not in flow.decider.engine.offer_ids)
 
 
 async def test_disk_bound_drops_telemetry_first_and_keeps_privacy(
@@ -360,8 +362,8 @@ async def test_a_cloud_restored_from_elsewhere_resets_the_cursor(
 ) -> None:
     async with cloud_and_gateway(tmp_path, mosquitto) as (cloud, store, gateway):
         sync = _sync(gateway)
-        assert gateway.flow is not None
-        flow = gateway.flow
+        assert gateway.generation is not None
+        flow = gateway.generation
         await cloud.put_shopper("p-old", {"visits": 1})
         await eventually(lambda: "p-old" in flow.profiles)
         # The cloud comes back on another database (a restore, a migration): our cursor means nothing there.

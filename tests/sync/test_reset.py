@@ -62,12 +62,16 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
         with store.config_path.open("a") as config:
             config.write("\n[ble.espresense]\nenabled = true\n")  # an EID resolver, without a radio
         async with running_gateway(store.settings()) as gateway:
-            assert gateway.flow is not None and gateway.sync is not None and gateway.ble_flow is not None
-            flow, sync, ledger = gateway.flow, gateway.sync, gateway.ledger
+            assert (
+                gateway.generation is not None
+                and gateway.generation.sync is not None
+                and gateway.generation.ble is not None
+            )
+            flow, sync, ledger = gateway.generation, gateway.generation.sync, gateway.ledger
             assert ledger is not None
-            resolver = gateway.ble_flow.ingest.resolver
+            resolver = gateway.generation.ble.ingest.resolver
             await eventually(
-                lambda: "offer-old" in flow.engine.offer_ids and _sees(resolver, "p-gone", GONE_KEY)
+                lambda: "offer-old" in flow.decider.engine.offer_ids and _sees(resolver, "p-gone", GONE_KEY)
             )
             assert "kid-old" in flow.verifier.key_ids and flow.consents.has("p-gone", Purpose.PERSONALIZATION)
             file_kids = flow.verifier.key_ids - {"kid-old"}
@@ -116,8 +120,8 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
                 assert not _sees(resolver, "p-gone", GONE_KEY) and _sees(resolver, "p-new", NEW_KEY)
                 assert resolver.stats()["keys"] == 1
                 assert flow.verifier.key_ids == file_kids | {"kid-new"}
-                await eventually(lambda: "offer-new" in flow.engine.offer_ids)
-                assert "offer-old" not in flow.engine.offer_ids
+                await eventually(lambda: "offer-new" in flow.decider.engine.offer_ids)
+                assert "offer-old" not in flow.decider.engine.offer_ids
 
                 # The local events, the queued consent among them, reach the new cloud once each.
                 await until(lambda: _drained(ledger))

@@ -23,8 +23,8 @@ from tests.sync.test_gateway_sync import _token_with, eventually
 
 async def _checkin(probe: Probe, store: StoreKit, gateway: Gateway, private_pem: bytes, kid: str) -> str:
     """Publish a check-in signed by ``private_pem`` as ``kid``; 'accepted' or the rejection reason."""
-    assert gateway.flow is not None
-    flow = gateway.flow
+    assert gateway.generation is not None
+    flow = gateway.generation
     accepted, rejected = flow.verifier.accepted, sum(flow.verifier.rejections.values())
     token = _token_with(private_pem, kid, store.token("p-full"))
     await probe.publish(f"{ROOT}/checkin", {"v": 1, "token": token, "zone": "cafe"})
@@ -55,15 +55,15 @@ async def test_a_revoked_file_key_stays_revoked_across_pushes_rebuilds_and_resta
             Probe(store.port, REPORTED) as probe,
             running_gateway(store.settings(), config_path=store.config_path) as gateway,
         ):
-            assert gateway.flow is not None
+            assert gateway.generation is not None
             await eventually(
-                lambda: gateway.flow is not None and "kid-other" in gateway.flow.verifier.key_ids
+                lambda: gateway.generation is not None and "kid-other" in gateway.generation.verifier.key_ids
             )
             assert await _checkin(probe, store, gateway, store.private_pem, file_kid) == "accepted"
             # The cloud revokes the key of the store's own key file.
             await cloud.delete_token_key(file_kid)
             await eventually(
-                lambda: gateway.flow is not None and file_kid not in gateway.flow.verifier.key_ids
+                lambda: gateway.generation is not None and file_kid not in gateway.generation.verifier.key_ids
             )
             assert (
                 await _checkin(probe, store, gateway, store.private_pem, file_kid) == RejectReason.UNKNOWN_KEY
@@ -75,8 +75,8 @@ async def test_a_revoked_file_key_stays_revoked_across_pushes_rebuilds_and_resta
             await probe.publish(DESIRED, control.push(1, {"zones": zones, "displays": displays}), retain=True)
             await probe.wait_for(lambda: len(probe.json_on(REPORTED)) >= 1, timeout=15)
             assert probe.json_on(REPORTED)[0]["status"] == "applied", probe.json_on(REPORTED)
-            assert gateway.flow.presence.knows_zone("deli")  # it was rebuilt
-            assert file_kid not in gateway.flow.verifier.key_ids
+            assert gateway.generation.presence.knows_zone("deli")  # it was rebuilt
+            assert file_kid not in gateway.generation.verifier.key_ids
             assert (
                 await _checkin(probe, store, gateway, store.private_pem, file_kid) == RejectReason.UNKNOWN_KEY
             )
@@ -88,7 +88,7 @@ async def test_a_revoked_file_key_stays_revoked_across_pushes_rebuilds_and_resta
             )
             await probe.wait_for(lambda: len(probe.json_on(REPORTED)) >= 2, timeout=15)
             assert probe.json_on(REPORTED)[1]["status"] == "applied"
-            assert file_kid not in gateway.flow.verifier.key_ids
+            assert file_kid not in gateway.generation.verifier.key_ids
 
         # (b) A restart over the same ledger, with the cloud away: the revocation comes from the ledger alone.
         await cloud.stop()
@@ -96,9 +96,9 @@ async def test_a_revoked_file_key_stays_revoked_across_pushes_rebuilds_and_resta
             Probe(store.port, REPORTED) as probe,
             running_gateway(store.settings(), config_path=store.config_path) as gateway,
         ):
-            assert gateway.flow is not None
-            assert file_kid not in gateway.flow.verifier.key_ids
-            assert "kid-other" in gateway.flow.verifier.key_ids
+            assert gateway.generation is not None
+            assert file_kid not in gateway.generation.verifier.key_ids
+            assert "kid-other" in gateway.generation.verifier.key_ids
             assert (
                 await _checkin(probe, store, gateway, store.private_pem, file_kid) == RejectReason.UNKNOWN_KEY
             )
@@ -106,5 +106,7 @@ async def test_a_revoked_file_key_stays_revoked_across_pushes_rebuilds_and_resta
             # The cloud trusts the kid again: that, and only that, lifts the revocation.
             await cloud.start()
             await cloud.put_token_key(file_kid, (workdir / "token-public.pem").read_text())
-            await eventually(lambda: gateway.flow is not None and file_kid in gateway.flow.verifier.key_ids)
+            await eventually(
+                lambda: gateway.generation is not None and file_kid in gateway.generation.verifier.key_ids
+            )
             assert await _checkin(probe, store, gateway, store.private_pem, file_kid) == "accepted"

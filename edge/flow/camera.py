@@ -12,12 +12,14 @@ import asyncio
 import logging
 import re
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
 from edge.clock import Clock
-from edge.flow import ACCEPTED, GatewayFlow
+from edge.flow.checkin import ACCEPTED, Accepted, Refused
+from edge.flow.zones import ZoneCounts
 from edge.sources.camera.audience import Audience, AudienceState
 from edge.sources.camera.capture import CameraCapture, Frame
 from edge.sources.camera.masks import MaskSet
@@ -44,13 +46,24 @@ class Analysis:
     audience: AudienceState | None
 
 
+# (token, zone, source, seen at (monotonic), origin) -> the check-in's outcome: CheckinFlow.checkin.
+CheckinFn = Callable[[str, str, str, float, str], Awaitable[Accepted | Refused]]
+
+
 class CameraFlow:
     """One camera: capture thread -> analysis thread -> check-ins and counts on the event loop."""
 
     def __init__(
-        self, flow: GatewayFlow, settings: CameraSettings, clock: Clock, capture: CameraCapture
+        self,
+        settings: CameraSettings,
+        clock: Clock,
+        capture: CameraCapture,
+        *,
+        checkin: CheckinFn,
+        counts: ZoneCounts,
     ) -> None:
-        self.flow = flow
+        self._checkin = checkin
+        self._counts = counts
         self.settings = settings
         self.clock = clock
         self.capture = capture
@@ -65,12 +78,7 @@ class CameraFlow:
         self._state: AudienceState | None = None
         self.counters: Counter[str] = Counter()
 
-    # ----- what the flow reads -----
-    def audience(self, zone: str) -> tuple[int, float | None] | None:
-        if zone != self.settings.zone or self._state is None:
-            return None
-        return self._state.people, _mean_dwell(self._state)
-
+    # ----- what health reads -----
     def stats(self) -> dict[str, Any]:
         state = self._state
         return {
@@ -134,10 +142,8 @@ class CameraFlow:
 
     async def _deliver(self, analysis: Analysis) -> None:
         if analysis.audience is not None:
-            before = self._state.people if self._state is not None else None
-            self._state = analysis.audience
-            if analysis.audience.people != before:
-                self.flow.audience_changed(self.settings.zone)
+            self._state = state = analysis.audience
+            self._counts.camera(self.settings.id, self.settings.zone, state.people, _mean_dwell(state))
         for text in analysis.texts or ():
             await self._qr_text(text, analysis.mono)
 
@@ -152,7 +158,7 @@ class CameraFlow:
             return
         origin = f"camera/{self.settings.id}"
         try:
-            outcome = await self.flow.checkin(text, self.settings.zone, "qr", seen_mono, origin)
+            outcome = await self._checkin(text, self.settings.zone, "qr", seen_mono, origin)
         except RetryLater:
             # The ledger could not make it durable: let the next sighting of the code try again.
             self._dedupe.forget(text)

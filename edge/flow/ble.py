@@ -13,12 +13,13 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from edge.events import Advert, PresenceChanged, Purpose
-from edge.flow import GatewayFlow
+from edge.flow.floor import Floor
+from edge.identity import ConsentStore
 from edge.presence.ingest import BleIngest
 from edge.sources.espresense import Anonymous, loggable_topic, parse_report
-from edge.sources.payloads import Rejected
+from edge.sources.payloads import RejectCounter, Rejected
 from edge.sources.rejections import Kind
-from edge.transport.mqtt import Inbound
+from edge.transport.mqtt import Inbound, MqttLink
 
 if TYPE_CHECKING:
     from edge.control.metrics import Metrics
@@ -27,29 +28,32 @@ log = logging.getLogger(__name__)
 
 
 class BleFlow:
-    """Feeds ``GatewayFlow`` from BLE; owns the consumption of the scanner's advert queue."""
+    """Feeds the floor from BLE; owns the consumption of the scanner's advert queue."""
 
     def __init__(
         self,
-        flow: GatewayFlow,
         ingest: BleIngest,
         *,
+        floor: Floor,
+        consents: ConsentStore,
+        rejects: RejectCounter,
         espresense_prefix: str = "espresense",
         espresense_rooms: Mapping[str, str] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.flow = flow
         self.ingest = ingest
+        self._floor = floor
+        self._rejects = rejects
         self._prefix = espresense_prefix
         self._rooms = dict(espresense_rooms or {})
         self.counters: Counter[str] = Counter()
         # The ble_advert stage (one advert through parse -> resolve -> presence); None costs one check each.
-        self.metrics: Metrics | None = None
-        flow.presence_sources.append(ingest.presence)
-        flow.consents.subscribe(self._consent_changed)
+        self._metrics = metrics
+        consents.subscribe(self._consent_changed)
 
-    def register_espresense(self) -> None:
+    def register_espresense(self, link: MqttLink) -> None:
         # A device id in these topics can be a phone's address: the link's own log lines redact it too.
-        self.flow.link.on(f"{self._prefix}/devices/+/+", self.on_espresense, log_topic=self._loggable)
+        link.on(f"{self._prefix}/devices/+/+", self.on_espresense, log_topic=self._loggable)
 
     def _loggable(self, topic: str) -> str:
         return loggable_topic(topic, self._prefix, self._rooms)
@@ -59,7 +63,7 @@ class BleFlow:
         ingest = self.ingest.advert
         while True:
             advert = await adverts.get()
-            metrics = self.metrics
+            metrics = self._metrics
             if metrics is None:
                 changes = ingest(advert)
             else:
@@ -75,12 +79,12 @@ class BleFlow:
             self.ingest.counters["anonymous"] += 1  # somebody's phone: counted, never kept
             return
         if isinstance(report, Rejected):
-            self.flow.rejects.reject(Kind.ESPRESENSE, report.reason, self._loggable(message.topic))
+            self._rejects.reject(Kind.ESPRESENSE, report.reason, self._loggable(message.topic))
             return
         if report.room not in self._rooms:
             self.counters["unmapped_room"] += 1
             return
-        metrics = self.metrics
+        metrics = self._metrics
         started = perf_counter() if metrics is not None else 0.0
         changes = self.ingest.remote(report, f"espresense:{report.room}", message.received_mono)
         if metrics is not None:
@@ -96,11 +100,11 @@ class BleFlow:
             await self.apply(changes)
 
     async def apply(self, changes: list[PresenceChanged]) -> None:
-        self.flow.presence_changed(changes)
+        self._floor.changed(changes)
         for change in changes:
             self.counters[change.kind] += 1
             if change.kind == "enter":
-                await self.flow.serve(change.zone, change.shopper_id)
+                await self._floor.serve(change.zone, change.shopper_id)
 
     def scanner_zones(self, local_scanner: str | None, local_zone: str | None) -> dict[str, str]:
         zones = {f"espresense:{room}": zone for room, zone in self._rooms.items()}
@@ -111,4 +115,4 @@ class BleFlow:
     def _consent_changed(self, shopper_id: str, purpose: Purpose, granted: bool) -> None:
         if purpose is Purpose.PRESENCE_BLE and not granted:
             # The resolver dropped their EIDs already; their presence ends now, not at the timeout.
-            self.flow.presence_changed(self.ingest.presence.forget(shopper_id))
+            self._floor.changed(self.ingest.presence.forget(shopper_id))

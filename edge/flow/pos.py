@@ -1,4 +1,4 @@
-"""POS sales into the gateway's flow: ``pos/{lane}/transaction`` -> one ``conversion`` event in the outbox.
+"""POS sales: ``pos/{lane}/transaction`` -> one ``conversion`` event in the outbox.
 
 A sale is never lost for want of a shopper: a missing, refused or replayed token makes it anonymous, and the
 shopper's id is attached only with their ``measurement`` consent. Neither the token nor anything derived
@@ -13,15 +13,17 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
+from edge.clock import Clock
 from edge.events import Purpose
-from edge.flow import GatewayFlow
-from edge.identity import Claim, Rejection
-from edge.ledger import WRITE_ERRORS
+from edge.flow.checkin import EnsureProfile
+from edge.identity import Claim, ConsentStore, Rejection, ReplayGuard, TokenVerifier
+from edge.ledger import WRITE_ERRORS, Ledger
 from edge.ledger.outbox import event_id_for
-from edge.sources.payloads import Rejected, TransactionMessage, is_id, parse_transaction
+from edge.sources.payloads import RejectCounter, Rejected, TransactionMessage, is_id, parse_transaction
 from edge.sources.rejections import Kind, PosReject
 from edge.sync.wire import EventClass
-from edge.transport.mqtt import Inbound, RetryLater
+from edge.transport.mqtt import Inbound, MqttLink, RetryLater
+from edge.transport.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -61,28 +63,45 @@ def sale_event_id(root: str, lane: str, txn_id: str, ts_wall: float | None, rece
 
 
 class PosFlow:
-    """Handles POS transactions with the ``GatewayFlow``'s parts (verifier, replay guard, consents, ledger)."""
+    """Handles POS transactions with the check-ins' verifier, replay guard and consents."""
 
-    def __init__(self, flow: GatewayFlow) -> None:
-        self.flow = flow
+    def __init__(
+        self,
+        *,
+        topics: Topics,
+        clock: Clock,
+        verifier: TokenVerifier,
+        replay: ReplayGuard,
+        consents: ConsentStore,
+        ledger: Ledger,
+        rejects: RejectCounter,
+        ensure_profile: EnsureProfile | None = None,
+    ) -> None:
+        self.topics = topics
+        self.clock = clock
+        self.verifier = verifier
+        self.replay = replay
+        self.consents = consents
+        self.ledger = ledger
+        self.rejects = rejects
+        self.ensure_profile = ensure_profile
         self.stats = PosStats()
 
-    def register(self) -> None:
-        self.flow.link.on(self.flow.topics.pos_transaction_filter, self.on_transaction)
+    def register(self, link: MqttLink) -> None:
+        link.on(self.topics.pos_transaction_filter, self.on_transaction)
 
     async def on_transaction(self, message: Inbound) -> None:
-        flow = self.flow
-        lane = flow.topics.lane_of(message.topic)
+        lane = self.topics.lane_of(message.topic)
         if lane is None or not is_id(lane):
-            flow.rejects.reject(KIND, PosReject.BAD_LANE, message.topic)
+            self.rejects.reject(KIND, PosReject.BAD_LANE, message.topic)
             return
         sale = parse_transaction(message.payload)
         if isinstance(sale, Rejected):
-            flow.rejects.reject(KIND, sale.reason, message.topic)
+            self.rejects.reject(KIND, sale.reason, message.topic)
             return
-        now = flow.clock.wall()
+        now = self.clock.wall()
         shopper_id, jti = await self._shopper(sale, message.topic, now, redelivered=message.redelivered)
-        outbox = flow.ledger.outbox
+        outbox = self.ledger.outbox
         try:
             if outbox.max_bytes is not None:  # None: no cloud sync configured, nothing to queue for it
                 await outbox.enqueue(
@@ -91,50 +110,49 @@ class PosFlow:
                     self._data(sale, lane),
                     shopper_id=shopper_id,
                     at_wall=sale.ts_wall if sale.ts_wall is not None else now,
-                    event_id=sale_event_id(flow.topics.root, lane, sale.txn_id, sale.ts_wall, now),
+                    event_id=sale_event_id(self.topics.root, lane, sale.txn_id, sale.ts_wall, now),
                 )
             # The token's jti is claimed on disk only after the sale is durable: a crash in between
             # redelivers a message whose token is still fresh, and the event id makes the retry a no-op.
-            fresh = True if jti is None else await flow.ledger.claim_jti(*jti)
+            fresh = True if jti is None else await self.ledger.claim_jti(*jti)
         except WRITE_ERRORS as exc:
             if jti is not None:
-                flow.replay.release(jti[0])
+                self.replay.release(jti[0])
             raise RetryLater(str(exc)) from exc
         self.stats.transactions += 1
         if shopper_id is not None:
             self.stats.identified += 1
         if not fresh:
             # Only if memory and disk disagree (a clock jump); the disk is the authority, and it is counted.
-            flow.rejects.reject(KIND, PosReject.REPLAYED_ON_DISK, message.topic)
+            self.rejects.reject(KIND, PosReject.REPLAYED_ON_DISK, message.topic)
 
     async def _shopper(
         self, sale: TransactionMessage, topic: str, now: float, *, redelivered: bool
     ) -> tuple[str | None, tuple[str, float] | None]:
         """The shopper id the event may carry, and the (jti, exp) claimed in memory for it, if any."""
-        flow = self.flow
         if sale.token is None:
             return None, None
-        verified = flow.verifier.verify(sale.token)
+        verified = self.verifier.verify(sale.token)
         if isinstance(verified, Rejection):
             # A bad token never costs the store its sale: recorded anonymously, the token counted.
-            flow.rejects.reject(KIND, PosReject.BAD_TOKEN, topic)
+            self.rejects.reject(KIND, PosReject.BAD_TOKEN, topic)
             return None, None
-        if flow.ensure_profile is not None:
+        if self.ensure_profile is not None:
             # A shopper new to this store: their consents from the cloud, within a short wait.
-            await flow.ensure_profile(verified.sub)
+            await self.ensure_profile(verified.sub)
         # Tokens are single-use (docs/identity.md): a replayed one identifies nobody. A redelivered message
         # lands here too, harmlessly: its event id is the first delivery's, so the first one stands.
-        claim = flow.replay.claim(verified.jti, verified.replay_until, now)
+        claim = self.replay.claim(verified.jti, verified.replay_until, now)
         if claim is not Claim.NEW:
             if claim is Claim.SEEN and redelivered:
                 self.stats.redelivered += 1  # the broker's second delivery (MQTT DUP): not an attack
             elif claim is Claim.CLOCK_BEHIND:
-                flow.rejects.reject(KIND, PosReject.CLOCK_BEHIND, topic)
+                self.rejects.reject(KIND, PosReject.CLOCK_BEHIND, topic)
             else:
-                flow.rejects.reject(KIND, PosReject.REPLAYED_TOKEN, topic)
+                self.rejects.reject(KIND, PosReject.REPLAYED_TOKEN, topic)
             return None, None
         jti = (verified.jti, verified.replay_until)
-        if not flow.consents.has(verified.sub, Purpose.MEASUREMENT):
+        if not self.consents.has(verified.sub, Purpose.MEASUREMENT):
             return None, jti
         return verified.sub, jti
 
