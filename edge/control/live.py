@@ -127,5 +127,9 @@ class LiveApplier:
         except ModelError:
             log.exception("model reload refused; the running model stays")
             return
+        except Exception:
+            # It runs in the gateway's TaskGroup: a reload that fails in an unforeseen way must not end it.
+            log.exception("model reload failed; the running model stays")
+            return
         if result is None:
             log.info("model reload: %s is already running", engine.model_version)
