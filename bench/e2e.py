@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,14 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def _gateway_run(workdir: Path, port: int, count: int, extra: dict[str, float]) -> list[float]:
+async def _gateway_run(
+    workdir: Path,
+    port: int,
+    count: int,
+    extra: dict[str, float],
+    after_load: Callable[[int], None] | None = None,
+) -> list[float]:
+    """The gateway under load; ``after_load(pid)`` runs while it still runs (bench/footprint.py reads it)."""
     config = _gateway_config(workdir, port)
     private_pem = (workdir / "private.pem").read_bytes()
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -217,6 +225,8 @@ async def _gateway_run(workdir: Path, port: int, count: int, extra: dict[str, fl
             lambda topic, _: topic.split("/")[3],
         )
         extra["rss_mb_after_load"] = _rss_mb(proc.pid)
+        if after_load is not None:
+            after_load(proc.pid)
         return latencies
     finally:
         proc.terminate()
