@@ -18,15 +18,17 @@ from edge import __version__
 from edge.act.displays import DisplayBoard
 from edge.clock import Clock, SystemClock
 from edge.config import GatewaySettings, read_mqtt_password, read_sync_token
-from edge.config.model import DecisionSettings
+from edge.config.decisions import DecisionSettings
 from edge.control import health
 from edge.control.logs import set_level
 from edge.control.metrics import Metrics, MetricsServer
 from edge.control.remote import ApplyError, RemoteConfig
 from edge.control.systemd import Notifier
-from edge.decide import DecisionEngine, load_catalog, load_model
+from edge.decide.catalog import load_catalog
 from edge.decide.lifecycle import ModelStore
-from edge.decide.scorer import ModelError, Scorer
+from edge.decide.manifest import ModelError
+from edge.decide.policy import DecisionEngine
+from edge.decide.scorer import Scorer, load_model
 from edge.flow import GatewayFlow
 from edge.flow_ble import BleFlow
 from edge.flow_pos import PosFlow

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from edge.act.displays import DisplayBoard
 from edge.clock import Clock, iso_utc
-from edge.decide import DecisionEngine, FallbackSource
 from edge.decide.catalog import Catalog
+from edge.decide.policy import DecisionEngine, FallbackSource
 from edge.events import CheckinReceived, Decision, DecisionContext, PresenceChanged, Purpose
 from edge.identity import (
     Claim,

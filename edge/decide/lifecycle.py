@@ -37,18 +37,11 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from edge.decide.catalog import Offer
-from edge.decide.features import CATEGORIES, FeatureBuilder, LocalTime
+from edge.decide.catalog import CATEGORIES, Offer
+from edge.decide.features import FeatureBuilder, LocalTime
+from edge.decide.manifest import ModelError, ModelManifest, parse_manifest, read_model
 from edge.decide.policy import DecisionEngine
-from edge.decide.scorer import (
-    ModelError,
-    ModelManifest,
-    OnnxScorer,
-    Scorer,
-    load_model,
-    parse_manifest,
-    read_model,
-)
+from edge.decide.scorer import OnnxScorer, Scorer, load_model
 from edge.onnxrt import ORT_ERRORS
 
 log = logging.getLogger(__name__)
