@@ -19,12 +19,14 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bench import e2e
 from tests.support.example import trial_example
 
 REPO = Path(__file__).resolve().parents[1]
+# Seconds of further load during which the pages the gateway really uses are recorded (smaps "Referenced").
+REFERENCED_S: Final = 3.0
 # Top-level packages worth naming when they are (or are not) loaded.
 HEAVY = (
     "numpy",
@@ -195,51 +197,75 @@ def _group(path: str) -> str:
     )
 
 
-def _smaps(pid: int) -> dict[str, Any]:
-    """RSS of a running process by mapping owner (``/proc/PID/smaps``) and in total (``smaps_rollup``)."""
-    rollup = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        key, _, value = line.partition(":")
-        rollup[key] = int(value.split()[0])
+def _by_owner(pid: int, field: str) -> dict[str, float]:
+    """One ``/proc/PID/smaps`` field (``Rss:``, ``Referenced:``) summed per mapping owner, MB, largest first."""
     groups: dict[str, int] = defaultdict(int)
     owner = ""
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
         fields = line.split()
         if fields and not fields[0].endswith(":"):
             owner = _group(fields[5] if len(fields) > 5 else "")
-        elif fields and fields[0] == "Rss:":
+        elif fields and fields[0] == field:
             groups[owner] += int(fields[1])
-    by_owner = {
-        name: round(kb / 1024, 1)
-        for name, kb in sorted(groups.items(), key=lambda item: -item[1])
-        if kb >= 256
-    }
+    ordered = sorted(groups.items(), key=lambda item: -item[1])
+    return {name: round(kb / 1024, 1) for name, kb in ordered if kb >= 256}
+
+
+def _smaps(pid: int) -> dict[str, Any]:
+    """RSS of a running process by mapping owner (``/proc/PID/smaps``) and in total (``smaps_rollup``)."""
+    rollup = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, value = line.partition(":")
+        rollup[key] = int(value.split()[0])
     return {
         "rss_mb": round(rollup["Rss"] / 1024, 1),
         "pss_mb": round(rollup["Pss"] / 1024, 1),
         "anonymous_mb": round(rollup["Anonymous"] / 1024, 1),
         "file_mb": round((rollup["Rss"] - rollup["Anonymous"]) / 1024, 1),
-        "by_owner_mb": by_owner,
+        "by_owner_mb": _by_owner(pid, "Rss:"),
     }
 
 
-def _read_into(probe: dict[str, Any], pid: int) -> None:
+def _clear_refs(pid: int) -> None:
+    """Reset the accessed bits of every page of ``pid`` (proc(5) ``clear_refs``; needs the same user or root)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("1")
+
+
+async def _probe(workdir: Path, port: int, probe: dict[str, Any], pid: int) -> None:
+    """After the load: RSS by owner; then which of those pages a further REFERENCED_S of load touches at all
+    (``clear_refs`` resets the accessed bits): resident pages outside that set are start-up leftovers."""
     probe.update(_smaps(pid))
+    if not probe["loaded"]:
+        return
+    _clear_refs(pid)
+    private_pem = (workdir / "private.pem").read_bytes()
+    count = int(e2e.RATE_PER_S * REFERENCED_S)
+    await e2e.drive_checkins(port, e2e.checkins(private_pem, count, first=1_000_000))
+    probe["referenced_mb"] = round(sum(_by_owner(pid, "Referenced:").values()), 1)
+    probe["referenced_by_owner_mb"] = _by_owner(pid, "Referenced:")
 
 
-def gateway(repeats: int, seconds: float) -> dict[str, Any]:
-    """The e2e benchmark's gateway (camera, BLE and sync off) after ``seconds`` of 200 check-ins/s."""
+def gateway(repeats: int, seconds: float, health: str = "interval_s = 60") -> dict[str, Any]:
+    """The e2e benchmark's gateway (camera, BLE and sync off) after ``seconds`` of 200 check-ins/s (0: idle,
+    read half a second after it is online); ``health`` is its ``[health]`` section."""
     runs = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="edge-footprint-") as tmp:
             workdir = Path(tmp)
             broker = e2e.Broker(workdir)
-            probe: dict[str, Any] = {}
+            probe: dict[str, Any] = {"loaded": seconds > 0}
             extra: dict[str, float] = {}
             try:
                 count = int(e2e.RATE_PER_S * seconds)
                 asyncio.run(
-                    e2e._gateway_run(workdir, broker.port, count, extra, functools.partial(_read_into, probe))
+                    e2e._gateway_run(
+                        workdir,
+                        broker.port,
+                        count,
+                        extra,
+                        functools.partial(_probe, workdir, broker.port, probe),
+                        health,
+                    )
                 )
             finally:
                 broker.stop()
@@ -252,6 +278,8 @@ def gateway(repeats: int, seconds: float) -> dict[str, Any]:
         "file_mb_min_med_max": _spread([run["file_mb"] for run in runs]),
         "start_to_ready_s_min_med_max": _spread([run["start_to_ready_s"] for run in runs]),
         "by_owner_mb_median_run": middle["by_owner_mb"],
+        "referenced_mb_median_run": middle.get("referenced_mb"),
+        "referenced_by_owner_mb_median_run": middle.get("referenced_by_owner_mb"),
         "runs": runs,
     }
 
@@ -283,21 +311,79 @@ def python_heap() -> dict[str, float]:
         [sys.executable, "-c", _PYTHON_HEAP], env=_child_env(), capture_output=True, text=True, check=True
     )
     sizes = json.loads(done.stdout)
+    # Code objects, module dicts and functions are allocated by the import machinery ("<frozen importlib>"),
+    # whichever package they belong to: that share is the price of the number of modules loaded.
+    top = {key: round(value / 2**20, 1) for key, value in sorted(sizes.items(), key=lambda item: -item[1])}
     return {
-        key: round(value / 2**20, 1)
-        for key, value in sorted(sizes.items(), key=lambda item: -item[1])
-        if value >= 2**18
+        "total": round(sum(sizes.values()) / 2**20, 1),
+        **{key: mb for key, mb in top.items() if mb >= 0.3},
     }
 
 
+_SESSION = (
+    """
+import json, sys
+import numpy as np
+import onnxruntime as ort
+from edge.decide.scorer import session_options
+"""
+    + _STATUS
+    + """
+before = _status()
+options = session_options()
+variant = sys.argv[1]
+if variant == "no_arena":
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+elif variant == "no_graph_optimisation":
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+session = ort.InferenceSession(sys.argv[2], sess_options=options, providers=["CPUExecutionProvider"])
+opened = _status()
+features = np.full((50, session.get_inputs()[0].shape[1]), 0.5, dtype=np.float32)
+for _ in range(2000):
+    session.run(None, {"features": features})
+ran = _status()
+print(json.dumps({"session": opened["VmRSS"] - before["VmRSS"], "after_2000_runs": ran["VmRSS"] - before["VmRSS"]}))
+"""
+)
+# The scorer's options (one thread, full graph optimisation, the default arena), then without the arena and
+# memory patterns, then without graph optimisation.
+SESSION_VARIANTS: Final = ("as_shipped", "no_arena", "no_graph_optimisation")
+
+
+def onnx_session() -> dict[str, dict[str, float]]:
+    """RSS an onnxruntime session of the shipped model adds (MB), opened and after 2,000 runs of 50 rows."""
+    figures = {}
+    for variant in SESSION_VARIANTS:
+        argv = [sys.executable, "-c", _SESSION, variant, str(REPO / "models" / "offers.onnx")]
+        done = subprocess.run(argv, env=_child_env(), capture_output=True, text=True, check=True)
+        figures[variant] = {key: round(kb / 1024, 1) for key, kb in json.loads(done.stdout).items()}
+    return figures
+
+
+# The gateway as the e2e benchmark runs it (the metrics endpoint on, as by default), the same without the
+# endpoint (aiohttp never loaded), and idle at start (what the load adds).
+GATEWAY_VARIANTS: Final = {
+    "loaded": (True, "interval_s = 60"),
+    "loaded_metrics_off": (True, "interval_s = 60\nmetrics_port = 0"),
+    "idle_at_start": (False, "interval_s = 60"),
+}
+
+
 def run(repeats: int = 3, seconds: float = 5.0) -> dict[str, Any]:
-    gateway_figures = gateway(repeats, seconds)
+    gateways = {
+        name: gateway(repeats, seconds if loaded else 0.0, health)
+        for name, (loaded, health) in GATEWAY_VARIANTS.items()
+    }
     return {
-        "rss_mb": gateway_figures["rss_mb"],
-        "check_config": check_config(repeats),
+        "rss_mb": gateways["loaded"]["rss_mb"],
+        "rss_mb_metrics_off": gateways["loaded_metrics_off"]["rss_mb"],
+        "check_config_peak_rss_mb": (check := check_config(repeats))["peak_rss_mb"],
+        "check_config": check,
         "imports": imports(),
         "python_heap_after_import_mb": python_heap(),
-        "gateway": gateway_figures,
+        "onnx_session_mb": onnx_session(),
+        "gateway": gateways,
     }
 
 
