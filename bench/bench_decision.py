@@ -24,8 +24,12 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from edge.clock import ManualClock  # noqa: E402
-from edge.decide import CATEGORIES, Catalog, DecisionEngine, FeatureBuilder, Offer, PolicySettings, load_model  # noqa: E402
+from edge.config.decisions import PolicySettings  # noqa: E402
+from edge.decide.catalog import CATEGORIES, Catalog, Offer  # noqa: E402
+from edge.decide.features import FeatureBuilder  # noqa: E402
+from edge.decide.policy import DecisionEngine  # noqa: E402
 from edge.decide.record import candidates_of  # noqa: E402
+from edge.decide.scorer import load_model  # noqa: E402
 from edge.events import DecisionContext, Purpose  # noqa: E402
 
 OFFERS = 50

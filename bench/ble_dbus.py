@@ -34,7 +34,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from edge.clock import SystemClock  # noqa: E402
-from edge.sources.ble.scanner import BleScanner, BleScannerSettings  # noqa: E402
+from edge.config.ble import BleScannerSettings  # noqa: E402
+from edge.sources.ble.scanner import BleScanner  # noqa: E402
 from tests.support.bluez import bluez_stack, release_bleak_bus  # noqa: E402
 
 RATE_PER_S = 5000

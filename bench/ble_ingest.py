@@ -14,10 +14,11 @@ import time
 from typing import Any
 
 from edge.clock import ManualClock
+from edge.config.ble import BlePresenceSettings
 from edge.events import Advert, Purpose
 from edge.identity.eid import EidKey, EidResolver, compute_eid
 from edge.presence.beacons import BeaconRegistry
-from edge.presence.ble import BlePresence, BlePresenceSettings
+from edge.presence.ble import BlePresence
 from edge.presence.ingest import BleIngest
 from edge.sources.ble.frames import EDDYSTONE_SERVICE_UUID
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from bench.camera_qr import one_core, spread
 from edge.clock import ManualClock
+from edge.config.camera import CameraSettings
 from edge.sources.camera.audience import Audience
-from edge.sources.camera.settings import CameraSettings
 from tests.camera.scenes import QVGA, VGA, Walker, walker_frames
 
 FRAMES = 300

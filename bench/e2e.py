@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,7 @@ async def _baseline(port: int, count: int) -> list[float]:
         proc.wait(5)
 
 
-def _gateway_config(workdir: Path, port: int) -> Path:
+def _gateway_config(workdir: Path, port: int, health: str = "interval_s = 60") -> Path:
     private_pem, public_pem = generate_keypair()
     (workdir / "pub.pem").write_bytes(public_pem)
     (workdir / "private.pem").write_bytes(private_pem)
@@ -160,7 +161,7 @@ def _gateway_config(workdir: Path, port: int) -> Path:
     config.write_text(
         f'[store]\nid = "bench"\n\n[mqtt]\nport = {port}\n\n[identity]\npublic_key_files = ["pub.pem"]\n\n'
         f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n\n'
-        f'[ledger]\npath = "ledger.sqlite"\n\n[control]\nstate_dir = "state"\n\n[health]\ninterval_s = 60\n\n[logging]\nlevel = "WARNING"\n\n{zones}'
+        f'[ledger]\npath = "ledger.sqlite"\n\n[control]\nstate_dir = "state"\n\n[health]\n{health}\n\n[logging]\nlevel = "WARNING"\n\n{zones}'
     )
     return config
 
@@ -172,8 +173,49 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def _gateway_run(workdir: Path, port: int, count: int, extra: dict[str, float]) -> list[float]:
-    config = _gateway_config(workdir, port)
+def checkins(private_pem: bytes, count: int, first: int = 0) -> list[tuple[str, bytes]]:
+    """``count`` signed check-ins of new shoppers (``first`` on), round-robin over the zones, keyed by display."""
+    now = int(time.time())
+    payloads = []
+    for index in range(first, first + count):
+        claims = {
+            "sub": f"p-bench{index}",
+            "aud": "bench",
+            "iat": now,
+            "exp": now + 600,
+            "jti": uuid.uuid4().hex,
+        }
+        body = {
+            "v": 1,
+            "token": sign_token(private_pem, claims),
+            "zone": f"z{index % ZONES}",
+            "source": "app",
+        }
+        payloads.append((f"d{index % ZONES}", json.dumps(body).encode()))
+    return payloads
+
+
+async def drive_checkins(port: int, payloads: list[tuple[str, bytes]]) -> list[float]:
+    """Publish the check-ins at RATE_PER_S; latency = the manifest of that display arriving."""
+    return await _drive(
+        port,
+        lambda _key: "store/bench/checkin",
+        "store/bench/display/+/content",
+        payloads,
+        lambda topic, _: topic.split("/")[3],
+    )
+
+
+async def _gateway_run(
+    workdir: Path,
+    port: int,
+    count: int,
+    extra: dict[str, float],
+    after_load: Callable[[int], Awaitable[None]] | None = None,
+    health: str = "interval_s = 60",
+) -> list[float]:
+    """The gateway under load; ``after_load(pid)`` runs while it still runs (bench/footprint.py reads it)."""
+    config = _gateway_config(workdir, port, health)
     private_pem = (workdir / "private.pem").read_bytes()
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(workdir / "notify.sock"))
@@ -196,27 +238,10 @@ async def _gateway_run(workdir: Path, port: int, count: int, extra: dict[str, fl
             async for message in probe.messages:
                 if isinstance(message.payload, bytes) and b'"online"' in message.payload:
                     break
-        now = int(time.time())
-        payloads = []
-        for index in range(count):
-            zone = f"z{index % ZONES}"
-            claims = {
-                "sub": f"p-bench{index}",
-                "aud": "bench",
-                "iat": now,
-                "exp": now + 600,
-                "jti": uuid.uuid4().hex,
-            }
-            body = {"v": 1, "token": sign_token(private_pem, claims), "zone": zone, "source": "app"}
-            payloads.append((f"d{index % ZONES}", json.dumps(body).encode()))
-        latencies = await _drive(
-            port,
-            lambda _key: "store/bench/checkin",
-            "store/bench/display/+/content",
-            payloads,
-            lambda topic, _: topic.split("/")[3],
-        )
+        latencies = await drive_checkins(port, checkins(private_pem, count))
         extra["rss_mb_after_load"] = _rss_mb(proc.pid)
+        if after_load is not None:
+            await after_load(proc.pid)
         return latencies
     finally:
         proc.terminate()

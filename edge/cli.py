@@ -14,6 +14,7 @@ from edge import __version__
 from edge.config import ConfigError, GatewaySettings
 from edge.control.logs import setup_logging as setup_logging  # noqa: PLC0414 - explicit re-export (profilestore.cli)
 from edge.control.preflight import load_checked, warnings_for
+from edge.decide.manifest import ModelError
 
 log = logging.getLogger("edge")
 
@@ -60,7 +61,13 @@ def _run(path: Path) -> int:
     for warning in warnings_for(settings):
         log.warning("config: %s", warning)
     config_version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    asyncio.run(_run_until_signal(settings, config_version, path))
+    try:
+        asyncio.run(_run_until_signal(settings, config_version, path))
+    except ModelError as exc:
+        # The checks above read the model's manifest and bytes without onnxruntime (check-config stays
+        # light); the graph itself is checked when the session opens at start: the same refusal, one step on.
+        print(f"{path}: refusing to start, 1 problem(s)\n  decisions.model: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -23,7 +23,7 @@ from edge.control.metrics import Metrics, MetricsServer
 from edge.control.remote import ApplyError, RemoteConfig
 from edge.control.systemd import Notifier
 from edge.decide.lifecycle import ModelStore
-from edge.decide.scorer import ModelError
+from edge.decide.manifest import ModelError
 from edge.events import Decision
 from edge.generation import Carry, Generation, build
 from edge.identity import load_public_keys
@@ -126,15 +126,22 @@ class Gateway:
     async def run(self) -> None:
         if self.control is not None:
             self.settings = self.control.startup(self.settings)
-        async with asyncio.TaskGroup() as group:
-            self._group = group
-            control = group.create_task(self.control.run(), name="control") if self.control else None
-            try:
-                await self._supervise()
-            finally:
-                self._group = None
-                if control is not None:
-                    control.cancel()
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                control = group.create_task(self.control.run(), name="control") if self.control else None
+                try:
+                    await self._supervise()
+                finally:
+                    self._group = None
+                    if control is not None:
+                        control.cancel()
+        except BaseExceptionGroup as errors:
+            # One failure (a configuration that cannot start, a model onnxruntime refuses) reaches the
+            # caller as itself, as it did before the TaskGroup: `edge-gateway run` reports it and exits 2.
+            if len(errors.exceptions) == 1:
+                raise errors.exceptions[0] from None
+            raise
 
     async def _supervise(self) -> None:
         while True:

@@ -21,9 +21,10 @@ from edge import __version__
 from edge.act.displays import DisplayBoard
 from edge.clock import Clock
 from edge.config import GatewaySettings, read_mqtt_password, read_sync_token
-from edge.decide import DecisionEngine, load_catalog, load_model
+from edge.decide.catalog import load_catalog
 from edge.decide.lifecycle import ModelStore
-from edge.decide.scorer import Scorer
+from edge.decide.policy import DecisionEngine
+from edge.decide.scorer import Scorer, load_model
 from edge.events import Decision
 from edge.flow.acks import AckFlow
 from edge.flow.ble import BleFlow

@@ -26,8 +26,9 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from edge.decide.catalog import Offer  # noqa: E402
-from edge.decide.features import CATEGORIES, FEATURE_NAMES, N_FEATURES, FeatureBuilder, LocalTime  # noqa: E402
+from edge.decide.catalog import CATEGORIES, Offer  # noqa: E402
+from edge.decide.features import FeatureBuilder, LocalTime  # noqa: E402
+from edge.decide.manifest import FEATURE_NAMES, N_FEATURES  # noqa: E402
 
 NAME: Final = "offers"
 VERSION: Final = "2026.11.1"

@@ -11,12 +11,10 @@ from pydantic import Field, field_validator, model_validator
 
 from edge.config.base import HOUR_S
 from edge.config.base import Section as _Section
+from edge.config.ble import BleSettings
+from edge.config.camera import CameraSettings
 from edge.config.control_plane import ControlSettings, HealthSettings, LoggingSettings
-from edge.decide.policy import PolicySettings
-from edge.presence.beacons import BeaconSettings
-from edge.presence.ble import BlePresenceSettings
-from edge.sources.ble.settings import BleScannerSettings
-from edge.sources.camera.settings import CameraSettings
+from edge.config.decisions import DecisionSettings
 
 # Shopper tokens are short-lived by design (DESIGN.md: "minutes"): a stolen token works at most this long,
 # and the replay guard holds every jti in memory this long.
@@ -126,27 +124,6 @@ class PresenceSettings(_Section):
     )
 
 
-class DecisionSettings(_Section):
-    model: Path = Field(default=Path("models/offers.onnx"), description="ONNX offer model.")
-    manifest: Path | None = Field(
-        default=None, description="Model manifest; defaults to the model path with a .json suffix."
-    )
-    model_sha256: str | None = Field(
-        default=None,
-        pattern=r"^[0-9a-f]{64}$",
-        description="Pin: the model file's sha256 must also equal this (a signed config push sets it, so a "
-        "file swapped on disk next to its manifest is refused).",
-    )
-    offers_file: Path = Field(
-        default=Path("config/offers.example.toml"), description="Offer catalog (TOML, [[offers]] tables)."
-    )
-    policy: PolicySettings = Field(default_factory=PolicySettings, description="Exploration and holdout.")
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.manifest if self.manifest is not None else self.model.with_suffix(".json")
-
-
 class FallbackContent(_Section):
     template: str = Field(default="fallback", description="Template the display shows with no offer.")
     data: dict[str, Any] = Field(default_factory=dict, description="Free JSON handed to the template.")
@@ -167,40 +144,6 @@ class DisplaySettings(_Section):
     content_ttl_s: float = Field(
         default=45.0, gt=0, le=HOUR_S, description="A personal manifest expires to the fallback after this."
     )
-
-
-class EspresenseSettings(_Section):
-    enabled: bool = Field(default=False, description="Use ESPresense nodes on the broker as extra scanners.")
-    topic_prefix: str = Field(default="espresense", description="ESPresense base topic.")
-    rooms: dict[str, str] = Field(
-        default_factory=dict,
-        description="ESPresense room name -> zone; reports from other rooms are ignored.",
-    )
-
-
-class BleSettings(_Section):
-    enabled: bool = Field(default=False, description="Scan BLE on this gateway's adapter (BlueZ over D-Bus).")
-    zone: str | None = Field(default=None, description="Zone of this gateway's own adapter.")
-    scanner: BleScannerSettings = Field(default_factory=BleScannerSettings, description="The local scanner.")
-    presence: BlePresenceSettings = Field(
-        default_factory=BlePresenceSettings, description="RSSI filter, thresholds, timers, caps."
-    )
-    eid_keys_file: Path | None = Field(
-        default=None,
-        description="Eddystone-EID identity keys of shoppers who opted in (JSON, from the cloud).",
-    )
-    eid_neighbours: int = Field(
-        default=1,
-        ge=0,
-        le=4,
-        description="Rotation periods accepted either side of now (beacon clock drift).",
-    )
-    beacons: list[BeaconSettings] = Field(default_factory=list, description="The store's fixed beacons.")
-    espresense: EspresenseSettings = Field(default_factory=EspresenseSettings, description="Remote scanners.")
-
-    @property
-    def active(self) -> bool:
-        return self.enabled or self.espresense.enabled
 
 
 class LedgerSettings(_Section):

@@ -13,12 +13,14 @@ from typing import Any, Final
 
 from edge.clock import Clock
 from edge.config import GatewaySettings
-from edge.config.model import DecisionSettings
+from edge.config.decisions import DecisionSettings
 from edge.control.logs import set_level
 from edge.control.remote import ApplyError
-from edge.decide import DecisionEngine, load_catalog, load_model
+from edge.decide.catalog import load_catalog
 from edge.decide.lifecycle import ModelStore
-from edge.decide.scorer import ModelError
+from edge.decide.manifest import ModelError
+from edge.decide.policy import DecisionEngine
+from edge.decide.scorer import load_model
 from edge.generation import Generation, local_midnight
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from edge.config import ConfigError, GatewaySettings, load_settings, missing_files
-from edge.decide import CatalogError, ModelError, load_catalog, load_model
+from edge.decide.catalog import CatalogError, load_catalog
+from edge.decide.manifest import ModelError, verify_model
 from edge.identity import ConsentFileError, KeyLoadError, load_public_keys, parse_seed
 from edge.identity.eid import EidKeyFileError, load_eid_keys
 
@@ -29,7 +30,7 @@ def check_settings(settings: GatewaySettings) -> list[str]:
     except CatalogError as exc:
         problems += [f"decisions.offers_file: {error}" for error in exc.errors]
     try:
-        load_model(settings.decisions.model, settings.decisions.manifest_path)
+        verify_model(settings.decisions.model, settings.decisions.manifest_path)
     except ModelError as exc:
         problems.append(f"decisions.model: {exc}")
     keys = settings.ble.eid_keys_file

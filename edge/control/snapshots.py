@@ -9,19 +9,20 @@ On disk, under ``<state_dir>/config/``::
 is applied and cleared once it passed its health check or was rolled back: a gateway that finds it set at
 start died during a health check and goes back to ``current`` (a push that crashes the process must not
 crash it again on every restart). ``highest_seen`` makes versions monotonic: a push at or below it is not
-newer. Every write is a temp file, fsync, rename, fsync of the folder: a power cut leaves the old file or
-the new one, never half of one. Blocking I/O: call from a worker thread.
+newer. Every write is ``edge/fsutil.py``'s atomic replace (temp file, fsync, rename, fsync of the folder): a
+power cut leaves the old file or the new one, never half of one. Blocking I/O: call from a worker thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
+
+from edge.fsutil import write_atomic
 
 STATE_FILE: Final = "state.json"
 _SNAPSHOT = re.compile(r"^applied-(\d{20})\.json$")
@@ -106,32 +107,12 @@ class ConfigSnapshots:
     # ----- durability -----
     def _write(self, path: Path, data: dict[str, Any]) -> None:
         text = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-        temp = path.with_name(f".{path.name}.tmp")
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(text)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            temp.replace(path)
-            _fsync_dir(self.folder)
+            write_atomic(path, text, mode=0o600)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                temp.unlink()
             raise StateWriteError(exc.errno, f"cannot write {path.name}: {exc.strerror}") from exc
 
 
 def _name(version: int) -> str:
     return f"applied-{version:020d}.json"
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -6,11 +6,14 @@ import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from edge.decide.features import Category
+Category = Literal["apparel", "beauty", "coffee", "electronics", "grocery", "home", "kids", "sports"]
+# Order matters: it is the order of the one-hot columns the shipped model was trained on.
+CATEGORIES: Final[tuple[str, ...]] = get_args(Category)
+
 
 # Every day of the week, Monday = 0 as in datetime.weekday().
 ALL_DAYS: Final = (0, 1, 2, 3, 4, 5, 6)

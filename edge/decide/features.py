@@ -9,30 +9,20 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
+from edge.decide.catalog import CATEGORIES
+from edge.decide.manifest import CONTEXT_NAMES, FEATURE_NAMES, N_FEATURES
+
 if TYPE_CHECKING:
     from edge.decide.catalog import Catalog, Offer
     from edge.events import DecisionContext
 
-Category = Literal["apparel", "beauty", "coffee", "electronics", "grocery", "home", "kids", "sports"]
-# Order matters: it is the order of the one-hot columns the shipped model was trained on.
-CATEGORIES: Final[tuple[str, ...]] = get_args(Category)
-
-# Context columns first (one value broadcast to every row), then per-offer columns, then the one-hot block.
-_CONTEXT_NAMES: Final = ("hour_sin", "hour_cos", "weekend", "audience_log", "personalized", "visits_log")
-_OFFER_NAMES: Final = ("affinity", "offer_value_log", "offer_discount")
-FEATURE_NAMES: Final[tuple[str, ...]] = (
-    *_CONTEXT_NAMES,
-    *_OFFER_NAMES,
-    *(f"cat_{category}" for category in CATEGORIES),
-)
-N_FEATURES: Final = len(FEATURE_NAMES)
-_N_CONTEXT: Final = len(_CONTEXT_NAMES)
+_N_CONTEXT: Final = len(CONTEXT_NAMES)
 _AFFINITY: Final = FEATURE_NAMES.index("affinity")
 _VALUE: Final = FEATURE_NAMES.index("offer_value_log")
 _DISCOUNT: Final = FEATURE_NAMES.index("offer_discount")

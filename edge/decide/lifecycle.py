@@ -37,18 +37,12 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from edge.decide.catalog import Offer
-from edge.decide.features import CATEGORIES, FeatureBuilder, LocalTime
+from edge.decide.catalog import CATEGORIES, Offer
+from edge.decide.features import FeatureBuilder, LocalTime
+from edge.decide.manifest import ModelError, ModelManifest, parse_manifest, read_model
 from edge.decide.policy import DecisionEngine
-from edge.decide.scorer import (
-    ModelError,
-    ModelManifest,
-    OnnxScorer,
-    Scorer,
-    load_model,
-    parse_manifest,
-    read_model,
-)
+from edge.decide.scorer import OnnxScorer, Scorer, load_model
+from edge.fsutil import TMP_PREFIX, fsync_dir, write_atomic, write_new
 from edge.onnxrt import ORT_ERRORS
 
 log = logging.getLogger(__name__)
@@ -57,7 +51,6 @@ MODELS_DIR: Final = "models"
 POINTER: Final = "current"
 HISTORY: Final = "history.json"
 LOCK: Final = ".lock"
-TMP_PREFIX: Final = ".tmp-"
 MODEL_FILE: Final = "model.onnx"
 MANIFEST_FILE: Final = "manifest.json"
 INFO_FILE: Final = "installed.json"
@@ -258,34 +251,6 @@ def _top(
 
 
 # ----- files -----
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    """A new file with ``data``, flushed to disk (the caller fsyncs the directory)."""
-    with path.open("xb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: temp file + fsync + os.replace + fsync of the directory."""
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{secrets.token_hex(4)}")
-    try:
-        _write_file(tmp, data)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -593,7 +558,7 @@ class ModelStore:
 
     def _write(self, path: Path, data: bytes) -> None:
         try:
-            _write_atomic(path, data)
+            write_atomic(path, data)
         except OSError as exc:
             raise ModelError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
@@ -651,16 +616,16 @@ class ModelStore:
         info = {"installed_at": self._wall(), "source": source, "sha256": manifest.sha256}
         try:
             tmp.mkdir()
-            _write_file(tmp / MODEL_FILE, blob)
-            _write_file(tmp / MANIFEST_FILE, manifest_bytes)
-            _write_file(tmp / INFO_FILE, (json.dumps(info, indent=2) + "\n").encode())
-            _fsync_dir(tmp)
+            write_new(tmp / MODEL_FILE, blob)
+            write_new(tmp / MANIFEST_FILE, manifest_bytes)
+            write_new(tmp / INFO_FILE, (json.dumps(info, indent=2) + "\n").encode())
+            fsync_dir(tmp)
             # Loaded from the copy: the bytes that will run are the bytes checked, and a broken model
             # never appears under its version's name.
             scorer = load_model(tmp / MODEL_FILE, tmp / MANIFEST_FILE)
             comparison = self._compare(scorer, engine)
             tmp.rename(target)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except OSError as exc:
             _remove(tmp)
             raise ModelError(

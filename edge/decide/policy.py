@@ -12,16 +12,16 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edge.clock import Clock
+from edge.config.decisions import PolicySettings
 from edge.decide.catalog import Catalog
 from edge.decide.eligibility import Eligibility
-from edge.decide.features import N_FEATURES, FeatureBuilder, LocalTime
+from edge.decide.features import FeatureBuilder, LocalTime
+from edge.decide.manifest import N_FEATURES
 from edge.decide.record import DecisionIds, candidates_of
 from edge.decide.scorer import Scorer
 from edge.events import Candidates, Decision, DecisionContext, Purpose
@@ -41,38 +41,6 @@ RECENT_BYTES: Final = 8_000_000
 RecentDecision = tuple[npt.NDArray[np.float32], list[bool], int]
 # As stored: the matrix as immutable bytes (``tobytes`` costs ~0.15 us for 50 offers, a third of ``copy``).
 _Stored = tuple[bytes, list[bool], int]
-
-
-class PolicySettings(BaseModel):
-    """Exploration, holdout and the store's time zone."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    epsilon: float = Field(
-        default=0.05, ge=0, le=1, description="Share of decisions that pick uniformly among eligible offers."
-    )
-    holdout_percent: float = Field(
-        default=5.0,
-        ge=0,
-        le=50,
-        description="Identified shoppers kept on the fallback as a control group (%).",
-    )
-    holdout_salt: str = Field(
-        default="edge-holdout-v1", min_length=1, description="Salt of the holdout hash; change it to redraw."
-    )
-    tz: str = Field(
-        default="UTC", description="Store time zone (IANA name) for offer windows and daily caps."
-    )
-
-    @field_validator("tz")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            msg = f"unknown time zone '{value}'"
-            raise ValueError(msg) from exc
-        return value
 
 
 class FallbackSource(Protocol):

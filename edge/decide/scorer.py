@@ -1,55 +1,20 @@
-"""The offer model at run time: manifest checks, one onnxruntime session, one ``run`` per decision."""
+"""The offer model at run time: one onnxruntime session over verified bytes, one ``run`` per decision."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.decide.features import CATEGORIES, FEATURE_NAMES, N_FEATURES
+from edge.decide.manifest import INPUT_NAME, N_FEATURES, ModelError, ModelManifest, check_fit, read_model
 from edge.onnxrt import ORT_ERRORS
 
 log = logging.getLogger(__name__)
-
-INPUT_NAME: Final = "features"
-
-
-class ModelError(ValueError):
-    """The model file or its manifest is missing, tampered with, or does not fit this code."""
-
-
-class TrainedOn(BaseModel):
-    """Provenance of the shipped weights."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    seed: int = Field(description="Seed of the synthetic data generator.")
-    rows: int = Field(ge=1, description="Training rows (offer impressions).")
-    holdout_auc: float = Field(ge=0, le=1, description="ROC AUC on the held-out synthetic rows.")
-
-
-class ModelManifest(BaseModel):
-    """``models/<name>.json``: what the ONNX file is and how to feed it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1, description="Model name; the file is models/<name>.onnx.")
-    version: str = Field(min_length=1, description="Model version, logged with every decision.")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the .onnx bytes (lower-case hex).")
-    inputs: dict[str, list[str]] = Field(
-        description="Input tensor name -> its feature names in column order."
-    )
-    output: str = Field(min_length=1, description="Output tensor: one score in [0, 1] per input row.")
-    categories: list[str] = Field(description="Offer categories of the one-hot columns, in order.")
-    trained_on: TrainedOn = Field(description="Where the weights came from.")
 
 
 ScoreFn = Callable[[], npt.NDArray[np.float32]]
@@ -141,49 +106,11 @@ def session_options() -> Any:
     return options
 
 
-def parse_manifest(data: bytes, source: str | Path) -> ModelManifest:
-    """A manifest from its JSON bytes (read once by the caller, who may keep them); ``source`` names it."""
-    try:
-        return ModelManifest.model_validate_json(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}"
-            for item in exc.errors(include_url=False)
-        )
-        raise ModelError(f"invalid model manifest {source}: {problems}") from exc
-
-
-def read_model(onnx_path: str | Path, manifest_path: str | Path) -> tuple[bytes, bytes, ModelManifest]:
-    """The model's bytes, its manifest's bytes and the parsed manifest, each read once; the sha256 of those
-    very bytes checked against the manifest (so a file swapped after the check cannot be the one used)."""
-    onnx_path, manifest_path = Path(onnx_path), Path(manifest_path)
-    try:
-        manifest_bytes = manifest_path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read model manifest {manifest_path}: {exc.strerror or exc}") from exc
-    manifest = parse_manifest(manifest_bytes, manifest_path)
-    try:
-        blob = onnx_path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read model {onnx_path}: {exc.strerror or exc}") from exc
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != manifest.sha256:
-        raise ModelError(f"model {onnx_path} has sha256 {digest}, its manifest says {manifest.sha256}")
-    return blob, manifest_bytes, manifest
-
-
 def load_model(onnx_path: str | Path, manifest_path: str | Path) -> OnnxScorer:
     """Check the file against its manifest and this code's features, then open one session on those bytes."""
     onnx_path = Path(onnx_path)
     blob, _, manifest = read_model(onnx_path, manifest_path)
-    expected_inputs = {INPUT_NAME: list(FEATURE_NAMES)}
-    if manifest.inputs != expected_inputs:
-        raise ModelError(
-            f"manifest inputs {json.dumps(manifest.inputs)} differ from this gateway's features "
-            f"{json.dumps(expected_inputs)}; rebuild the model (scripts/build_model.py)"
-        )
-    if manifest.categories != list(CATEGORIES):
-        raise ModelError(f"manifest categories {manifest.categories} differ from {list(CATEGORIES)}")
+    check_fit(manifest)
     try:
         session = ort.InferenceSession(
             blob, sess_options=session_options(), providers=["CPUExecutionProvider"]

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from edge.clock import Clock
+from edge.config.camera import CameraSettings
 from edge.flow.checkin import ACCEPTED, Accepted, Refused
 from edge.flow.zones import ZoneCounts
 from edge.sources.camera.audience import Audience, AudienceState
 from edge.sources.camera.capture import CameraCapture, Frame
 from edge.sources.camera.masks import MaskSet
 from edge.sources.camera.qr import QrDeduper, QrReader
-from edge.sources.camera.settings import CameraSettings
 from edge.transport.mqtt import RetryLater
 
 log = logging.getLogger(__name__)

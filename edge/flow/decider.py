@@ -16,8 +16,8 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from edge.clock import Clock
-from edge.decide import DecisionEngine, FallbackSource
 from edge.decide.catalog import Catalog
+from edge.decide.policy import DecisionEngine, FallbackSource
 from edge.events import Decision, DecisionContext, Purpose
 from edge.identity import ConsentStore, ProfileCache
 

@@ -8,14 +8,13 @@ and for ``edge-gateway dead-letter``.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from edge.ledger.outbox import OutboxEntry, outbox_entry
+from edge.ledger.readonly import read_only
 from edge.ledger.writer import Op, Read, Submit, Tx
 from edge.sync.wire import EventClass
 
@@ -199,10 +198,7 @@ def read_refused(path: Path, *, parked: bool = False) -> Iterator[RefusedRecord]
     Opens the file read-only, beside a running gateway (WAL lets a reader in without blocking its writer);
     used by ``edge-gateway dead-letter``.
     """
-    if not path.exists():
-        raise FileNotFoundError(f"no ledger at {path}")
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as db:
+    with read_only(path) as db:
         if parked:
             cursor = db.execute(
                 "SELECT o.event_id, o.class, o.kind, p.reason, p.parked_wall, p.attempts, p.next_wall, o.body "

@@ -2,63 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any
 
 from edge.clock import Clock
-
-_HEX = re.compile(r"^[0-9a-f]+$")
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-class BeaconSettings(BaseModel):
-    """One fixed store beacon (iBeacon or Eddystone-UID)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(
-        min_length=1, max_length=64, description="Human name shown in health (e.g. 'cafe-ceiling')."
-    )
-    kind: Literal["ibeacon", "eddystone-uid"] = Field(description="Frame the beacon sends.")
-    zone: str = Field(description="Zone the beacon anchors.")
-    uuid: str | None = Field(default=None, description="iBeacon proximity UUID (lower-case, with dashes).")
-    major: int | None = Field(default=None, ge=0, le=65535, description="iBeacon major.")
-    minor: int | None = Field(default=None, ge=0, le=65535, description="iBeacon minor.")
-    namespace: str | None = Field(default=None, description="Eddystone-UID namespace, 20 hex chars.")
-    instance: str | None = Field(default=None, description="Eddystone-UID instance, 12 hex chars.")
-    missing_after_s: float = Field(
-        default=300.0,
-        gt=0,
-        le=604_800,
-        description="Reported missing when not heard for this long (battery, theft).",
-    )
-
-    @model_validator(mode="after")
-    def _identity_complete(self) -> BeaconSettings:
-        if self.kind == "ibeacon":
-            if self.uuid is None or not _UUID.match(self.uuid) or self.major is None or self.minor is None:
-                msg = "an ibeacon needs uuid (lower-case, with dashes), major and minor"
-                raise ValueError(msg)
-        elif (
-            self.namespace is None
-            or self.instance is None
-            or len(self.namespace) != 20
-            or len(self.instance) != 12
-            or not _HEX.match(self.namespace + self.instance)
-        ):
-            msg = "an eddystone-uid needs namespace (20 lower-case hex) and instance (12 lower-case hex)"
-            raise ValueError(msg)
-        return self
-
-    @property
-    def key(self) -> str:
-        """The same key the frame parsers give (``IBeacon.key`` / ``EddystoneUid.key``)."""
-        if self.kind == "ibeacon":
-            return f"ibeacon:{self.uuid}:{self.major}:{self.minor}"
-        return f"eddystone-uid:{self.namespace}:{self.instance}"
+from edge.config.ble import BeaconSettings
 
 
 @dataclass(slots=True)

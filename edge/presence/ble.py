@@ -13,103 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from edge.clock import Clock
+from edge.config.ble import RSSI_MAX_DBM, RSSI_MIN_DBM, BlePresenceSettings
 from edge.events import PresenceChanged, Sighting
-from edge.presence.rssi import MAX_WINDOW, RssiWindow
+from edge.presence.rssi import RssiWindow
 
 _log = logging.getLogger(__name__)
 
 # What a zone with no usable sample weighs: any heard zone beats it by any margin.
 _NO_SIGNAL: Final = -math.inf
-# BLE RSSI as HCI reports it: -127..+20 dBm; 127 means "not available". Anything else is a broken source.
-RSSI_MIN_DBM: Final = -127
-RSSI_MAX_DBM: Final = 20
 # Timer heap entries of dropped shoppers and abandoned switches are skipped lazily; once the heap holds
 # this many more entries than two per tracked shopper (one idle timer, one pending switch), it is rebuilt,
 # so its size stays proportional to max_tracked whatever the churn.
 _HEAP_SLACK: Final = 1024
-
-
-class BlePresenceSettings(BaseModel):
-    """Thresholds and timers of BLE presence; docs/ble-presence.md says how to tune them."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    window: int = Field(
-        default=7,
-        ge=1,
-        le=MAX_WINDOW,
-        description="Samples kept per (shopper, scanner) for the filter (interquartile mean of the window).",
-    )
-    window_s: float = Field(
-        default=10.0, gt=0, le=600, description="A sample counts for this many seconds, then is ignored."
-    )
-    min_samples: int = Field(
-        default=3,
-        ge=1,
-        le=MAX_WINDOW,
-        description="Samples needed in the window before it has a level (3: the filter out-votes one outlier).",
-    )
-    enter_rssi_dbm: float = Field(
-        default=-75.0,
-        ge=RSSI_MIN_DBM,
-        le=RSSI_MAX_DBM,
-        description="Filtered RSSI at or above which a shopper enters the zone of that scanner.",
-    )
-    exit_rssi_dbm: float = Field(
-        default=-85.0,
-        ge=RSSI_MIN_DBM,
-        le=RSSI_MAX_DBM,
-        description="A shopper stays while the zone's filtered RSSI is at or above this (below enter: hysteresis).",
-    )
-    enter_hold_s: float = Field(
-        default=1.0,
-        ge=0,
-        le=600,
-        description="A shopper not yet in a zone enters the best one once it has stayed best this long.",
-    )
-    switch_margin_db: float = Field(
-        default=6.0, ge=0, le=60, description="Another zone must beat the current one by this many dB..."
-    )
-    switch_hold_s: float = Field(
-        default=3.0, ge=0, le=600, description="...continuously for this long before the shopper switches."
-    )
-    dwell_s: float = Field(
-        default=60.0, gt=0, le=3600, description="A 'dwell' event once per stay, after this long in the zone."
-    )
-    leave_after_s: float = Field(
-        default=20.0,
-        gt=0,
-        le=3600,
-        description="Leave after this long without a sighting at or above the exit level in the zone.",
-    )
-    max_tracked: int = Field(
-        default=5000,
-        ge=1,
-        le=100_000,
-        description="Shoppers tracked at once; when full, the least recently seen is evicted (with a leave).",
-    )
-    max_scanners_per_identity: int = Field(
-        default=16,
-        ge=1,
-        le=256,
-        description="Scanners remembered per shopper; the least recently heard is dropped beyond this.",
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> BlePresenceSettings:
-        if self.exit_rssi_dbm >= self.enter_rssi_dbm:
-            msg = (
-                f"exit_rssi_dbm ({self.exit_rssi_dbm}) must be below enter_rssi_dbm ({self.enter_rssi_dbm}): "
-                "the gap between them is the hysteresis that stops flapping"
-            )
-            raise ValueError(msg)
-        if self.min_samples > self.window:
-            msg = f"min_samples ({self.min_samples}) cannot exceed window ({self.window})"
-            raise ValueError(msg)
-        return self
 
 
 @dataclass(slots=True, eq=False)

@@ -9,18 +9,16 @@ no address.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final, TextIO
 
 from edge.clock import Clock, SystemClock
 from edge.config import GatewaySettings
 from edge.events import Advert, Purpose
 from edge.identity.eid import EidResolver, load_eid_keys
+from edge.ledger.readonly import granted
 from edge.sources.ble.frames import (
     EddystoneEid,
     EddystoneTlm,
@@ -46,22 +44,6 @@ class Seen:
     zone: str
 
 
-def read_presence_consents(ledger_path: Path) -> frozenset[str]:
-    """Shoppers with ``presence_ble`` granted, read-only (safe while the gateway writes)."""
-    if not ledger_path.exists():
-        return frozenset()
-    uri = f"file:{ledger_path}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=2)) as conn:
-        try:
-            rows = conn.execute(
-                "SELECT shopper_id FROM consents WHERE purpose = ? AND granted = 1",
-                (Purpose.PRESENCE_BLE.value,),
-            ).fetchall()
-        except sqlite3.DatabaseError:
-            return frozenset()
-    return frozenset(str(row[0]) for row in rows)
-
-
 class _ReadOnlyConsents:
     def __init__(self, granted: frozenset[str]) -> None:
         self._granted = granted
@@ -81,7 +63,7 @@ class Namer:
         ble = settings.ble
         self._zone = ble.zone or "?"
         self._beacons = {beacon.key: beacon.name for beacon in ble.beacons}
-        consents = _ReadOnlyConsents(read_presence_consents(settings.ledger.path))
+        consents = _ReadOnlyConsents(granted(settings.ledger.path, Purpose.PRESENCE_BLE))
         self.resolver = EidResolver(clock, neighbours=ble.eid_neighbours, consents=consents)
         if ble.eid_keys_file is not None:
             self.resolver.load(load_eid_keys(ble.eid_keys_file))

@@ -14,13 +14,13 @@ from typing import TextIO
 
 from edge.clock import SystemClock
 from edge.config import GatewaySettings
+from edge.config.camera import CameraSettings
 from edge.flow.camera import looks_like_token
 from edge.identity import TokenVerifier, fingerprint, load_public_keys
 from edge.identity.tokens import Rejection
 from edge.sources.camera.audience import Audience
 from edge.sources.camera.capture import CameraCapture
 from edge.sources.camera.qr import QrDeduper, QrReader
-from edge.sources.camera.settings import CameraSettings
 
 
 def run_test(

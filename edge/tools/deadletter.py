@@ -9,12 +9,12 @@ shopper ids); ``export`` prints JSON lines with the whole event, for the cloud's
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import TextIO
 
 from edge.clock import iso_utc
 from edge.ledger.deadletter import read_refused
+from edge.ledger.readonly import READ_ERRORS
 from edge.tools import settings_for_tool
 
 
@@ -26,7 +26,7 @@ def run(config: Path, tool: str, out: TextIO, err: TextIO, *, parked: bool = Fal
     path = settings.ledger.path
     try:
         records = list(read_refused(path, parked=parked))
-    except (OSError, sqlite3.Error) as exc:
+    except READ_ERRORS as exc:
         print(f"{path}: cannot read the ledger ({exc})", file=err)
         return 1
     if tool == "export":

@@ -12,7 +12,7 @@ from typing import TextIO
 
 from edge.clock import iso_utc
 from edge.decide.lifecycle import ModelStore
-from edge.decide.scorer import ModelError
+from edge.decide.manifest import ModelError
 from edge.tools import settings_for_tool
 
 SHA_SHOWN = 12  # hex digits of the sha256 shown: enough to tell versions apart and to match a manifest

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from edge.clock import ManualClock, SystemClock
+from edge.config.ble import BleScannerSettings
 from edge.events import Advert
-from edge.sources.ble.scanner import BleScanner, BleScannerSettings, BleScannerStats
+from edge.sources.ble.scanner import BleScanner, BleScannerStats
 from tests.support.bluez import IN_PROGRESS, NOT_READY, AsyncBlueZ, async_bluez, collect_dead_connections
 
 IBEACON = bytes.fromhex("0215") + bytes(range(16)) + bytes.fromhex("0001000ac5")  # uuid, major 1, minor 10

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edge.clock import ManualClock
+from edge.config.camera import CameraSettings
 from edge.sources.camera.audience import (
     WARMUP_FRAMES,
     Audience,
@@ -17,7 +18,6 @@ from edge.sources.camera.audience import (
     Detection,
     MotionBlobs,
 )
-from edge.sources.camera.settings import CameraSettings
 from tests.camera.scenes import QVGA, VGA, Walker, background, noisy, walker_frames
 
 DT = 0.2  # count_fps = 5, the default

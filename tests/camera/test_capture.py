@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from edge.clock import Clock, ManualClock, SystemClock
+from edge.config.camera import CameraSettings
 from edge.sources.camera.capture import CameraCapture, CameraStats, Frame
-from edge.sources.camera.settings import CameraSettings
 from edge.sources.camera.source import Opener, VideoSource
 from tests.camera.videos import corrupt_copy, frame_number, numbered_frames, write_video
 
@@ -437,7 +437,7 @@ def test_stats_before_any_frame() -> None:
 
 
 def test_reading_camera_settings_does_not_import_opencv() -> None:
-    code = "import sys, edge.sources.camera.settings; assert 'cv2' not in sys.modules"
+    code = "import sys, edge.config.camera; assert 'cv2' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 

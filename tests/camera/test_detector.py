@@ -10,10 +10,10 @@ import pytest
 from onnx import TensorProto, helper
 
 from edge.clock import ManualClock
+from edge.config.camera import CameraSettings
 from edge.sources.camera.audience import Audience, AudienceState
 from edge.sources.camera.detector import DetectorModelError, OnnxPersonDetector
 from edge.sources.camera.masks import MaskSet
-from edge.sources.camera.settings import CameraSettings
 from tests.camera.scenes import QVGA, Walker, background, walker_frames
 
 DT = 0.2

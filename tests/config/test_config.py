@@ -1,3 +1,5 @@
+import hashlib
+import json
 import tomllib
 from pathlib import Path
 
@@ -237,3 +239,24 @@ def test_camera_files_are_relative_to_the_config_and_must_exist(tmp_path: Path) 
     assert f"cameras.0.detector_model: file not found: {tmp_path / 'models/people.onnx'}" in (
         error.value.problems
     )
+
+
+def test_a_model_onnxruntime_cannot_open_passes_check_config_and_run_refuses_to_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # check-config reads the manifest and the bytes' sha256 without onnxruntime; a file whose manifest
+    # vouches for it but which is no ONNX graph is caught when the session opens, and run refuses cleanly.
+    models = tmp_path / "models"
+    models.mkdir()
+    blob = b"these bytes are not an ONNX model"
+    (models / "offers.onnx").write_bytes(blob)
+    manifest = json.loads((REPO / "models/offers.json").read_bytes())
+    manifest["sha256"] = hashlib.sha256(blob).hexdigest()
+    (models / "offers.json").write_text(json.dumps(manifest))
+    path = _good_config(tmp_path, model=models / "offers.onnx")
+    assert main(["check-config", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to start" in err
+    assert "decisions.model: onnxruntime cannot load" in err

@@ -12,7 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge.clock import ManualClock
-from edge.decide import Catalog, DecisionEngine, Offer, OnnxScorer, PolicySettings, load_model
+from edge.config.decisions import PolicySettings
+from edge.decide.catalog import Catalog, Offer
+from edge.decide.policy import DecisionEngine
+from edge.decide.scorer import OnnxScorer, load_model
 from edge.events import DecisionContext, Purpose
 
 REPO = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 from hypothesis import strategies as st
 
-from edge.decide import CATEGORIES
+from edge.decide.catalog import CATEGORIES
 
 json_scalars = (
     st.none()

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from edge.decide import CATEGORIES, CatalogError, Offer, PolicySettings, load_catalog, parse_catalog
+from edge.config.decisions import PolicySettings
+from edge.decide.catalog import CATEGORIES, CatalogError, Offer, load_catalog, parse_catalog
 from tests.decide.conftest import REPO
 
 GOOD = """

@@ -9,7 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.clock import ManualClock
-from edge.decide import Catalog, DecisionEngine, OnnxScorer, PolicySettings
+from edge.config.decisions import PolicySettings
+from edge.decide.catalog import Catalog
+from edge.decide.policy import DecisionEngine
+from edge.decide.scorer import OnnxScorer
 from edge.events import Decision
 from tests.decide.conftest import NO_CONSENT, PERSONAL, EngineFactory, context, move_to, offer, wall
 

@@ -7,8 +7,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.decide import CATEGORIES, FEATURE_NAMES, FeatureBuilder, build_features
-from edge.decide.features import LocalTimeResolver
+from edge.decide.catalog import CATEGORIES
+from edge.decide.features import FeatureBuilder, LocalTimeResolver, build_features
+from edge.decide.manifest import FEATURE_NAMES
 from edge.events import DecisionContext
 from tests.decide.conftest import offer, wall
 from tests.decide.strategies import json_scalars, profiles

@@ -21,7 +21,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.clock import ManualClock
-from edge.decide import FEATURE_NAMES, Catalog, DecisionEngine, ModelError, PolicySettings, Scorer
+from edge.config.decisions import PolicySettings
+from edge.decide.catalog import Catalog
 from edge.decide.lifecycle import (
     HISTORY,
     INFO_FILE,
@@ -32,7 +33,9 @@ from edge.decide.lifecycle import (
     ModelStore,
     probe_matrix,
 )
-from edge.decide.policy import RECENT_DECISIONS
+from edge.decide.manifest import FEATURE_NAMES, ModelError
+from edge.decide.policy import RECENT_DECISIONS, DecisionEngine
+from edge.decide.scorer import Scorer
 from tests.decide.conftest import MANIFEST, MODEL, PERSONAL, context, offer
 
 F = len(FEATURE_NAMES)

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.decide import CATEGORIES, OnnxScorer, build_features
+from edge.decide.catalog import CATEGORIES
+from edge.decide.features import build_features
+from edge.decide.scorer import OnnxScorer
 from edge.events import DecisionContext
 from tests.decide.conftest import MANIFEST, MODEL, REPO, offer, wall
 

@@ -13,16 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.clock import ManualClock
-from edge.decide import (
-    Catalog,
-    DecisionEngine,
-    Fallback,
-    OnnxScorer,
-    PolicySettings,
-    build_features,
-    holdout_bucket,
-    is_holdout,
-)
+from edge.config.decisions import PolicySettings
+from edge.decide.catalog import Catalog
+from edge.decide.features import build_features
+from edge.decide.policy import DecisionEngine, Fallback, holdout_bucket, is_holdout
+from edge.decide.scorer import OnnxScorer
 from edge.events import Candidate, DecisionContext
 from tests.decide.conftest import PERSONAL, EngineFactory, context, offer
 from tests.decide.strategies import json_scalars, profiles

@@ -9,7 +9,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.decide import FEATURE_NAMES, ModelError, OnnxScorer, load_model
+from edge.decide.manifest import FEATURE_NAMES, ModelError
+from edge.decide.scorer import OnnxScorer, load_model
 from tests.decide.conftest import MANIFEST, MODEL
 
 F = len(FEATURE_NAMES)

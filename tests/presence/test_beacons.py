@@ -2,7 +2,8 @@ import pytest
 from pydantic import ValidationError
 
 from edge.clock import ManualClock
-from edge.presence.beacons import BeaconRegistry, BeaconSettings
+from edge.config.ble import BeaconSettings
+from edge.presence.beacons import BeaconRegistry
 
 UUID = "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
 

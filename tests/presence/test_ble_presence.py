@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from edge.clock import ManualClock
+from edge.config.ble import BlePresenceSettings
 from edge.events import PresenceChanged, Sighting
-from edge.presence.ble import BlePresence, BlePresenceSettings
+from edge.presence.ble import BlePresence
 from tests.presence.traces import (
     QUIET,
     TICK_S,

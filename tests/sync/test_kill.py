@@ -30,8 +30,8 @@ async def _start(mode: str, db: Path, base_url: str, token: str, tag: str) -> as
         str(db),
         "--url",
         base_url,
-        "--token",
-        token,
+        # One form: a token that starts with "-" (about one in 64) would be read as an option.
+        f"--token={token}",
         "--store",
         STORE,
         "--tag",

@@ -23,9 +23,9 @@ from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakDBusError, BleakError
 
 from edge.clock import Clock
+from edge.config.ble import BleScannerSettings
 from edge.events import Advert
 from edge.sources.ble.bluez import IN_PROGRESS, NOT_READY, RETRYABLE, AdapterWatch
-from edge.sources.ble.settings import BleScannerSettings
 
 LOG = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from edge.sources.camera.masks import MaskSet
 
 if TYPE_CHECKING:
     from edge.clock import Clock
-    from edge.sources.camera.settings import CameraSettings
+    from edge.config.camera import CameraSettings
 
 # --- background subtraction -------------------------------------------------------------------------------
 # A person standing still in front of a screen must stay foreground while they watch, yet a new still

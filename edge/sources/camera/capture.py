@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.clock import Clock
+from edge.config.camera import CameraSettings
 from edge.retry import backoff_delay
-from edge.sources.camera.settings import CameraSettings
 from edge.sources.camera.source import Opener, VideoSource, open_source
 
 LOG = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from typing import Final, Protocol
 
 import cv2
 
-from edge.sources.camera.settings import CameraSettings
+from edge.config.camera import CameraSettings
 
 # ffmpeg's own defaults are ~30 s for an RTSP open and unbounded for a read; the worker must get back to the
 # watchdog and to stop() sooner than that. The read timeout is the camera's silence_s.

@@ -1,4 +1,4 @@
-"""Camera settings, apart from the camera code so that reading a config never imports cv2."""
+"""A ``[[cameras]]`` entry: source, rates, privacy masks, detector; apart from the camera code (no cv2)."""
 
 from __future__ import annotations
 
