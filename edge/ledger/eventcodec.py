@@ -3,7 +3,9 @@
 A queued event is stored as small columns (the id as 16 bytes, the kind as a small number, the time in ms,
 the shopper) and its ``data`` in the typed form of edge/ledger/typedjson.py, deflated with a fixed
 dictionary. ``row_wire`` rebuilds the exact bytes that ``encode_event`` made and the cloud receives. Every
-code below is on disk in some store: never change or reuse one, append. See docs/ledger.md "Outbox".
+code below is on disk in some store: never change or reuse one, append; and a new codec, tag or shape ships
+with a migration step (an empty one will do), so an older gateway refuses the file ("newer than this gateway
+supports") instead of meeting rows it cannot read. See docs/ledger.md "Outbox on disk".
 """
 
 from __future__ import annotations
