@@ -212,11 +212,12 @@ class SyncSettings(_Section):
     outbox_max_mb: float = Field(
         default=400.0,
         gt=0,
-        # A Pi's SD card: 8 GB of event bytes is ~12 GB of file, beyond what a store's card should give it.
+        # A Pi's SD card: 8 GB of event bytes is ~3.3 GB of file (stored compact, ~0.41x), more than a store's
+        # card should give it.
         le=8_000,
         description=(
-            "Outbox bound (event bytes; the file is ~1.45x that). The default holds a 24 h outage at 10 events/s; "
-            "past it telemetry is dropped (oldest first), privacy events and conversions never."
+            "Outbox bound (event bytes as pushed; the file is ~0.41x that). The default holds a 24 h outage at "
+            "10 events/s; past it telemetry is dropped (oldest first), privacy events and conversions never."
         ),
     )
 

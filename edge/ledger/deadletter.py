@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from edge.ledger.outbox import OutboxEntry, outbox_entry
+from edge.ledger.outbox import ENTRY_COLUMNS, OutboxEntry, outbox_entry
 from edge.ledger.readonly import read_only
 from edge.ledger.writer import Op, Read, Submit, Tx
 from edge.sync.wire import EventClass
@@ -22,7 +22,7 @@ from edge.sync.wire import EventClass
 # that refuses everything for weeks must not fill a store's SD card. The oldest go first, counted.
 DEAD_LETTER_MAX_EVENTS: Final = 20_000
 
-_PARKED_COLUMNS: Final = "o.seq, o.event_id, o.class, o.kind, o.shopper_id, o.body"
+_PARKED_COLUMNS: Final = ", ".join(f"o.{column}" for column in ENTRY_COLUMNS.split(", "))
 
 
 @dataclass(slots=True, frozen=True)
@@ -92,15 +92,28 @@ def settle_op(
 
 
 def _give_up(tx: Tx, refusal: Refusal, now_wall: float) -> None:
-    entry = refusal.entry
+    seq = refusal.entry.seq
     # From the outbox row itself, inside the transaction: an erasure may have anonymised it since the peek.
+    # A dead letter keeps the wire event as pushed (compact JSON): it is exported as it is, and few.
+    rows = tx.fetch(f"SELECT {ENTRY_COLUMNS} FROM outbox WHERE seq = ?", (seq,))  # noqa: S608
+    if not rows:
+        return
+    entry = outbox_entry(rows[0])
     tx.execute(
         "INSERT INTO dead_letter (event_id, class, kind, at_wall, shopper_id, body, reason, given_up_wall) "
-        "SELECT event_id, class, kind, at_wall, shopper_id, body, ?, ? FROM outbox WHERE seq = ? "
-        "ON CONFLICT (event_id) DO NOTHING",
-        (refusal.reason, now_wall, entry.seq),
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+        (
+            entry.event_id,
+            int(entry.cls),
+            entry.kind,
+            int(rows[0][4]) / 1000.0,
+            entry.shopper_id,
+            entry.body,
+            refusal.reason,
+            now_wall,
+        ),
     )
-    tx.execute("DELETE FROM outbox WHERE seq = ?", (entry.seq,))
+    tx.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
 
 
 def _park(tx: Tx, refusal: Refusal, now_wall: float, retry_in: Callable[[int], float]) -> int:
@@ -200,24 +213,30 @@ def read_refused(path: Path, *, parked: bool = False) -> Iterator[RefusedRecord]
     """
     with read_only(path) as db:
         if parked:
-            cursor = db.execute(
-                "SELECT o.event_id, o.class, o.kind, p.reason, p.parked_wall, p.attempts, p.next_wall, o.body "
-                "FROM outbox_parked p JOIN outbox o ON o.seq = p.seq ORDER BY o.seq"
+            rows = (
+                (outbox_entry(row[:7]), *row[7:])
+                for row in db.execute(
+                    f"SELECT {_PARKED_COLUMNS}, p.reason, p.parked_wall, p.attempts, p.next_wall "  # noqa: S608
+                    "FROM outbox_parked p JOIN outbox o ON o.seq = p.seq ORDER BY o.seq"
+                )
             )
         else:
-            cursor = db.execute(
-                "SELECT event_id, class, kind, reason, given_up_wall, 1, NULL, body "
-                "FROM dead_letter ORDER BY seq"
+            rows = (
+                (OutboxEntry(seq, str(event_id), EventClass(cls), str(kind), shopper_id, body), *rest)
+                for seq, event_id, cls, kind, shopper_id, body, *rest in db.execute(
+                    "SELECT seq, event_id, class, kind, shopper_id, body, reason, given_up_wall, 1, NULL "
+                    "FROM dead_letter ORDER BY seq"
+                )
             )
-        for event_id, cls, kind, reason, since, attempts, next_wall, body in cursor:
+        for entry, reason, since, attempts, next_wall in rows:
             yield RefusedRecord(
                 state="parked" if parked else "dead",
-                event_id=str(event_id),
-                cls=EventClass(cls).wire,
-                kind=str(kind),
+                event_id=entry.event_id,
+                cls=entry.cls.wire,
+                kind=entry.kind,
                 reason=str(reason),
                 since_wall=float(since),
                 attempts=int(attempts),
                 next_wall=None if next_wall is None else float(next_wall),
-                event=json.loads(body),
+                event=json.loads(entry.body),
             )

@@ -4,18 +4,55 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import aiosqlite
 
+from edge.ledger import eventcodec, typedjson
 from edge.ledger.errors import LedgerError
 
 _LOGGER = logging.getLogger(__name__)
 
+# One statement of a step: SQL, or a function run on the connection (on its thread) in the step's transaction,
+# for what SQL alone cannot do.
+Statement = str | Callable[[sqlite3.Connection], None]
+
+
+def _compact_outbox(conn: sqlite3.Connection) -> None:
+    """Step 5: the rows of the version-4 outbox into the compact table, seqs and sequence kept.
+
+    A queued body is kept verbatim (``eventcodec.VERBATIM``): copying is fast whatever the backlog, and what
+    is pushed stays byte for byte what was queued. The id becomes its 16 bytes when it is a canonical UUID,
+    so a redelivered write after the upgrade still finds it (the unique index compares stored values).
+    """
+    conn.create_function("edge_pack_id", 1, eventcodec.pack_id, deterministic=True)
+    conn.create_function("edge_wall_ms", 1, typedjson.wall_ms, deterministic=True)
+    try:
+        conn.execute(
+            "INSERT INTO outbox (seq, event_id, class, kind, at_ms, shopper_id, bytes, data) "
+            "SELECT seq, edge_pack_id(event_id), class, CASE kind WHEN 'decision' THEN 1 "
+            "WHEN 'exposure' THEN 2 WHEN 'consent' THEN 3 WHEN 'erasure' THEN 4 WHEN 'conversion' THEN 5 "
+            "ELSE kind END, edge_wall_ms(at_wall), shopper_id, length(body), CAST(x'00' || body AS BLOB) "
+            "FROM outbox_v4 ORDER BY seq"
+        )
+    finally:
+        conn.create_function("edge_pack_id", 1, None)
+        conn.create_function("edge_wall_ms", 1, None)
+    # AUTOINCREMENT's high mark moves to the new table: a seq acked before the upgrade is never handed out.
+    conn.execute(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'outbox', 0 "
+        "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbox')"
+    )
+    conn.execute(
+        "UPDATE sqlite_sequence SET seq = max(seq, "
+        "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox_v4')) WHERE name = 'outbox'"
+    )
+
+
 # Step N (1-based) moves the schema from user_version N-1 to N. Append new steps; never edit a shipped one,
 # because gateways in the field have already applied it and will not run it again.
-SCHEMA_STEPS: Final[tuple[tuple[str, ...], ...]] = (
+SCHEMA_STEPS: Final[tuple[tuple[Statement, ...], ...]] = (
     (
         # One row per decision. shopper_id is NULL unless the shopper's consent allowed keeping it.
         """CREATE TABLE decisions (
@@ -207,6 +244,47 @@ SCHEMA_STEPS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (kind, id, sub)
         ) WITHOUT ROWID""",
     ),
+    (
+        # The outbox, compact (docs/ledger.md "Outbox on disk"): ~500 bytes an event on disk became ~150. The
+        # id is 16 bytes when it is a canonical UUID (else its text), the kind a small code for the gateway's
+        # own kinds (else its text): neither column has a type, so no affinity turns one into the other.
+        # at_ms is the event's `at` in unix ms; bytes is the wire event's length, which the byte bound and
+        # the totals count (as before: they count what is pushed, not what is stored); data is the event's
+        # data in eventcodec's form (its first byte says which). The rows are copied with their seqs, so
+        # outbox_parked still points at them.
+        "ALTER TABLE outbox RENAME TO outbox_v4",
+        """CREATE TABLE outbox (
+            seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id   NOT NULL UNIQUE,
+            class      INTEGER NOT NULL CHECK (class BETWEEN 0 AND 2),
+            kind       NOT NULL,
+            at_ms      INTEGER NOT NULL,
+            shopper_id TEXT,
+            bytes      INTEGER NOT NULL,
+            data       BLOB NOT NULL
+        )""",
+        _compact_outbox,
+        # Its index and triggers go with it (they keep their names across a rename).
+        "DROP TABLE outbox_v4",
+        # As in step 2: (class, seq) finds the oldest telemetry; still no shopper_id index.
+        "CREATE INDEX outbox_class ON outbox (class)",
+        """CREATE TRIGGER outbox_counted_in AFTER INSERT ON outbox BEGIN
+            UPDATE outbox_totals SET events = events + 1, bytes = bytes + NEW.bytes WHERE class = NEW.class;
+        END""",
+        """CREATE TRIGGER outbox_counted_out AFTER DELETE ON outbox BEGIN
+            UPDATE outbox_totals SET events = events - 1, bytes = bytes - OLD.bytes WHERE class = OLD.class;
+        END""",
+        """CREATE TRIGGER outbox_immutable BEFORE UPDATE ON outbox BEGIN
+            SELECT RAISE(ABORT, 'outbox rows are immutable');
+        END""",
+        """CREATE TRIGGER outbox_unparked AFTER DELETE ON outbox BEGIN
+            DELETE FROM outbox_parked WHERE seq = OLD.seq;
+        END""",
+        # The copy went in before the triggers: the totals are what was copied (the same figures as before).
+        """UPDATE outbox_totals SET
+            events = (SELECT count(*) FROM outbox WHERE class = outbox_totals.class),
+            bytes = (SELECT coalesce(sum(bytes), 0) FROM outbox WHERE class = outbox_totals.class)""",
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = len(SCHEMA_STEPS)
@@ -218,7 +296,7 @@ async def schema_version(db: aiosqlite.Connection) -> int:
     return int(rows[0][0])
 
 
-async def migrate(db: aiosqlite.Connection, steps: Sequence[Sequence[str]] = SCHEMA_STEPS) -> int:
+async def migrate(db: aiosqlite.Connection, steps: Sequence[Sequence[Statement]] = SCHEMA_STEPS) -> int:
     """Apply the steps the database lacks, each in its own transaction; return the resulting version.
 
     The connection must be in autocommit mode (``isolation_level=None``). ``user_version`` lives in the
@@ -236,7 +314,11 @@ async def migrate(db: aiosqlite.Connection, steps: Sequence[Sequence[str]] = SCH
         await db.execute_fetchall("BEGIN IMMEDIATE")
         try:
             for statement in steps[version - 1]:
-                await db.execute_fetchall(statement)
+                if isinstance(statement, str):
+                    await db.execute_fetchall(statement)
+                else:
+                    # On the connection's own thread, inside this transaction (as the writer runs its ops).
+                    await db._execute(statement, db._conn)  # type: ignore[no-untyped-call]
             # PRAGMA takes no bound parameters; version is an int we computed, not input.
             await db.execute_fetchall(f"PRAGMA user_version = {int(version)}")
             await db.execute_fetchall("COMMIT")

@@ -1,7 +1,8 @@
 """The durable outbox to the cloud: events encoded once, a byte bound that drops telemetry first, peek/ack.
 
 Events are written by ledger ops inside the transaction of the row they describe (``insert_event``), or by
-producers outside the ledger through ``Outbox.enqueue``. See docs/ledger.md "Outbox".
+producers outside the ledger through ``Outbox.enqueue``; rows are stored compact (edge/ledger/eventcodec.py)
+and turned back into the exact wire event at peek. See docs/ledger.md "Outbox".
 """
 
 from __future__ import annotations
@@ -15,7 +16,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from edge.clock import Clock, iso_utc
+from edge.clock import Clock
+from edge.ledger.eventcodec import (
+    VERBATIM,
+    encode_data,
+    pack_id,
+    pack_kind,
+    row_wire,
+    unpack_id,
+    unpack_kind,
+    verbatim,
+    wire,
+    wire_string,
+)
+from edge.ledger.typedjson import wall_ms
 from edge.ledger.writer import Op, Read, Submit, Tx
 from edge.sync.wire import EventClass
 
@@ -36,13 +50,15 @@ _CLASSES: Final = tuple(sorted(EventClass))
 
 EnqueueOutcome = Literal["queued", "duplicate", "dropped", "disabled"]
 
+# A stored row as ``outbox_entry`` reads it.
+ENTRY_COLUMNS: Final = "seq, event_id, class, kind, at_ms, shopper_id, data"
 _INSERT_WITHIN_BOUND: Final = (
-    "INSERT INTO outbox (event_id, class, kind, at_wall, shopper_id, body) "
-    "SELECT ?, ?, ?, ?, ?, ? WHERE (SELECT SUM(bytes) FROM outbox_totals) <= ? "
+    "INSERT INTO outbox (event_id, class, kind, at_ms, shopper_id, bytes, data) "
+    "SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT SUM(bytes) FROM outbox_totals) <= ? "
     "ON CONFLICT (event_id) DO NOTHING RETURNING seq"
 )
 _INSERT: Final = (
-    "INSERT INTO outbox (event_id, class, kind, at_wall, shopper_id, body) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO outbox (event_id, class, kind, at_ms, shopper_id, bytes, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -68,14 +84,28 @@ def event_id_for(at_wall: float, key: str | None = None) -> str:
 
 @dataclass(slots=True, frozen=True)
 class NewEvent:
-    """An event encoded for the outbox: ``body`` is the wire Event (docs/sync.md) as compact UTF-8 JSON."""
+    """An event encoded for the outbox: ``body`` is the wire Event (docs/sync.md) as compact UTF-8 JSON,
+    ``data`` its ``data`` as stored (``eventcodec.encode_data``), ``at_ms`` the ``at`` it shows."""
 
     event_id: str
     cls: EventClass
     kind: str
-    at_wall: float
+    at_ms: int
     shopper_id: str | None
     body: bytes
+    data: bytes
+
+    def row(self) -> tuple[bytes | str, int, int | str, int, str | None, int, bytes]:
+        """The ``outbox`` columns ``event_id, class, kind, at_ms, shopper_id, bytes, data``."""
+        return (
+            pack_id(self.event_id),
+            int(self.cls),
+            pack_kind(self.kind),
+            self.at_ms,
+            self.shopper_id,
+            len(self.body),
+            self.data,
+        )
 
 
 @dataclass(slots=True, frozen=True)
@@ -91,9 +121,13 @@ class OutboxEntry:
 
 
 def outbox_entry(row: Sequence[Any]) -> OutboxEntry:
-    """An entry from a row of ``seq, event_id, class, kind, shopper_id, body``."""
-    seq, event_id, cls, kind, shopper_id, body = row
-    return OutboxEntry(seq, event_id, _CLASSES[cls], kind, shopper_id, body)
+    """An entry from a row of ``ENTRY_COLUMNS``: the stored form back into the exact wire event."""
+    seq, stored_id, cls, stored_kind, at_ms, shopper_id, data = row[:7]
+    event_id = unpack_id(stored_id)
+    kind = unpack_kind(stored_kind)
+    event_class = _CLASSES[cls]
+    body = row_wire(event_id, kind, event_class, at_ms, shopper_id, data)
+    return OutboxEntry(seq, event_id, event_class, kind, shopper_id, body)
 
 
 def encode_event(
@@ -107,20 +141,11 @@ def encode_event(
 ) -> NewEvent:
     """Encode the wire Event once; a value JSON cannot hold (NaN, an object) raises here, in the caller."""
     event_id = event_id if event_id is not None else event_id_for(at_wall)
-    body = json.dumps(
-        {
-            "id": event_id,
-            "kind": kind,
-            "class": cls.wire,
-            "at": iso_utc(at_wall),
-            "shopper_id": shopper_id,
-            "data": data,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    ).encode()
-    return NewEvent(event_id, EventClass(cls), kind, at_wall, shopper_id, body)
+    cls = EventClass(cls)
+    data_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    at_ms = wall_ms(at_wall)
+    body = wire(event_id, kind, cls, at_ms, shopper_id, data_json)
+    return NewEvent(event_id, cls, kind, at_ms, shopper_id, body, encode_data(data_json, at_ms))
 
 
 def insert_event(tx: Tx, event: NewEvent, max_bytes: int | None) -> EnqueueOutcome:
@@ -135,7 +160,7 @@ def insert_event(tx: Tx, event: NewEvent, max_bytes: int | None) -> EnqueueOutco
     if max_bytes is None:
         return "disabled"
     size = len(event.body)
-    row = (event.event_id, int(event.cls), event.kind, event.at_wall, event.shopper_id, event.body)
+    row = event.row()
     # The common case, one statement: room left, and an id not queued yet.
     if tx.returning(_INSERT_WITHIN_BOUND, (*row, max_bytes - size)):
         return "queued"
@@ -143,7 +168,7 @@ def insert_event(tx: Tx, event: NewEvent, max_bytes: int | None) -> EnqueueOutco
         tx.fetch(
             "SELECT (SELECT 1 FROM outbox WHERE event_id = ?), (SELECT SUM(bytes) FROM outbox_totals), "
             "(SELECT bytes FROM outbox_totals WHERE class = ?)",
-            (event.event_id, int(EventClass.TELEMETRY)),
+            (row[0], int(EventClass.TELEMETRY)),
         )
     )[0]
     if duplicate:
@@ -203,7 +228,10 @@ def anonymise_shopper_events(tx: Tx, shopper_id: str) -> int:
     """
     where = "WHERE shopper_id = ? AND class != ?"
     params = (shopper_id, int(EventClass.PRIVACY))
-    rows = tx.fetch(f"SELECT seq, event_id, class, kind, at_wall, body FROM outbox {where}", params)  # noqa: S608
+    rows = tx.fetch(
+        f"SELECT seq, event_id, class, kind, at_ms, bytes, data FROM outbox {where}",  # noqa: S608
+        params,
+    )
     if not rows:
         return 0
     # Deleting a row ends its parking (a trigger); a rewritten row keeps it.
@@ -213,13 +241,20 @@ def anonymise_shopper_events(tx: Tx, shopper_id: str) -> int:
         (json.dumps([int(row[0]) for row in rows]),),
     )
     tx.execute(f"DELETE FROM outbox {where}", params)  # noqa: S608
-    for seq, event_id, cls, kind, at_wall, body in rows:
-        document = json.loads(body)
-        document["shopper_id"] = None
+    # The wire event names the shopper only in its envelope: a compact row's data stays as it is.
+    named = len(wire_string(shopper_id)) - len(b"null")
+    for seq, event_id, cls, kind, at_ms, size, data in rows:
+        if data[0] == VERBATIM:
+            document = json.loads(data[1:])
+            document["shopper_id"] = None
+            body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+            data, size = verbatim(body), len(body)  # noqa: PLW2901 - the row as it is written again
+        else:
+            size -= named  # noqa: PLW2901
         tx.execute(
-            "INSERT INTO outbox (seq, event_id, class, kind, at_wall, shopper_id, body) "
-            "VALUES (?, ?, ?, ?, ?, NULL, ?)",
-            (seq, event_id, cls, kind, at_wall, json.dumps(document, separators=(",", ":")).encode()),
+            "INSERT INTO outbox (seq, event_id, class, kind, at_ms, shopper_id, bytes, data) "
+            "VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+            (seq, event_id, cls, kind, at_ms, size, data),
         )
     for row in parked:
         tx.execute(
@@ -299,14 +334,15 @@ class Outbox:
             raise ValueError("max_events and max_bytes must be at least 1")
         # Parked events (docs/ledger.md "Refused events") wait for their own retry, one at a time.
         rows = await self._read(
-            "SELECT seq, event_id, class, kind, shopper_id, body FROM outbox "
+            f"SELECT {ENTRY_COLUMNS}, bytes FROM outbox "  # noqa: S608 - constant column names
             "WHERE seq NOT IN (SELECT seq FROM outbox_parked) ORDER BY seq LIMIT ?",
             (max_events,),
         )
+        # ``bytes`` is the wire event's length: the batch is cut before anything is decoded.
         entries: list[OutboxEntry] = []
         total = 0
         for row in rows:
-            total += len(row[5])
+            total += int(row[7])
             if entries and total > max_bytes:
                 break
             entries.append(outbox_entry(row))
@@ -324,13 +360,13 @@ class Outbox:
         Reads the trigger-maintained totals and the head row: O(1), cheap enough for every health tick.
         """
         rows = await self._read(
-            "SELECT class, events, bytes, dropped, (SELECT at_wall FROM outbox ORDER BY seq LIMIT 1) "
+            "SELECT class, events, bytes, dropped, (SELECT at_ms FROM outbox ORDER BY seq LIMIT 1) "
             "FROM outbox_totals ORDER BY class"
         )
         by_class: dict[str, dict[str, int]] = {}
         events = size = dropped = 0
-        head: float | None = None
-        for cls, n, class_bytes, class_dropped, head_wall in rows:
+        head: int | None = None
+        for cls, n, class_bytes, class_dropped, head_ms in rows:
             by_class[EventClass(cls).wire] = {
                 "events": int(n),
                 "bytes": int(class_bytes),
@@ -339,7 +375,7 @@ class Outbox:
             events += int(n)
             size += int(class_bytes)
             dropped += int(class_dropped)
-            head = head_wall
+            head = head_ms
         return {
             "events": events,
             "bytes": size,
@@ -348,6 +384,6 @@ class Outbox:
             "over_bound": self.max_bytes is not None and size > self.max_bytes,
             "dropped": dropped,
             # The age of the head of the queue (lowest seq): how far behind the cloud is.
-            "oldest_age_s": max(0.0, self._clock.wall() - float(head)) if head is not None else 0.0,
+            "oldest_age_s": max(0.0, self._clock.wall() - head / 1000.0) if head is not None else 0.0,
             "by_class": by_class,
         }

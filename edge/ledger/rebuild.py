@@ -15,20 +15,14 @@ from dataclasses import dataclass
 from typing import Final
 
 from edge.events import Purpose
+from edge.ledger.eventcodec import KIND_CODES, row_data
 from edge.ledger.writer import Tx
-from edge.sync.wire import Change, ChangeKind
+from edge.sync.wire import Change, ChangeKind, EventClass
 
 REBUILD_KEY: Final = "rebuild"
 SEED_SOURCE: Final = "seed"  # edge.identity.consent.SEED_SOURCE (the ledger does not import identity)
 CURSOR_KEY: Final = "cursor"
 
-# The store's own consent changes whose events wait in the outbox: the new cloud cannot have heard of them
-# yet. They are marked seen when the rebuild begins (so one delivered during the rebuild still counts) and
-# again at the sweep (one made during the rebuild); the cloud has them once it has the event.
-_QUEUED_CONSENTS: Final = (
-    "SELECT 'consent', shopper_id, json_extract(CAST(body AS TEXT), '$.data.purpose') FROM outbox "
-    "WHERE class = 2 AND kind = 'consent' AND shopper_id IS NOT NULL"
-)
 # Seed rows are the operator's file, applied again at every start: sweeping them would last until the next.
 _SWEPT_CONSENT: Final = (
     "source != ? AND (shopper_id, purpose) NOT IN (SELECT id, sub FROM rebuild_seen WHERE kind = 'consent')"
@@ -76,7 +70,27 @@ def begin(tx: Tx) -> None:
 
 
 def _mark_queued_consents(tx: Tx) -> None:
-    tx.execute(f"INSERT OR IGNORE INTO rebuild_seen (kind, id, sub) {_QUEUED_CONSENTS}")
+    """The store's own consent changes whose events wait in the outbox: the new cloud cannot have heard of
+    them yet. They are marked seen when the rebuild begins (so one delivered during the rebuild still counts)
+    and again at the sweep (one made during the rebuild); the cloud has them once it has the event."""
+    _mark_keys(
+        tx, [[ChangeKind.CONSENT.value, shopper_id, purpose] for shopper_id, purpose in _queued_consents(tx)]
+    )
+
+
+def _queued_consents(tx: Tx) -> list[tuple[str, str]]:
+    """(shopper, purpose) of every queued consent event that names its shopper (a rebuild keeps those)."""
+    rows = tx.fetch(
+        "SELECT shopper_id, at_ms, data FROM outbox WHERE class = ? AND kind = ? AND shopper_id IS NOT NULL",
+        (int(EventClass.PRIVACY), KIND_CODES["consent"]),
+    )
+    found = []
+    for shopper_id, at_ms, data in rows:
+        event_data = row_data(data, at_ms)
+        purpose = event_data.get("purpose") if isinstance(event_data, dict) else None
+        if isinstance(purpose, str):
+            found.append((str(shopper_id), purpose))
+    return found
 
 
 def rebuilding(tx: Tx) -> bool:
@@ -95,6 +109,11 @@ def mark(tx: Tx, changes: Sequence[Change]) -> None:
         if change.kind is not ChangeKind.ERASURE
         and not (change.kind is ChangeKind.CONSENT and change.op != "upsert")
     ]
+    _mark_keys(tx, keys)
+
+
+def _mark_keys(tx: Tx, keys: list[list[str]]) -> None:
+    """Mark (kind, id, sub) keys seen, in one statement."""
     if keys:
         tx.execute(
             "INSERT OR IGNORE INTO rebuild_seen (kind, id, sub) "

@@ -41,8 +41,9 @@ _SECONDS_PER_DAY: Final = 86_400.0
 # A shutdown must finish before systemd's stop timeout (90 s default); a full queue of 10k writes commits
 # in well under a second on a Pi, so 10 s only runs out when the disk itself is stuck.
 DEFAULT_CLOSE_TIMEOUT_S: Final = 10.0
-# A day of a busy store's telemetry at ~10 events/s is ~350 MB on disk (docs/benchmarks.md); 64 MiB keeps an
-# SD card safe and still holds a few hours of outage, and privacy/conversion events are kept beyond it.
+# A day of a busy store's telemetry at ~10 events/s is ~305 MB of events, ~125 MB on disk (docs/benchmarks.md);
+# 64 MiB keeps an SD card safe and still holds a few hours of outage, and privacy/conversion events are kept
+# beyond it.
 DEFAULT_OUTBOX_MAX_BYTES: Final = 64 * 1024 * 1024
 
 

@@ -5,17 +5,22 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from edge.ledger.outbox import ENTRY_COLUMNS, OutboxEntry, outbox_entry
 from edge.sync.wire import EventClass
 
 
-def recount(path: Path) -> dict[int, tuple[int, int]]:
-    """(events, bytes) per class, counted row by row through a separate connection."""
-    counts = {int(cls): (0, 0) for cls in EventClass}
+def entries(path: Path) -> list[OutboxEntry]:
+    """Every queued event (parked ones too) decoded from the file through a separate connection, in seq order."""
     with sqlite3.connect(path) as db:
-        for cls, events, size in db.execute(
-            "SELECT class, COUNT(*), SUM(length(body)) FROM outbox GROUP BY class"
-        ):
-            counts[int(cls)] = (int(events), int(size))
+        return [outbox_entry(row) for row in db.execute(f"SELECT {ENTRY_COLUMNS} FROM outbox ORDER BY seq")]
+
+
+def recount(path: Path) -> dict[int, tuple[int, int]]:
+    """(events, bytes) per class, counted row by row: bytes are the decoded wire events' lengths."""
+    counts = {int(cls): (0, 0) for cls in EventClass}
+    for entry in entries(path):
+        events, size = counts[int(entry.cls)]
+        counts[int(entry.cls)] = (events + 1, size + len(entry.body))
     return counts
 
 
@@ -35,8 +40,4 @@ def dropped(path: Path) -> dict[int, int]:
 
 def queued(path: Path) -> list[tuple[int, str, int]]:
     """(seq, event_id, class) of every queued event, in seq order."""
-    with sqlite3.connect(path) as db:
-        return [
-            (int(s), str(e), int(c))
-            for s, e, c in db.execute("SELECT seq, event_id, class FROM outbox ORDER BY seq")
-        ]
+    return [(entry.seq, entry.event_id, int(entry.cls)) for entry in entries(path)]

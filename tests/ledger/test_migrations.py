@@ -1,16 +1,24 @@
-"""Schema versioning: migrate from empty, keep data on reopen, refuse a newer schema, atomic steps, 1 -> 2."""
+"""Schema versioning: migrate from empty, keep data on reopen, refuse a newer schema, atomic steps, 1 -> 2,
+and the compact outbox (4 -> 5)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import aiosqlite
 import pytest
 
-from edge.clock import ManualClock
-from edge.ledger import Ledger, LedgerError
+from edge.clock import ManualClock, iso_utc
+from edge.ledger import Ledger, LedgerError, Refusal
+from edge.ledger.deadletter import read_refused
 from edge.ledger.migrations import SCHEMA_STEPS, SCHEMA_VERSION, migrate, schema_version
+from edge.ledger.outbox import event_id_for
+from edge.sync.wire import EventClass
+from tests.ledger.outbox_support import recount, totals
+
+AT = 1_800_000_000.0
 
 
 def _tables(path: Path) -> set[str]:
@@ -123,3 +131,94 @@ async def test_version_1_file_with_data_is_upgraded_in_place(
             (1, 0),
             (2, 1),
         ]
+
+
+def _v4_body(
+    event_id: str, kind: str, cls: str, at: str, shopper: str | None, data: object, **dumps: bool
+) -> bytes:
+    document = {"id": event_id, "kind": kind, "class": cls, "at": at, "shopper_id": shopper, "data": data}
+    return json.dumps(document, separators=(",", ":"), **dumps).encode()
+
+
+async def test_a_version_4_outbox_is_made_compact_in_place(db_path: Path, clock: ManualClock) -> None:
+    # Queued events exactly as a version-4 gateway left them: a decision, a parked conversion with an id that
+    # is no UUID, a consent, and an event an erasure rewrote back then (non-ASCII escaped); one acked since.
+    db_path.parent.mkdir(parents=True)
+    at = iso_utc(AT)
+    rows = [
+        (
+            3,
+            event_id_for(AT, "decision:d1"),
+            0,
+            "decision",
+            "s1",
+            {"decision_id": "d1", "propensity": 0.5},
+            {},
+        ),
+        (4, "pos-17", 1, "conversion", "s1", {"txn_id": "17", "total": 9.5}, {"ensure_ascii": False}),
+        (
+            5,
+            event_id_for(AT, "consent:s1"),
+            2,
+            "consent",
+            "s1",
+            {"purpose": "measurement", "granted": False},
+            {},
+        ),
+        (6, event_id_for(AT, "old"), 0, "presence", None, {"note": "café"}, {}),
+        (7, event_id_for(AT, "acked"), 0, "decision", None, {}, {}),
+    ]
+    bodies = {}
+    async with aiosqlite.connect(db_path, isolation_level=None) as db:
+        assert await migrate(db, SCHEMA_STEPS[:4]) == 4
+        for seq, event_id, cls, kind, shopper, data, dumps in rows:
+            body = _v4_body(event_id, kind, EventClass(cls).wire, at, shopper, data, **dumps)
+            bodies[event_id] = body
+            await db.execute_fetchall(
+                "INSERT INTO outbox (seq, event_id, class, kind, at_wall, shopper_id, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (seq, event_id, cls, kind, AT, shopper, body),
+            )
+        await db.execute_fetchall("DELETE FROM outbox WHERE seq = 7")
+        await db.execute_fetchall(
+            "INSERT INTO outbox_parked (seq, reason, attempts, parked_wall, next_wall) VALUES (4, 'no', 1, ?, ?)",
+            (AT, AT + 60),
+        )
+    before = totals(db_path)
+    assert before[0] == (2, len(bodies[rows[0][1]]) + len(bodies[rows[3][1]]))
+
+    async with Ledger(db_path, clock) as ledger:
+        assert ledger.corrupted_moved_to is None
+        # Pushed byte for byte as queued, in the same order, parked events still parked.
+        assert [(e.seq, e.event_id, e.body) for e in await ledger.outbox.peek(100, 1 << 30)] == [
+            (seq, event_id, bodies[event_id]) for seq, event_id, *_ in rows if seq in (3, 5, 6)
+        ]
+        (parked,) = await ledger.dead_letters.due(AT + 60, limit=10, latest_wall=AT + 3600)
+        assert (parked.seq, parked.event_id, parked.body) == (4, "pos-17", bodies["pos-17"])
+        assert totals(db_path) == recount(db_path) == before
+        # A seq handed out before the upgrade, even one acked since, is never handed out again ...
+        await ledger.outbox.enqueue("presence", EventClass.PRIVACY, {}, event_id="new")
+        assert [e.seq for e in await ledger.outbox.peek(100, 1 << 30)][-1] == 8
+        before = totals(db_path)
+        # ... and ids are still deduplicated (a UUID is now 16 bytes: the same id finds the copied row).
+        await ledger.outbox.enqueue("decision", EventClass.TELEMETRY, {}, event_id=rows[0][1])
+        await ledger.outbox.enqueue("conversion", EventClass.CONVERSION, {}, event_id="pos-17")
+        assert totals(db_path) == before
+        # An erasure and a dead letter work on the copied rows too.
+        await ledger.forget_shopper("s1", report=False)
+        events = {e.event_id: json.loads(e.body) for e in await ledger.outbox.peek(100, 1 << 30)}
+        assert events[rows[0][1]]["shopper_id"] is None
+        assert events[rows[2][1]]["shopper_id"] == "s1"  # privacy events keep it
+        assert totals(db_path) == recount(db_path)
+        (decision,) = await ledger.outbox.peek(1, 1 << 30)
+        await ledger.dead_letters.settle(
+            [], give_up=[Refusal(decision, "bad")], now_wall=clock.wall(), retry_in=lambda _: 60.0
+        )
+        (dead,) = list(read_refused(db_path))
+        assert dead.event == {**json.loads(bodies[rows[0][1]]), "shopper_id": None}
+        assert totals(db_path) == recount(db_path)
+    with sqlite3.connect(db_path) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(outbox)")]
+        assert columns == ["seq", "event_id", "class", "kind", "at_ms", "shopper_id", "bytes", "data"]
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert not db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'outbox_v4%'").fetchall()

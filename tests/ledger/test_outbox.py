@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from edge.clock import ManualClock, iso_utc
 from edge.events import Purpose
 from edge.ledger import ConsentRow, Ledger
+from edge.ledger.eventcodec import KIND_CODES
 from edge.ledger.outbox import encode_event, event_id_for
 from edge.sync.wire import EventClass
 from tests.ledger.outbox_support import dropped, queued, recount, totals
@@ -147,7 +148,7 @@ async def test_a_seq_is_never_reused(ledger: Ledger) -> None:
 async def test_rows_cannot_be_updated_behind_the_totals(ledger: Ledger, db_path: Path) -> None:
     await _enqueue(ledger, "a", PRIVACY)
     with sqlite3.connect(db_path) as db, pytest.raises(sqlite3.IntegrityError, match="immutable"):
-        db.execute("UPDATE outbox SET body = x'00'")
+        db.execute("UPDATE outbox SET data = x'00'")
 
 
 # --- the byte bound -----------------------------------------------------------------------------------------
@@ -332,7 +333,7 @@ async def test_a_stored_local_consent_queues_a_privacy_event(ledger: Ledger) -> 
 
 
 async def test_a_local_forget_queues_an_erasure_and_anonymises_the_shoppers_other_events(
-    ledger: Ledger, make_decision, clock: ManualClock
+    ledger: Ledger, make_decision, clock: ManualClock, db_path: Path
 ) -> None:
     await ledger.record_decision(make_decision("d1"), keep_shopper=True)
     await ledger.record_decision(make_decision("d2", shopper_id="other"), keep_shopper=True)
@@ -353,6 +354,8 @@ async def test_a_local_forget_queues_an_erasure_and_anonymises_the_shoppers_othe
     ]
     erasure = (await _events(ledger))[-1]
     assert (erasure["class"], erasure["data"], erasure["at"]) == ("privacy", {}, iso_utc(clock.wall()))
+    # The rewritten rows name nobody, and the totals count their shorter wire events exactly.
+    assert totals(db_path) == recount(db_path)
 
 
 # --- transactional: the row and its event commit together or not at all ---------------------------------------
@@ -365,7 +368,8 @@ async def test_a_failing_op_leaves_neither_row_nor_event(ledger: Ledger, make_de
     # Make the event's own insert fail after the exposure row was written in the same transaction.
     with sqlite3.connect(db_path) as db:
         db.execute(
-            "CREATE TRIGGER refuse_exposure_events BEFORE INSERT ON outbox WHEN NEW.kind = 'exposure' "
+            "CREATE TRIGGER refuse_exposure_events BEFORE INSERT ON outbox "
+            f"WHEN NEW.kind = {KIND_CODES['exposure']} "
             "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
         )
     args = {"display_id": "screen-1", "version": 1, "shown_at_wall": AT, "acked_at_wall": AT}
