@@ -8,17 +8,11 @@ crowd.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
-from typing import Final
 
 from edge.clock import Clock
+from edge.deadlines import Deadlines
 from edge.events import CheckinReceived, PresenceChanged, ZoneCount
-
-# The timeout heap is rebuilt from the stays when refreshes have left it this many times larger than them
-# (each refresh leaves its old deadline behind until that deadline passes): linear cost, paid rarely.
-HEAP_SLACK: Final = 2
-HEAP_MIN_COMPACT: Final = 1024
 
 
 @dataclass(slots=True)
@@ -38,9 +32,8 @@ class ZonePresence:
         self._stays: dict[str, _Stay] = {}
         # zone -> its shoppers in the order their check-ins were recorded (dict as an ordered set).
         self._members: dict[str, dict[str, None]] = {zone: {} for zone in zones}
-        # (last seen, shopper) of every stay, a min-heap: the next to time out is on top. An entry whose
-        # time is no longer its stay's (refreshed, moved, gone) is skipped when it comes up.
-        self._deadlines: list[tuple[float, str]] = []
+        # Every stay's last check-in (monotonic), the oldest first: the next to time out.
+        self._last_seen: Deadlines[str] = Deadlines()
         self._since: dict[str, float] = {zone: clock.wall() for zone in zones}
 
     def set_timeout(self, timeout_s: float) -> None:
@@ -53,7 +46,7 @@ class ZonePresence:
             if stay.zone in self._since:
                 self._stays[shopper_id] = stay
                 self._members[stay.zone][shopper_id] = None
-        self._rebuild_deadlines()
+                self._last_seen.set(shopper_id, stay.last_seen_mono)
         for zone, since in previous._since.items():
             if zone in self._since:
                 self._since[zone] = since
@@ -70,13 +63,13 @@ class ZonePresence:
             members = self._members[stay.zone]
             del members[event.shopper_id]
             members[event.shopper_id] = None
-            self._push_deadline(stay, event.shopper_id)
+            self._last_seen.set(event.shopper_id, event.at_mono)
             return changes
         if stay is not None:
             changes.append(self._leave(event.shopper_id, stay))
         stay = self._stays[event.shopper_id] = _Stay(event.zone, event.at_mono, event.at_mono)
         self._members.setdefault(event.zone, {})[event.shopper_id] = None
-        self._push_deadline(stay, event.shopper_id)
+        self._last_seen.set(event.shopper_id, event.at_mono)
         self._since[event.zone] = event.at_wall
         changes.append(PresenceChanged(event.shopper_id, event.zone, "enter", event.at_wall, event.at_mono))
         return changes
@@ -84,17 +77,11 @@ class ZonePresence:
     def expire(self) -> list[PresenceChanged]:
         """Leave events for every stay older than the timeout (driven by a timer, not by the next signal).
 
-        Looks only at the deadlines that are due: the oldest first, until one is not.
+        Looks only at the stays that time out: the oldest first, until one does not.
         """
-        now = self._clock.monotonic()
-        deadlines = self._deadlines
-        changes = []
-        while deadlines and now - deadlines[0][0] >= self._timeout_s:
-            last_seen, shopper_id = heapq.heappop(deadlines)
-            stay = self._stays.get(shopper_id)
-            if stay is not None and stay.last_seen_mono == last_seen:
-                changes.append(self._leave(shopper_id, stay))
-        return changes
+        now, timeout = self._clock.monotonic(), self._timeout_s
+        gone = self._last_seen.take(lambda last_seen: now - last_seen >= timeout)
+        return [self._leave(shopper_id, self._stays[shopper_id]) for shopper_id in gone]
 
     def forget(self, shopper_id: str) -> list[PresenceChanged]:
         stay = self._stays.get(shopper_id)
@@ -103,18 +90,10 @@ class ZonePresence:
     def _leave(self, shopper_id: str, stay: _Stay) -> PresenceChanged:
         del self._stays[shopper_id]
         del self._members[stay.zone][shopper_id]
+        self._last_seen.set(shopper_id, None)
         now_wall = self._clock.wall()
         self._since[stay.zone] = now_wall
         return PresenceChanged(shopper_id, stay.zone, "leave", now_wall, self._clock.monotonic())
-
-    def _push_deadline(self, stay: _Stay, shopper_id: str) -> None:
-        heapq.heappush(self._deadlines, (stay.last_seen_mono, shopper_id))
-        if len(self._deadlines) > max(HEAP_MIN_COMPACT, HEAP_SLACK * len(self._stays)):
-            self._rebuild_deadlines()
-
-    def _rebuild_deadlines(self) -> None:
-        self._deadlines = [(stay.last_seen_mono, shopper_id) for shopper_id, stay in self._stays.items()]
-        heapq.heapify(self._deadlines)
 
     def zone_of(self, shopper_id: str) -> str | None:
         stay = self._stays.get(shopper_id)
