@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 RATE_PER_S = 200
 ZONES = 20  # round-robin: each zone sees one check-in per 100 ms, far above the latency measured
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+STORE = "bench"
+# CPU of the gateway with nothing to do but its timers, measured before the load (10 ms clock ticks).
+IDLE_WINDOW_S = 3.0
 
 
 def _free_port() -> int:
@@ -80,8 +84,13 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
 async def _drive(
     port: int, send_topic: Any, recv_filter: str, payloads: list[tuple[str, bytes]], key_of: Any
 ) -> list[float]:
-    """Publish payloads at RATE_PER_S; latency = arrival of the reply keyed like the request."""
-    sent_at: dict[str, float] = {}
+    """Publish payloads at RATE_PER_S; latency = arrival of the reply keyed like the request.
+
+    Replies of one key come back in the order of their requests (one topic, QoS 1; a display shows its
+    requests in turn), so each reply is matched to the oldest unanswered request of its key: with few keys
+    a slow reply is then not matched to a later request, which would understate the latency.
+    """
+    sent_at: dict[str, deque[float]] = defaultdict(deque)
     latencies: list[float] = []
     async with (
         aiomqtt.Client(
@@ -98,9 +107,9 @@ async def _drive(
                 if message.retain:
                     continue
                 key = key_of(message.topic.value, message.payload)
-                start = sent_at.pop(key, None) if key is not None else None
-                if start is not None:
-                    latencies.append((time.perf_counter() - start) * 1000)
+                waiting = sent_at.get(key) if key is not None else None
+                if waiting:
+                    latencies.append((time.perf_counter() - waiting.popleft()) * 1000)
 
         receiver = asyncio.create_task(receive())
         await asyncio.sleep(0.3)
@@ -111,7 +120,7 @@ async def _drive(
             delay = next_at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            sent_at[key] = time.perf_counter()
+            sent_at[key].append(time.perf_counter())
             await tx.publish(send_topic(key), payload, qos=1)
         await asyncio.sleep(0.5)
         receiver.cancel()
@@ -149,19 +158,19 @@ async def _baseline(port: int, count: int) -> list[float]:
         proc.wait(5)
 
 
-def _gateway_config(workdir: Path, port: int, health: str = "interval_s = 60") -> Path:
+def _gateway_config(workdir: Path, port: int, zones: int, health: str = "interval_s = 60") -> Path:
     private_pem, public_pem = generate_keypair()
     (workdir / "pub.pem").write_bytes(public_pem)
     (workdir / "private.pem").write_bytes(private_pem)
-    zones = "".join(
+    tables = "".join(
         f'[[zones]]\nid = "z{i}"\n\n[[displays]]\nid = "d{i}"\nzone = "z{i}"\nmin_display_s = 0\n\n'
-        for i in range(ZONES)
+        for i in range(zones)
     )
     config = workdir / "gateway.toml"
     config.write_text(
-        f'[store]\nid = "bench"\n\n[mqtt]\nport = {port}\n\n[identity]\npublic_key_files = ["pub.pem"]\n\n'
+        f'[store]\nid = "{STORE}"\n\n[mqtt]\nport = {port}\n\n[identity]\npublic_key_files = ["pub.pem"]\n\n'
         f'[decisions]\nmodel = "{REPO / "models/offers.onnx"}"\noffers_file = "{REPO / "config/offers.example.toml"}"\n\n'
-        f'[ledger]\npath = "ledger.sqlite"\n\n[control]\nstate_dir = "state"\n\n[health]\n{health}\n\n[logging]\nlevel = "WARNING"\n\n{zones}'
+        f'[ledger]\npath = "ledger.sqlite"\n\n[control]\nstate_dir = "state"\n\n[health]\n{health}\n\n[logging]\nlevel = "WARNING"\n\n{tables}'
     )
     return config
 
@@ -173,14 +182,44 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def checkins(private_pem: bytes, count: int, first: int = 0) -> list[tuple[str, bytes]]:
-    """``count`` signed check-ins of new shoppers (``first`` on), round-robin over the zones, keyed by display."""
+def _cpu_s(pid: int) -> float:
+    """CPU time the process's threads have used so far, in ns resolution (the scheduler's own account;
+    /proc/PID/stat counts 10 ms ticks, too coarse for the idle timers). Exited threads are not counted:
+    the gateway's threads (loop, decisions, SQLite) live as long as it does."""
+    total_ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total_ns += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended while we read
+    return total_ns / 1e9
+
+
+async def _wait_started(port: int, displays: int) -> None:
+    """Until the gateway is online and every display's start-up manifest reached a subscriber."""
+    seen: set[str] = set()
+    online = False
+    async with aiomqtt.Client("127.0.0.1", port, socket_options=NODELAY) as probe:
+        await probe.subscribe(f"store/{STORE}/gateway/status", qos=1)
+        await probe.subscribe(f"store/{STORE}/display/+/content", qos=1)
+        async for message in probe.messages:
+            if message.topic.matches(f"store/{STORE}/gateway/status"):
+                online = isinstance(message.payload, bytes) and b'"online"' in message.payload
+            else:
+                seen.add(message.topic.value)
+            if online and len(seen) >= displays:
+                return
+
+
+def checkins(private_pem: bytes, count: int, zones: int = ZONES, first: int = 0) -> list[tuple[str, bytes]]:
+    """``count`` signed check-ins of distinct shoppers (``first`` on), round-robin over the zones, keyed by
+    display."""
     now = int(time.time())
     payloads = []
     for index in range(first, first + count):
         claims = {
             "sub": f"p-bench{index}",
-            "aud": "bench",
+            "aud": STORE,
             "iat": now,
             "exp": now + 600,
             "jti": uuid.uuid4().hex,
@@ -188,21 +227,26 @@ def checkins(private_pem: bytes, count: int, first: int = 0) -> list[tuple[str, 
         body = {
             "v": 1,
             "token": sign_token(private_pem, claims),
-            "zone": f"z{index % ZONES}",
+            "zone": f"z{index % zones}",
             "source": "app",
         }
-        payloads.append((f"d{index % ZONES}", json.dumps(body).encode()))
+        payloads.append((f"d{index % zones}", json.dumps(body).encode()))
     return payloads
 
 
+def _manifest_key(topic: str, payload: Any) -> str | None:
+    """The display of a manifest that answers a check-in; None for a fallback (an expiry, not an answer)."""
+    return None if b'"decision_id":null' in payload else topic.split("/")[3]
+
+
 async def drive_checkins(port: int, payloads: list[tuple[str, bytes]]) -> list[float]:
-    """Publish the check-ins at RATE_PER_S; latency = the manifest of that display arriving."""
+    """Publish the check-ins at RATE_PER_S; latency = the manifest of that display answering it."""
     return await _drive(
         port,
-        lambda _key: "store/bench/checkin",
-        "store/bench/display/+/content",
+        lambda _key: f"store/{STORE}/checkin",
+        f"store/{STORE}/display/+/content",
         payloads,
-        lambda topic, _: topic.split("/")[3],
+        _manifest_key,
     )
 
 
@@ -211,12 +255,19 @@ async def _gateway_run(
     port: int,
     count: int,
     extra: dict[str, float],
+    *,
+    zones: int = ZONES,
     after_load: Callable[[int], Awaitable[None]] | None = None,
     health: str = "interval_s = 60",
 ) -> list[float]:
-    """The gateway under load; ``after_load(pid)`` runs while it still runs (bench/footprint.py reads it)."""
-    config = _gateway_config(workdir, port, health)
-    private_pem = (workdir / "private.pem").read_bytes()
+    """The gateway with ``zones`` zones of one display each, ``count`` check-ins at RATE_PER_S.
+
+    ``extra`` receives: start to READY, start to every start-up manifest received, CPU while idle (the
+    timers alone), CPU per check-in under load and RSS after the load. ``after_load(pid)`` runs while the
+    gateway still runs (bench/footprint.py reads its memory there); ``health`` is its ``[health]`` section.
+    """
+    config = _gateway_config(workdir, port, zones, health)
+    payloads = checkins((workdir / "private.pem").read_bytes(), count, zones)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(workdir / "notify.sock"))
     started = time.perf_counter()
@@ -233,12 +284,15 @@ async def _gateway_run(
             pass
         extra["start_to_ready_s"] = round(time.perf_counter() - started, 3)
         notify.close()
-        async with aiomqtt.Client("127.0.0.1", port) as probe:
-            await probe.subscribe("store/bench/gateway/status", qos=1)
-            async for message in probe.messages:
-                if isinstance(message.payload, bytes) and b'"online"' in message.payload:
-                    break
-        latencies = await drive_checkins(port, checkins(private_pem, count))
+        await _wait_started(port, zones)
+        extra["start_to_manifests_s"] = round(time.perf_counter() - started, 3)
+        idle_cpu, idle_from = _cpu_s(proc.pid), time.perf_counter()
+        await asyncio.sleep(IDLE_WINDOW_S)
+        idle_s = time.perf_counter() - idle_from
+        extra["idle_cpu_percent"] = round(100 * (_cpu_s(proc.pid) - idle_cpu) / idle_s, 2)
+        load_cpu = _cpu_s(proc.pid)
+        latencies = await drive_checkins(port, payloads)
+        extra["cpu_ms_per_checkin"] = round(1000 * (_cpu_s(proc.pid) - load_cpu) / count, 3)
         extra["rss_mb_after_load"] = _rss_mb(proc.pid)
         if after_load is not None:
             await after_load(proc.pid)
@@ -255,36 +309,63 @@ def _spread(values: list[float]) -> list[float]:
     return [min(values), statistics.median(values), max(values)]
 
 
+# Figures of one gateway run reported as min/median/max over the repeats.
+SPREAD_FIGURES = (
+    "p50_ms",
+    "p99_ms",
+    "start_to_ready_s",
+    "start_to_manifests_s",
+    "idle_cpu_percent",
+    "cpu_ms_per_checkin",
+    "rss_mb_after_load",
+)
+
+
+def gateway_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the gateway's figures over ``runs`` (each ``{figure: value}``), with min/median/max."""
+    summary: dict[str, Any] = {
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+    }
+    for figure in SPREAD_FIGURES:
+        summary[f"{figure}_min_med_max"] = _spread([r[figure] for r in runs])
+    summary["received"] = [r["n"] for r in runs]
+    return summary
+
+
+def measure(port: int, count: int, zones: int) -> dict[str, Any]:
+    """One gateway run against the broker on ``port``: latency percentiles and the ``extra`` figures."""
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+        extra: dict[str, float] = {}
+        gateway = _percentiles(asyncio.run(_gateway_run(Path(tmp), port, count, extra, zones=zones)))
+    return {**gateway, **extra}
+
+
+def baseline(port: int, count: int) -> dict[str, Any]:
+    """The raw two-hop echo against the broker on ``port``."""
+    return _percentiles(asyncio.run(_baseline(port, count)))
+
+
 def run(repeats: int = 3, seconds: float = 10.0) -> dict[str, Any]:
     count = int(RATE_PER_S * seconds)
     runs = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
-            workdir = Path(tmp)
-            broker = Broker(workdir)
+            broker = Broker(Path(tmp))
             try:
-                base = _percentiles(asyncio.run(_baseline(broker.port, count)))
-                extra: dict[str, float] = {}
-                gateway = _percentiles(asyncio.run(_gateway_run(workdir, broker.port, count, extra)))
-                gateway.update(extra)
+                base = baseline(broker.port, count)
+                gateway = measure(broker.port, count, ZONES)
             finally:
                 broker.stop()
         runs.append({"gateway": gateway, "baseline": base})
-    p50 = [r["gateway"]["p50_ms"] for r in runs]
-    p99 = [r["gateway"]["p99_ms"] for r in runs]
-    base99 = [r["baseline"]["p99_ms"] for r in runs]
+    summary = gateway_summary([r["gateway"] for r in runs])
+    base99 = statistics.median(r["baseline"]["p99_ms"] for r in runs)
     return {
-        "p50_ms": statistics.median(p50),
-        "p99_ms": statistics.median(p99),
+        **summary,
         "baseline_p50_ms": statistics.median(r["baseline"]["p50_ms"] for r in runs),
-        "baseline_p99_ms": statistics.median(base99),
-        "ratio_p99": round(statistics.median(p99) / statistics.median(base99), 2),
-        "p50_ms_min_med_max": [min(p50), statistics.median(p50), max(p50)],
-        "p99_ms_min_med_max": [min(p99), statistics.median(p99), max(p99)],
-        "start_to_ready_s_min_med_max": _spread([r["gateway"]["start_to_ready_s"] for r in runs]),
-        "rss_mb_after_load_min_med_max": _spread([r["gateway"]["rss_mb_after_load"] for r in runs]),
+        "baseline_p99_ms": base99,
+        "ratio_p99": round(summary["p99_ms"] / base99, 2),
         "rate_per_s": RATE_PER_S,
-        "received": [r["gateway"]["n"] for r in runs],
         "sent_per_run": count,
         "runs": runs,
     }

@@ -263,8 +263,8 @@ def gateway(repeats: int, seconds: float, health: str = "interval_s = 60") -> di
                         broker.port,
                         count,
                         extra,
-                        functools.partial(_probe, workdir, broker.port, probe),
-                        health,
+                        after_load=functools.partial(_probe, workdir, broker.port, probe),
+                        health=health,
                     )
                 )
             finally:

@@ -9,6 +9,10 @@ the shopper leaves.
 A manifest that carries a decision is published only after ``commit`` made that decision durable
 (docs/displays.md "Durable before shown"): a screen can ack anything it was sent, and the ack must find
 its decision in the ledger, even after a power cut.
+
+Nothing here scans every screen on a check-in or a tick: screens are indexed by zone, and each screen's
+next timer (its pending request, release or expiry) sits in a heap, so a tick looks only at the screens
+that have something due (docs/displays.md "Cost").
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any, Final
 
 from edge.clock import Clock, iso_utc
 from edge.config.model import DisplaySettings
+from edge.deadlines import Deadlines
 from edge.events import Decision
 from edge.transport.topics import Topics
 
@@ -30,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # Decisions remembered per display to match acks; a screen acks within seconds, 64 covers hours of churn.
 ACKABLE_PER_DISPLAY: Final = 64
+# A tick also looks at screens due this little after now: a due time is a sum (shown + minimum time) that
+# can round a hair above the instant the rule's own subtraction accepts; the rule decides, as it always did.
+DUE_SLACK_S: Final = 1e-6
 
 DecideFn = Callable[[str, str, str | None], Awaitable[Decision]]
 # Makes the decisions durable (with whatever else must commit with them, such as a check-in's jti claim);
@@ -89,11 +97,19 @@ class DisplayBoard:
         # clock restarts behind it (a Pi without a real-time clock), or players would ignore new content.
         self._version_floor_wall = version_floor_wall or clock.wall
         self._screens = {display.id: _Screen(display) for display in displays}
+        # Configuration order: the order the tick serves screens due together, as when it scanned them all.
+        self._order = {display.id: index for index, display in enumerate(displays)}
+        self._by_zone: dict[str, list[str]] = {}
+        for display in displays:
+            self._by_zone.setdefault(display.zone, []).append(display.id)
+        # Each screen's next timer (monotonic): when the tick must look at it; a screen with none is absent.
+        self._due: Deadlines[str] = Deadlines()
+        # "tick_screens": screens a tick looked at, the measure of its cost (tests/act: only those due).
         self.counters: Counter[str] = Counter()
 
     # ----- queries -----
     def displays_in(self, zone: str) -> list[str]:
-        return [sid for sid, screen in self._screens.items() if screen.settings.zone == zone]
+        return list(self._by_zone.get(zone, ()))
 
     def knows(self, display_id: str) -> bool:
         return display_id in self._screens
@@ -144,6 +160,9 @@ class DisplayBoard:
                 old, settings=screen.settings, reserved_for=None, free=_free_event()
             )
             kept.append(display_id)
+        self._due = Deadlines()
+        for screen in self._screens.values():
+            self._schedule(screen)
         return frozenset(kept)
 
     def display_ids(self) -> frozenset[str]:
@@ -171,6 +190,7 @@ class DisplayBoard:
                 if screen.pending is not None and screen.pending != shopper_id:
                     self.counters["superseded"] += 1
                 screen.pending = shopper_id
+                self._schedule(screen)
         return await self._serve(reserved, shopper_id, commit)
 
     async def tick(self, commit: CommitFn) -> list[Decision]:
@@ -178,22 +198,9 @@ class DisplayBoard:
         who left, expire content. Returns the decisions shown."""
         now = self._clock.monotonic()
         served: list[tuple[_Screen, str]] = []
-        for screen in self._screens.values():
-            if screen.pending is not None and self._can_replace(screen):
-                shopper, screen.pending = screen.pending, None
-                if self._is_present(shopper, screen.settings.zone) and screen.online:
-                    self._reserve(screen, shopper)
-                    served.append((screen, shopper))
-                    continue
-            if screen.decision is None or screen.reserved_for is not None:
-                continue
-            elapsed = now - screen.shown_mono
-            if screen.release_asked and elapsed >= screen.settings.min_display_s:
-                self.counters["released"] += 1
-                self._show(screen, None)
-            elif screen.expires_mono is not None and now >= screen.expires_mono:
-                self.counters["expired"] += 1
-                self._show(screen, None)
+        for screen in self._take_due(now):
+            self._tick_screen(screen, now, served)
+            self._schedule(screen)
         if not served:
             return []
         # Together, not one after another: every reserved screen would otherwise wait for all before it,
@@ -206,6 +213,7 @@ class DisplayBoard:
             if isinstance(outcome, BaseException):
                 # Not shown: asked again at the next tick, unless a newer request took the slot meanwhile.
                 screen.pending = screen.pending or shopper
+                self._schedule(screen)
                 failure = outcome
             else:
                 made += outcome
@@ -219,12 +227,15 @@ class DisplayBoard:
                 screen.pending = None
             if screen.shopper_id == shopper_id:
                 screen.release_asked = True
+            self._schedule(screen)
 
     def forget_shopper(self, shopper_id: str) -> None:
         """Withdrawn consent or erasure: their content leaves every screen now, not after min display."""
+        # Every screen: rare (an erasure, a withdrawn consent), and a shopper may be on any of them.
         for screen in self._screens.values():
             if screen.pending == shopper_id:
                 screen.pending = None
+                self._schedule(screen)
             if screen.reserved_for == shopper_id:
                 self._release(screen)  # its decision, once committed, is not shown
             if screen.shopper_id == shopper_id:
@@ -244,7 +255,56 @@ class DisplayBoard:
 
     # ----- internals -----
     def _in_zone(self, zone: str) -> list[_Screen]:
-        return [screen for screen in self._screens.values() if screen.settings.zone == zone]
+        return [self._screens[display_id] for display_id in self._by_zone.get(zone, ())]
+
+    def _tick_screen(self, screen: _Screen, now: float, served: list[tuple[_Screen, str]]) -> None:
+        """The timer rules for one screen: serve its pending request, release it, or expire its content."""
+        if screen.pending is not None and self._can_replace(screen):
+            shopper, screen.pending = screen.pending, None
+            if self._is_present(shopper, screen.settings.zone) and screen.online:
+                self._reserve(screen, shopper)
+                served.append((screen, shopper))
+                return
+        if screen.decision is None or screen.reserved_for is not None:
+            return
+        elapsed = now - screen.shown_mono
+        if screen.release_asked and elapsed >= screen.settings.min_display_s:
+            self.counters["released"] += 1
+            self._show(screen, None)
+        elif screen.expires_mono is not None and now >= screen.expires_mono:
+            self.counters["expired"] += 1
+            self._show(screen, None)
+
+    # ----- timers -----
+    @staticmethod
+    def _next_due(screen: _Screen) -> float | None:
+        """When the timer rules (``_tick_screen``) may next act on ``screen``; None: only an input can."""
+        if screen.reserved_for is not None:
+            return None  # scheduled again when the reservation is released
+        times = []
+        if screen.pending is not None:
+            # Served as soon as the content that is up has had its minimum time (idle: at once).
+            times.append(
+                float("-inf")
+                if screen.decision is None
+                else screen.shown_mono + screen.settings.min_display_s
+            )
+        if screen.decision is not None:
+            if screen.release_asked:
+                times.append(screen.shown_mono + screen.settings.min_display_s)
+            if screen.expires_mono is not None:
+                times.append(screen.expires_mono)
+        return min(times, default=None)
+
+    def _schedule(self, screen: _Screen) -> None:
+        """After any change to what ``screen`` shows or awaits: its next timer."""
+        self._due.set(screen.settings.id, self._next_due(screen))
+
+    def _take_due(self, now: float) -> list[_Screen]:
+        """The screens whose next timer is due at ``now``, in configuration order."""
+        taken = self._due.take(lambda at: at <= now + DUE_SLACK_S)
+        self.counters["tick_screens"] += len(taken)
+        return [self._screens[display_id] for display_id in sorted(taken, key=self._order.__getitem__)]
 
     def _can_replace(self, screen: _Screen) -> bool:
         if screen.reserved_for is not None:
@@ -276,15 +336,15 @@ class DisplayBoard:
                     self._release(screen)
         return shown
 
-    @staticmethod
-    def _reserve(screen: _Screen, shopper_id: str) -> None:
+    def _reserve(self, screen: _Screen, shopper_id: str) -> None:
         screen.reserved_for = shopper_id
         screen.free.clear()
+        self._schedule(screen)
 
-    @staticmethod
-    def _release(screen: _Screen) -> None:
+    def _release(self, screen: _Screen) -> None:
         screen.reserved_for = None
         screen.free.set()
+        self._schedule(screen)
 
     def _show(self, screen: _Screen, decision: Decision | None) -> None:
         now_wall = self._clock.wall()
@@ -304,6 +364,7 @@ class DisplayBoard:
                 screen.ackable.popitem(last=False)
         else:
             screen.expires_mono = screen.expires_wall = None
+        self._schedule(screen)
         self._publish(
             self._topics.display_content(screen.settings.id), self._manifest(screen, now_wall), True
         )

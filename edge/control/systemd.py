@@ -1,10 +1,12 @@
-"""sd_notify over the NOTIFY_SOCKET datagram socket (READY, WATCHDOG, STOPPING), without libsystemd."""
+"""sd_notify over the NOTIFY_SOCKET datagram socket (READY, WATCHDOG, STOPPING), without libsystemd; a count of
+what was sent, per kind."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+from collections import Counter
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +23,9 @@ class Notifier:
         pid = env.get("WATCHDOG_PID", "")
         applies = usec.isdigit() and (not pid or pid == str(os.getpid()))
         self.watchdog_interval_s: float | None = int(usec) / 2_000_000 if applies else None
-        self.sent: list[str] = []
+        # What was sent, by kind ("READY", "WATCHDOG", ...): a count, not a log of every line, since the
+        # watchdog alone sends one every WatchdogSec/2 (8,640 a day at WatchdogSec=20) for months.
+        self.sent: Counter[str] = Counter()
 
     @property
     def enabled(self) -> bool:
@@ -36,7 +40,7 @@ class Notifier:
         except OSError as exc:
             log.warning("sd_notify %r failed: %s", state, exc)
             return False
-        self.sent.append(state)
+        self.sent[state.split("=", 1)[0]] += 1
         return True
 
     def ready(self, status: str = "") -> None:

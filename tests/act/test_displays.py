@@ -1,66 +1,9 @@
 import asyncio
-import json
-import uuid
 
 import pytest
 
-from edge.act.displays import DisplayBoard
-from edge.clock import ManualClock
-from edge.config.model import DisplaySettings, FallbackContent
 from edge.events import Decision
-from edge.transport.topics import Topics
-
-
-class Harness:
-    """A board over a recording publisher and a decide function that gives each shopper their own offer."""
-
-    def __init__(self, min_display_s: float = 8, ttl_s: float = 45) -> None:
-        self.clock = ManualClock()
-        self.published: list[tuple[str, dict]] = []
-        self.where: dict[str, str] = {}
-        self.committed: list[Decision] = []
-        settings = [
-            DisplaySettings(
-                id="d1",
-                zone="z",
-                min_display_s=min_display_s,
-                content_ttl_s=ttl_s,
-                fallback=FallbackContent(template="loop", data={"p": 1}),
-            ),
-            DisplaySettings(id="d2", zone="other"),
-        ]
-        self.board = DisplayBoard(
-            settings,
-            topics=Topics("store/s1"),
-            publish=lambda topic, payload, retain: self.published.append((topic, json.loads(payload))),
-            decide=self.decide,
-            is_present=lambda shopper, zone: self.where.get(shopper) == zone,
-            clock=self.clock,
-        )
-
-    async def commit(self, decisions: list[Decision]) -> bool:
-        self.committed += decisions
-        return True
-
-    async def decide(self, display_id: str, zone: str, shopper_id: str | None) -> Decision:
-        return Decision(
-            decision_id=uuid.uuid4().hex,
-            display_id=display_id,
-            zone=zone,
-            at_wall=self.clock.wall(),
-            shopper_id=shopper_id,
-            offer_id=f"offer-for-{shopper_id}",
-            template="card",
-            data={"s": shopper_id},
-            model_version="m",
-            propensity=1.0,
-            explored=False,
-            holdout=False,
-            personalized=True,
-        )
-
-    def last(self, display: str = "d1") -> dict:
-        return [body for topic, body in self.published if topic == f"store/s1/display/{display}/content"][-1]
+from tests.act.harness import Harness
 
 
 async def test_idle_then_offer_manifest_fields() -> None:
