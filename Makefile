@@ -17,16 +17,16 @@ SOAK_SECONDS ?= 600
 
 # The runtime alone (what the demo needs); the dev extra adds linters, tests and the D-Bus test stack,
 # whose dbus-python builds from source against Debian's libdbus (installed by system-deps.sh test).
-$(VENV)/.runtime: pyproject.toml
+$(VENV)/.runtime: pyproject.toml contract/pyproject.toml
 	./scripts/system-deps.sh demo
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e ./contract -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime
 	./scripts/system-deps.sh test
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e ./contract -e '.[dev]'
 	touch $@
 
 venv: $(VENV)/.dev
@@ -39,11 +39,11 @@ demo: $(VENV)/.runtime
 	$(VENV)/bin/edge-gateway demo --duration $(DEMO_SECONDS)
 
 lint: venv
-	$(VENV)/bin/ruff check edge tests bench scripts
-	$(VENV)/bin/ruff format --check edge tests bench scripts
+	$(VENV)/bin/ruff check edge contract/storecontract tests bench scripts
+	$(VENV)/bin/ruff format --check edge contract/storecontract tests bench scripts
 
 typecheck: venv
-	$(VENV)/bin/mypy --strict edge
+	$(VENV)/bin/mypy --strict edge contract/storecontract
 
 pytest: venv
 	$(PY) -m pytest -q

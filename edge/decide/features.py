@@ -9,18 +9,19 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, get_args
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
+from storecontract.offers import Category
+
 if TYPE_CHECKING:
     from edge.decide.catalog import Catalog, Offer
     from edge.events import DecisionContext
 
-Category = Literal["apparel", "beauty", "coffee", "electronics", "grocery", "home", "kids", "sports"]
-# Order matters: it is the order of the one-hot columns the shipped model was trained on.
+# Order matters: it is the order of the one-hot columns the shipped model was trained on (the contract's).
 CATEGORIES: Final[tuple[str, ...]] = get_args(Category)
 
 # Context columns first (one value broadcast to every row), then per-offer columns, then the one-hot block.
