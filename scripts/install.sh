@@ -95,7 +95,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 # Built from a copy, so the source tree gets no build/ or egg-info from this. The gateway and the contract
-# it shares with the cloud, in one pip command (the contract is on no index).
+# it shares with the cloud, in one pip command (the contract is on no index); never the reference cloud
+# (cloud/) or the demo extra: a store's venv has no asyncpg and no amqtt.
 mkdir -p "$WORK/src"
 cp -R "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/edge" "$SRC/contract" "$WORK/src/"
 find "$WORK/src" -name __pycache__ -type d -prune -exec rm -rf {} +
