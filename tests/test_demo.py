@@ -5,6 +5,7 @@ The reference cloud runs as the demo runs it, a child process, started on the te
 """
 
 import io
+import sys
 
 import pytest
 
@@ -45,3 +46,13 @@ def test_demo_against_a_given_broker(mosquitto, capsys, pinned_cloud) -> None:
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("summary: ")
     assert "acked exposures 0" not in last
+
+
+def test_without_the_demo_extra_or_the_cloud_it_says_what_to_install(monkeypatch, capsys) -> None:
+    # As on a store's Pi: neither the demo extra (amqtt) nor the reference cloud is installed.
+    monkeypatch.setitem(sys.modules, "amqtt.broker", None)
+    assert main(["demo", "--duration", "1"]) == 2
+    assert "pip install -e '.[demo]'" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "profilestore", None)
+    assert main(["demo", "--duration", "1", "--broker", "127.0.0.1:1"]) == 2
+    assert "pip install -e contract -e cloud" in capsys.readouterr().err
