@@ -15,18 +15,24 @@ SOAK_SECONDS ?= 600
 
 .PHONY: demo test venv fresh-venv lint typecheck pytest pytest-anyday bench soak model install clean config-doc
 
-# The runtime alone (what the demo needs); the dev extra adds linters, tests and the D-Bus test stack,
-# whose dbus-python builds from source against Debian's libdbus (installed by system-deps.sh test).
-$(VENV)/.runtime: pyproject.toml
+# Three distributions live here (docs/architecture.md): the gateway (.), the contract it shares with the
+# cloud (contract/) and the reference cloud (cloud/). Each pip command names every one it needs, so the
+# contract, which is on no index, is always taken from this checkout.
+DISTS = pyproject.toml contract/pyproject.toml cloud/pyproject.toml
+
+# The runtime of the demo: the gateway with its demo extra (the embedded broker) and the reference cloud it
+# pulls shoppers from; the dev extras add linters, tests and the D-Bus test stack, whose dbus-python builds
+# from source against Debian's libdbus (installed by system-deps.sh test).
+$(VENV)/.runtime: $(DISTS)
 	./scripts/system-deps.sh demo
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e ./contract -e '.[demo]' -e ./cloud
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime
 	./scripts/system-deps.sh test
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e ./contract -e '.[demo,dev]' -e './cloud[dev]'
 	touch $@
 
 venv: $(VENV)/.dev
@@ -38,12 +44,14 @@ fresh-venv:
 demo: $(VENV)/.runtime
 	$(VENV)/bin/edge-gateway demo --duration $(DEMO_SECONDS)
 
+SOURCES = edge cloud/profilestore contract/storecontract tests bench scripts
+
 lint: venv
-	$(VENV)/bin/ruff check edge tests bench scripts
-	$(VENV)/bin/ruff format --check edge tests bench scripts
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
 
 typecheck: venv
-	$(VENV)/bin/mypy --strict edge
+	$(VENV)/bin/mypy --strict edge cloud/profilestore contract/storecontract
 
 pytest: venv
 	$(PY) -m pytest -q

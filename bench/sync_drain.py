@@ -1,6 +1,6 @@
 """sync_drain: a backlog in the outbox -> the reference profile store, events per second (target >= 5k/s).
 
-The reference store runs as its own process (``edge-gateway profile-store``, SQLite), as in a pilot. The
+The reference store runs as its own process (``profile-store``, SQLite), as in a pilot. The
 baseline, in the same run, POSTs the very same batches straight from memory with a bare aiohttp client:
 what the server alone allows. The gap between the two is the gateway's own cost (peek, encode, ack).
 
@@ -50,8 +50,7 @@ def _server(workdir: Path) -> Iterator[tuple[str, str]]:
         [
             sys.executable,
             "-m",
-            "edge",
-            "profile-store",
+            "profilestore",
             "--db",
             f"sqlite:///{workdir / 'cloud.db'}",
             "--listen",

@@ -9,14 +9,19 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Final
 
 from edge import __version__
 from edge.config import ConfigError, GatewaySettings
-from edge.control.logs import setup_logging as setup_logging  # noqa: PLC0414 - explicit re-export (profilestore.cli)
+from edge.control.logs import setup_logging as setup_logging  # noqa: PLC0414 - re-exported: the CLI's set-up
 from edge.control.preflight import load_checked, warnings_for
 from edge.decide.manifest import ModelError
 
 log = logging.getLogger("edge")
+PROFILE_STORE_MOVED: Final = (
+    "edge-gateway profile-store: the reference cloud profile store is its own program now, `profile-store`, "
+    "with the same options (pip install -e contract -e cloud, from the repository; docs/profile-store.md)"
+)
 
 
 def _load_or_report(path: Path, headline: str) -> GatewaySettings | None:
@@ -72,6 +77,8 @@ def _run(path: Path) -> int:
 
 
 def _demo(duration: float, broker: str | None) -> int:
+    from edge.demo.broker import BrokerUnavailableError  # noqa: PLC0415
+    from edge.demo.cloud import CloudUnavailableError  # noqa: PLC0415
     from edge.demo.run import run_demo  # noqa: PLC0415
 
     setup_logging("WARNING", json_format=False)
@@ -79,7 +86,11 @@ def _demo(duration: float, broker: str | None) -> int:
     if broker:
         host, _, port = broker.rpartition(":")
         address = (host or "127.0.0.1", int(port))
-    summary = asyncio.run(run_demo(duration, out=sys.stdout, broker=address))
+    try:
+        summary = asyncio.run(run_demo(duration, out=sys.stdout, broker=address))
+    except (BrokerUnavailableError, CloudUnavailableError) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
     return 0 if summary.exposure_rows > 0 else 1
 
 
@@ -158,10 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
         tool.add_argument(
             "--parked", action="store_true", help="the events kept and retried instead of the dead letters"
         )
-    from edge.profilestore import cli as profile_store  # noqa: PLC0415 - argparse only; the server when run
-
-    profile_store.add_arguments(
-        commands.add_parser("profile-store", help="run the reference cloud profile store (HTTP)")
+    # The reference cloud is its own program now: the old command says where it went (any options).
+    commands.add_parser(
+        "profile-store", add_help=False, help="moved: the reference cloud is the `profile-store` command"
     )
     return parser
 
@@ -209,7 +219,13 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "profile-store":  # whatever its old options were
+        print(PROFILE_STORE_MOVED, file=sys.stderr)
+        return 2
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "check-config":
         return _check_config(args.path)
     if args.command == "run":
@@ -228,10 +244,6 @@ def main(argv: list[str] | None = None) -> int:
         from edge.tools import deadletter  # noqa: PLC0415
 
         return deadletter.run(args.config, args.tool, sys.stdout, sys.stderr, parked=args.parked)
-    if args.command == "profile-store":
-        from edge.profilestore import cli as profile_store  # noqa: PLC0415
-
-        return profile_store.run(args)
     return _demo(args.duration, args.broker)
 
 

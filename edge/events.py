@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final
 
-
-class Purpose(StrEnum):
-    """Consent purposes (DESIGN.md); each is granted or withdrawn per shopper."""
-
-    PRESENCE_BLE = "presence_ble"
-    CAMERA_CHECKIN = "camera_checkin"
-    PERSONALIZATION = "personalization"
-    CLIENTELING = "clienteling"
-    DEVICE_PREFERENCES = "device_preferences"
-    MEASUREMENT = "measurement"
+# Consent purposes are the contract's (the cloud grants and withdraws them), re-exported for the stages.
+from storecontract.purposes import Purpose as Purpose  # noqa: PLC0414 - re-exported
 
 
 @dataclass(slots=True, frozen=True)

@@ -55,7 +55,7 @@ VENV=$PREFIX/venv
 say() { echo "install.sh: $*"; }
 warn() { echo "install.sh: warning: $*" >&2; }
 
-if [ ! -f "$SRC/pyproject.toml" ] || [ ! -d "$SRC/edge" ]; then
+if [ ! -f "$SRC/pyproject.toml" ] || [ ! -d "$SRC/edge" ] || [ ! -d "$SRC/contract" ]; then
     echo "install.sh: $SRC is not the gateway's source tree" >&2
     exit 1
 fi
@@ -94,12 +94,14 @@ if [ ! -x "$VENV/bin/python" ]; then
     mkdir -p "$PREFIX"
     "$PYTHON" -m venv "$VENV"
 fi
-# Built from a copy, so the source tree gets no build/ or egg-info from this.
+# Built from a copy, so the source tree gets no build/ or egg-info from this. The gateway and the contract
+# it shares with the cloud, in one pip command (the contract is on no index); never the reference cloud
+# (cloud/) or the demo extra: a store's venv has no asyncpg and no amqtt.
 mkdir -p "$WORK/src"
-cp -R "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/edge" "$WORK/src/"
+cp -R "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/edge" "$SRC/contract" "$WORK/src/"
 find "$WORK/src" -name __pycache__ -type d -prune -exec rm -rf {} +
 say "installing the gateway into $VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$WORK/src"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$WORK/src/contract" "$WORK/src"
 "$VENV/bin/edge-gateway" --version >/dev/null
 
 # Shipped, read-only data and documentation (replaced on every install: not for editing).

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from edge.clock import SystemClock
 from tests.support import clock as timeline
 from tests.support.broker import Mosquitto
 
@@ -33,11 +32,13 @@ def pytest_report_header() -> list[str]:
 
 @pytest.fixture(autouse=True)
 def test_timeline(monkeypatch: pytest.MonkeyPatch) -> timeline.PinnedClock:
-    """Start this test at the pinned instant: SystemClock, ``timeline.now()`` and child processes agree."""
+    """Start this test at the pinned instant: SystemClock (the gateway's and the cloud's), ``timeline.now()``
+    and child processes agree."""
     offset = timeline.start_timeline()
     clock = timeline.PinnedClock(offset)
     monkeypatch.setenv(timeline.OFFSET_VAR, repr(offset))
-    monkeypatch.setattr(SystemClock, "wall", lambda _self: clock.wall())
+    for system_clock in timeline.SYSTEM_CLOCKS:
+        monkeypatch.setattr(system_clock, "wall", lambda _self: clock.wall())
     return clock
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 EDGE = REPO / "edge"
 
-SQL_HOMES = ("edge/ledger/", "edge/profilestore/")
+SQL_HOMES = ("edge/ledger/",)
 SQLITE_MODULES = frozenset({"sqlite3", "aiosqlite", "asyncpg"})
 # A string literal that starts like a statement: upper-case keywords, as every query in the tree is written.
 SQL_TEXT = re.compile(
@@ -31,7 +31,6 @@ NETWORK_HOMES = (
     "edge/control/systemd.py",  # sd_notify's datagram socket
     "edge/sources/ble/",  # BlueZ over D-Bus
     "edge/demo/",  # the demo's own broker, screens and cloud calls around the gateway
-    "edge/profilestore/",  # the cloud's reference server
 )
 
 

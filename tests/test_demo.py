@@ -1,14 +1,32 @@
-"""`make demo` stays true: the demo runs the real gateway through an embedded broker and ends with acked exposures."""
+"""`make demo` stays true: the demo runs the real gateway through an embedded broker and ends with acked exposures.
+
+The reference cloud runs as the demo runs it, a child process, started on the test's timeline
+(tests/support/launch.py) instead of the machine's clock.
+"""
 
 import io
+import sys
+
+import pytest
 
 from edge.cli import main
+from edge.demo import cloud as demo_cloud
 from edge.demo.run import run_demo
+from tests.support.launch import child_env, cloud_command
 
 
-async def test_demo_round_trip_on_the_embedded_broker() -> None:
+@pytest.fixture
+def pinned_cloud(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``profile-store`` on the test's timeline, as the demo's cloud (``edge-gateway demo`` included)."""
+    monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])
+    command = cloud_command()
+    monkeypatch.setattr(demo_cloud, "CLOUD_COMMAND", tuple(command))
+    return command
+
+
+async def test_demo_round_trip_on_the_embedded_broker(pinned_cloud: list[str]) -> None:
     out = io.StringIO()
-    summary = await run_demo(3.0, out=out, rate_per_s=6.0, seed=3)
+    summary = await run_demo(3.0, out=out, rate_per_s=6.0, seed=3, cloud_command=pinned_cloud)
     text = out.getvalue()
     assert summary.checkins_sent > 5
     assert summary.decisions > 0
@@ -23,8 +41,18 @@ async def test_demo_round_trip_on_the_embedded_broker() -> None:
     assert "cloud profile store on http://127.0.0.1:" in text
 
 
-def test_demo_against_a_given_broker(mosquitto, capsys) -> None:
+def test_demo_against_a_given_broker(mosquitto, capsys, pinned_cloud) -> None:
     assert main(["demo", "--duration", "2", "--broker", f"127.0.0.1:{mosquitto.port}"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("summary: ")
     assert "acked exposures 0" not in last
+
+
+def test_without_the_demo_extra_or_the_cloud_it_says_what_to_install(monkeypatch, capsys) -> None:
+    # As on a store's Pi: neither the demo extra (amqtt) nor the reference cloud is installed.
+    monkeypatch.setitem(sys.modules, "amqtt.broker", None)
+    assert main(["demo", "--duration", "1"]) == 2
+    assert "pip install -e '.[demo]'" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "profilestore", None)
+    assert main(["demo", "--duration", "1", "--broker", "127.0.0.1:1"]) == 2
+    assert "pip install -e contract -e cloud" in capsys.readouterr().err

@@ -15,10 +15,12 @@ import pytest
 
 from edge import __version__
 from edge.clock import SystemClock, parse_iso_utc
+from profilestore import __version__ as cloud_version
+from profilestore.clock import SystemClock as CloudSystemClock
 from tests.support import clock as timeline
 from tests.support.broker import Mosquitto
 from tests.support.gateway import running_gateway
-from tests.support.launch import child_env, gateway_command
+from tests.support.launch import child_env, cloud_command, gateway_command
 from tests.support.mqtt import Probe
 from tests.support.store import ROOT, make_store
 
@@ -34,6 +36,7 @@ def on_timeline(wall: float) -> bool:
 def test_a_test_starts_at_the_pinned_instant(test_timeline: timeline.PinnedClock) -> None:
     assert on_timeline(timeline.now())
     assert on_timeline(SystemClock().wall())  # what a gateway built without a clock reads
+    assert on_timeline(CloudSystemClock().wall())  # and the reference cloud
     assert on_timeline(test_timeline.wall())
     assert abs(SystemClock().wall() - timeline.now()) < 1.0
 
@@ -76,13 +79,15 @@ def test_a_child_process_reads_the_same_now() -> None:
         "from tests.support.clock import pin_process\n"
         "pin_process()\n"
         "from edge.clock import SystemClock\n"
-        "print(repr(SystemClock().wall()))\n"
+        "from profilestore.clock import SystemClock as CloudSystemClock\n"
+        "print(repr(SystemClock().wall()), repr(CloudSystemClock().wall()))\n"
     )
     before = timeline.now()
     out = subprocess.run(
         [sys.executable, "-c", code], env=child_env(), cwd="/", check=True, capture_output=True, text=True
     ).stdout
-    assert before <= float(out) <= timeline.now()
+    gateway, cloud = map(float, out.split())
+    assert before <= gateway <= cloud <= timeline.now()
 
 
 def test_the_launcher_is_the_real_command(tmp_path: Path) -> None:
@@ -95,6 +100,10 @@ def test_the_launcher_is_the_real_command(tmp_path: Path) -> None:
         check=False,
     )
     assert (result.returncode, result.stdout.strip()) == (0, f"edge-gateway {__version__}")
+    result = subprocess.run(
+        cloud_command("--version"), env=child_env(), cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, f"profile-store {cloud_version}")
 
 
 async def test_the_gateway_under_test_decides_on_the_timeline(tmp_path: Path, mosquitto: Mosquitto) -> None:

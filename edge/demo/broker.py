@@ -16,6 +16,10 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class BrokerUnavailableError(RuntimeError):
+    """amqtt is not installed (it is the gateway's ``demo`` extra, not a store's dependency)."""
+
+
 class EmbeddedBroker:
     """amqtt on a free loopback port, anonymous, for the demo only (production uses mosquitto)."""
 
@@ -24,7 +28,14 @@ class EmbeddedBroker:
         self._broker: Any = None
 
     async def __aenter__(self) -> EmbeddedBroker:
-        from amqtt.broker import Broker  # noqa: PLC0415 - only the demo needs it
+        try:
+            from amqtt.broker import Broker  # noqa: PLC0415 - only the demo needs it
+        except ImportError as exc:
+            msg = (
+                "the embedded broker is amqtt, the gateway's demo extra: pip install -e '.[demo]' "
+                "(make demo does), or give a broker with --broker host:port"
+            )
+            raise BrokerUnavailableError(msg) from exc
 
         # amqtt logs every connection at INFO; keep the demo's output about the store.
         for name in ("amqtt", "transitions"):

@@ -1,7 +1,8 @@
 """``edge-gateway demo``: the whole gateway on embedded defaults with simulated shoppers and screens.
 
 Everything but the shoppers is real: the broker (embedded amqtt, or one given), MQTT round trips,
-token signatures, the SQLite ledger (a temporary file), the ONNX model and the display acks.
+token signatures, the SQLite ledger (a temporary file), the ONNX model, the display acks, and the
+reference cloud (``profile-store``, a child process) the shoppers are pulled from.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 import secrets
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -23,10 +25,9 @@ from edge.clock import SystemClock, iso_utc
 from edge.config import GatewaySettings, parse_settings
 from edge.daemon import Gateway
 from edge.demo.broker import EmbeddedBroker
-from edge.demo.cloud import DemoCloud
+from edge.demo.cloud import DemoCloud, reference_cloud
 from edge.events import Decision
 from edge.identity import generate_keypair, sign_token
-from edge.profilestore.server import serve
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEMO_STORE: Final = "demo-store"
@@ -203,7 +204,10 @@ async def run_demo(
     broker: tuple[str, int] | None = None,
     rate_per_s: float = 3.0,
     seed: int = 7,
+    cloud_command: Sequence[str] | None = None,
 ) -> DemoSummary:
+    """Run the simulated store for ``duration_s``; ``cloud_command`` starts the reference cloud (default
+    ``python -m profilestore``)."""
     rng = random.Random(seed)
     summary = DemoSummary()
     with tempfile.TemporaryDirectory(prefix="edge-demo-") as tmp:
@@ -218,7 +222,7 @@ async def run_demo(
                 host, port = broker
             admin_token = secrets.token_urlsafe(24)
             base_url = await stack.enter_async_context(
-                serve(f"sqlite:///{workdir / 'cloud.db'}", admin_token=admin_token)
+                reference_cloud(workdir, admin_token, command=cloud_command)
             )
             cloud = await stack.enter_async_context(DemoCloud(base_url, admin_token))
             store_token = await cloud.add_store(DEMO_STORE)

@@ -1,45 +1,34 @@
-"""The typed shapes of the cloud sync contract (docs/sync.md, docs/sync-openapi.yaml).
+"""The gateway's side of the sync contract (docs/sync.md, docs/sync-openapi.yaml).
 
-`Change` is one entry of a pulled page after validation (`data` normalised per kind, see `ChangeKind`);
-`EventClass` orders what the outbox keeps when its byte bound is reached.
+The names both sides share (``ChangeKind``, ``Op``, ``EventClass``) are the contract's, re-exported here;
+``Change`` is one entry of a pulled page after the gateway validated it, and ``NEVER_DROPPED`` is the outbox's
+rule at its byte bound.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
-from typing import Any, Final, Literal
+from typing import Any, Final
+
+from storecontract.sync import ChangeKind as ChangeKind  # noqa: PLC0414 - re-exported
+from storecontract.sync import EventClass as EventClass  # noqa: PLC0414 - re-exported
+from storecontract.sync import Op as Op  # noqa: PLC0414 - re-exported
 
 
-class ChangeKind(StrEnum):
-    """What a pulled change is about; ``data`` after validation holds, per kind, on upsert:
+@dataclass(slots=True, frozen=True)
+class Change:
+    """One validated change from the cloud, in ``seq`` order; ``data`` after validation holds, per kind, on upsert:
 
     - PROFILE: ``{"profile": dict}``
     - CONSENT: ``{"purpose": Purpose, "granted": bool, "at_wall": float, "source": str}`` (upsert only)
     - EID_KEY: ``{"identity_key": bytes (16), "rotation_exponent": int, "clock_offset_s": int}``
     - TOKEN_KEY: ``{"public_key_pem": str}`` (an Ed25519 public key)
-    - OFFER: ``{"offer": dict}`` (one catalog offer, validated by the catalog's model)
+    - OFFER: ``{"offer": dict}`` (one catalog offer, validated by the contract's ``Offer``)
     - INVENTORY: ``{"available": bool, "quantity": int | None}``
-    - ERASURE: ``{}`` (upsert only; ``Change.at_wall`` is when the shopper was erased)
+    - ERASURE: ``{}`` (upsert only; ``at_wall`` is when the shopper was erased)
 
     A delete carries ``{}``.
     """
-
-    PROFILE = "profile"
-    CONSENT = "consent"
-    EID_KEY = "eid_key"
-    TOKEN_KEY = "token_key"  # noqa: S105 - a change kind, not a secret
-    OFFER = "offer"
-    INVENTORY = "inventory"
-    ERASURE = "erasure"
-
-
-Op = Literal["upsert", "delete"]
-
-
-@dataclass(slots=True, frozen=True)
-class Change:
-    """One validated change from the cloud, in ``seq`` order."""
 
     seq: int
     kind: ChangeKind
@@ -49,16 +38,5 @@ class Change:
     data: dict[str, Any]
 
 
-class EventClass(IntEnum):
-    """Outbox priority: a higher class is kept longer; telemetry is dropped first, the others never."""
-
-    TELEMETRY = 0
-    CONVERSION = 1
-    PRIVACY = 2
-
-    @property
-    def wire(self) -> str:
-        return self.name.lower()
-
-
+# Telemetry is dropped first at the outbox's byte bound; these classes never are (the bound is exceeded, loudly).
 NEVER_DROPPED: Final = frozenset({EventClass.CONVERSION, EventClass.PRIVACY})

@@ -101,6 +101,20 @@ def test_the_installed_gateway_runs(installed: Installed) -> None:
         check=True,
     )
     assert Path(located.stdout.strip()).is_relative_to(installed.prefix / "venv")
+    # The contract came along; the cloud, its database driver and the demo's broker did not.
+    absent = subprocess.run(
+        [
+            str(installed.prefix / "venv" / "bin" / "python"),
+            "-I",
+            "-c",
+            "import importlib.util as u; print(*(m for m in ('storecontract', 'profilestore', 'asyncpg', "
+            "'amqtt') if u.find_spec(m) is None))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert absent.stdout.split() == ["profilestore", "asyncpg", "amqtt"]
 
 
 def test_the_installed_example_passes_check_config(installed: Installed, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""``edge-gateway profile-store``: a real process, the admin token from a file or the environment, SIGTERM."""
+"""``profile-store``: a real process, the admin token from a file or the environment, SIGTERM; and
+``edge-gateway profile-store``, which only says where the command went."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
-from edge.profilestore.cli import CliError, parse_listen
+from edge.cli import main as edge_gateway
+from profilestore.cli import CliError, main, parse_listen
 
 
 def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "edge", "profile-store", *args],
+        [sys.executable, "-m", "profilestore", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -94,14 +95,14 @@ def test_bad_arguments_exit_2_with_a_reason(
     message: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(["profile-store", *args]) == 2
+    assert main(args) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.db").exists()
 
 
 def test_the_admin_token_is_never_an_argument(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        main(["profile-store", "--db", "x.db", "--admin-token", "secret"])
+        main(["--db", "x.db", "--admin-token", "secret"])
     assert exited.value.code == 2
     assert "--admin-token-env" in capsys.readouterr().err
 
@@ -118,3 +119,13 @@ def test_listen_addresses(text: str, address: tuple[str, int]) -> None:
 def test_bad_listen_addresses(text: str) -> None:
     with pytest.raises(CliError):
         parse_listen(text)
+
+
+@pytest.mark.parametrize("args", [[], ["--db", "x.db", "--admin-token-env", "HOME"], ["--help"]])
+def test_the_gateway_command_points_to_profile_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert edge_gateway(["profile-store", *args]) == 2
+    assert "`profile-store`" in capsys.readouterr().err
+    assert not (tmp_path / "x.db").exists()

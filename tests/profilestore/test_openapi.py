@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import requests
@@ -25,10 +25,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from edge.decide.catalog import Offer
-from edge.events import Purpose
-from edge.profilestore import models
-from edge.profilestore.server import create_app
+from profilestore import models
+from profilestore.server import create_app
+from storecontract.offers import Offer
+from storecontract.purposes import Purpose
+from storecontract.sync import ChangeKind, EventClass
 from tests.profilestore.spec import SPEC_PATH, spec
 from tests.support.profilestore import running_profile_store
 
@@ -54,6 +55,14 @@ def test_the_document_agrees_with_the_code() -> None:
     assert schemas["Offer"]["properties"]["category"]["enum"] == catalog["properties"]["category"]["enum"]
     window = catalog["$defs"]["TimeWindow"]
     assert set(schemas["TimeWindow"]["properties"]) == set(window["properties"])
+    # The names both sides share (storecontract): the gateway reads and the cloud writes exactly these.
+    kinds = schemas["Change"]["discriminator"]["mapping"]
+    assert set(kinds) == {kind.value for kind in ChangeKind}
+    for kind, ref in kinds.items():
+        assert schemas[ref.rsplit("/", 1)[-1]]["properties"]["kind"]["const"] == kind
+    wire_classes = [event_class.wire for event_class in EventClass]
+    assert sorted(schemas["Event"]["properties"]["class"]["enum"]) == sorted(wire_classes)
+    assert sorted(get_args(models.EventIn.model_fields["event_class"].annotation)) == sorted(wire_classes)
 
 
 def test_every_route_of_the_server_is_documented() -> None:

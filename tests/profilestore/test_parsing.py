@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.profilestore.jsonbody import BodyError, gunzip, json_problem, parse_json
-from edge.profilestore.models import (
+from profilestore.jsonbody import BodyError, gunzip, json_problem, parse_json
+from profilestore.models import (
     CursorError,
     decode_cursor,
     encode_cursor,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import asyncpg
 
-from edge.profilestore.postgres import LOCK_KEYS
-from edge.profilestore.sqldb import Lane
+from profilestore.postgres import LOCK_KEYS
+from profilestore.sqldb import Lane
 from tests.support.profilestore import ProfileStoreKit, running_profile_store
 
 WRITERS = 6

@@ -14,7 +14,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from edge.profilestore.const import MAX_BODY_BYTES
+from profilestore.const import MAX_BODY_BYTES
 from tests.profilestore.conftest import PG_ADMIN_URL
 from tests.support.profilestore import ProfileStoreKit, running_profile_store
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.profilestore.const import PAGE_BUDGET_BYTES
-from edge.profilestore.storage import (
+from profilestore.const import PAGE_BUDGET_BYTES
+from profilestore.storage import (
     EidKeyState,
     EventRecord,
     Storage,

@@ -6,7 +6,7 @@ so a test on the machine's clock passes or fails with the day. Every test theref
 there at the machine's pace (timeouts, token lifetimes and backoffs still work):
 
 - in the pytest process, the autouse ``test_timeline`` fixture (tests/conftest.py) pins ``SystemClock.wall``
-  to this timeline for the test and exports the offset as ``EDGE_TEST_WALL_OFFSET``;
+  (the gateway's and the reference cloud's) to this timeline for the test and exports the offset as ``EDGE_TEST_WALL_OFFSET``;
 - a child process (a gateway started as ``python -m tests.support.launch run ...``, a test's helper script)
   calls ``pin_process()``, which reads that offset, so parent and child share one "now";
 - tests sign tokens and date payloads with ``now()``, never ``time.time()``.
@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from edge.clock import SystemClock, iso_utc
+from profilestore.clock import SystemClock as CloudSystemClock
 
 INSTANT_VAR: Final = "EDGE_TEST_INSTANT"
 OFFSET_VAR: Final = "EDGE_TEST_WALL_OFFSET"
@@ -94,13 +95,17 @@ class PinnedClock:
         return machine_wall() + self.offset
 
 
+SYSTEM_CLOCKS: Final = (SystemClock, CloudSystemClock)  # the gateway's and the reference cloud's
+
+
 def pin_system_clock(offset: float) -> None:
     """Every ``SystemClock`` of this process reads the timeline ``offset`` seconds from the machine's."""
 
-    def wall(_: SystemClock) -> float:
+    def wall(_: object) -> float:
         return machine_wall() + offset
 
-    SystemClock.wall = wall  # type: ignore[method-assign]
+    for system_clock in SYSTEM_CLOCKS:
+        system_clock.wall = wall  # type: ignore[method-assign]
 
 
 def pin_process() -> float:

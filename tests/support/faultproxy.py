@@ -17,7 +17,7 @@ from typing import Final, Literal, get_args
 import aiohttp
 from aiohttp import web
 
-from edge.profilestore.server import run_app
+from profilestore.server import run_app
 
 Fault = Literal[
     "http400_html",

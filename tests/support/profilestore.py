@@ -20,10 +20,10 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
-from edge.clock import Clock
-from edge.profilestore.http import Handler
-from edge.profilestore.server import create_app, run_app
-from edge.profilestore.storage import open_storage
+from profilestore.clock import Clock
+from profilestore.http import Handler
+from profilestore.server import create_app, run_app
+from profilestore.storage import open_storage
 
 FaultMode = Literal["ok", "http500", "bad_json", "truncated", "slow", "close"]
 FAULT_MODES: tuple[FaultMode, ...] = ("ok", "http500", "bad_json", "truncated", "slow", "close")

@@ -9,13 +9,13 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from edge.clock import Clock, SystemClock
-from edge.profilestore.admin_api import AdminApi
-from edge.profilestore.auth import AdminAuth
-from edge.profilestore.const import MAX_WIRE_BYTES, SHUTDOWN_TIMEOUT_S
-from edge.profilestore.http import json_errors, json_response
-from edge.profilestore.storage import Storage, open_storage
-from edge.profilestore.store_api import StoreApi
+from profilestore.admin_api import AdminApi
+from profilestore.auth import AdminAuth
+from profilestore.clock import Clock, SystemClock
+from profilestore.const import MAX_WIRE_BYTES, SHUTDOWN_TIMEOUT_S
+from profilestore.http import json_errors, json_response
+from profilestore.storage import Storage, open_storage
+from profilestore.store_api import StoreApi
 
 _LOGGER = logging.getLogger(__name__)
 

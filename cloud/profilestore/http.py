@@ -13,11 +13,11 @@ from typing import Any, Final
 
 from aiohttp import hdrs, web
 
-from edge.profilestore.auth import AuthError
-from edge.profilestore.const import MAX_BODY_BYTES
-from edge.profilestore.jsonbody import BodyError, dumps, gunzip, parse_json
-from edge.profilestore.models import CursorError
-from edge.profilestore.storage import StorageUnavailableError
+from profilestore.auth import AuthError
+from profilestore.const import MAX_BODY_BYTES
+from profilestore.jsonbody import BodyError, dumps, gunzip, parse_json
+from profilestore.models import CursorError
+from profilestore.storage import StorageUnavailableError
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from contextlib import AbstractAsyncContextManager
 from enum import Enum
 from typing import Any, Final, Protocol
 
-from edge.profilestore.jsonbody import dumps
+from profilestore.jsonbody import dumps
+from storecontract.sync import ChangeKind, Op
 
 # Per-entry overhead of a change or event beyond its data, for the page byte budget.
 ENTRY_OVERHEAD: Final = 160
@@ -74,9 +75,9 @@ async def next_value(conn: Connection, counter: str, count: int) -> int:
 
 async def append_change(
     conn: Connection,
-    kind: str,
+    kind: ChangeKind,
     key_id: str,
-    op: str,
+    op: Op,
     data: dict[str, Any],
     now_us: int,
     *,
@@ -90,7 +91,7 @@ async def append_change(
         "INSERT INTO changes (seq, kind, id, op, at_us, data, compact_key, shopper_id)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         seq,
-        kind,
+        kind.value,  # the plain string: neither driver should see an enum
         key_id,
         op,
         now_us,

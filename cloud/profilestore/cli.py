@@ -1,4 +1,4 @@
-"""``edge-gateway profile-store``: run the reference profile store until SIGTERM/SIGINT.
+"""The ``profile-store`` command: run the reference profile store until SIGTERM/SIGINT.
 
 Importing this module is cheap (argparse only); the server is imported when the command runs.
 """
@@ -12,8 +12,14 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Final
 
-_LOGGER = logging.getLogger("edge.profilestore")
+from profilestore import __version__
+
+_LOGGER = logging.getLogger("profilestore")
+# Plain text on stderr (journald or the container's log). Nothing it logs carries a secret: tokens travel
+# in headers, which are never logged (nor is a request body), and database URLs lose their credentials.
+LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class CliError(Exception):
@@ -65,7 +71,7 @@ def admin_token(args: argparse.Namespace) -> str:
 
 def check_database(url: str) -> None:
     """CliError if ``url`` is not a database URL, or names a SQLite file in a folder that does not exist."""
-    from edge.profilestore.storage import database_kind  # noqa: PLC0415
+    from profilestore.storage import database_kind  # noqa: PLC0415
 
     try:
         kind, target = database_kind(url)
@@ -76,7 +82,7 @@ def check_database(url: str) -> None:
 
 
 async def _serve_until_signal(url: str, token: str, host: str, port: int, *, access_log: bool) -> None:
-    from edge.profilestore.server import serve  # noqa: PLC0415 - aiohttp and the drivers only when run
+    from profilestore.server import serve  # noqa: PLC0415 - aiohttp and the drivers only when run
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -88,10 +94,28 @@ async def _serve_until_signal(url: str, token: str, host: str, port: int, *, acc
         _LOGGER.info("stopping")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="profile-store",
+        description="The reference cloud profile store: the sync API of docs/sync-openapi.yaml over HTTP",
+    )
+    parser.add_argument("--version", action="version", version=f"profile-store {__version__}")
+    add_arguments(parser)
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    """One stderr handler on the root logger, at ``level``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
 def run(args: argparse.Namespace) -> int:
-    from edge.cli import setup_logging  # noqa: PLC0415 - edge.cli imports this module
-    from edge.profilestore.schema import SchemaTooNewError  # noqa: PLC0415
-    from edge.profilestore.storage import StorageUnavailableError  # noqa: PLC0415
+    from profilestore.schema import SchemaTooNewError  # noqa: PLC0415
+    from profilestore.storage import StorageUnavailableError  # noqa: PLC0415
 
     try:
         host, port = parse_listen(args.listen)
@@ -100,10 +124,14 @@ def run(args: argparse.Namespace) -> int:
     except CliError as exc:
         print(f"profile-store: {exc}", file=sys.stderr)
         return 2
-    setup_logging(args.log_level, json_format=False)
+    setup_logging(args.log_level)
     try:
         asyncio.run(_serve_until_signal(args.db, token, host, port, access_log=args.access_log))
     except (StorageUnavailableError, SchemaTooNewError, OSError) as exc:
         print(f"profile-store: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))

@@ -8,7 +8,7 @@ from typing import Final
 
 from aiohttp import web
 
-from edge.profilestore.storage import Storage
+from profilestore.storage import Storage
 
 _SCHEME: Final = "bearer"
 # Any header longer than this is not one of our tokens (and is not hashed).

@@ -23,10 +23,10 @@ from typing import Any, Final
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from edge.profilestore.schema import SCHEMA_VERSION, SchemaTooNewError, statements
-from edge.profilestore.sqldb import Connection, Lane
-from edge.profilestore.sqlstore import SqlStorage
-from edge.profilestore.storage import StorageUnavailableError
+from profilestore.schema import SCHEMA_VERSION, SchemaTooNewError, statements
+from profilestore.sqldb import Connection, Lane
+from profilestore.sqlstore import SqlStorage
+from profilestore.storage import StorageUnavailableError
 
 # Advisory lock keys (one 64-bit space per database, shared with any other application on it): fixed,
 # arbitrary values spelling "edgeps" plus a lane number.
@@ -76,7 +76,7 @@ class _Conn:
 
 
 class PostgresDatabase:
-    """``edge.profilestore.sqlstore.Database`` on a PostgreSQL connection pool."""
+    """``profilestore.sqlstore.Database`` on a PostgreSQL connection pool."""
 
     def __init__(self, pool: asyncpg.Pool, instance: str) -> None:
         self._pool = pool

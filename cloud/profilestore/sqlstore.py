@@ -13,11 +13,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from edge.profilestore.jsonbody import dumps
-from edge.profilestore.models import render_timestamp
-from edge.profilestore.sqldb import ENTRY_OVERHEAD, LAST, Database, Lane, append_change, one
-from edge.profilestore.sqlevents import list_events, push_events
-from edge.profilestore.storage import (
+from profilestore.jsonbody import dumps
+from profilestore.models import render_timestamp
+from profilestore.sqldb import ENTRY_OVERHEAD, LAST, Database, Lane, append_change, one
+from profilestore.sqlevents import list_events, push_events
+from profilestore.storage import (
     ChangePage,
     ChangeRecord,
     ConsentOutcome,
@@ -31,6 +31,7 @@ from edge.profilestore.storage import (
     ShopperState,
     TokenInUseError,
 )
+from storecontract.sync import ChangeKind
 
 
 def _rank(state: ConsentState) -> tuple[int, bool, str]:
@@ -57,7 +58,7 @@ def eid_key_wire(key: EidKeyState) -> dict[str, Any]:
 
 
 class SqlStorage:
-    """``edge.profilestore.storage.Storage`` over a ``Database``."""
+    """``profilestore.storage.Storage`` over a ``Database``."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -132,7 +133,7 @@ class SqlStorage:
             )
             return await append_change(
                 conn,
-                "profile",
+                ChangeKind.PROFILE,
                 shopper_id,
                 "upsert",
                 {"profile": profile},
@@ -171,7 +172,7 @@ class SqlStorage:
             )
             seq = await append_change(
                 conn,
-                "consent",
+                ChangeKind.CONSENT,
                 shopper_id,
                 "upsert",
                 consent_wire(new),
@@ -196,7 +197,7 @@ class SqlStorage:
             )
             return await append_change(
                 conn,
-                "eid_key",
+                ChangeKind.EID_KEY,
                 shopper_id,
                 "upsert",
                 eid_key_wire(key),
@@ -210,7 +211,7 @@ class SqlStorage:
             existed = await conn.execute("DELETE FROM eid_keys WHERE shopper_id = $1", shopper_id)
             seq = await append_change(
                 conn,
-                "eid_key",
+                ChangeKind.EID_KEY,
                 shopper_id,
                 "delete",
                 {},
@@ -232,7 +233,7 @@ class SqlStorage:
             await conn.execute("DELETE FROM changes WHERE shopper_id = $1", shopper_id)
             seq = await append_change(
                 conn,
-                "erasure",
+                ChangeKind.ERASURE,
                 shopper_id,
                 "upsert",
                 {},
@@ -278,7 +279,7 @@ class SqlStorage:
         self,
         table: str,
         key_column: str,
-        kind: str,
+        kind: ChangeKind,
         key_id: str,
         values: dict[str, Any],
         data: dict[str, Any],
@@ -295,37 +296,41 @@ class SqlStorage:
                 *values.values(),
                 now_us,
             )
-            return await append_change(conn, kind, key_id, "upsert", data, now_us, key=f"{kind}:{key_id}")
+            return await append_change(
+                conn, kind, key_id, "upsert", data, now_us, key=f"{kind.value}:{key_id}"
+            )
 
     async def _delete_simple(
-        self, table: str, key_column: str, kind: str, key_id: str, now_us: int
+        self, table: str, key_column: str, kind: ChangeKind, key_id: str, now_us: int
     ) -> DeleteOutcome:
         async with self._db.writing(Lane.CHANGES) as conn:
             existed = await conn.execute(f"DELETE FROM {table} WHERE {key_column} = $1", key_id)  # noqa: S608
-            seq = await append_change(conn, kind, key_id, "delete", {}, now_us, key=f"{kind}:{key_id}")
+            seq = await append_change(conn, kind, key_id, "delete", {}, now_us, key=f"{kind.value}:{key_id}")
             return DeleteOutcome(seq, existed > 0)
 
     async def put_token_key(self, kid: str, public_key_pem: str, now_us: int) -> int:
         data = {"public_key_pem": public_key_pem}
-        return await self._put_simple("token_keys", "kid", "token_key", kid, data, data, now_us)
+        return await self._put_simple("token_keys", "kid", ChangeKind.TOKEN_KEY, kid, data, data, now_us)
 
     async def delete_token_key(self, kid: str, now_us: int) -> DeleteOutcome:
-        return await self._delete_simple("token_keys", "kid", "token_key", kid, now_us)
+        return await self._delete_simple("token_keys", "kid", ChangeKind.TOKEN_KEY, kid, now_us)
 
     async def put_offer(self, offer_id: str, offer: dict[str, Any], now_us: int) -> int:
         return await self._put_simple(
-            "offers", "offer_id", "offer", offer_id, {"offer": dumps(offer)}, offer, now_us
+            "offers", "offer_id", ChangeKind.OFFER, offer_id, {"offer": dumps(offer)}, offer, now_us
         )
 
     async def delete_offer(self, offer_id: str, now_us: int) -> DeleteOutcome:
-        return await self._delete_simple("offers", "offer_id", "offer", offer_id, now_us)
+        return await self._delete_simple("offers", "offer_id", ChangeKind.OFFER, offer_id, now_us)
 
     async def put_inventory(self, offer_id: str, available: bool, quantity: int | None, now_us: int) -> int:
         data = {"available": available, "quantity": quantity}
-        return await self._put_simple("inventory", "offer_id", "inventory", offer_id, data, data, now_us)
+        return await self._put_simple(
+            "inventory", "offer_id", ChangeKind.INVENTORY, offer_id, data, data, now_us
+        )
 
     async def delete_inventory(self, offer_id: str, now_us: int) -> DeleteOutcome:
-        return await self._delete_simple("inventory", "offer_id", "inventory", offer_id, now_us)
+        return await self._delete_simple("inventory", "offer_id", ChangeKind.INVENTORY, offer_id, now_us)
 
     # ----- events -----
     async def push_events(self, store_id: str, events: Sequence[EventRecord], now_us: int) -> PushOutcome:

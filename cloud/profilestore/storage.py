@@ -1,6 +1,6 @@
 """The profile store's storage: the one async interface the server uses, its records, and ``open_storage``.
 
-Two implementations share one SQL logic (``edge.profilestore.sqlstore``): SQLite (``sqlite.py``, default, one
+Two implementations share one SQL logic (``profilestore.sqlstore``): SQLite (``sqlite.py``, default, one
 process) and PostgreSQL (``postgres.py``, several stateless server replicas on one database).
 """
 
@@ -209,12 +209,12 @@ async def open_storage(url: str) -> AsyncIterator[Storage]:
     """The storage at ``url`` (``sqlite:///path.db``, a path, or ``postgresql://...``), schema migrated."""
     kind, target = database_kind(url)
     if kind == "postgresql":
-        from edge.profilestore.postgres import open_postgres  # noqa: PLC0415 - asyncpg only when asked for
+        from profilestore.postgres import open_postgres  # noqa: PLC0415 - asyncpg only when asked for
 
         async with open_postgres(target) as storage:
             yield storage
     else:
-        from edge.profilestore.sqlite import open_sqlite  # noqa: PLC0415
+        from profilestore.sqlite import open_sqlite  # noqa: PLC0415
 
         async with open_sqlite(Path(target)) as storage:
             yield storage

@@ -8,12 +8,12 @@ from typing import Any, Final
 from aiohttp import web
 from pydantic import ValidationError
 
-from edge.clock import Clock
-from edge.profilestore.auth import check_store
-from edge.profilestore.const import DEFAULT_PAGE, MAX_EVENTS, MAX_PAGE, PAGE_BUDGET_BYTES
-from edge.profilestore.http import ApiError, json_response, path_value, query_int, query_value, read_json
-from edge.profilestore.jsonbody import json_problem
-from edge.profilestore.models import (
+from profilestore.auth import check_store
+from profilestore.clock import Clock
+from profilestore.const import DEFAULT_PAGE, MAX_EVENTS, MAX_PAGE, PAGE_BUDGET_BYTES
+from profilestore.http import ApiError, json_response, path_value, query_int, query_value, read_json
+from profilestore.jsonbody import json_problem
+from profilestore.models import (
     SHOPPER_ID_PATTERN,
     STORE_ID_PATTERN,
     EventIn,
@@ -25,8 +25,8 @@ from edge.profilestore.models import (
     parse_timestamp,
     render_timestamp,
 )
-from edge.profilestore.sqlstore import consent_wire, eid_key_wire
-from edge.profilestore.storage import ChangeRecord, EventRecord, Storage
+from profilestore.sqlstore import consent_wire, eid_key_wire
+from profilestore.storage import ChangeRecord, EventRecord, Storage
 
 # An id is echoed in a rejection only when it is short printable ASCII (it may be anything at all).
 _ECHO_ID: Final = re.compile(r"^[!-~]{1,64}$")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from edge.profilestore.jsonbody import dumps
-from edge.profilestore.sqldb import ENTRY_OVERHEAD, LAST, Connection, Database, Lane, next_value, one
-from edge.profilestore.storage import EventPage, EventRecord, PushOutcome, StoredEvent
+from profilestore.jsonbody import dumps
+from profilestore.sqldb import ENTRY_OVERHEAD, LAST, Connection, Database, Lane, next_value, one
+from profilestore.storage import EventPage, EventRecord, PushOutcome, StoredEvent
 
 
 async def push_events(db: Database, store_id: str, events: Sequence[EventRecord], now_us: int) -> PushOutcome:

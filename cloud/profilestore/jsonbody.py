@@ -14,7 +14,7 @@ import re
 import zlib
 from typing import Any, Final
 
-from edge.profilestore.const import MAX_JSON_DEPTH, MAX_JSON_INT
+from profilestore.const import MAX_JSON_DEPTH, MAX_JSON_INT
 
 # Strings that PostgreSQL's text type refuses (NUL) or that cannot be encoded as UTF-8 (lone surrogates).
 _BAD_CHARS: Final = re.compile("[\x00\ud800-\udfff]")

@@ -1,6 +1,6 @@
 """The request bodies and path values of the store and admin APIs (pydantic, ``extra="forbid"``); timestamps.
 
-Bodies are first parsed by ``edge.profilestore.jsonbody`` (so no NaN, NUL or duplicate key reaches here);
+Bodies are first parsed by ``profilestore.jsonbody`` (so no NaN, NUL or duplicate key reaches here);
 these models then check types and ranges. Timestamps travel as RFC 3339 and are kept as integer microseconds.
 """
 
@@ -25,20 +25,20 @@ from pydantic import (
     ValidationError,
 )
 
-from edge.events import Purpose
-from edge.profilestore.const import (
+from profilestore.const import (
     MAX_CONSENT_AHEAD_S,
     MAX_DOCUMENT_BYTES,
     MAX_PEM_CHARS,
     MAX_TOKEN_CHARS,
     MIN_TOKEN_CHARS,
 )
-from edge.profilestore.jsonbody import dumps
+from profilestore.jsonbody import dumps
+from storecontract.offers import OFFER_ID_PATTERN as OFFER_ID_PATTERN  # noqa: PLC0414 - the contract's
+from storecontract.purposes import Purpose
 
 # Ids are path segments, SQL keys, log fields and (store ids) MQTT topic roots: no '/', '+', '#', spaces.
 STORE_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 SHOPPER_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:@~+=-]{0,127}$"
-OFFER_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"  # edge.decide.catalog's offer ids
 KID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:~+=-]{0,127}$"
 LABEL_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 TOKEN_PATTERN: Final = rf"^[A-Za-z0-9._~+/-]{{{MIN_TOKEN_CHARS},{MAX_TOKEN_CHARS}}}=*$"  # RFC 6750 b64token

@@ -19,10 +19,10 @@ from typing import Any, Final
 
 import aiosqlite
 
-from edge.profilestore.schema import SCHEMA_VERSION, SchemaTooNewError, statements
-from edge.profilestore.sqldb import Connection, Lane
-from edge.profilestore.sqlstore import SqlStorage
-from edge.profilestore.storage import StorageUnavailableError
+from profilestore.schema import SCHEMA_VERSION, SchemaTooNewError, statements
+from profilestore.sqldb import Connection, Lane
+from profilestore.sqlstore import SqlStorage
+from profilestore.storage import StorageUnavailableError
 
 # How long a statement waits for another process's lock before failing (a second process on the file).
 _BUSY_TIMEOUT_MS: Final = 5000
@@ -63,7 +63,7 @@ class _Conn:
 
 
 class SqliteDatabase:
-    """``edge.profilestore.sqlstore.Database`` on a SQLite file."""
+    """``profilestore.sqlstore.Database`` on a SQLite file."""
 
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, instance: str) -> None:
         self._writer = _Conn(writer)

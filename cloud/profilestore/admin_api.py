@@ -9,13 +9,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from edge.clock import Clock
-from edge.decide.catalog import Offer
-from edge.profilestore.auth import AdminAuth, token_digest
-from edge.profilestore.const import DEFAULT_PAGE, MAX_DOCUMENT_BYTES, MAX_PAGE, PAGE_BUDGET_BYTES
-from edge.profilestore.http import ApiError, json_response, path_value, query_int, query_value, read_json
-from edge.profilestore.jsonbody import dumps, json_problem
-from edge.profilestore.models import (
+from profilestore.auth import AdminAuth, token_digest
+from profilestore.clock import Clock
+from profilestore.const import DEFAULT_PAGE, MAX_DOCUMENT_BYTES, MAX_PAGE, PAGE_BUDGET_BYTES
+from profilestore.http import ApiError, json_response, path_value, query_int, query_value, read_json
+from profilestore.jsonbody import dumps, json_problem
+from profilestore.models import (
     KID_PATTERN,
     OFFER_ID_PATTERN,
     PURPOSES,
@@ -36,8 +35,9 @@ from edge.profilestore.models import (
     micros_of,
     render_timestamp,
 )
-from edge.profilestore.sqlstore import consent_wire
-from edge.profilestore.storage import DeleteOutcome, EidKeyState, Storage, StoredEvent, TokenInUseError
+from profilestore.sqlstore import consent_wire
+from profilestore.storage import DeleteOutcome, EidKeyState, Storage, StoredEvent, TokenInUseError
+from storecontract.offers import Offer
 
 Model = TypeVar("Model", bound=BaseModel)
 

@@ -1,0 +1,37 @@
+"""The names of the sync API (docs/sync-openapi.yaml): what a pulled change is about, and the class of an event.
+
+The cloud writes these names, the gateway reads them; tests/profilestore/test_openapi.py holds both to the
+document's enums.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+from typing import Literal
+
+
+class ChangeKind(StrEnum):
+    """What a pulled change is about (a change's ``kind``); each kind's ``data`` is in the OpenAPI document."""
+
+    PROFILE = "profile"
+    CONSENT = "consent"
+    EID_KEY = "eid_key"
+    TOKEN_KEY = "token_key"  # noqa: S105 - a change kind, not a secret
+    OFFER = "offer"
+    INVENTORY = "inventory"
+    ERASURE = "erasure"
+
+
+Op = Literal["upsert", "delete"]
+
+
+class EventClass(IntEnum):
+    """A pushed event's ``class``; the value is the gateway outbox's priority: a higher class is kept longer."""
+
+    TELEMETRY = 0
+    CONVERSION = 1
+    PRIVACY = 2
+
+    @property
+    def wire(self) -> str:
+        return self.name.lower()
