@@ -1,4 +1,5 @@
-"""Shared fixtures: a real mosquitto per test on a free loopback port; every test on a pinned timeline.
+"""Shared fixtures: a real mosquitto per test on a free loopback port; every test on a pinned timeline, and
+the one manual ``clock`` for tests that move time themselves.
 
 No test may depend on the wall clock, the weekday, the time zone or unseeded randomness (docs/testing.md):
 ``test_timeline`` starts every test at ``EDGE_TEST_INSTANT`` (tests/support/clock.py), and Hypothesis
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from edge.clock import ManualClock, SystemClock
 from tests.support import clock as timeline
 from tests.support.broker import Mosquitto
 
@@ -40,6 +42,19 @@ def test_timeline(monkeypatch: pytest.MonkeyPatch) -> timeline.PinnedClock:
     for system_clock in timeline.SYSTEM_CLOCKS:
         monkeypatch.setattr(system_clock, "wall", lambda _self: clock.wall())
     return clock
+
+
+@pytest.fixture
+def clock_start() -> float:
+    """Where ``clock`` starts: the test instant. A package whose tests need a particular hour or weekday (the
+    decision tests' time windows) overrides this in its conftest.py, never ``clock`` itself."""
+    return timeline.chosen_instant()
+
+
+@pytest.fixture
+def clock(clock_start: float) -> ManualClock:
+    """The tests' one manual clock: at ``clock_start`` on the timeline, moving only when the test says."""
+    return ManualClock(wall=clock_start)
 
 
 @pytest.fixture

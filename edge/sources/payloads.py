@@ -216,7 +216,7 @@ def parse_checkin(payload: bytes) -> CheckinMessage | Rejected:
         return Rejected(CheckinReject.OVERSIZED_TOKEN)
     if not _is_id(zone):
         return Rejected(CheckinReject.BAD_ZONE)
-    if source not in CHECKIN_SOURCES:
+    if not isinstance(source, str) or source not in CHECKIN_SOURCES:  # a list or object is unhashable
         return Rejected(CheckinReject.BAD_SOURCE)
     reply_to = body.get("reply_to")
     if reply_to is not None and not _is_id(reply_to):
@@ -246,7 +246,7 @@ def parse_ack(payload: bytes) -> AckMessage | Rejected:
         return Rejected(AckReject.BAD_VERSION)
     if decision_id is not None and (not isinstance(decision_id, str) or not 0 < len(decision_id) <= 64):
         return Rejected(AckReject.BAD_DECISION_ID)
-    if status not in ACK_STATUSES:
+    if not isinstance(status, str) or status not in ACK_STATUSES:  # a list or object is unhashable
         return Rejected(AckReject.BAD_STATUS)
     shown_at = body.get("shown_at")
     shown_wall: float | None = None

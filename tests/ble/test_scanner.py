@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from edge.config.ble import BleScannerSettings
 from edge.events import Advert
 from edge.sources.ble.scanner import BleScanner, BleScannerStats
 from tests.support.bluez import IN_PROGRESS, NOT_READY, AsyncBlueZ, async_bluez, collect_dead_connections
+from tests.support.wait import until
 
 IBEACON = bytes.fromhex("0215") + bytes(range(16)) + bytes.fromhex("0001000ac5")  # uuid, major 1, minor 10
 EDDYSTONE_UUID = "0000feaa-0000-1000-8000-00805f9b34fb"
@@ -39,14 +39,6 @@ def fast(**overrides: object) -> BleScannerSettings:
     return BleScannerSettings.model_validate(values)
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 async def next_advert(scanner: BleScanner, address: str | None = None, rssi: int | None = None) -> Advert:
     """The next advert (from ``address``, with ``rssi``), skipping others: a restarted bluetoothd re-reports."""
     async with asyncio.timeout(WAIT_S):
@@ -54,6 +46,12 @@ async def next_advert(scanner: BleScanner, address: str | None = None, rssi: int
             advert = await scanner.adverts.get()
             if address in (None, advert.address) and rssi in (None, advert.rssi):
                 return advert
+
+
+async def silence_checked(scanner: BleScanner) -> None:
+    """Until the watchdog has checked for silence on the clock as the test left it (no tick-long sleeps)."""
+    before = scanner.silence_checks
+    await until(lambda: scanner.silence_checks > before, what="the next silence check")
 
 
 def scanning(scanner: BleScanner, starts: int = 1) -> Callable[[], bool]:
@@ -85,7 +83,7 @@ async def bluez(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
 async def test_beacon_and_eddystone_adverts_arrive_with_their_bytes(bluez: AsyncBlueZ, mode: str) -> None:
     clock = ManualClock()
     async with BleScanner(fast(mode=mode), clock) as scanner:
-        await until(scanning(scanner), "scanning")
+        await until(scanning(scanner), what="scanning")
         await bluez.add_device(BEACON, rssi=-58, manufacturer_data={0x004C: IBEACON}, tx_power=-59)
         advert = await next_advert(scanner)
         assert advert == Advert("local:hci0", BEACON, -58, clock.monotonic(), {0x004C: IBEACON}, {}, -59)
@@ -110,7 +108,7 @@ async def test_beacon_and_eddystone_adverts_arrive_with_their_bytes(bluez: Async
 
 async def test_rssi_updates_arrive_as_new_adverts(bluez: AsyncBlueZ) -> None:
     async with BleScanner(fast(), SystemClock()) as scanner:
-        await until(scanning(scanner), "scanning")
+        await until(scanning(scanner), what="scanning")
         await bluez.add_device(BEACON, rssi=-60, manufacturer_data={0x004C: IBEACON})
         assert (await next_advert(scanner)).rssi == -60
         for rssi in (-61, -75, -52):
@@ -128,7 +126,7 @@ async def test_passive_falls_back_to_active_without_advertisement_monitors(
 ) -> None:
     async with async_bluez(tmp_path, monkeypatch, monitor_api=False) as bluez:
         async with BleScanner(fast(mode="passive"), SystemClock()) as scanner:
-            await until(scanning(scanner), "scanning")
+            await until(scanning(scanner), what="scanning")
             await bluez.add_device(BEACON, manufacturer_data={0x004C: IBEACON})
             assert (await next_advert(scanner)).manufacturer_data == {0x004C: IBEACON}
             stats = scanner.stats()
@@ -150,7 +148,7 @@ async def test_busy_or_not_ready_bluez_is_retried_until_scanning(
 ) -> None:
     await bluez.fail_next(method, [error, error])
     async with BleScanner(fast(mode=mode), SystemClock()) as scanner:
-        await until(scanning(scanner), "scanning after the injected errors")
+        await until(scanning(scanner), what="scanning after the injected errors")
         assert scanner.stats().errors == {kind: 2}
         assert await bluez.calls(method) == 3
         await bluez.add_device(BEACON, manufacturer_data={0x004C: IBEACON})
@@ -159,16 +157,16 @@ async def test_busy_or_not_ready_bluez_is_retried_until_scanning(
 
 async def test_adapter_removed_then_back_resumes_scanning(bluez: AsyncBlueZ) -> None:
     async with BleScanner(fast(), SystemClock()) as scanner:
-        await until(scanning(scanner), "scanning")
+        await until(scanning(scanner), what="scanning")
         await bluez.add_device(BEACON, manufacturer_data={0x004C: IBEACON})
         await next_advert(scanner)
 
         await bluez.remove_adapter()
-        await until(lambda: scanner.stats().state == "waiting_for_adapter", "waiting for the adapter")
+        await until(lambda: scanner.stats().state == "waiting_for_adapter", what="waiting for the adapter")
         assert scanner.stats().errors["adapter_missing"] == 1
 
         await bluez.add_adapter()
-        await until(scanning(scanner, starts=2), "scanning again")
+        await until(scanning(scanner, starts=2), what="scanning again")
         await bluez.add_device(PHONE, service_data={EDDYSTONE_UUID: EDDYSTONE_EID})
         assert (await next_advert(scanner, PHONE)).service_data == {EDDYSTONE_UUID: EDDYSTONE_EID}
 
@@ -176,9 +174,9 @@ async def test_adapter_removed_then_back_resumes_scanning(bluez: AsyncBlueZ) -> 
 async def test_scanning_waits_for_an_adapter_that_is_not_there_yet(bluez: AsyncBlueZ) -> None:
     await bluez.remove_adapter()
     async with BleScanner(fast(), SystemClock()) as scanner:
-        await until(lambda: scanner.stats().state == "waiting_for_adapter", "waiting for the adapter")
+        await until(lambda: scanner.stats().state == "waiting_for_adapter", what="waiting for the adapter")
         await bluez.add_adapter()
-        await until(scanning(scanner), "scanning")
+        await until(scanning(scanner), what="scanning")
         await bluez.add_device(BEACON, manufacturer_data={0x004C: IBEACON})
         await next_advert(scanner)
 
@@ -186,13 +184,13 @@ async def test_scanning_waits_for_an_adapter_that_is_not_there_yet(bluez: AsyncB
 @pytest.mark.parametrize("mode", ["passive", "active"])
 async def test_bluetoothd_restart_resumes_scanning(bluez: AsyncBlueZ, mode: str) -> None:
     async with BleScanner(fast(mode=mode), SystemClock()) as scanner:
-        await until(scanning(scanner), "scanning")
+        await until(scanning(scanner), what="scanning")
         await bluez.add_device(BEACON, rssi=-60, manufacturer_data={0x004C: IBEACON})
         await next_advert(scanner)
 
         await bluez.restart()  # SIGKILL, then a new process owns org.bluez with the adapter and device
-        await until(lambda: scanner.stats().bluez_restarts == 1, "the restart to be noticed")
-        await until(scanning(scanner, starts=2), "scanning on the new bluetoothd")
+        await until(lambda: scanner.stats().bluez_restarts == 1, what="the restart to be noticed")
+        await until(scanning(scanner, starts=2), what="scanning on the new bluetoothd")
         await bluez.advertise(BEACON, rssi=-44)
         advert = await next_advert(scanner, BEACON, rssi=-44)
         assert advert.manufacturer_data == {0x004C: IBEACON}
@@ -211,17 +209,17 @@ async def test_silence_restarts_then_power_cycles_the_adapter(bluez: AsyncBlueZ)
         return stats.restarts, stats.adapter_resets
 
     async with BleScanner(settings, clock) as scanner:
-        await until(scanning(scanner), "scanning")
+        await until(scanning(scanner), what="scanning")
         clock.advance(29.0)
-        await asyncio.sleep(0.1)  # several watchdog ticks: not yet silent for long enough
-        assert steps() == (0, 0)
+        await silence_checked(scanner)
+        assert steps() == (0, 0)  # not yet silent for long enough
 
         clock.advance(1.0)
-        await until(lambda: steps() == (1, 0) and scanner.stats().state == "scanning", "first restart")
+        await until(lambda: steps() == (1, 0) and scanner.stats().state == "scanning", what="first restart")
         clock.advance(30.0)
-        await until(lambda: steps() == (2, 0) and scanner.stats().state == "scanning", "second restart")
+        await until(lambda: steps() == (2, 0) and scanner.stats().state == "scanning", what="second restart")
         clock.advance(30.0)
-        await until(lambda: steps() == (2, 1) and scanner.stats().state == "scanning", "power cycle")
+        await until(lambda: steps() == (2, 1) and scanner.stats().state == "scanning", what="power cycle")
         assert await bluez.powered()
         assert bluez.mock.power_changes() == [False, True]
         # passive monitors that heard nothing through the ladder are not trusted: active from now on
@@ -229,27 +227,27 @@ async def test_silence_restarts_then_power_cycles_the_adapter(bluez: AsyncBlueZ)
 
         # a power cycle that brought nothing doubles the silence allowed before the next step
         clock.advance(30.0)
-        await asyncio.sleep(0.1)
+        await silence_checked(scanner)
         assert steps() == (2, 1)
         clock.advance(30.0)
-        await until(lambda: steps() == (3, 1) and scanner.stats().state == "scanning", "restart, later")
+        await until(lambda: steps() == (3, 1) and scanner.stats().state == "scanning", what="restart, later")
 
         # an advert puts the ladder back at the bottom rung
         await bluez.add_device(BEACON, manufacturer_data={0x004C: IBEACON})
         await next_advert(scanner)
         clock.advance(30.0)
-        await until(lambda: steps() == (4, 1) and scanner.stats().state == "scanning", "restart again")
+        await until(lambda: steps() == (4, 1) and scanner.stats().state == "scanning", what="restart again")
         assert scanner.stats().starts == 1 + 4 + 1  # the first, four restarts, one power cycle
         assert scanner.stats().errors == {}
 
 
 async def test_full_queue_drops_the_oldest_and_counts_it(bluez: AsyncBlueZ) -> None:
     async with BleScanner(fast(queue_max=3), SystemClock()) as scanner:
-        await until(scanning(scanner), "scanning")
+        await until(scanning(scanner), what="scanning")
         await bluez.add_device(BEACON, rssi=-50, manufacturer_data={0x004C: IBEACON})
         for rssi in (-51, -52, -53, -54):
             await bluez.advertise(BEACON, rssi=rssi)
-        await until(lambda: scanner.stats().adverts == 5, "all five adverts")
+        await until(lambda: scanner.stats().adverts == 5, what="all five adverts")
         stats: BleScannerStats = scanner.stats()
         assert (stats.drops, stats.queue_depth) == (2, 3)
         assert [scanner.adverts.get_nowait().rssi for _ in range(3)] == [-52, -53, -54]
@@ -267,12 +265,12 @@ async def test_settings_are_strict() -> None:
 
 async def test_system_bus_restart_resumes_scanning(bluez: AsyncBlueZ) -> None:
     async with BleScanner(fast(), SystemClock()) as scanner:
-        await until(scanning(scanner), "scanning")
+        await until(scanning(scanner), what="scanning")
         await bluez.add_device(BEACON, rssi=-60, manufacturer_data={0x004C: IBEACON})
         await next_advert(scanner)
 
         await bluez.restart_bus()  # dbus-daemon and bluetoothd both gone, then back on the same socket
-        await until(scanning(scanner, starts=2), "scanning on the new bus")
+        await until(scanning(scanner, starts=2), what="scanning on the new bus")
         await bluez.advertise(BEACON, rssi=-41)
         assert (await next_advert(scanner, BEACON, rssi=-41)).manufacturer_data == {0x004C: IBEACON}
         assert scanner.stats().errors.get("bus_lost", 0) >= 1

@@ -19,9 +19,10 @@ import pytest
 
 from edge.clock import Clock, ManualClock, SystemClock
 from edge.config.camera import CameraSettings
-from edge.sources.camera.capture import CameraCapture, CameraStats, Frame
+from edge.sources.camera.capture import CameraCapture, CameraStats, Frame, Pause
 from edge.sources.camera.source import Opener, VideoSource
 from tests.camera.videos import corrupt_copy, frame_number, numbered_frames, write_video
+from tests.support.wait import until_blocking
 
 # Generous against a loaded CI machine; every wait returns as soon as its condition holds.
 WAIT_S = 5.0
@@ -33,14 +34,6 @@ def camera(source: str | Path, **overrides: object) -> CameraSettings:
     values: dict[str, object] = {"id": CAMERA_ID, "zone": "cafe", "source": str(source), "reopen_max_s": 0.1}
     values.update(overrides)
     return CameraSettings.model_validate(values)
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def capture_threads() -> list[threading.Thread]:
@@ -64,11 +57,20 @@ def make_capture() -> Iterator[Callable[..., CameraCapture]]:
     made: list[CameraCapture] = []
 
     def make(
-        settings: CameraSettings, clock: Clock | None = None, opener: Opener | None = None
+        settings: CameraSettings,
+        clock: Clock | None = None,
+        opener: Opener | None = None,
+        pause: Pause | None = None,
+        *,
+        start: bool = True,
     ) -> CameraCapture:
-        capture = CameraCapture(settings, clock or SystemClock(), opener=opener, rng=random.Random(7))
+        extra = {} if pause is None else {"pause": pause}
+        capture = CameraCapture(
+            settings, clock or SystemClock(), opener=opener, rng=random.Random(7), **extra
+        )
         made.append(capture)
-        capture.start()
+        if start:
+            capture.start()
         return capture
 
     yield make
@@ -157,7 +159,7 @@ def test_a_file_plays_in_order_at_its_own_fps_then_ends(make_capture, clip) -> N
     assert all(frame.image.shape == (120, 160, 3) and frame.image.dtype == np.uint8 for frame in taken)
     assert not taken[0].image.flags.writeable  # shared by every consumer: read-only
     assert all(b.mono > a.mono for a, b in itertools.pairwise(taken))
-    until(lambda: not capture_threads(), "the thread of an ended file to finish")
+    until_blocking(lambda: not capture_threads(), what="the thread of an ended file to finish")
     assert capture.wait(taken[-1].seq, timeout=WAIT_S) is None  # ended: no waiting for what never comes
 
 
@@ -167,7 +169,8 @@ def test_a_slow_consumer_gets_the_newest_frame_and_the_rest_are_counted_as_skipp
     capture = make_capture(camera(clip(30, fps=30.0), loop=True))
     first = capture.wait(None, timeout=WAIT_S)
     assert first is not None
-    time.sleep(0.3)  # the analysis is busy for ~9 camera frames
+    # the analysis is busy while the camera captures 9 more frames
+    until_blocking(lambda: capture.stats().frames >= first.seq + 9)
     newest = capture.latest(first.seq)
     stats = capture.stats()
     assert newest is not None
@@ -175,7 +178,7 @@ def test_a_slow_consumer_gets_the_newest_frame_and_the_rest_are_counted_as_skipp
     assert newest.seq >= stats.frames - 1  # the newest, not the next in a queue
     assert stats.skipped >= newest.seq - 2  # every frame before it but ``first`` was never taken
     # nothing queued up behind it: the next frame is a fresh one, not newest.seq + 1 from a backlog
-    time.sleep(0.3)
+    until_blocking(lambda: capture.stats().frames >= newest.seq + 9)
     later = capture.latest(newest.seq)
     assert later is not None
     assert later.seq >= capture.stats().frames - 1
@@ -212,7 +215,7 @@ def test_a_looping_file_plays_again_past_its_length(make_capture, clip) -> None:
 def test_a_corrupted_file_still_plays_and_its_bad_frames_are_counted(make_capture, clip, tmp_path) -> None:
     damaged = corrupt_copy(clip(30, fps=30.0), tmp_path / "damaged.avi")
     capture = make_capture(camera(damaged))
-    until(lambda: capture.stats().state == "ended", "the damaged file to end")
+    until_blocking(lambda: capture.stats().state == "ended", what="the damaged file to end")
     stats = capture.stats()
     assert stats.frames >= 15  # before, between and after the damage
     assert stats.read_failures + stats.corrupt >= 1
@@ -224,7 +227,7 @@ def test_a_corrupted_file_still_plays_and_its_bad_frames_are_counted(make_captur
 def test_a_corrupted_file_loops(make_capture, clip, tmp_path) -> None:
     damaged = corrupt_copy(clip(30, fps=30.0), tmp_path / "damaged.avi")
     capture = make_capture(camera(damaged, loop=True))
-    until(lambda: capture.stats().frames > 30, "frames past the file's length")
+    until_blocking(lambda: capture.stats().frames > 30, what="frames past the file's length")
     stats = capture.stats()
     assert stats.state == "streaming"
     assert stats.read_failures + stats.corrupt >= 2  # once per pass
@@ -247,7 +250,7 @@ def test_a_sensor_handing_out_unusable_images_is_counted_and_skipped(make_captur
         return opened[-1]
 
     capture = make_capture(camera("0", silence_s=30.0), opener=opener)
-    until(lambda: capture.stats().frames == 30, "the file's 30 good frames")
+    until_blocking(lambda: capture.stats().frames == 30, what="the file's 30 good frames")
     stats = capture.stats()
     assert stats.corrupt == 4
     assert stats.read_failures >= 1
@@ -270,7 +273,7 @@ def test_an_exception_in_the_thread_is_counted_and_the_source_reopened(make_capt
         return sensor
 
     capture = make_capture(camera("0", silence_s=30.0), opener=opener)
-    until(lambda: capture.stats().frames == 33, "3 frames, the fault, then the whole file")
+    until_blocking(lambda: capture.stats().frames == 33, what="3 frames, the fault, then the whole file")
     stats = capture.stats()
     assert stats.errors == 2  # the opener's and the read's
     assert stats.reopens == 2
@@ -280,25 +283,53 @@ def test_an_exception_in_the_thread_is_counted_and_the_source_reopened(make_capt
 
 
 # --- sources that go away and come back ---------------------------------------------------------------
+class LateFile:
+    """A file that appears ``after_s`` into the capture's life, on its manual clock: the capture's backoff
+    moves that clock instead of waiting, and the pause that gets there writes the file (a camera's recording
+    landing in place) after noting the capture's stats just before."""
+
+    def __init__(self, path: Path, clock: ManualClock, after_s: float) -> None:
+        self.path = path
+        self.clock = clock
+        self.appears_at = clock.monotonic() + after_s
+        self.pauses: list[float] = []
+        self.stats_before: CameraStats | None = None
+        self.capture: CameraCapture | None = None
+
+    def pause(self, stopping: threading.Event, seconds: float) -> bool:
+        self.pauses.append(seconds)
+        self.clock.advance(seconds)
+        if self.stats_before is None and self.clock.monotonic() >= self.appears_at:
+            assert self.capture is not None
+            self.stats_before = self.capture.stats()
+            write_video(self.path, numbered_frames(15), fps=30.0)
+        return stopping.is_set()
+
+
 def test_a_missing_file_is_retried_with_backoff_until_it_appears(make_capture, tmp_path) -> None:
-    video = tmp_path / "late.avi"
-    capture = make_capture(camera(video, loop=True, reopen_max_s=0.1))
-    time.sleep(0.6)
-    stats = capture.stats()
-    assert stats.state == "reconnecting"
-    assert stats.frames == 0
-    assert stats.last_frame_age_s is None
-    # backoff of 50..100 ms (capped at reopen_max_s): about 6..12 attempts in 0.6 s, neither a storm nor stuck
-    assert 3 <= stats.reopens <= 13
-    write_video(video, numbered_frames(15), fps=30.0)
+    clock = ManualClock()
+    world = LateFile(tmp_path / "late.avi", clock, after_s=0.6)
+    capture = make_capture(
+        camera(world.path, loop=True, reopen_max_s=0.1), clock, pause=world.pause, start=False
+    )
+    world.capture = capture
+    capture.start()
     frame = capture.wait(None, timeout=WAIT_S)
     assert frame is not None
-    assert frame.seq == 1
-    assert capture.stats().state == "streaming"
-    reopens = capture.stats().reopens
-    time.sleep(0.6)  # the file loops: no more reopens once frames flow
-    assert capture.stats().reopens == reopens
-    assert capture.stats().state == "streaming"
+    before = world.stats_before
+    assert before is not None
+    assert (before.state, before.frames, before.last_frame_age_s) == ("reconnecting", 0, None)
+    # backoff of 50..100 ms (half to all of reopen_max_s): 6..12 attempts in 0.6 s, neither a storm nor stuck
+    assert all(0.05 <= pause <= 0.1 for pause in world.pauses)
+    assert 6 <= len(world.pauses) <= 12
+    assert before.reopens == len(world.pauses) - 1  # each pause is followed by a reopen
+    # counted from the file's first frame: nothing while it was missing (frames of the first pass only)
+    assert frame.seq == frame_number(frame.image) + 1
+    # the file loops: no more reopens once frames flow
+    until_blocking(lambda: capture.stats().frames > 15, what="a second pass through the file")
+    stats = capture.stats()
+    assert stats.state == "streaming"
+    assert stats.reopens == len(world.pauses)
 
 
 def test_a_sensor_that_goes_silent_is_reopened_by_the_watchdog_on_the_clock(make_capture, clip) -> None:
@@ -310,19 +341,26 @@ def test_a_sensor_that_goes_silent_is_reopened_by_the_watchdog_on_the_clock(make
         opened.append(Sensor(video, die_after=5 if not opened else None))
         return opened[-1]
 
+    def reads_on_the_clock_as_it_is() -> None:
+        """Until the capture reads on after a silence check on the clock as the test left it: of the reads
+        counted from now, the first may have read the clock before the test moved it, the second read it
+        after, and a third means that check let the source be."""
+        failures = capture.stats().read_failures
+        until_blocking(lambda: capture.stats().read_failures >= failures + 3)
+
     capture = make_capture(camera("0", silence_s=2.0), clock=clock, opener=opener)
-    until(lambda: capture.stats().read_failures >= 5, "the sensor to die after its 5 frames")
-    time.sleep(0.1)
+    until_blocking(lambda: capture.stats().read_failures >= 5, what="the sensor to die after its 5 frames")
+    reads_on_the_clock_as_it_is()
     stats = capture.stats()
     assert stats.frames == 5
     assert stats.reopens == 0  # silent, but not for silence_s on the capture's clock yet
     assert len(opened) == 1
     clock.advance(1.9)
-    time.sleep(0.1)
+    reads_on_the_clock_as_it_is()
     assert capture.stats().reopens == 0
     clock.advance(0.2)  # 2.1 s without a frame
-    until(lambda: capture.stats().reopens == 1, "the watchdog to reopen the source")
-    until(lambda: capture.stats().frames == 35, "frames from the reopened source")
+    until_blocking(lambda: capture.stats().reopens == 1, what="the watchdog to reopen the source")
+    until_blocking(lambda: capture.stats().frames == 35, what="frames from the reopened source")
     stats = capture.stats()
     assert stats.state == "streaming"
     assert len(opened) == 2
@@ -344,9 +382,9 @@ def test_a_network_stream_that_ends_is_reopened_after_silence(make_capture, clip
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{video.name}"
         capture = make_capture(camera(url, silence_s=0.3))
-        until(lambda: capture.stats().frames >= 30, "the stream's frames")
-        until(lambda: capture.stats().reopens >= 1, "a reopen after the stream went quiet")
-        until(lambda: capture.stats().frames >= 60, "the stream again after the reopen")
+        until_blocking(lambda: capture.stats().frames >= 30, what="the stream's frames")
+        until_blocking(lambda: capture.stats().reopens >= 1, what="a reopen after the stream went quiet")
+        until_blocking(lambda: capture.stats().frames >= 60, what="the stream again after the reopen")
         stats = capture.stats()
         assert stats.errors == 0
         assert stats.read_failures >= 1  # the stream's end reads as failures: a stream has no end
@@ -359,7 +397,7 @@ def test_a_network_stream_that_ends_is_reopened_after_silence(make_capture, clip
 def test_a_refused_url_and_an_absent_device_keep_being_retried(make_capture) -> None:
     for source in ("rtsp://127.0.0.1:9/refused", "http://127.0.0.1:9/refused.mjpg", "7", "/dev/video-none"):
         capture = make_capture(camera(source, reopen_max_s=0.05))
-        until(lambda c=capture: c.stats().reopens >= 2, f"retries of {source}")
+        until_blocking(lambda c=capture: c.stats().reopens >= 2, what=f"retries of {source}")
         stats = capture.stats()
         assert stats.state == "reconnecting"
         assert stats.errors == 0
@@ -379,7 +417,7 @@ def test_stop_before_start_and_twice() -> None:
 def test_stop_is_prompt_while_opening(make_capture, clip) -> None:
     video = clip(5, fps=30.0)
     capture = make_capture(camera("0", silence_s=30.0), opener=lambda settings: Sensor(video, die_after=0))
-    until(lambda: capture.stats().read_failures >= 3, "reads that bring nothing")
+    until_blocking(lambda: capture.stats().read_failures >= 3, what="reads that bring nothing")
     assert capture.stats().state == "opening"
     assert stopped_promptly(capture) < PROMPT_S
 
@@ -400,14 +438,14 @@ def test_stop_is_prompt_while_streaming_and_wakes_a_waiting_consumer(make_captur
 def test_stop_is_prompt_while_backing_off(make_capture, tmp_path) -> None:
     capture = make_capture(camera(tmp_path / "never.avi", reopen_max_s=30.0))
     # backoff 0.125..0.25 s, then 0.25..0.5 s: the third attempt waits 0.5..1 s
-    until(lambda: capture.stats().reopens >= 2, "two retries")
+    until_blocking(lambda: capture.stats().reopens >= 2, what="two retries")
     assert capture.stats().state == "reconnecting"
     assert stopped_promptly(capture) < 0.3
 
 
 def test_stop_after_a_file_ended(make_capture, clip) -> None:
     capture = make_capture(camera(clip(5, fps=30.0)))
-    until(lambda: capture.stats().state == "ended", "the end of the file")
+    until_blocking(lambda: capture.stats().state == "ended", what="the end of the file")
     assert stopped_promptly(capture) < PROMPT_S
 
 
@@ -443,7 +481,7 @@ def test_reading_camera_settings_does_not_import_opencv() -> None:
 
 def test_stats_as_dict_for_health(make_capture, clip) -> None:
     capture = make_capture(camera(clip(10, fps=30.0)))
-    until(lambda: capture.stats().state == "ended", "the end of the file")
+    until_blocking(lambda: capture.stats().state == "ended", what="the end of the file")
     health = capture.stats().as_dict()
     assert health["state"] == "ended"
     assert health["frames"] == 10
@@ -456,7 +494,7 @@ def test_stats_as_dict_for_health(make_capture, clip) -> None:
 def test_logs_name_the_camera_never_its_source(make_capture, caplog) -> None:
     caplog.set_level("INFO", logger="edge.sources.camera.capture")
     capture = make_capture(camera("rtsp://shop:hunter2@127.0.0.1:9/stream", reopen_max_s=0.05))
-    until(lambda: capture.stats().reopens >= 2, "retries of a refused stream")
+    until_blocking(lambda: capture.stats().reopens >= 2, what="retries of a refused stream")
     capture.stop()
     messages = [record.getMessage() for record in caplog.records]
     assert any(CAMERA_ID in message for message in messages)

@@ -6,13 +6,12 @@ rolled back at start after a crash mid-trial, the same version twice does nothin
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import os
 import pwd
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from tests.support.broker import Mosquitto
 from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe
 from tests.support.store import ROOT
+from tests.support.wait import until
 
 CONTENT = f"{ROOT}/display/screen-cafe/content"
 
@@ -171,7 +171,7 @@ async def test_a_push_that_loses_the_broker_is_rolled_back(tmp_path: Path, own_b
             await pusher.wait_for(lambda: gateway.control is not None and gateway.control.state.pending == 3)
         own_broker.stop()
         # the health window ends with the broker away: the previous configuration comes back
-        await _until(lambda: gateway.control is not None and gateway.control.state.pending is None)
+        await until(lambda: gateway.control is not None and gateway.control.state.pending is None, 15)
         assert gateway.settings.displays == displays_before
         own_broker.start()
         async with Probe(store.port, REPORTED) as reports:
@@ -194,13 +194,6 @@ async def test_a_push_that_loses_the_broker_is_rolled_back(tmp_path: Path, own_b
             await reports.wait_for(
                 lambda: gateway.generation is not None and gateway.generation.decider.decisions >= 1
             )
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait for ``condition`` without a broker to watch with (it is stopped)."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - polling public state, as Probe.wait_for does
-            await asyncio.sleep(0.02)
 
 
 async def test_the_same_version_twice_does_nothing_and_an_older_one_is_refused(control: ControlKit) -> None:

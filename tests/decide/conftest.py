@@ -58,8 +58,10 @@ EngineFactory = Callable[..., DecisionEngine]
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(wall=wall("Europe/Berlin", 2026, 1, 5, 6, 0))  # early on a Monday
+def clock_start() -> float:
+    """Early on a Monday in Berlin, whatever the test instant: these tests check time windows, caps and the
+    model's hour and weekday features at instants they move ``clock`` to (docs/testing.md)."""
+    return wall("Europe/Berlin", 2026, 1, 5, 6, 0)
 
 
 @pytest.fixture

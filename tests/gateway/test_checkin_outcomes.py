@@ -17,6 +17,7 @@ from tests.support.clock import PinnedClock, now
 from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe, make_link
 from tests.support.store import ROOT, StoreKit, make_store
+from tests.support.wait import until
 
 RESULTS = f"{ROOT}/checkin/result/+"
 
@@ -73,10 +74,12 @@ async def test_the_app_hears_accepted_or_refused_with_the_reason_and_nothing_abo
         assert results(app, "app-3")[0]["reason"] == "expired"
         assert results(app, "app-4")[0]["reason"] == "unknown_zone"
         assert results(app, "app-5")[0]["reason"] == "bad_zone"
-        # Answers are not retained: an app that subscribes later hears none of them.
+        # Answers are not retained: an app that subscribes later hears none of them. A retained one would
+        # come at once on subscribing, before anything published after it: this marker.
         async with Probe(mosquitto.port, RESULTS) as late:
-            await asyncio.sleep(0.2)
-            assert late.messages == []
+            await late.publish(f"{ROOT}/checkin/result/late-marker", b"marker")
+            await late.wait_for(lambda: late.messages)
+            assert [topic for topic, _, _ in late.messages] == [f"{ROOT}/checkin/result/late-marker"]
         assert all(not retained for _, _, retained in app.messages)
 
 
@@ -133,21 +136,15 @@ async def test_the_broker_marks_a_message_it_sends_again_as_redelivered(tmp_path
             await publisher.publish("store/t1/in", b"once")
             await asyncio.wait_for(first.wait(), 10)
             broker.restart()  # the session survives (persistent), the un-acked message with it
-            await asyncio.wait_for(_until(lambda: len(seen) >= 2), 20)
+            await until(lambda: len(seen) >= 2, 20)
         async with Probe(broker.port) as publisher:
             await publisher.publish("store/t1/in", b"once")
-            await asyncio.wait_for(_until(lambda: len(seen) >= 3), 10)
+            await until(lambda: len(seen) >= 3)
     finally:
         link.request_stop()
         await asyncio.wait_for(task, 10)
         broker.stop()
     assert seen == [(b"once", False), (b"once", True), (b"once", False)]
-
-
-async def _until(predicate: object) -> None:
-    assert callable(predicate)
-    while not predicate():  # noqa: ASYNC110 - a handler's list, nothing to wait on
-        await asyncio.sleep(0.01)
 
 
 async def test_a_clock_stepping_back_after_a_purge_cannot_make_a_used_token_new_again(
@@ -186,11 +183,14 @@ async def test_a_clock_stepping_back_after_a_purge_cannot_make_a_used_token_new_
 
 async def _accepted(gateway: Gateway, count: int) -> None:
     """Until ``count`` check-ins are accepted and their claims committed."""
-    assert gateway.ledger is not None
-    async with asyncio.timeout(10):
-        while (await gateway.ledger.table_counts())["jti"] < count:  # noqa: ASYNC110 - the ledger's rows
-            await asyncio.sleep(0.01)
+    ledger = gateway.ledger
+    assert ledger is not None
+
+    async def claimed() -> bool:
+        return (await ledger.table_counts())["jti"] >= count
+
+    await until(claimed)
 
 
 async def _refused(gateway: Gateway, key: str, count: int) -> None:
-    await asyncio.wait_for(_until(lambda: gateway.health()["drops"]["rejected"].get(key, 0) >= count), 10)
+    await until(lambda: gateway.health()["drops"]["rejected"].get(key, 0) >= count)

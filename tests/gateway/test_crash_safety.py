@@ -52,6 +52,7 @@ class Traffic:
     statuses: list[dict[str, object]] = field(default_factory=list)
     decision_manifests: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)  # the screens listen from now on
 
 
 async def seed_consents(db: Path) -> None:
@@ -71,6 +72,7 @@ async def screens(port: int, traffic: Traffic) -> None:
     async with aiomqtt.Client("127.0.0.1", port, identifier="crash-screens") as client:
         await client.subscribe(f"{ROOT}/display/+/content", qos=1)
         await client.subscribe(f"{ROOT}/gateway/status", qos=1)
+        traffic.subscribed.set()
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else b""
             if not payload:
@@ -157,7 +159,7 @@ async def kill_again_and_again(seed: int, workdir: Path) -> Outcome:
     app_task: asyncio.Task[None] | None = None
     kinds = {"after_manifest": 0, "after_online": 0, "during_start": 0}
     try:
-        await asyncio.sleep(0.2)  # the screens' subscriptions are in place
+        await asyncio.wait_for(traffic.subscribed.wait(), 10)
         for number in range(KILLS_PER_SEED):
             seen = len(traffic.statuses)
             proc = start_gateway(store)

@@ -17,6 +17,7 @@ from tests.support.broker import Mosquitto
 from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe
 from tests.support.store import ROOT, StoreKit, make_store
+from tests.support.wait import until
 
 CONTENT = f"{ROOT}/display/screen-cafe/content"
 
@@ -184,11 +185,12 @@ async def test_broker_restart_republishes_status_and_manifests(tmp_path: Path) -
             await display.publish(f"{ROOT}/checkin", store.checkin("p-full"))
             await display.wait_for(lambda: _personal(display.json_on(CONTENT)))
             shown = _personal(display.json_on(CONTENT))[-1]
+            link = gateway.generation.link
+            assert link is not None
             broker.kill()
-            await asyncio.sleep(0.5)
+            await until(lambda: not link.connected.is_set())  # the gateway knows the broker is gone
             broker.start()  # a broker without persistence: every retained message is gone
-            assert gateway.generation.link is not None
-            await asyncio.wait_for(gateway.generation.link.connected.wait(), 10)
+            await asyncio.wait_for(link.connected.wait(), 10)
             async with Probe(broker.port, f"{ROOT}/#") as late:
                 await late.wait_for(lambda: late.json_on(CONTENT) and late.json_on(f"{ROOT}/gateway/status"))
                 assert late.json_on(CONTENT)[-1]["decision_id"] == shown["decision_id"]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe
 from tests.support.profilestore import ProfileStoreKit, running_profile_store
 from tests.support.store import ROOT, STORE, StoreKit, make_store, sync_section
+from tests.support.wait import until
 
 CONTENT = f"{ROOT}/display/screen-cafe/content"
 
@@ -41,24 +41,6 @@ def sale(txn_id: str, token: str | None = None, **fields: Any) -> dict[str, Any]
         body["token"] = token
     body.update(fields)
     return body
-
-
-async def until(probe: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await probe():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
-async def eventually(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager
@@ -86,6 +68,12 @@ async def conversions(cloud: ProfileStoreKit) -> list[dict[str, Any]]:
     return [event for event in await cloud.events(STORE) if event["kind"] == "conversion"]
 
 
+async def no_conversion_queued(ledger: Ledger) -> bool:
+    """Whether the outbox holds no conversion event: none made, or all acknowledged by the cloud."""
+    stats = await ledger.outbox.stats()
+    return stats["by_class"].get("conversion", {"events": 0})["events"] == 0
+
+
 def by_txn(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
     for event in events:
@@ -97,7 +85,7 @@ async def test_sales_become_conversion_events_with_consented_shopper_ids_only(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     async with store_with_cloud(tmp_path, mosquitto) as (cloud, store, gateway), Probe(mosquitto.port) as pos:
-        flow, pos_flow, _ledger = parts(gateway)
+        flow, pos_flow, ledger = parts(gateway)
         other_key, _ = generate_keypair()
         full_token = store.token("p-full")
         tokens = {
@@ -123,13 +111,10 @@ async def test_sales_become_conversion_events_with_consented_shopper_ids_only(
         # The same txn_id on another lane is another sale.
         await pos.publish(lane_topic("4"), sale("T-anon"))
 
-        await eventually(lambda: pos_flow.stats.transactions == 10)
-
-        async def all_arrived() -> bool:
-            return len(await conversions(cloud)) >= 7
-
-        await until(all_arrived)
-        await asyncio.sleep(0.3)  # a few more push rounds: any duplicate would have arrived by now
+        # Each sale is counted once its event is durable in the outbox, which the cloud empties: once it is
+        # empty, every event the gateway made has arrived and nothing more can (no waiting for a duplicate).
+        await until(lambda: pos_flow.stats.transactions == 10)
+        await until(lambda: no_conversion_queued(ledger), what="the outbox's conversions to reach the cloud")
         events = await conversions(cloud)
         assert len(events) == 7
         assert len({event["id"] for event in events}) == 7
@@ -237,10 +222,9 @@ async def test_junk_is_counted_queues_nothing_and_check_ins_go_on(
         expected: dict[str, int] = {}
         for _topic, _payload, reason in JUNK:
             expected[f"pos.{reason}"] = expected.get(f"pos.{reason}", 0) + 1
-        await eventually(lambda: pos_rejections() == expected)
+        await until(lambda: pos_rejections() == expected)
         assert pos_flow.stats.transactions == 0
-        stats = await ledger.outbox.stats()
-        assert stats["by_class"].get("conversion", {"events": 0})["events"] == 0
+        assert await no_conversion_queued(ledger)
 
         # A good sale after the junk is the only conversion that reaches the cloud.
         await display.publish(lane_topic("1"), sale("GOOD-1", store.token("p-full")))
@@ -269,7 +253,7 @@ async def test_without_cloud_sync_sales_are_counted_and_nothing_is_queued(
         _flow, pos_flow, ledger = parts(gateway)
         assert ledger.outbox.max_bytes is None
         await pos.publish(lane_topic("2"), sale("T-offline", store.token("p-full")))
-        await eventually(lambda: pos_flow.stats.transactions == 1)
+        await until(lambda: pos_flow.stats.transactions == 1)
         assert (await ledger.outbox.stats())["events"] == 0
         assert gateway.health()["pos"] == {
             "transactions": 1,

@@ -18,6 +18,7 @@ from tests.support.broker import Mosquitto
 from tests.support.launch import child_env, gateway_command
 from tests.support.mqtt import Probe
 from tests.support.store import ROOT, StoreKit, make_store
+from tests.support.wait import until
 
 STATUS = f"{ROOT}/gateway/status"
 CONTENT = f"{ROOT}/display/screen-cafe/content"
@@ -64,12 +65,18 @@ def store(tmp_path: Path, mosquitto: Mosquitto) -> StoreKit:
 
 
 async def test_sd_notify_and_graceful_sigterm(store: StoreKit, mosquitto: Mosquitto, tmp_path: Path) -> None:
+    lines: list[str] = []
     with notify_socket(tmp_path) as (sock, path):
+
+        def watchdog_pings() -> int:
+            lines.extend(received(sock))
+            return lines.count("WATCHDOG=1")
+
         async with Probe(mosquitto.port, STATUS) as probe:
             proc = start_gateway(store, {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
             try:
                 await wait_state(probe, "online")
-                await asyncio.sleep(0.5)
+                await until(lambda: watchdog_pings() >= 2)  # every 0.1 s: half of WATCHDOG_USEC
                 started = time.monotonic()
                 proc.send_signal(signal.SIGTERM)
                 code = await asyncio.to_thread(proc.wait, 10)
@@ -81,7 +88,7 @@ async def test_sd_notify_and_graceful_sigterm(store: StoreKit, mosquitto: Mosqui
             assert elapsed < 5.0
             await wait_state(probe, "stopped")
             assert probe.json_on(STATUS)[-1]["state"] == "stopped"
-        lines = received(sock)
+        lines.extend(received(sock))
     assert any(line.startswith("READY=1") for line in lines)
     assert lines.count("WATCHDOG=1") >= 2
     assert lines[-1] == "STOPPING=1"

@@ -1,4 +1,4 @@
-"""Fixtures for the identity tests: fresh Ed25519 keys, a manual clock, claims and a consent sink."""
+"""Fixtures for the identity tests: fresh Ed25519 keys, claims and a consent sink (``clock``: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -49,11 +49,6 @@ def new_keypair() -> KeyPair:
 @pytest.fixture
 def keypair() -> KeyPair:
     return new_keypair()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(wall=1_800_000_000.0)
 
 
 @pytest.fixture

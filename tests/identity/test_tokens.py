@@ -337,6 +337,7 @@ def test_well_formed_segments_with_arbitrary_content_never_raise(header, payload
     token = f"{b64(header)}.{b64(json.dumps(payload).encode())}.{b64(signature)}"
     result = verifier.verify(token)
     assert isinstance(result, Rejection)  # nobody but KEYPAIR can sign, and the signature is random
+    assert verifier.rejections[result.reason] == 1  # counted once, under the reason it gave
     assert sum(verifier.rejections.values()) == 1
 
 
@@ -355,3 +356,6 @@ def test_arbitrary_signed_claims_never_raise_and_count_once(payload) -> None:
     if isinstance(result, VerifiedToken):
         assert result.claims == payload
         assert result.aud in (STORE, "stores")
+    else:
+        assert isinstance(result, Rejection)
+        assert verifier.rejections[result.reason] == 1

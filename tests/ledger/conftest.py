@@ -1,4 +1,4 @@
-"""Fixtures for the ledger tests: a manual clock, a path in a not-yet-existing folder, decision factory."""
+"""Fixtures for the ledger tests: a path in a not-yet-existing folder, a ledger on ``clock``, decisions."""
 
 from __future__ import annotations
 
@@ -13,11 +13,6 @@ from edge.events import Candidates, Decision
 from edge.ledger import Ledger
 
 MakeDecision = Callable[..., Decision]
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture

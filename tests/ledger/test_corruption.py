@@ -16,6 +16,11 @@ from edge.ledger.recovery import is_corruption, move_aside
 GARBAGE = b"this is not an SQLite database\x00\xff" * 256
 
 
+@pytest.fixture
+def clock_start() -> float:
+    return 1_800_000_000.0  # 2027-01-15T08:00:00Z, the instant in the moved files' names below
+
+
 async def _assert_fresh_and_working(ledger: Ledger, clock: ManualClock) -> None:
     assert await ledger.table_counts() == {"decisions": 0, "exposures": 0, "consents": 0, "jti": 0}
     assert await ledger.claim_jti("j", clock.wall() + 60)

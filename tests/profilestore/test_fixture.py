@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from tests.support.profilestore import ProfileStoreKit, running_profile_store
+from tests.support.wait import until
 
 
 async def get(kit: ProfileStoreKit, token: str, path: str = "/v1/stores/s1/changes") -> tuple[int, bytes]:
@@ -89,7 +90,7 @@ async def test_a_slow_answer_does_not_hold_up_stopping_for_long(kit: ProfileStor
     token = await kit.add_store("s1")
     kit.faults.set("slow", delay_s=30)
     request = asyncio.ensure_future(get(kit, token))
-    await asyncio.sleep(0.1)
+    await until(lambda: kit.faults.hits == 1)  # the request is in the slow answer
     started = time.monotonic()
     await kit.stop()
     assert time.monotonic() - started < 3

@@ -11,6 +11,7 @@ import asyncpg
 from profilestore.postgres import LOCK_KEYS
 from profilestore.sqldb import Lane
 from tests.support.profilestore import ProfileStoreKit, running_profile_store
+from tests.support.wait import until
 
 WRITERS = 6
 WRITES_EACH = 20
@@ -63,6 +64,12 @@ async def test_no_change_is_skipped_across_replicas(tmp_path: Path, pg_url: str)
         assert len({item.split(".")[0] for item in cursors}) == 1  # one database, one cursor space
 
 
+LOCK_WAITERS = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
 async def test_a_change_writer_waits_for_the_change_lock(tmp_path: Path, pg_url: str) -> None:
     async with running_profile_store(tmp_path, db_url=pg_url) as kit:
         await kit.put_inventory("first", True)
@@ -72,7 +79,12 @@ async def test_a_change_writer_waits_for_the_change_lock(tmp_path: Path, pg_url:
             await transaction.start()
             await holder.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEYS[Lane.CHANGES])
             write = asyncio.ensure_future(kit.put_inventory("second", True))
-            await asyncio.sleep(0.2)
+
+            async def waiting_for_the_lock() -> bool:
+                # this run's database only: other runs may share the server
+                return bool(await holder.fetchval(LOCK_WAITERS))
+
+            await until(waiting_for_the_lock)
             assert not write.done()  # another replica's transaction holds the lock: this one waits
             await transaction.commit()
             assert (await asyncio.wait_for(write, 5))["seq"] == 2

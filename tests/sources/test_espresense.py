@@ -5,6 +5,8 @@ from hypothesis import strategies as st
 
 from edge.sources.espresense import (
     ANONYMOUS,
+    RSSI_MAX,
+    RSSI_MIN,
     RemoteBeacon,
     RemoteEid,
     loggable_topic,
@@ -12,6 +14,7 @@ from edge.sources.espresense import (
     parse_topic,
 )
 from edge.sources.payloads import Rejected
+from edge.sources.rejections import Kind, reasons_of
 
 UUID = "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
 
@@ -62,9 +65,33 @@ def test_bad_reports() -> None:
     assert parse_topic("other/devices/a/b", "espresense") is None
 
 
-@given(st.text(max_size=80), st.binary(max_size=200))
-def test_never_raises(topic: str, payload: bytes) -> None:
-    parse_report(topic, payload)
+# Mostly well-formed topics (ours, others', odd ids) with JSON bodies, so the property reaches the sightings.
+device_ids = st.sampled_from(
+    [f"iBeacon:{UUID}-1-2", "eddy:edd1ebeac04e5defa017-0123456789ab", "eid:0011223344556677", "eid:00", "a:b"]
+) | st.text(st.characters(exclude_characters="/+#"), min_size=1, max_size=40)
+topics = st.builds(
+    "{}/{}/{}".format,
+    st.sampled_from(["espresense/devices"] * 3 + ["espresense/rooms"]),
+    device_ids,
+    st.sampled_from(["kitchen", "hall", "kitchen", "a/b"]),
+) | st.text(max_size=80)
+rssis = st.sampled_from([-67, -67.5, -127, 20, -128, 21, True, "loud", None]) | st.floats() | st.integers()
+payloads = st.builds(lambda rssi: json.dumps({"rssi": rssi, "distance": 1.9}).encode(), rssis) | st.binary(
+    max_size=200
+)
+
+
+@given(topics, payloads)
+def test_any_report_is_a_sighting_anonymous_or_a_documented_refusal(topic: str, payload: bytes) -> None:
+    parsed = parse_report(topic, payload)
+    if isinstance(parsed, Rejected):
+        assert parsed.reason in reasons_of(Kind.ESPRESENSE), parsed.reason
+    elif isinstance(parsed, RemoteBeacon | RemoteEid):
+        assert topic == f"espresense/devices/{topic.split('/')[2]}/{parsed.room}"
+        assert RSSI_MIN <= parsed.rssi <= RSSI_MAX
+        assert isinstance(parsed, RemoteBeacon) or len(parsed.eid) == 8
+    else:
+        assert parsed is ANONYMOUS
 
 
 def test_loggable_topics_never_show_the_device() -> None:

@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,8 @@ import dbus
 import dbus.bus
 import pytest
 from bleak.backends.bluezdbus import manager as bleak_manager
+
+from tests.support.wait import until_blocking
 
 BLUEZ = "org.bluez"
 MOCK_IFACE = "org.freedesktop.DBus.Mock"
@@ -125,16 +126,16 @@ class PrivateSystemBus:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._accepting():
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def accepting() -> bool:
+            if proc.poll() is not None:
                 err = self.log_path.read_text(errors="replace")[-2000:]
-                msg = f"dbus-daemon exited with {self.proc.returncode}: {err}"
+                msg = f"dbus-daemon exited with {proc.returncode}: {err}"
                 raise RuntimeError(msg)
-            if time.monotonic() > deadline:
-                msg = "dbus-daemon did not accept connections"
-                raise RuntimeError(msg)
-            time.sleep(POLL_S)
+            return self._accepting()
+
+        until_blocking(accepting, START_TIMEOUT_S, what="dbus-daemon to accept connections", every=POLL_S)
 
     def _accepting(self) -> bool:
         # the socket file appears at bind(), before listen(): only a connection says it is ready
@@ -238,22 +239,26 @@ class BlueZMock:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self.conn.name_has_owner(BLUEZ):
-            if self.proc.poll() is not None:
-                msg = f"dbusmock exited with {self.proc.returncode}: {self.log()}"
+        proc = self.proc
+
+        def claimed() -> bool:
+            if proc.poll() is not None:
+                msg = f"dbusmock exited with {proc.returncode}: {self.log()}"
                 raise RuntimeError(msg)
-            if time.monotonic() > deadline:
-                msg = f"dbusmock did not claim {BLUEZ}: {self.log()}"
-                raise RuntimeError(msg)
-            time.sleep(POLL_S)
+            return bool(self.conn.name_has_owner(BLUEZ))
+
+        until_blocking(
+            claimed, START_TIMEOUT_S, what=f"dbusmock to claim {BLUEZ}", detail=self.log, every=POLL_S
+        )
 
     def stop(self, *, kill: bool = False) -> None:
         _stop_process(self.proc, kill=kill)
         self.proc = None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while self._conn is not None and self._conn.name_has_owner(BLUEZ) and time.monotonic() < deadline:
-            time.sleep(POLL_S)
+        conn = self._conn
+        if conn is not None:
+            until_blocking(
+                lambda: not conn.name_has_owner(BLUEZ), START_TIMEOUT_S, what=f"{BLUEZ} to be released"
+            )
 
     def restart(self) -> None:
         """bluetoothd crashes (SIGKILL: no InterfacesRemoved) and comes back with its adapters and devices."""

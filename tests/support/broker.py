@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+from tests.support.wait import until_blocking
 
 
 def free_port() -> int:
@@ -64,18 +65,19 @@ class Mosquitto:
         self.proc = subprocess.Popen(
             [self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        proc = self.proc
+
+        def listening() -> bool:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
+                    return True
             except OSError:
-                if self.proc.poll() is not None:
-                    msg = f"mosquitto exited with {self.proc.returncode}: {self.log()}"
+                if proc.poll() is not None:
+                    msg = f"mosquitto exited with {proc.returncode}: {self.log()}"
                     raise RuntimeError(msg) from None
-                time.sleep(0.02)
-        msg = "mosquitto did not start listening"
-        raise RuntimeError(msg)
+                return False
+
+        until_blocking(listening, 10, what=f"mosquitto to listen on {self.port}", detail=self.log)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

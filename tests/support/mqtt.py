@@ -17,10 +17,11 @@ from edge.clock import SystemClock
 from edge.config.model import MqttSettings
 from edge.transport.mqtt import MqttLink
 from edge.transport.topics import Topics
+from tests.support.wait import until
 
 
 class Probe:
-    """Subscribes to filters and keeps every message; ``wait_for`` polls a predicate without sleeping long."""
+    """Subscribes to filters and keeps every message; ``wait_for`` waits for a condition (tests/support/wait.py)."""
 
     def __init__(
         self,
@@ -31,7 +32,10 @@ class Probe:
         password: str | None = None,
         host: str = "127.0.0.1",
         tls_ca: Path | None = None,
+        clean_session: bool | None = None,
     ) -> None:
+        """``identifier`` with ``clean_session=False``: a persistent session, whose subscriptions and QoS 1
+        messages the broker keeps while the probe is away (and across a graceful broker restart)."""
         self.port = port
         self.filters = filters
         self.identifier = identifier
@@ -39,6 +43,7 @@ class Probe:
         self.password = password
         self.host = host
         self.tls_ca = tls_ca
+        self.clean_session = clean_session
         self.messages: list[tuple[str, bytes, bool]] = []
         self._arrived = asyncio.Event()
         self._client: aiomqtt.Client | None = None
@@ -54,6 +59,7 @@ class Probe:
                 password=self.password,
                 identifier=self.identifier,
                 tls_params=None if self.tls_ca is None else aiomqtt.TLSParameters(ca_certs=str(self.tls_ca)),
+                clean_session=self.clean_session,
                 timeout=5,
             )
         )
@@ -94,14 +100,8 @@ class Probe:
         return [json.loads(payload) for payload in self.on(topic) if payload]
 
     async def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            if loop.time() > deadline:
-                raise AssertionError(
-                    f"condition not met within {timeout} s; seen {len(self.messages)} messages"
-                )
-            await asyncio.sleep(0.01)
+        """``until(predicate)``, saying on failure what this probe had seen."""
+        await until(predicate, timeout, detail=lambda: f"seen {len(self.messages)} messages")
 
 
 def make_link(

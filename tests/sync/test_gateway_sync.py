@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,25 +23,9 @@ from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe
 from tests.support.profilestore import running_profile_store
 from tests.support.store import ROOT, STORE, StoreKit, make_store, sync_section
+from tests.support.wait import until
 
 CONTENT = f"{ROOT}/display/screen-cafe/content"
-
-
-async def eventually(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-async def until(probe: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Like eventually, for an async predicate."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await probe():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -76,7 +59,7 @@ async def _first_pull(gateway: Gateway) -> tuple[SyncService, Ledger]:
     """The gateway's sync and ledger, once its first pull has completed."""
     sync = _sync(gateway)
     assert gateway.ledger is not None
-    await eventually(lambda: sync.puller.stats.pages >= 1)
+    await until(lambda: sync.puller.stats.pages >= 1)
     return sync, gateway.ledger
 
 
@@ -101,7 +84,7 @@ async def test_profiles_and_consents_arrive_events_go_up_once(tmp_path: Path, mo
         ):
             assert gateway.generation is not None
             flow = gateway.generation
-            await eventually(lambda: flow.consents.has("p-cloud", Purpose.PERSONALIZATION))
+            await until(lambda: flow.consents.has("p-cloud", Purpose.PERSONALIZATION))
             assert flow.profiles.get("p-cloud") == {"affinity": {"coffee": 0.95}, "visits": 4}
 
             await display.publish(f"{ROOT}/checkin", store.checkin("p-cloud", zone="cafe"))
@@ -131,11 +114,11 @@ async def test_profiles_and_consents_arrive_events_go_up_once(tmp_path: Path, mo
 
             # A withdrawal in the cloud reaches the gateway's memory and disk.
             await cloud.put_consent("p-cloud", "personalization", False, source="app")
-            await eventually(lambda: not flow.consents.has("p-cloud", Purpose.PERSONALIZATION))
+            await until(lambda: not flow.consents.has("p-cloud", Purpose.PERSONALIZATION))
 
             # Erasure: everything local goes, and a tombstone stays.
             await cloud.erase("p-cloud")
-            await eventually(lambda: "p-cloud" not in flow.profiles and not flow.consents.granted("p-cloud"))
+            await until(lambda: "p-cloud" not in flow.profiles and not flow.consents.granted("p-cloud"))
             assert gateway.ledger is not None
             assert gateway.ledger.replica.tombstone("p-cloud") is not None
             health = display.json_on(f"{ROOT}/gateway/health")
@@ -159,7 +142,7 @@ async def test_cache_miss_fetches_the_profile_and_a_slow_cloud_never_holds_the_s
         gateway,
     ):
         sync = _sync(gateway)
-        await eventually(lambda: sync.puller.stats.pages >= 1)
+        await until(lambda: sync.puller.stats.pages >= 1)
         await cloud.put_shopper("p-new", {"affinity": {"coffee": 0.9}})
         await cloud.put_consent("p-new", "personalization", True)
         assert gateway.generation is not None
@@ -205,7 +188,7 @@ async def test_outage_backlog_drains_in_order_zero_lost_zero_duplicated(
                 {"purpose": "measurement", "granted": False},
                 shopper_id=f"p-{index}",
             )
-        await eventually(lambda: sync.push_loop.state.failing and sync.pull_loop.state.failing)
+        await until(lambda: sync.push_loop.state.failing and sync.pull_loop.state.failing)
         queued = await ledger.outbox.peek(100_000, 1 << 30)
         expected = [json.loads(entry.body)["id"] for entry in queued]
         assert len(expected) == 3020
@@ -227,11 +210,11 @@ async def test_malformed_answers_are_survived(tmp_path: Path, mosquitto: Mosquit
         cloud.faults.set(mode, delay_s=2.0)
         ids = [await ledger.outbox.enqueue("presence", EventClass.TELEMETRY, {"n": n}) for n in range(50)]
         await cloud.put_shopper("p-during", {"visits": 1})
-        await eventually(lambda: sync.push_loop.state.failing and sync.pull_loop.state.failing)
+        await until(lambda: sync.push_loop.state.failing and sync.pull_loop.state.failing)
         cloud.faults.reset()
 
         await until(lambda: _drained(ledger))
-        await eventually(lambda: gateway.generation is not None and "p-during" in gateway.generation.profiles)
+        await until(lambda: gateway.generation is not None and "p-during" in gateway.generation.profiles)
         received = [event["id"] for event in await cloud.events(STORE)]
         assert [i for i in received if i in set(ids)] == ids
         assert len(received) == len(set(received))
@@ -244,23 +227,23 @@ async def test_keys_offers_and_inventory_from_the_cloud_apply_live(
         sync = _sync(gateway)
         assert gateway.generation is not None
         flow = gateway.generation
-        await eventually(lambda: sync.puller.stats.pages >= 1)
+        await until(lambda: sync.puller.stats.pages >= 1)
         # A token key the store has never seen, pushed by the cloud: its tokens are accepted at once.
         private_pem, public_pem = generate_keypair()
         await cloud.put_token_key("cloud-kid-1", public_pem.decode())
-        await eventually(lambda: "cloud-kid-1" in flow.verifier.key_ids)
+        await until(lambda: "cloud-kid-1" in flow.verifier.key_ids)
         async with Probe(mosquitto.port, f"{ROOT}/#") as display:
             checkin = store.checkin("p-key", zone="cafe")
             body = json.loads(checkin)
             body["token"] = _token_with(private_pem, "cloud-kid-1", body["token"])
             await display.publish(f"{ROOT}/checkin", json.dumps(body).encode())
-            await eventually(lambda: flow.stats.checkins == 1)
+            await until(lambda: flow.stats.checkins == 1)
             # Revoked: refused at once.
             await cloud.delete_token_key("cloud-kid-1")
-            await eventually(lambda: "cloud-kid-1" not in flow.verifier.key_ids)
+            await until(lambda: "cloud-kid-1" not in flow.verifier.key_ids)
             body["token"] = _token_with(private_pem, "cloud-kid-1", store.token("p-key"))
             await display.publish(f"{ROOT}/checkin", json.dumps(body).encode())
-            await eventually(lambda: flow.verifier.rejections[RejectReason.UNKNOWN_KEY] == 1)
+            await until(lambda: flow.verifier.rejections[RejectReason.UNKNOWN_KEY] == 1)
 
         # An offer only the cloud has, then out of stock.
         offer = {
@@ -271,15 +254,15 @@ async def test_keys_offers_and_inventory_from_the_cloud_apply_live(
             "zones": ["cafe"],
         }
         await cloud.put_offer(offer)
-        await eventually(lambda: "cloud-espresso" in flow.decider.engine.offer_ids)
+        await until(lambda: "cloud-espresso" in flow.decider.engine.offer_ids)
         active = {o.id: o.active for o in flow.decider.engine.catalog.offers}
         assert active["cloud-espresso"] is True
         await cloud.put_inventory("cloud-espresso", False, 0)
-        await eventually(
+        await until(
             lambda: not {o.id: o.active for o in flow.decider.engine.catalog.offers}["cloud-espresso"]
         )
         await cloud.delete_offer("cloud-espresso")
-        await eventually(lambda: "cloud-espresso" not in flow.decider.engine.offer_ids)
+        await until(lambda: "cloud-espresso" not in flow.decider.engine.offer_ids)
 
 
 async def test_disk_bound_drops_telemetry_first_and_keeps_privacy(
@@ -310,7 +293,7 @@ async def test_disk_bound_drops_telemetry_first_and_keeps_privacy(
         assert stats["by_class"]["privacy"]["dropped"] == 0
         assert stats["by_class"]["conversion"]["dropped"] == 0
         # The drops are visible to the operator (the health loop runs every second in the test store).
-        await eventually(lambda: any(a.startswith("sync_outbox_dropped") for a in gateway.health()["alerts"]))
+        await until(lambda: any(a.startswith("sync_outbox_dropped") for a in gateway.health()["alerts"]))
         assert gateway.health()["sync"]["outbox"]["by_class"]["privacy"]["dropped"] == 0
 
         await cloud.start()
@@ -351,7 +334,7 @@ async def test_an_event_the_cloud_cannot_take_is_parked_and_the_rest_flows(
         # Never given up for a whole request's 413: kept, counted, alerted, and listed for the operator.
         (parked,) = await ledger.dead_letters.due(9e12, limit=5, latest_wall=9e12)
         assert parked.event_id == big
-        await eventually(lambda: any(a.startswith("sync_events_parked") for a in gateway.health()["alerts"]))
+        await until(lambda: any(a.startswith("sync_events_parked") for a in gateway.health()["alerts"]))
         health = gateway.health()["sync"]
         assert health["parked"]["by_class"]["conversion"] == 1
         assert health["dead_letter"]["given_up"] == 0 and health["push"]["given_up"] == 0
@@ -365,7 +348,7 @@ async def test_a_cloud_restored_from_elsewhere_resets_the_cursor(
         assert gateway.generation is not None
         flow = gateway.generation
         await cloud.put_shopper("p-old", {"visits": 1})
-        await eventually(lambda: "p-old" in flow.profiles)
+        await until(lambda: "p-old" in flow.profiles)
         # The cloud comes back on another database (a restore, a migration): our cursor means nothing there.
         await cloud.stop()
         token = (store.workdir / "cloud-token").read_text()
@@ -373,5 +356,5 @@ async def test_a_cloud_restored_from_elsewhere_resets_the_cursor(
         await cloud.start()
         await cloud.admin("PUT", f"/admin/v1/stores/{STORE}", {"token": token})
         await cloud.put_shopper("p-new", {"visits": 2})
-        await eventually(lambda: "p-new" in flow.profiles)
+        await until(lambda: "p-new" in flow.profiles)
         assert sync.puller.stats.resets == 1

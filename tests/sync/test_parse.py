@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import contextlib
+from collections.abc import Callable
 from email.utils import formatdate
 
 import pytest
@@ -12,7 +12,16 @@ from hypothesis import strategies as st
 
 from edge.events import Purpose
 from edge.identity.keys import generate_keypair
-from edge.sync.parse import AnswerError, parse_page, parse_profile, parse_push_result, parse_retry_after
+from edge.sync.parse import (
+    AnswerError,
+    FetchedProfile,
+    Page,
+    PushResult,
+    parse_page,
+    parse_profile,
+    parse_push_result,
+    parse_retry_after,
+)
 from edge.sync.wire import ChangeKind
 
 AT = "2026-11-01T10:00:00Z"
@@ -194,14 +203,79 @@ json_values = st.recursive(
 )
 
 
+# The counter labels of a pulled change refused one by one (sync.pull.rejected in gateway/health).
+CHANGE_REASONS = frozenset(
+    {
+        "bad_data",
+        "bad_eid_key",
+        "bad_id",
+        "bad_inventory",
+        "bad_offer",
+        "bad_op",
+        "bad_time",
+        "bad_token_key",
+        "unknown_kind",
+        "unknown_purpose",
+    }
+)
+
+
+def answer_or_reason(parse: Callable[[object], object], document: object, reason: str) -> object | None:
+    """What ``parse`` makes of ``document``, or None when it refuses it as a whole, for ``reason`` only."""
+    try:
+        return parse(document)
+    except AnswerError as refused:
+        refusal = refused
+    assert refusal.reason == reason, refusal
+    return None
+
+
 @given(json_values)
-def test_no_answer_crashes_the_parsers(document: object) -> None:
-    for parse in (parse_page, lambda d: parse_push_result(d, IDS[:3]), lambda d: parse_profile(d, "p-1")):
-        with contextlib.suppress(AnswerError):
-            parse(document)
+def test_every_answer_is_parsed_within_the_contract_or_refused_whole(document: object) -> None:
+    page = answer_or_reason(parse_page, document, "bad_page")
+    if page is not None:
+        assert isinstance(page, Page) and isinstance(document, dict)
+        assert 0 < len(page.cursor) <= 256 and page.cursor.isprintable()
+        assert len(page.changes) + page.rejected.total() == len(document["changes"])
+        assert set(page.rejected) <= CHANGE_REASONS
+    pushed = answer_or_reason(lambda d: parse_push_result(d, IDS[:3]), document, "bad_push_answer")
+    if pushed is not None:
+        assert isinstance(pushed, PushResult)
+        assert pushed.accepted + pushed.duplicates + len(pushed.rejected) == 3
+        assert len({index for index, _ in pushed.rejected}) == len(pushed.rejected)
+    profile = answer_or_reason(lambda d: parse_profile(d, "p-1"), document, "bad_profile")
+    if profile is not None:
+        assert isinstance(profile, FetchedProfile)
+        assert profile.shopper_id == "p-1"
 
 
-@given(st.dictionaries(st.sampled_from(["seq", "kind", "id", "op", "at", "data"]), json_values))
-def test_no_change_crashes_the_page_parser(item: dict[str, object]) -> None:
-    with contextlib.suppress(AnswerError):
-        parse_page({"changes": [item], "cursor": "1", "more": False})
+# Valid changes of each kind, one field then replaced by anything: so the property reaches each kind's own
+# checks and sees changes taken (with an arbitrary seq, nearly every example stops at the envelope's).
+VALID_CHANGES = [
+    change(1, "profile", profile={"segment": "new"}),
+    change(1, "consent", purpose="personalization", granted=True, at=AT, source="app"),
+    change(1, "eid_key", identity_key=base64.b64encode(bytes(range(16))).decode(), rotation_exponent=10),
+    change(1, "offer", "o-1", id="o-1", title="t", category="coffee", value=2.0),
+    change(1, "inventory", "o-1", available=False, quantity=0),
+    change(1, "erasure", "p-2"),
+    change(1, "offer", "o-2", op="delete"),
+]
+near_valid_changes = st.builds(
+    lambda base, changes: {**base, **changes},
+    st.sampled_from(VALID_CHANGES),
+    st.dictionaries(st.sampled_from(["kind", "id", "op", "at", "data"]), json_values, max_size=1),
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from(["seq", "kind", "id", "op", "at", "data"]), json_values)
+    | near_valid_changes
+)
+def test_every_change_is_taken_or_counted_by_its_reason(item: dict[str, object]) -> None:
+    page = answer_or_reason(parse_page, {"changes": [item], "cursor": "1", "more": False}, "bad_page")
+    if page is None:
+        assert not isinstance(item.get("seq"), int) or isinstance(item.get("seq"), bool)  # only a bad seq
+    else:
+        assert isinstance(page, Page)
+        assert len(page.changes) + page.rejected.total() == 1
+        assert set(page.rejected) <= CHANGE_REASONS

@@ -16,18 +16,21 @@ from edge.ledger import Ledger
 from edge.sync.client import CloudUnavailableError
 from edge.sync.parse import FetchedProfile
 from edge.sync.profiles import ProfileFetcher
+from tests.support.wait import until
 
 
 class Cloud:
     def __init__(self) -> None:
         self.calls: list[str] = []
-        self.delay = 0.0
         self.known: dict[str, FetchedProfile] = {}
         self.down = False
+        # A slow cloud: an answer waits until the test opens the gate (never for a time).
+        self.gate: asyncio.Event | None = None
 
     async def fetch_profile(self, shopper_id: str, timeout_s: float) -> FetchedProfile | None:
         self.calls.append(shopper_id)
-        await asyncio.sleep(self.delay)
+        if self.gate is not None:
+            await self.gate.wait()
         if self.down:
             raise CloudUnavailableError("unreachable")
         return self.known.get(shopper_id)
@@ -69,13 +72,16 @@ async def test_fetch_policies(tmp_path: Path) -> None:
         assert await fetcher.ensure("p-x") == "not_found"
 
         # slow: concurrent check-ins share one fetch, each waits at most timeout_s, the fetch completes later
-        cloud.delay = 0.5
+        cloud.gate = asyncio.Event()
         cloud.known["p-2"] = fetched("p-2", clock.wall() - 10)
         outcomes = await asyncio.gather(fetcher.ensure("p-2"), fetcher.ensure("p-2"))
         assert outcomes == ["timeout", "timeout"]
         assert cloud.calls.count("p-2") == 1
-        await asyncio.sleep(0.5)
+        assert "p-2" not in profiles
+        cloud.gate.set()  # the answer arrives after both check-ins went ahead without it
+        await until(lambda: "p-2" in profiles)  # the fetch's last step: its consents are applied before
         assert await fetcher.ensure("p-2") == "cached"
+        assert cloud.calls.count("p-2") == 1
 
         # the cloud known to be down: no wait, no call
         down["value"] = True
@@ -85,7 +91,7 @@ async def test_fetch_policies(tmp_path: Path) -> None:
 
         # a failing fetch is reported, nothing cached
         down["value"] = False
-        cloud.delay, cloud.down = 0.0, True
+        cloud.gate, cloud.down = None, True
         assert await fetcher.ensure("p-4") == "failed.unreachable"
         assert "p-4" not in profiles
         await fetcher.close()

@@ -27,7 +27,7 @@ from edge.sync.wire import EventClass
 from tests.profilestore.conftest import pg_database, pg_url  # noqa: F401 - fixtures for PostgreSQL
 from tests.support.faultproxy import FAULTS, FaultProxy
 from tests.support.profilestore import ProfileStoreKit, running_profile_store
-from tests.sync.test_gateway_sync import until
+from tests.support.wait import until
 
 STORE = "s-proxy"
 MIX = (

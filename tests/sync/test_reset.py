@@ -18,7 +18,7 @@ from tests.support.clock import now
 from tests.support.gateway import running_gateway
 from tests.support.profilestore import ProfileStoreKit, running_profile_store
 from tests.support.store import STORE, make_store, sync_section
-from tests.sync.test_gateway_sync import eventually, until
+from tests.support.wait import until
 
 GONE_KEY, NEW_KEY = bytes(range(16)), bytes(range(16, 32))
 ROTATION = 10
@@ -70,7 +70,7 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
             flow, sync, ledger = gateway.generation, gateway.generation.sync, gateway.ledger
             assert ledger is not None
             resolver = gateway.generation.ble.ingest.resolver
-            await eventually(
+            await until(
                 lambda: "offer-old" in flow.decider.engine.offer_ids and _sees(resolver, "p-gone", GONE_KEY)
             )
             assert "kid-old" in flow.verifier.key_ids and flow.consents.has("p-gone", Purpose.PERSONALIZATION)
@@ -105,9 +105,9 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
                 await new.put_offer(_offer("offer-new"))
                 new.faults.set("http500", prefix=f"/v1/stores/{STORE}/events")
 
-                await eventually(lambda: sync.puller.stats.resets == 1, timeout=20)
+                await until(lambda: sync.puller.stats.resets == 1, timeout=20)
                 new.faults.reset()
-                await eventually(lambda: sync.puller.stats.rebuilds == 1, timeout=20)
+                await until(lambda: sync.puller.stats.rebuilds == 1, timeout=20)
                 assert sync.puller.stats.resets == 1
 
                 # Memory: exactly the new cloud's state, plus what the store itself holds.
@@ -120,7 +120,7 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
                 assert not _sees(resolver, "p-gone", GONE_KEY) and _sees(resolver, "p-new", NEW_KEY)
                 assert resolver.stats()["keys"] == 1
                 assert flow.verifier.key_ids == file_kids | {"kid-new"}
-                await eventually(lambda: "offer-new" in flow.decider.engine.offer_ids)
+                await until(lambda: "offer-new" in flow.decider.engine.offer_ids)
                 assert "offer-old" not in flow.decider.engine.offer_ids
 
                 # The local events, the queued consent among them, reach the new cloud once each.

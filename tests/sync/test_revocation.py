@@ -18,7 +18,8 @@ from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe
 from tests.support.profilestore import running_profile_store
 from tests.support.store import ROOT, STORE, StoreKit, sync_section
-from tests.sync.test_gateway_sync import _token_with, eventually
+from tests.support.wait import until
+from tests.sync.test_gateway_sync import _token_with
 
 
 async def _checkin(probe: Probe, store: StoreKit, gateway: Gateway, private_pem: bytes, kid: str) -> str:
@@ -28,7 +29,7 @@ async def _checkin(probe: Probe, store: StoreKit, gateway: Gateway, private_pem:
     accepted, rejected = flow.verifier.accepted, sum(flow.verifier.rejections.values())
     token = _token_with(private_pem, kid, store.token("p-full"))
     await probe.publish(f"{ROOT}/checkin", {"v": 1, "token": token, "zone": "cafe"})
-    await eventually(
+    await until(
         lambda: flow.verifier.accepted > accepted or sum(flow.verifier.rejections.values()) > rejected
     )
     if flow.verifier.accepted > accepted:
@@ -56,13 +57,13 @@ async def test_a_revoked_file_key_stays_revoked_across_pushes_rebuilds_and_resta
             running_gateway(store.settings(), config_path=store.config_path) as gateway,
         ):
             assert gateway.generation is not None
-            await eventually(
+            await until(
                 lambda: gateway.generation is not None and "kid-other" in gateway.generation.verifier.key_ids
             )
             assert await _checkin(probe, store, gateway, store.private_pem, file_kid) == "accepted"
             # The cloud revokes the key of the store's own key file.
             await cloud.delete_token_key(file_kid)
-            await eventually(
+            await until(
                 lambda: gateway.generation is not None and file_kid not in gateway.generation.verifier.key_ids
             )
             assert (
@@ -106,7 +107,7 @@ async def test_a_revoked_file_key_stays_revoked_across_pushes_rebuilds_and_resta
             # The cloud trusts the kid again: that, and only that, lifts the revocation.
             await cloud.start()
             await cloud.put_token_key(file_kid, (workdir / "token-public.pem").read_text())
-            await eventually(
+            await until(
                 lambda: gateway.generation is not None and file_kid in gateway.generation.verifier.key_ids
             )
             assert await _checkin(probe, store, gateway, store.private_pem, file_kid) == "accepted"

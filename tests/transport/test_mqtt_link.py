@@ -13,6 +13,7 @@ from edge.config.model import MqttSettings
 from edge.transport.mqtt import Inbound, MqttLink, RetryLater, backoff_delay
 from edge.transport.topics import Topics, topic_matches
 from tests.support.mqtt import Probe, make_link
+from tests.support.wait import until
 
 ROOT = "store/t1"
 
@@ -74,10 +75,10 @@ async def test_reconnect_resubscribes_and_republishes(mosquitto) -> None:
     link.on(f"{ROOT}/checkin", handler)
     async with running(link):
         link.publish(f"{ROOT}/display/d1/content", b"m1", retain=True)
-        await asyncio.sleep(0.2)
+        await until(lambda: link.outbox_depth == 0)  # m1 is on the broker
         mosquitto.kill()
-        await asyncio.sleep(0.3)
-        link.publish(f"{ROOT}/display/d1/content", b"m2", retain=True)  # while down: waits in the outbox
+        await until(lambda: not link.connected.is_set())
+        link.publish(f"{ROOT}/display/d1/content", b"m2", retain=True)  # while down: kept for the reconnect
         mosquitto.start()
         await asyncio.wait_for(link.connected.wait(), 5)
         async with Probe(mosquitto.port, f"{ROOT}/display/#", f"{ROOT}/gateway/status") as probe:
@@ -92,23 +93,25 @@ async def test_reconnect_resubscribes_and_republishes(mosquitto) -> None:
 
 async def test_outbox_is_bounded_while_disconnected(mosquitto) -> None:
     link = make_link(mosquitto.port, outbox_max=10)
+    topic = f"{ROOT}/staff/notify"
+    # A persistent session, subscribed before the outage: the broker keeps for it whatever the link sends
+    # after the restart, whichever of the two reconnects first.
+    watcher = {"identifier": "outbox-watcher", "clean_session": False}
+    async with Probe(mosquitto.port, topic, **watcher):
+        pass
     async with running(link):
-        mosquitto.kill()
-        await asyncio.sleep(0.3)
+        mosquitto.stop()  # graceful: the broker saves its sessions
+        await until(lambda: not link.connected.is_set())
         for index in range(25):
-            link.publish(f"{ROOT}/staff/notify", str(index).encode())
+            link.publish(topic, str(index).encode())
         assert link.outbox_depth == 10
         assert link.counters["outbox_dropped"] == 15
         mosquitto.start()
-        async with Probe(mosquitto.port, f"{ROOT}/staff/notify") as probe:
-            await asyncio.wait_for(link.connected.wait(), 5)
-            await probe.wait_for(lambda: len(probe.on(f"{ROOT}/staff/notify")) >= 1, timeout=5)
-            await probe.wait_for(lambda: link.outbox_depth == 0)
-            await asyncio.sleep(0.1)
-            # the newest ten survived, in order
-            got = [int(p) for p in probe.on(f"{ROOT}/staff/notify")]
-            assert got == sorted(got)
-            assert set(got) <= set(range(15, 25))
+        async with Probe(mosquitto.port, topic, **watcher) as probe:
+            await probe.wait_for(lambda: b"24" in probe.on(topic))
+            assert link.outbox_depth == 0
+    # the newest ten survived, in order, each once
+    assert [int(p) for p in probe.on(topic)] == list(range(15, 25))
 
 
 async def test_retry_later_is_redelivered_and_bad_handlers_are_contained(mosquitto) -> None:
@@ -139,7 +142,10 @@ async def test_retry_later_is_redelivered_and_bad_handlers_are_contained(mosquit
     async with running(link2):
         async with Probe(mosquitto.port) as probe:
             await probe.wait_for(lambda: attempts.count(b"defer") == 2)
-            await asyncio.sleep(0.3)
+            # The broker redelivers a session's unacknowledged messages before anything newer: once this
+            # one has arrived, so has every redelivery there will be.
+            await probe.publish(f"{ROOT}/checkin", b"sentinel")
+            await probe.wait_for(lambda: b"sentinel" in attempts)
     assert attempts.count(b"boom") == 1  # acknowledged despite the bug: not redelivered forever
     assert attempts.count(b"fine") == 1
 

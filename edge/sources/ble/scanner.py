@@ -105,6 +105,9 @@ class BleScanner:
         self._silent_resets = 0  # power cycles in a row that brought no advert
         self._passive_refused: int | None = None  # the watch epoch in which passive scanning failed us
         self._task: asyncio.Task[None] | None = None
+        # Silence checks made so far: whoever moves the clock (a test, a replayed trace) waits for the next
+        # check instead of sleeping through watchdog ticks; not health, so not in stats().
+        self.silence_checks = 0
 
     @property
     def state(self) -> ScannerState:
@@ -272,6 +275,7 @@ class BleScanner:
     async def _check_silence(self) -> None:
         settings = self._settings
         now = self._clock.monotonic()
+        self.silence_checks += 1  # no await until the step below is decided: a check counted has acted
         last = self._last_advert
         if last is not None and last >= self._armed_at:
             self._silent_restarts = self._silent_resets = 0  # the last step helped: back to the bottom rung

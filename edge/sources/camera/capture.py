@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import Enum, StrEnum
 from types import TracebackType
@@ -49,6 +50,16 @@ READ_RETRY_S: Final = 0.02
 # A fault that repeats (a missing file, a refused URL) is logged at most this often, with a count.
 LOG_EVERY_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 2.0
+
+
+# How a backoff is waited out: ``pause(stopping, seconds)`` returns True if stopping was set meanwhile. Real
+# time by default; a test passes one that moves its manual clock instead, so the retry schedule is checked on
+# the injected clock, without sleeping through it.
+Pause = Callable[[threading.Event, float], bool]
+
+
+def _wait(stopping: threading.Event, seconds: float) -> bool:
+    return stopping.wait(seconds)
 
 
 class CameraState(StrEnum):
@@ -149,11 +160,13 @@ class CameraCapture:
         *,
         opener: Opener | None = None,
         rng: random.Random | None = None,
+        pause: Pause = _wait,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._opener: Opener = opener or open_source
         self._rng = rng or random.Random()
+        self._pause = pause
         self._stopping = threading.Event()
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
@@ -278,7 +291,7 @@ class CameraCapture:
                 self._set_state(CameraState.RECONNECTING)
                 delay = backoff_delay(self._attempt, settings.reopen_max_s, self._rng)
                 self._attempt += 1
-                if self._stopping.wait(delay):
+                if self._pause(self._stopping, delay):
                     return
         finally:
             with self._cond:
