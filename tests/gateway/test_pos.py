@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.daemon import Gateway
-from edge.flow.pos import PosFlow, sale_event_id
+from edge.flow.pos import PosFlow, PosStats, sale_event_id
 from edge.generation import Generation
 from edge.identity import fingerprint, generate_keypair
 from edge.ledger import Ledger
@@ -123,7 +123,7 @@ async def test_sales_become_conversion_events_with_consented_shopper_ids_only(
         # The same txn_id on another lane is another sale.
         await pos.publish(lane_topic("4"), sale("T-anon"))
 
-        await eventually(lambda: pos_flow.stats.transactions == 10)
+        await eventually(lambda: pos_flow.counters.transactions == 10)
 
         async def all_arrived() -> bool:
             return len(await conversions(cloud)) >= 7
@@ -168,8 +168,7 @@ async def test_sales_become_conversion_events_with_consented_shopper_ids_only(
         rejected = flow.rejects.as_dict()
         assert rejected["pos.bad_token"] == 2
         assert rejected["pos.replayed_token"] == 1  # the redelivered T-full: its first delivery stands
-        health = gateway.health()["pos"]
-        assert health == {"transactions": 10, "identified": 1, "anonymous": 9, "redelivered": 0}
+        assert gateway.health().pos == PosStats(transactions=10, identified=1, anonymous=9, redelivered=0)
 
 
 JUNK: list[tuple[str, bytes, str]] = [
@@ -238,9 +237,9 @@ async def test_junk_is_counted_queues_nothing_and_check_ins_go_on(
         for _topic, _payload, reason in JUNK:
             expected[f"pos.{reason}"] = expected.get(f"pos.{reason}", 0) + 1
         await eventually(lambda: pos_rejections() == expected)
-        assert pos_flow.stats.transactions == 0
+        assert pos_flow.counters.transactions == 0
         stats = await ledger.outbox.stats()
-        assert stats["by_class"].get("conversion", {"events": 0})["events"] == 0
+        assert stats.by_class["conversion"].events == 0
 
         # A good sale after the junk is the only conversion that reaches the cloud.
         await display.publish(lane_topic("1"), sale("GOOD-1", store.token("p-full")))
@@ -269,14 +268,9 @@ async def test_without_cloud_sync_sales_are_counted_and_nothing_is_queued(
         _flow, pos_flow, ledger = parts(gateway)
         assert ledger.outbox.max_bytes is None
         await pos.publish(lane_topic("2"), sale("T-offline", store.token("p-full")))
-        await eventually(lambda: pos_flow.stats.transactions == 1)
-        assert (await ledger.outbox.stats())["events"] == 0
-        assert gateway.health()["pos"] == {
-            "transactions": 1,
-            "identified": 1,
-            "anonymous": 0,
-            "redelivered": 0,
-        }
+        await eventually(lambda: pos_flow.counters.transactions == 1)
+        assert (await ledger.outbox.stats()).events == 0
+        assert gateway.health().pos == PosStats(transactions=1, identified=1, anonymous=0, redelivered=0)
 
 
 def test_lane_of_and_filter() -> None:
