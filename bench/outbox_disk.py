@@ -131,7 +131,7 @@ async def _once(folder: Path, seed: int, events: int) -> dict[str, float]:
     steps.sort()
     return {
         "bytes_per_event": grown / events,
-        "event_bytes_mean": stats["bytes"] / events,
+        "event_bytes_mean": stats.bytes / events,
         "data_bytes_mean": body_bytes / events,
         "enqueue_per_s": events / enqueue_s,
         "peek_ack_ms_p50": statistics.median(steps),

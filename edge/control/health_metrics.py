@@ -43,7 +43,9 @@ class Families:
     """Families by exposed name, created at their first value; a None value is left out."""
 
     def __init__(self) -> None:
-        self._families: dict[str, Metric] = {}
+        self._families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        # A family's label names, fixed by its first sample: prometheus_client takes later values by position.
+        self._label_names: dict[str, tuple[str, ...]] = {}
 
     def gauge(self, name: str, help_text: str, value: float | None, labels: Labels | None = None) -> None:
         self._add(GaugeMetricFamily, name, help_text, value, labels)
@@ -66,11 +68,15 @@ class Families:
     ) -> None:
         if value is None:
             return
+        labels = labels or {}
         family = self._families.get(name)
         if family is None:
-            family = self._families[name] = kind(name, help_text, labels=list(labels or ()))
-        assert isinstance(family, GaugeMetricFamily | CounterMetricFamily)
-        family.add_metric(list((labels or {}).values()), float(value))
+            family = self._families[name] = kind(name, help_text, labels=list(labels))
+            self._label_names[name] = tuple(labels)
+        elif tuple(labels) != self._label_names[name]:
+            msg = f"{name}: labels {tuple(labels)} differ from {self._label_names[name]}"
+            raise ValueError(msg)
+        family.add_metric(list(labels.values()), float(value))
 
     def __iter__(self) -> Iterator[Metric]:
         return iter(self._families.values())
