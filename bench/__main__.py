@@ -37,9 +37,9 @@ TARGETS = {
     # DESIGN.md: QR check-in at 640x480 >= 30 fps and people count at 320x240 >= 100 fps, one core each.
     "camera_qr": [("fps", ">=", 30.0)],
     "camera_count": [("fps", ">=", 100.0)],
-    # Informational (no DESIGN.md target): a scrape every 15 s at 5 ms is 0.03% of a core; the gateway's
+    # Informational (no DESIGN.md target): a scrape every 15 s at 10 ms is 0.07% of a core; the gateway's
     # own histogram must stay cheaper than prometheus_client's (docs/metrics.md).
-    "metrics_scrape": [("scrape_median_us", "<=", 5000.0), ("observe_lock_free_ns", "<=", 1000.0)],
+    "metrics_scrape": [("scrape_median_us", "<=", 10000.0), ("observe_lock_free_ns", "<=", 1000.0)],
 }
 
 
