@@ -155,7 +155,7 @@ async def _once(folder: Path, seed: int, events: int) -> dict[str, float]:
     steps.sort()
     return {
         "bytes_per_event": grown / events,
-        "event_bytes_mean": stats["bytes"] / events,
+        "event_bytes_mean": stats.bytes / events,
         "data_bytes_mean": body_bytes / events,
         "enqueue_per_s": events / enqueue_s,
         "enqueue_cpu_us": enqueue_cpu_s / events * 1e6,

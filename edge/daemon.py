@@ -6,18 +6,17 @@ own TaskGroup. A stop drains within one deadline.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import tomllib
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from edge.clock import Clock, SystemClock
 from edge.config import GatewaySettings
-from edge.control import health
+from edge.control import health, health_json
 from edge.control.live import LEDGER_SECTIONS, LiveApplier, changed_sections, live_possible, sections
 from edge.control.metrics import Metrics, MetricsServer
 from edge.control.remote import ApplyError, RemoteConfig
@@ -30,6 +29,9 @@ from edge.identity import load_public_keys
 from edge.identity.wallclock import WallClockWatch
 from edge.ledger import WRITE_ERRORS, Ledger
 from edge.transport.topics import Topics
+
+if TYPE_CHECKING:
+    from edge.sync.stats import SyncStats
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ class Gateway:
         self._observers = tuple(observers)
         self._live = LiveApplier(models=self.models, clock=self.clock, rng=self.rng)
         self.generation: Generation | None = None
-        self.sync_health: dict[str, Any] | None = None
+        self.sync_health: SyncStats | None = None
         # A rebuild asked for by apply(): the run loop builds the new settings and answers on the future.
         self._reload = asyncio.Event()
         self._reload_done: asyncio.Future[None] | None = None
@@ -105,8 +107,8 @@ class Gateway:
             return str(self.control.state.current)
         return self._file_version
 
-    def health(self) -> dict[str, Any]:
-        return health.health_report(self)
+    def health(self) -> health.HealthReport:
+        return health.build_report(self)
 
     def problems(self) -> list[str]:
         """Health problems as 'component: detail'; empty when the broker is connected and all is well."""
@@ -380,8 +382,7 @@ class Gateway:
         generation = self.generation
         if generation is None:
             return
-        payload = json.dumps(self.health(), separators=(",", ":"), default=str).encode()
-        generation.link.publish(self.topics.health, payload, retain=True)
+        generation.link.publish(self.topics.health, health_json.encode(self.health()), retain=True)
 
 
 def _open_models(settings: GatewaySettings) -> ModelStore | None:

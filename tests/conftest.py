@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from edge.clock import ManualClock, SystemClock
+from edge.clock import ManualClock
 from tests.support import clock as timeline
 from tests.support.broker import Mosquitto
 

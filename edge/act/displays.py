@@ -74,6 +74,16 @@ class _Screen:
     ackable: OrderedDict[str, tuple[int, Decision]] = field(default_factory=OrderedDict)
 
 
+@dataclass(slots=True, frozen=True)
+class DisplayStats:
+    """One display as gateway/health shows it."""
+
+    version: int  # of its current manifest
+    offer_id: str | None  # None: the fallback (or an empty decision) is shown
+    online: bool  # as the display's own availability message says
+    pending: bool  # a request waits for its minimum display time
+
+
 class DisplayBoard:
     """Owns the state of every configured display and publishes their manifests."""
 
@@ -120,14 +130,15 @@ class DisplayBoard:
     def version(self, display_id: str) -> int:
         return self._screens[display_id].version
 
-    def snapshot(self) -> dict[str, dict[str, Any]]:
+    def stats(self) -> dict[str, DisplayStats]:
+        """Each display's state for gateway/health, by display id."""
         return {
-            sid: {
-                "version": screen.version,
-                "offer_id": screen.decision.offer_id if screen.decision else None,
-                "online": screen.online,
-                "pending": screen.pending is not None,
-            }
+            sid: DisplayStats(
+                version=screen.version,
+                offer_id=screen.decision.offer_id if screen.decision else None,
+                online=screen.online,
+                pending=screen.pending is not None,
+            )
             for sid, screen in self._screens.items()
         }
 

@@ -27,7 +27,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -73,6 +73,19 @@ def push_file_problems(settings: GatewaySettings) -> list[str]:
 def problem_keys(problems: list[str]) -> set[str]:
     """The component part of each problem ('mqtt', 'camera cam-1'...): counts in the detail may change."""
     return {problem.split(":", 1)[0] for problem in problems}
+
+
+@dataclass(slots=True, frozen=True)
+class ControlStats:
+    """The remote configuration for gateway/health (``control``, docs/remote-config.md)."""
+
+    current: int  # the pushed version running (0: the file alone)
+    pending: int | None  # on trial in the health window
+    highest_seen: int
+    kept: tuple[int, ...]  # snapshot versions on disk
+    counters: Mapping[str, int]  # received, applied, rolled_back, ... (only those that happened)
+    rejected: Mapping[str, int]  # refused pushes by reason
+    flags: tuple[str, ...]  # control-state problems raised as alerts
 
 
 class RemoteConfig:
@@ -340,16 +353,16 @@ class RemoteConfig:
             raise RuntimeError(msg)
         return self._target
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "current": self.state.current,
-            "pending": self.state.pending,
-            "highest_seen": self.state.highest_seen,
-            "kept": self.snapshots.versions(),
-            **dict(self.counters),
-            "rejected": dict(self.rejected),
-            "flags": sorted(self.flags),
-        }
+    def stats(self) -> ControlStats:
+        return ControlStats(
+            current=self.state.current,
+            pending=self.state.pending,
+            highest_seen=self.state.highest_seen,
+            kept=tuple(self.snapshots.versions()),
+            counters=dict(self.counters),
+            rejected=dict(self.rejected),
+            flags=tuple(sorted(self.flags)),
+        )
 
 
 def _json(value: Mapping[str, Any]) -> bytes:

@@ -9,13 +9,14 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 from edge.events import Advert, PresenceChanged, Purpose
 from edge.flow.floor import Floor
 from edge.identity import ConsentStore
-from edge.presence.ingest import BleIngest
+from edge.presence.ingest import BleIngest, IngestStats
 from edge.sources.espresense import Anonymous, loggable_topic, parse_report
 from edge.sources.payloads import RejectCounter, Rejected
 from edge.sources.rejections import Kind
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
     from edge.control.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class BleFlowStats:
+    ingest: IngestStats
+    events: Mapping[str, int]  # presence changes into the flow (enter, leave, ...) and unmapped rooms
 
 
 class BleFlow:
@@ -50,6 +57,9 @@ class BleFlow:
         # The ble_advert stage (one advert through parse -> resolve -> presence); None costs one check each.
         self._metrics = metrics
         consents.subscribe(self._consent_changed)
+
+    def stats(self) -> BleFlowStats:
+        return BleFlowStats(self.ingest.stats(), dict(self.counters))
 
     def register_espresense(self, link: MqttLink) -> None:
         # A device id in these topics can be a phone's address: the link's own log lines redact it too.

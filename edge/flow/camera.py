@@ -12,17 +12,17 @@ import asyncio
 import logging
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from edge.clock import Clock
 from edge.config.camera import CameraSettings
 from edge.flow.checkin import ACCEPTED, Accepted, Refused
 from edge.flow.zones import ZoneCounts
 from edge.sources.camera.audience import Audience, AudienceState
-from edge.sources.camera.capture import CameraCapture, Frame
+from edge.sources.camera.capture import CameraCapture, CameraStats, Frame
 from edge.sources.camera.masks import MaskSet
 from edge.sources.camera.qr import QrDeduper, QrReader
 from edge.transport.mqtt import RetryLater
@@ -34,6 +34,21 @@ _JWT: Final = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 MAX_TOKEN_CHARS: Final = 4096
 # How long the worker waits for a newer frame before handing control back (so a stop is prompt).
 FRAME_WAIT_S: Final = 0.5
+
+
+@dataclass(slots=True, frozen=True)
+class CameraFlowStats:
+    """One camera for gateway/health: its capture, the anonymous audience, and the analysis events by kind
+    (QR check-ins, refusals, repeats, ...: only those that happened)."""
+
+    id: str
+    zone: str
+    capture: CameraStats
+    people: int | None  # None before the first count
+    entered: int
+    left: int
+    mean_dwell_s: float | None
+    counters: Mapping[str, int]
 
 
 @dataclass(slots=True, frozen=True)
@@ -79,17 +94,18 @@ class CameraFlow:
         self.counters: Counter[str] = Counter()
 
     # ----- what health reads -----
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> CameraFlowStats:
         state = self._state
-        return {
-            "zone": self.settings.zone,
-            "capture": self.capture.stats().as_dict(),
-            "people": state.people if state is not None else None,
-            "entered": state.entered if state is not None else 0,
-            "left": state.left if state is not None else 0,
-            "mean_dwell_s": round(state.mean_dwell_s, 1) if state is not None else None,
-            **dict(self.counters),
-        }
+        return CameraFlowStats(
+            id=self.settings.id,
+            zone=self.settings.zone,
+            capture=self.capture.stats(),
+            people=state.people if state is not None else None,
+            entered=state.entered if state is not None else 0,
+            left=state.left if state is not None else 0,
+            mean_dwell_s=round(state.mean_dwell_s, 1) if state is not None else None,
+            counters=dict(self.counters),
+        )
 
     # ----- the loop -----
     async def run(self) -> None:

@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,12 @@ def _timed_decide(
     return decision
 
 
+@dataclass(slots=True, frozen=True)
+class DeciderStats:
+    decisions: int  # made since the gateway started
+    model_version: str  # of the model decisions run on now
+
+
 class Decider:
     """Decides what a display shows for a shopper (or for nobody), in the engine's own thread."""
 
@@ -71,6 +78,9 @@ class Decider:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide")
         self.decisions = 0
         self.by_kind: Counter[str] = Counter()
+
+    def stats(self) -> DeciderStats:
+        return DeciderStats(self.decisions, self._engine.model_version)
 
     @property
     def engine(self) -> DecisionEngine:

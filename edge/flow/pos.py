@@ -33,7 +33,7 @@ _DAY_S: Final = 86_400.0
 
 
 @dataclass(slots=True)
-class PosStats:
+class PosCounters:
     """Accepted sales (parsed, on a well-formed lane), split by whether a shopper id was attached."""
 
     transactions: int = 0
@@ -41,13 +41,15 @@ class PosStats:
     # Sales the broker delivered again (MQTT DUP) after their token was claimed: the first delivery stands.
     redelivered: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "transactions": self.transactions,
-            "identified": self.identified,
-            "anonymous": self.transactions - self.identified,
-            "redelivered": self.redelivered,
-        }
+
+@dataclass(slots=True, frozen=True)
+class PosStats:
+    """A snapshot of ``PosCounters`` for gateway/health (``pos``)."""
+
+    transactions: int
+    identified: int
+    anonymous: int
+    redelivered: int
 
 
 def sale_event_id(root: str, lane: str, txn_id: str, ts_wall: float | None, received_wall: float) -> str:
@@ -85,7 +87,16 @@ class PosFlow:
         self.ledger = ledger
         self.rejects = rejects
         self.ensure_profile = ensure_profile
-        self.stats = PosStats()
+        self.counters = PosCounters()
+
+    def stats(self) -> PosStats:
+        counters = self.counters
+        return PosStats(
+            transactions=counters.transactions,
+            identified=counters.identified,
+            anonymous=counters.transactions - counters.identified,
+            redelivered=counters.redelivered,
+        )
 
     def register(self, link: MqttLink) -> None:
         link.on(self.topics.pos_transaction_filter, self.on_transaction)
@@ -119,9 +130,9 @@ class PosFlow:
             if jti is not None:
                 self.replay.release(jti[0])
             raise RetryLater(str(exc)) from exc
-        self.stats.transactions += 1
+        self.counters.transactions += 1
         if shopper_id is not None:
-            self.stats.identified += 1
+            self.counters.identified += 1
         if not fresh:
             # Only if memory and disk disagree (a clock jump); the disk is the authority, and it is counted.
             self.rejects.reject(KIND, PosReject.REPLAYED_ON_DISK, message.topic)
@@ -145,7 +156,7 @@ class PosFlow:
         claim = self.replay.claim(verified.jti, verified.replay_until, now)
         if claim is not Claim.NEW:
             if claim is Claim.SEEN and redelivered:
-                self.stats.redelivered += 1  # the broker's second delivery (MQTT DUP): not an attack
+                self.counters.redelivered += 1  # the broker's second delivery (MQTT DUP): not an attack
             elif claim is Claim.CLOCK_BEHIND:
                 self.rejects.reject(KIND, PosReject.CLOCK_BEHIND, topic)
             else:

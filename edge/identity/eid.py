@@ -135,6 +135,17 @@ class _Window:
     generation: int = 0  # matches the key's one live heap entry; older entries are skipped
 
 
+@dataclass(slots=True, frozen=True)
+class EidStats:
+    keys: int  # identity keys held (opted-in shoppers)
+    active: int  # shoppers whose EIDs are in the table (consent granted now)
+    table: int  # EIDs precomputed
+    refreshes: int
+    resolved: int
+    unresolved: int
+    collisions: int
+
+
 class EidResolver:
     """Sighted EID -> opted-in shopper, by one lookup in a table of every active key's current EIDs.
 
@@ -246,16 +257,16 @@ class EidResolver:
             heapq.heappop(heap)
         return None
 
-    def stats(self) -> dict[str, int]:
-        return {
-            "keys": len(self._keys),
-            "active": len(self._windows),
-            "table": len(self._table),
-            "refreshes": self._refreshes,
-            "resolved": self._resolved,
-            "unresolved": self._unresolved,
-            "collisions": self._collisions,
-        }
+    def stats(self) -> EidStats:
+        return EidStats(
+            keys=len(self._keys),
+            active=len(self._windows),
+            table=len(self._table),
+            refreshes=self._refreshes,
+            resolved=self._resolved,
+            unresolved=self._unresolved,
+            collisions=self._collisions,
+        )
 
     # ----- internals -----
     def _on_consent(self, shopper_id: str, purpose: Purpose, granted: bool) -> None:

@@ -83,6 +83,14 @@ class VerifiedToken:
 _REJECTIONS: Final = {reason: Rejection(reason) for reason in RejectReason}
 
 
+@dataclass(slots=True, frozen=True)
+class TokenStats:
+    """Tokens verified and refused (by reason, only the reasons that happened) since the start."""
+
+    accepted: int
+    rejected: Mapping[RejectReason, int]
+
+
 class TokenVerifier:
     """Verifies check-in tokens; ``verify`` never raises and counts every outcome exactly once."""
 
@@ -117,6 +125,9 @@ class TokenVerifier:
     def revoke_key(self, kid: str) -> bool:
         """Stop trusting ``kid`` at once; True if it was trusted."""
         return self._keys.pop(kid, None) is not None
+
+    def stats(self) -> TokenStats:
+        return TokenStats(self.accepted, dict(self.rejections))
 
     @property
     def key_ids(self) -> frozenset[str]:

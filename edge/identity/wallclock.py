@@ -9,7 +9,18 @@ while the clock was ahead (edge/identity/replay.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from edge.clock import Clock
+
+
+@dataclass(slots=True, frozen=True)
+class ClockStats:
+    """The watch as gateway/health shows it (``clock``) and its alert reads it (``clock_behind``)."""
+
+    high_water_wall: float  # the latest wall time this gateway has seen
+    behind_s: float  # how far the clock is behind it now (0 when it is not)
+    behind: bool  # behind by more than the tolerance: tokens that may have been used are refused
 
 
 class WallClockWatch:
@@ -43,3 +54,9 @@ class WallClockWatch:
     def is_behind(self) -> bool:
         """Behind by more than the tolerance (the token leeway: skew a little is normal between clocks)."""
         return self.behind_s() > self._tolerance_s
+
+    def stats(self) -> ClockStats | None:
+        """None until a mark exists (a new ledger before the first health tick)."""
+        if self._high_water == float("-inf"):
+            return None
+        return ClockStats(self._high_water, self.behind_s(), self.is_behind())

@@ -8,7 +8,7 @@ and for ``edge-gateway dead-letter``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -31,6 +31,31 @@ class Refusal:
 
     entry: OutboxEntry
     reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class ParkedStats:
+    """Events the cloud refused that are kept and retried: how many, by class, and the oldest one's age."""
+
+    events: int
+    by_class: Mapping[str, int]  # every class, 0 included
+    oldest_age_s: float | None
+
+
+@dataclass(slots=True, frozen=True)
+class DeadLetterStats:
+    """Telemetry given up: held in the table, ever given up, evicted at the bound, and the last one's age."""
+
+    events: int
+    given_up: int
+    evicted: int
+    last_age_s: float | None
+
+
+@dataclass(slots=True, frozen=True)
+class RefusedStats:
+    parked: ParkedStats
+    dead_letter: DeadLetterStats
 
 
 @dataclass(slots=True, frozen=True)
@@ -175,7 +200,7 @@ class DeadLetters:
         )
         return [outbox_entry(row) for row in rows]
 
-    async def stats(self, now_wall: float) -> dict[str, Any]:
+    async def stats(self, now_wall: float) -> RefusedStats:
         """Parked events by class (and the oldest's age), dead letters held, given up and evicted."""
         parked_rows = await self._read(
             "SELECT o.class, COUNT(*), MIN(p.parked_wall) FROM outbox_parked p "
@@ -190,19 +215,19 @@ class DeadLetters:
             "SELECT events, given_up, evicted, (SELECT given_up_wall FROM dead_letter ORDER BY seq DESC LIMIT 1) "
             "FROM dead_letter_totals"
         )
-        return {
-            "parked": {
-                "events": sum(by_class.values()),
-                "by_class": by_class,
-                "oldest_age_s": None if oldest is None else round(max(0.0, now_wall - oldest), 1),
-            },
-            "dead_letter": {
-                "events": int(events),
-                "given_up": int(given_up),
-                "evicted": int(evicted),
-                "last_age_s": None if last is None else round(max(0.0, now_wall - float(last)), 1),
-            },
-        }
+        return RefusedStats(
+            parked=ParkedStats(
+                events=sum(by_class.values()),
+                by_class=by_class,
+                oldest_age_s=None if oldest is None else round(max(0.0, now_wall - oldest), 1),
+            ),
+            dead_letter=DeadLetterStats(
+                events=int(events),
+                given_up=int(given_up),
+                evicted=int(evicted),
+                last_age_s=None if last is None else round(max(0.0, now_wall - float(last)), 1),
+            ),
+        )
 
 
 def read_refused(path: Path, *, parked: bool = False) -> Iterator[RefusedRecord]:

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -106,6 +106,28 @@ class NewEvent:
             len(self.body),
             self.data,
         )
+
+
+@dataclass(slots=True, frozen=True)
+class ClassStats:
+    """One event class in the outbox: waiting events, their bytes, and how many the byte bound dropped."""
+
+    events: int
+    bytes: int
+    dropped: int
+
+
+@dataclass(slots=True, frozen=True)
+class OutboxStats:
+    """A snapshot for gateway/health (``sync.outbox``): totals, the bound, the head's age, per class."""
+
+    events: int
+    bytes: int
+    max_bytes: int | None
+    over_bound: bool  # never-dropped events alone exceed the bound (telemetry is already gone)
+    dropped: int
+    oldest_age_s: float  # the age of the head of the queue: how far behind the cloud is
+    by_class: Mapping[str, ClassStats]
 
 
 @dataclass(slots=True, frozen=True)
@@ -354,7 +376,7 @@ class Outbox:
             return 0
         return await self._submit(ack_op(seqs))
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> OutboxStats:
         """Queued events and bytes per class and in total, drops per class, head age, over_bound.
 
         Reads the trigger-maintained totals and the head row: O(1), cheap enough for every health tick.
@@ -363,27 +385,18 @@ class Outbox:
             "SELECT class, events, bytes, dropped, (SELECT at_ms FROM outbox ORDER BY seq LIMIT 1) "
             "FROM outbox_totals ORDER BY class"
         )
-        by_class: dict[str, dict[str, int]] = {}
-        events = size = dropped = 0
+        by_class: dict[str, ClassStats] = {}
         head: int | None = None
         for cls, n, class_bytes, class_dropped, head_ms in rows:
-            by_class[EventClass(cls).wire] = {
-                "events": int(n),
-                "bytes": int(class_bytes),
-                "dropped": int(class_dropped),
-            }
-            events += int(n)
-            size += int(class_bytes)
-            dropped += int(class_dropped)
+            by_class[EventClass(cls).wire] = ClassStats(int(n), int(class_bytes), int(class_dropped))
             head = head_ms
-        return {
-            "events": events,
-            "bytes": size,
-            "max_bytes": self.max_bytes,
-            # True only when never-dropped events alone exceed the bound (telemetry is already gone).
-            "over_bound": self.max_bytes is not None and size > self.max_bytes,
-            "dropped": dropped,
-            # The age of the head of the queue (lowest seq): how far behind the cloud is.
-            "oldest_age_s": max(0.0, self._clock.wall() - head / 1000.0) if head is not None else 0.0,
-            "by_class": by_class,
-        }
+        size = sum(figures.bytes for figures in by_class.values())
+        return OutboxStats(
+            events=sum(figures.events for figures in by_class.values()),
+            bytes=size,
+            max_bytes=self.max_bytes,
+            over_bound=self.max_bytes is not None and size > self.max_bytes,
+            dropped=sum(figures.dropped for figures in by_class.values()),
+            oldest_age_s=max(0.0, self._clock.wall() - head / 1000.0) if head is not None else 0.0,
+            by_class=by_class,
+        )

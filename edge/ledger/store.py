@@ -53,6 +53,37 @@ class ClockMarks:
     jti_forgotten_through_wall: float
 
 
+@dataclass(slots=True, frozen=True)
+class LedgerStats:
+    """A snapshot for gateway/health: the write queue, the writer's counters, what writes found, and whether
+    a corrupt file was moved aside at start (and where)."""
+
+    queue_depth: int
+    queue_max: int
+    batches_committed: int
+    batches_split: int
+    ops_committed: int
+    ops_failed: int
+    rows_written: int
+    largest_batch: int
+    last_commit_ms: float
+    backpressure_waits: int
+    disk_full: bool  # the last write failed for want of space
+    disk_full_errors: int
+    # Acknowledged events are never dropped (callers wait instead); kept so every queue reports drops.
+    dropped: int
+    decision_duplicates: int
+    exposure_duplicates: int
+    exposure_unknown_decision: int
+    jti_replays: int
+    consent_stale: int
+    corrupted_moved_to: str | None
+
+    @property
+    def corrupt_recovered(self) -> bool:
+        return self.corrupted_moved_to is not None
+
+
 @dataclass(slots=True)
 class _Outcomes:
     """Counters of what writes found (not errors: normal redelivery and replay)."""
@@ -303,32 +334,30 @@ class Ledger:
         decisions, exposures, consents, jti = rows[0]
         return {"decisions": decisions, "exposures": exposures, "consents": consents, "jti": jti}
 
-    def stats(self) -> dict[str, int | float]:
+    def stats(self) -> LedgerStats:
         """Health figures: queue, batches, rows, outcome counters, and whether a corrupt file was replaced."""
         writer, counters, outcomes = self._writer, self._counters, self._outcomes
-        return {
-            "queue_depth": writer.queue_depth if writer is not None else 0,
-            "queue_max": self._queue_max,
-            "batches_committed": counters.batches_committed,
-            "batches_split": counters.batches_split,
-            "ops_committed": counters.ops_committed,
-            "ops_failed": counters.ops_failed,
-            "rows_written": counters.rows_written,
-            "largest_batch": counters.largest_batch,
-            "last_commit_ms": counters.last_commit_ms,
-            "backpressure_waits": counters.backpressure_waits,
-            "disk_full": int(counters.disk_full),
-            "disk_full_errors": counters.disk_full_errors,
-            # Acknowledged events are never dropped (callers wait instead); kept so every queue's health
-            # reports the same keys.
-            "dropped": 0,
-            "decision_duplicates": outcomes.decision_duplicates,
-            "exposure_duplicates": outcomes.exposure_duplicates,
-            "exposure_unknown_decision": outcomes.exposure_unknown_decision,
-            "jti_replays": outcomes.jti_replays,
-            "consent_stale": outcomes.consent_stale,
-            "corrupt_recovered": int(self.corrupted_moved_to is not None),
-        }
+        return LedgerStats(
+            queue_depth=writer.queue_depth if writer is not None else 0,
+            queue_max=self._queue_max,
+            batches_committed=counters.batches_committed,
+            batches_split=counters.batches_split,
+            ops_committed=counters.ops_committed,
+            ops_failed=counters.ops_failed,
+            rows_written=counters.rows_written,
+            largest_batch=counters.largest_batch,
+            last_commit_ms=counters.last_commit_ms,
+            backpressure_waits=counters.backpressure_waits,
+            disk_full=counters.disk_full,
+            disk_full_errors=counters.disk_full_errors,
+            dropped=0,
+            decision_duplicates=outcomes.decision_duplicates,
+            exposure_duplicates=outcomes.exposure_duplicates,
+            exposure_unknown_decision=outcomes.exposure_unknown_decision,
+            jti_replays=outcomes.jti_replays,
+            consent_stale=outcomes.consent_stale,
+            corrupted_moved_to=None if self.corrupted_moved_to is None else str(self.corrupted_moved_to),
+        )
 
     # --- plumbing -----------------------------------------------------------------------------------------
 

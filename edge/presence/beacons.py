@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from edge.clock import Clock
 from edge.config.ble import BeaconSettings
@@ -17,6 +16,20 @@ class _Heard:
     scanner: str | None = None
     battery_mv: int | None = None
     temperature_c: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class BeaconStats:
+    """One store beacon as gateway/health shows it: where it is, when it was last heard, its battery."""
+
+    name: str
+    zone: str
+    last_seen_age_s: float | None  # None: never heard since the start
+    missing: bool
+    rssi: int | None
+    scanner: str | None
+    battery_mv: int | None  # Eddystone TLM only
+    temperature_c: float | None
 
 
 class BeaconRegistry:
@@ -62,21 +75,18 @@ class BeaconRegistry:
             if heard.last_mono is None or now - heard.last_mono > heard.settings.missing_after_s
         ]
 
-    def health(self) -> list[dict[str, Any]]:
+    def stats(self) -> tuple[BeaconStats, ...]:
         now = self._clock.monotonic()
-        report = []
-        for heard in self._by_key.values():
-            age = None if heard.last_mono is None else round(now - heard.last_mono, 1)
-            report.append(
-                {
-                    "name": heard.settings.name,
-                    "zone": heard.settings.zone,
-                    "last_seen_age_s": age,
-                    "missing": age is None or age > heard.settings.missing_after_s,
-                    "rssi": heard.rssi,
-                    "scanner": heard.scanner,
-                    "battery_mv": heard.battery_mv,
-                    "temperature_c": heard.temperature_c,
-                }
+        return tuple(
+            BeaconStats(
+                name=heard.settings.name,
+                zone=heard.settings.zone,
+                last_seen_age_s=None if heard.last_mono is None else round(now - heard.last_mono, 1),
+                missing=heard.last_mono is None or now - heard.last_mono > heard.settings.missing_after_s,
+                rssi=heard.rssi,
+                scanner=heard.scanner,
+                battery_mv=heard.battery_mv,
+                temperature_c=heard.temperature_c,
             )
-        return report
+            for heard in self._by_key.values()
+        )

@@ -46,6 +46,14 @@ class _Shopper:
 _Timer = tuple[float, int, str, _Shopper, int]
 
 
+@dataclass(slots=True, frozen=True)
+class BlePresenceStats:
+    """Shoppers tracked now, and the filter's events and refusals by kind (only those that happened)."""
+
+    tracked: int
+    counts: Mapping[str, int]
+
+
 class BlePresence:
     """Presence of identified shoppers in zones; memory bounded by max_tracked x max_scanners_per_identity."""
 
@@ -169,8 +177,8 @@ class BlePresence:
         window = None if state is None else state.windows.get(scanner)
         return None if window is None else window.value(self._clock.monotonic())
 
-    def stats(self) -> dict[str, int]:
-        return {"tracked": len(self._shoppers), **self._counts}
+    def stats(self) -> BlePresenceStats:
+        return BlePresenceStats(len(self._shoppers), dict(self._counts))
 
     def __len__(self) -> int:
         return len(self._shoppers)

@@ -7,11 +7,13 @@ no RSSI, no count per device; only the number of anonymous adverts is kept.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from edge.events import Advert, PresenceChanged, Sighting
-from edge.identity.eid import EidResolver
-from edge.presence.beacons import BeaconRegistry
-from edge.presence.ble import BlePresence
+from edge.identity.eid import EidResolver, EidStats
+from edge.presence.beacons import BeaconRegistry, BeaconStats
+from edge.presence.ble import BlePresence, BlePresenceStats
 from edge.sources.ble.frames import (
     EddystoneEid,
     EddystoneTlm,
@@ -23,6 +25,22 @@ from edge.sources.ble.frames import (
 from edge.sources.espresense import RemoteBeacon, RemoteEid
 
 
+@dataclass(slots=True, frozen=True)
+class IngestStats:
+    """Adverts by outcome (identified, store_beacon, anonymous), malformed frames by reason, and each stage's
+    own snapshot."""
+
+    adverts: Mapping[str, int]
+    frames_rejected: Mapping[str, int]
+    presence: BlePresenceStats
+    eid: EidStats
+    beacons: tuple[BeaconStats, ...]
+
+    @property
+    def missing_beacons(self) -> list[str]:
+        return [beacon.name for beacon in self.beacons if beacon.missing]
+
+
 class BleIngest:
     """Owns no state of its own beyond counters; each stage keeps what it is allowed to keep."""
 
@@ -32,6 +50,15 @@ class BleIngest:
         self.presence = presence
         self.counters: Counter[str] = Counter()
         self.frame_counter = FrameCounter()  # malformed frames by reason
+
+    def stats(self) -> IngestStats:
+        return IngestStats(
+            adverts=dict(self.counters),
+            frames_rejected=dict(self.frame_counter),
+            presence=self.presence.stats(),
+            eid=self.resolver.stats(),
+            beacons=self.beacons.stats(),
+        )
 
     def advert(self, advert: Advert) -> list[PresenceChanged]:
         """One local advert; returns the presence changes it causes (usually none)."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 from edge.clock import Clock
@@ -29,6 +30,15 @@ NEGATIVE_MAX: Final = 10_000
 
 class FetchClient(Protocol):
     async def fetch_profile(self, shopper_id: str, timeout_s: float) -> FetchedProfile | None: ...
+
+
+@dataclass(slots=True, frozen=True)
+class ProfileStats:
+    """A snapshot for gateway/health (``sync.profiles``); ``outcomes`` holds only the outcomes that happened."""
+
+    inflight: int
+    unknown_cached: int  # shoppers the cloud does not know, remembered for a while
+    outcomes: Mapping[str, int]
 
 
 class ProfileFetcher:
@@ -137,5 +147,5 @@ class ProfileFetcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def stats(self) -> dict[str, int]:
-        return {"inflight": len(self._inflight), "unknown_cached": len(self._unknown), **self.outcomes}
+    def stats(self) -> ProfileStats:
+        return ProfileStats(len(self._inflight), len(self._unknown), dict(self.outcomes))

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -28,6 +28,7 @@ from edge.sync.mirror import Mirror, OfferOverlay
 from edge.sync.profiles import ProfileFetcher
 from edge.sync.pull import Puller
 from edge.sync.push import Pusher
+from edge.sync.stats import PullHealth, PushHealth, SyncStats
 
 if TYPE_CHECKING:
     from edge.control.metrics import Metrics
@@ -105,44 +106,47 @@ class SyncService:
     def wake_push(self) -> None:
         self.push_loop.wake()
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> SyncStats:
         now = time.monotonic()
 
         def age(mono: float | None) -> float | None:
             return None if mono is None else round(now - mono, 1)
 
         push, pull = self.pusher.stats, self.puller.stats
-        return {
-            "cloud_down": self.cloud_down(),
-            "outbox": await self._ledger.outbox.stats(),
-            "push": {
-                "batches": push.batches,
-                "events": push.events_sent,
-                "accepted": push.accepted,
-                "duplicates": push.duplicates,
-                "rejected": push.rejected,
-                "given_up": push.given_up,
-                "parked": push.parked,
-                "shrunk": push.shrunk,
-                "failures": dict(self.push_loop.state.failures),
-                "retry_after": self.push_loop.state.retry_after,
-                "last_delay_s": round(self.push_loop.state.last_delay_s, 2),
-                "last_success_age_s": age(self.push_loop.state.last_success_mono),
-            },
-            **await self._ledger.dead_letters.stats(self._clock.wall()),
-            "pull": {
-                "pages": pull.pages,
-                "changes": pull.changes,
-                "rejected": dict(pull.rejected),
-                "failures": dict(self.pull_loop.state.failures),
-                "cursor": pull.cursor,
-                "resets": pull.resets,
-                "rebuilds": pull.rebuilds,
-                "swept": dict(pull.swept),
-                "last_success_age_s": age(self.pull_loop.state.last_success_mono),
-            },
-            "profiles": self.fetcher.stats(),
-        }
+        push_state, pull_state = self.push_loop.state, self.pull_loop.state
+        refused = await self._ledger.dead_letters.stats(self._clock.wall())
+        return SyncStats(
+            cloud_down=self.cloud_down(),
+            outbox=await self._ledger.outbox.stats(),
+            push=PushHealth(
+                batches=push.batches,
+                events=push.events_sent,
+                accepted=push.accepted,
+                duplicates=push.duplicates,
+                rejected=push.rejected,
+                given_up=push.given_up,
+                parked=push.parked,
+                shrunk=push.shrunk,
+                failures=dict(push_state.failures),
+                retry_after=push_state.retry_after,
+                last_delay_s=round(push_state.last_delay_s, 2),
+                last_success_age_s=age(push_state.last_success_mono),
+            ),
+            parked=refused.parked,
+            dead_letter=refused.dead_letter,
+            pull=PullHealth(
+                pages=pull.pages,
+                changes=pull.changes,
+                rejected=dict(pull.rejected),
+                failures=dict(pull_state.failures),
+                cursor=pull.cursor,
+                resets=pull.resets,
+                rebuilds=pull.rebuilds,
+                swept=dict(pull.swept),
+                last_success_age_s=age(pull_state.last_success_mono),
+            ),
+            profiles=self.fetcher.stats(),
+        )
 
 
 class CatalogTarget(Protocol):

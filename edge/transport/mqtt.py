@@ -9,8 +9,9 @@ import json
 import logging
 import random
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Final
 
 import aiomqtt
@@ -34,6 +35,24 @@ CONNECT_TIMEOUT_S: Final = 5.0
 OVERSIZED_LOG_EVERY_S: Final = 60.0
 # A full outbox during a long outage would log every message; one line per this many drops is enough.
 LOG_EVERY_DROPS: Final = 1000
+
+
+class LinkState(StrEnum):
+    IDLE = "idle"  # built, not run yet
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    BACKOFF = "backoff"  # the connection failed or was lost: waiting before the next attempt
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True, frozen=True)
+class LinkStats:
+    """A snapshot for gateway/health. ``counters`` holds only the events that happened (received,
+    published, deferred, oversized, handler_errors, outbox_dropped, connect_failures, disconnects)."""
+
+    state: LinkState
+    outbox: int  # messages waiting for the broker
+    counters: Mapping[str, int]
 
 
 @dataclass(slots=True, frozen=True)
@@ -116,7 +135,7 @@ class MqttLink:
         self._stop = asyncio.Event()
         self._final = True
         self.connected = asyncio.Event()
-        self.state = "idle"
+        self.state = LinkState.IDLE
         self.counters: Counter[str] = Counter()
 
     # ----- wiring (before run) -----
@@ -169,6 +188,9 @@ class MqttLink:
     def outbox_depth(self) -> int:
         return len(self._outbox)
 
+    def stats(self) -> LinkStats:
+        return LinkStats(self.state, len(self._outbox), dict(self.counters))
+
     # ----- lifecycle -----
     def request_stop(self, *, final: bool = True) -> None:
         """Drain and leave. ``final=False`` (a rebuild, another link follows at once): no 'stopped' status."""
@@ -179,7 +201,7 @@ class MqttLink:
         """Connect, serve, reconnect with backoff, until ``request_stop``; then publish 'stopped' and leave."""
         attempt = 0
         while not self._stop.is_set():
-            self.state = "connecting"
+            self.state = LinkState.CONNECTING
             client, dropped = self._make_client()
             try:
                 if not await self._connect(client, dropped):
@@ -204,12 +226,12 @@ class MqttLink:
                 self._client = None
                 # Retained copies are superseded by the registry, republished first on the next connect.
                 self._outbox = deque(item for item in self._outbox if not item.retain)
-            self.state = "backoff"
+            self.state = LinkState.BACKOFF
             delay = backoff_delay(attempt, self._settings.reconnect_max_s, self._rng)
             attempt += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=delay)
-        self.state = "stopped"
+        self.state = LinkState.STOPPED
 
     async def _connect(self, client: aiomqtt.Client, dropped: asyncio.Event) -> bool:
         """Open the session; False if a stop came first. Raises MqttError on refusal, drop or timeout."""
@@ -272,7 +294,7 @@ class MqttLink:
         self._client = client
         for pattern, _ in self._handlers:
             await client.subscribe(pattern, qos=QOS)
-        self.state = "connected"
+        self.state = LinkState.CONNECTED
         if self._on_connect is not None:
             self._on_connect()
         self._queue_connect_state()

@@ -22,6 +22,7 @@ from edge.identity.eid import (
     EidKey,
     EidKeyFileError,
     EidResolver,
+    EidStats,
     compute_eid,
     load_eid_keys,
     parse_eid_keys,
@@ -154,22 +155,16 @@ def test_resolves_the_current_and_neighbouring_periods_only(clock: ManualClock, 
     for shift in (-2, 2):
         assert resolver.resolve(eid_at(key, NOW, shift)) is None
     assert resolver.resolve(b"\x00" * 8) is None
-    assert resolver.stats() == {
-        "keys": 1,
-        "active": 1,
-        "table": 3,
-        "refreshes": 0,
-        "resolved": 3,
-        "unresolved": 3,
-        "collisions": 0,
-    }
+    assert resolver.stats() == EidStats(
+        keys=1, active=1, table=3, refreshes=0, resolved=3, unresolved=3, collisions=0
+    )
 
 
 @pytest.mark.parametrize("neighbours", [0, 2])
 def test_the_window_width_is_configurable(clock: ManualClock, key: EidKey, neighbours: int) -> None:
     resolver = EidResolver(clock, neighbours=neighbours)
     resolver.add_key(key)
-    assert resolver.stats()["table"] == 2 * neighbours + 1
+    assert resolver.stats().table == 2 * neighbours + 1
     assert resolver.resolve(eid_at(key, NOW, neighbours)) == "p-1"
     assert resolver.resolve(eid_at(key, NOW, neighbours + 1)) is None
 
@@ -215,8 +210,8 @@ def test_rollover_moves_the_window(clock: ManualClock, key: EidKey) -> None:
     assert resolver.resolve(eid_at(key, NOW, 1)) == "p-1"  # the new current period
     assert resolver.resolve(eid_at(key, NOW, 2)) == "p-1"  # its next one
     assert resolver.resolve(eid_at(key, NOW, -1)) is None  # two periods back now
-    assert resolver.stats()["table"] == 3
-    assert resolver.stats()["refreshes"] == 1
+    assert resolver.stats().table == 3
+    assert resolver.stats().refreshes == 1
     assert resolver.next_rollover() == boundary + PERIOD
 
 
@@ -226,7 +221,7 @@ def test_a_long_pause_catches_up_in_one_refresh(clock: ManualClock, key: EidKey)
     clock.advance(10 * PERIOD)
     assert resolver.refresh() == 1
     assert resolver.resolve(eid_at(key, clock.wall())) == "p-1"
-    assert resolver.stats()["table"] == 3
+    assert resolver.stats().table == 3
 
 
 def test_a_wall_clock_step_back_rebuilds(clock: ManualClock, key: EidKey) -> None:
@@ -237,7 +232,7 @@ def test_a_wall_clock_step_back_rebuilds(clock: ManualClock, key: EidKey) -> Non
     assert resolver.refresh(earlier) == 1
     assert resolver.resolve(eid_at(key, earlier)) == "p-1"
     assert resolver.resolve(eid_at(key, NOW)) is None
-    assert resolver.stats()["table"] == 3
+    assert resolver.stats().table == 3
 
 
 def test_refresh_moves_only_the_keys_that_rolled(clock: ManualClock) -> None:
@@ -262,7 +257,7 @@ def test_a_new_key_replaces_the_old_one(clock: ManualClock, key: EidKey) -> None
     resolver.add_key(new_key)
     assert resolver.resolve(old) is None
     assert resolver.resolve(eid_at(new_key, NOW)) == "p-1"
-    assert resolver.stats()["table"] == 3
+    assert resolver.stats().table == 3
 
 
 def test_remove_and_load(clock: ManualClock, key: EidKey) -> None:
@@ -275,21 +270,21 @@ def test_remove_and_load(clock: ManualClock, key: EidKey) -> None:
     assert resolver.resolve(eid_at(other, NOW)) == "p-2"
     assert resolver.load([key]) == 1  # a reload replaces the whole set
     assert resolver.resolve(eid_at(other, NOW)) is None
-    assert resolver.stats()["keys"] == 1
-    assert resolver.stats()["table"] == 3
+    assert resolver.stats().keys == 1
+    assert resolver.stats().table == 3
 
 
 def test_ten_thousand_keys(clock: ManualClock) -> None:
     many = [EidKey(f"p-{i}", i.to_bytes(16, "big"), 10 + i % 6, clock_offset_s=i) for i in range(10_000)]
     resolver = EidResolver(clock)
     assert resolver.load(many) == 10_000
-    assert resolver.stats()["table"] == 30_000
+    assert resolver.stats().table == 30_000
     for i in (0, 4_321, 9_999):
         assert resolver.resolve(eid_at(many[i], NOW)) == f"p-{i}"
     clock.advance(2**15)  # every key's period rolled at least once
     assert resolver.refresh() == 10_000
     assert resolver.resolve(eid_at(many[4_321], clock.wall())) == "p-4321"
-    assert resolver.stats()["table"] == 30_000
+    assert resolver.stats().table == 30_000
 
 
 # ----- consent -----
@@ -307,7 +302,7 @@ async def test_only_opted_in_keys_resolve(clock: ManualClock, key: EidKey, conse
     resolver = EidResolver(clock, consents=consents)
     assert not resolver.add_key(key)  # held, not active
     assert resolver.resolve(eid_at(key, NOW)) is None
-    assert resolver.stats()["table"] == 0
+    assert resolver.stats().table == 0
     await consents.apply("p-1", Purpose.MEASUREMENT, True, NOW, "app")  # another purpose: no effect
     assert resolver.resolve(eid_at(key, NOW)) is None
     await consents.apply("p-1", BLE, True, NOW, "app")
@@ -330,8 +325,8 @@ async def test_a_withdrawal_removes_the_eids_at_once(
     assert not withdrawal.done()
     assert seen_by_next_listener == [None]  # already gone when the next listener ran
     assert resolver.resolve(eid) is None
-    assert resolver.stats()["table"] == 0
-    assert resolver.stats()["keys"] == 1  # kept, inactive
+    assert resolver.stats().table == 0
+    assert resolver.stats().keys == 1  # kept, inactive
     sink.gate.set()
     await withdrawal
 
@@ -348,7 +343,7 @@ async def test_a_grant_after_a_withdrawal_restores(
     await consents.apply("p-1", BLE, True, clock.wall(), "app")
     assert resolver.resolve(eid_at(key, clock.wall())) == "p-1"
     assert resolver.resolve(eid_at(key, NOW)) is None
-    assert resolver.stats()["table"] == 3
+    assert resolver.stats().table == 3
 
 
 async def test_a_removed_key_is_not_restored_by_a_grant(
@@ -361,7 +356,7 @@ async def test_a_removed_key_is_not_restored_by_a_grant(
     await consents.apply("p-1", BLE, False, NOW - 5, "kiosk")
     await consents.apply("p-1", BLE, True, NOW, "app")
     assert resolver.resolve(eid_at(key, NOW)) is None
-    assert resolver.stats()["keys"] == 0
+    assert resolver.stats().keys == 0
 
 
 async def test_close_stops_listening(clock: ManualClock, key: EidKey, consents: ConsentStore) -> None:
@@ -369,7 +364,7 @@ async def test_close_stops_listening(clock: ManualClock, key: EidKey, consents: 
     resolver.add_key(key)
     resolver.close()
     await consents.apply("p-1", BLE, True, NOW, "app")
-    assert resolver.stats()["active"] == 0
+    assert resolver.stats().active == 0
 
 
 class SilentConsents:
@@ -393,7 +388,7 @@ def test_consent_is_checked_on_every_hit(clock: ManualClock, key: EidKey) -> Non
     assert resolver.resolve(eid_at(key, NOW)) == "p-1"
     consents.granted.clear()
     assert resolver.resolve(eid_at(key, NOW)) is None
-    assert resolver.stats()["table"] == 0
+    assert resolver.stats().table == 0
 
 
 # ----- the keys file -----
@@ -526,7 +521,8 @@ def test_removing_many_keys_keeps_the_rest_rolling(clock: ManualClock) -> None:
     resolver.load(many)
     for i in range(190):  # enough stale heap entries to compact them away
         resolver.remove_shopper(f"p-{i}")
-    assert resolver.stats() == resolver.stats() | {"keys": 10, "active": 10, "table": 30}
+    stats = resolver.stats()
+    assert (stats.keys, stats.active, stats.table) == (10, 10, 30)
     clock.advance(16)
     assert resolver.refresh() == 10
     assert resolver.next_rollover() == (int(clock.wall()) // 16 + 1) * 16

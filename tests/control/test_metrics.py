@@ -1,6 +1,7 @@
-"""The Prometheus endpoint for real: an aiohttp server on a free loopback port, scraped over HTTP and parsed.
+"""The Prometheus endpoint for real: an aiohttp server on a free loopback port, scraped over HTTP and parsed
+by prometheus_client's own parser.
 
-Stage histograms (buckets, counts, sums), the health dict as gauges and counters, /healthz 200/503, and the
+Stage histograms (buckets, counts, sums), a ``HealthReport`` as gauges and counters, /healthz 200/503, and the
 hooks of the real gateway (check-in, decision, ledger batch, BLE advert, cloud push) feeding the histograms.
 """
 
@@ -10,19 +11,41 @@ import asyncio
 import contextlib
 import json
 import math
-import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import aiosqlite
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from edge import __version__
-from edge.control.health import DEAD_LETTER_ALERT_S, refused_alerts
+from edge.act.displays import DisplayStats
+from edge.control.health import DEAD_LETTER_ALERT_S, BleReport, HealthReport, refused_alerts
 from edge.control.metrics import BUCKETS_S, CONTENT_TYPE, Histogram, Metrics, MetricsServer
+from edge.control.remote import ControlStats
+from edge.flow.ble import BleFlowStats
+from edge.flow.camera import CameraFlowStats
+from edge.flow.decider import DeciderStats
+from edge.flow.pos import PosStats
+from edge.flow.stats import FlowCounts
+from edge.identity.eid import EidStats
+from edge.identity.tokens import RejectReason, TokenStats
+from edge.identity.wallclock import ClockStats
+from edge.ledger.deadletter import DeadLetterStats, ParkedStats
+from edge.ledger.outbox import ClassStats, OutboxStats
+from edge.ledger.store import LedgerStats
 from edge.ledger.writer import BatchWriter, Tx, WriterCounters
+from edge.presence.beacons import BeaconStats
+from edge.presence.ble import BlePresenceStats
+from edge.presence.ingest import IngestStats
+from edge.sources.ble.scanner import BleScannerStats, ScannerState
+from edge.sources.camera.capture import CameraState, CameraStats
+from edge.sync.profiles import ProfileStats
+from edge.sync.stats import PullHealth, PushHealth, SyncStats
+from edge.transport.mqtt import LinkState, LinkStats
 from tests.support.broker import Mosquitto, free_port
 from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe
@@ -32,61 +55,22 @@ from tests.support.store import ROOT, STORE, StoreKit, make_store, sync_section
 CONTENT = f"{ROOT}/display/screen-cafe/content"
 STAGE = "edge_stage_latency_seconds"
 
-# ----- a small parser of the text format 0.0.4 ---------------------------------------------------------------
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
-_SUFFIXES = ("_bucket", "_sum", "_count")
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
 
 class Scrape:
-    """Samples by (name, labels) and family types; refuses anything malformed as it parses."""
+    """An exposition parsed by prometheus_client: samples by (name, labels), and each family's type by the
+    name its TYPE line gives (a counter's with ``_total``)."""
 
     def __init__(self, text: str) -> None:
-        self.samples: Samples = {}
+        self.samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
         self.types: dict[str, str] = {}
-        helps: set[str] = set()
-        finished: set[str] = set()
-        current = ""
-        assert text.endswith("\n")
-        for line in text.splitlines():
-            if line.startswith("# HELP "):
-                name = line.split(" ", 3)[2]
-                assert name not in helps, f"HELP twice for {name}"
-                helps.add(name)
-                continue
-            if line.startswith("# TYPE "):
-                _, _, name, kind = line.split(" ")
-                assert name not in self.types, f"TYPE twice for {name}"
-                assert kind in {"counter", "gauge", "histogram"}
-                self.types[name] = kind
-                if current:
-                    finished.add(current)
-                current = name
-                continue
-            match = _SAMPLE.match(line)
-            assert match, f"not a sample line: {line!r}"
-            name, raw_labels, raw_value = match.groups()
-            family = self._family(name)
-            assert family == current and family not in finished, f"{name} outside its family's block"
-            labels: dict[str, str] = {}
-            if raw_labels:
-                consumed = "".join(m.group(0) for m in _LABEL.finditer(raw_labels))
-                assert consumed == raw_labels, f"bad labels: {raw_labels!r}"
-                labels = {m.group(1): m.group(2) for m in _LABEL.finditer(raw_labels)}
-            key = (name, frozenset(labels.items()))
-            assert key not in self.samples, f"duplicate sample {line!r}"
-            self.samples[key] = float(raw_value)
-        assert helps == set(self.types)
-
-    def _family(self, name: str) -> str:
-        for suffix in _SUFFIXES:
-            base = name.removesuffix(suffix)
-            if base != name and self.types.get(base) == "histogram":
-                return base
-        return name
+        for family in text_string_to_metric_families(text):
+            name = f"{family.name}_total" if family.type == "counter" else family.name
+            assert name not in self.types, f"{name} twice"
+            self.types[name] = family.type
+            for sample in family.samples:
+                key = (sample.name, frozenset(sample.labels.items()))
+                assert key not in self.samples, f"duplicate sample {key}"
+                self.samples[key] = sample.value
 
     def get(self, name: str, **labels: str) -> float | None:
         return self.samples.get((name, frozenset(labels.items())))
@@ -110,7 +94,7 @@ class Scrape:
 
 @contextlib.asynccontextmanager
 async def serving(
-    metrics: Metrics, health: Callable[[], Mapping[str, Any]]
+    metrics: Metrics, health: Callable[[], HealthReport]
 ) -> AsyncIterator[tuple[MetricsServer, aiohttp.ClientSession]]:
     server = MetricsServer(metrics, health, "127.0.0.1", 0)
     await server.start()
@@ -146,164 +130,67 @@ def count(histogram: Histogram) -> int:
     return histogram.snapshot()[1]
 
 
-# ----- a health dict shaped like Gateway.health() -----------------------------------------------------------
+# ----- a report of a gateway with everything on --------------------------------------------------------------
 
 
-def health_dict(*, state: str = "connected", alerts: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "v": 1,
-        "ts": "2026-11-22T10:00:00.000Z",
-        "version": "0.1.0",
-        "uptime_s": 120.5,
-        "config_version": "abc123def456",
-        "model_version": "offers-7",
-        "mqtt": {
-            "state": state,
-            "outbox": 3,
-            "received": 40,
-            "published": 90,
-            "disconnects": 2,
-            "connect_failures": 1,
-            "outbox_dropped": 0,
-        },
-        "ledger": {
-            "queue_depth": 5,
-            "queue_max": 10000,
-            "batches_committed": 17,
-            "batches_split": 0,
-            "ops_committed": 33,
-            "ops_failed": 1,
-            "rows_written": 44,
-            "largest_batch": 6,
-            "last_commit_ms": 1.5,
-            "backpressure_waits": 0,
-            "dropped": 0,
-            "decision_duplicates": 2,
-            "exposure_duplicates": 0,
-            "exposure_unknown_decision": 0,
-            "jti_replays": 1,
-            "consent_stale": 0,
-            "corrupt_recovered": 0,
-            "corrupted_moved_to": None,
-        },
-        "queues": {"mqtt_outbox": 3, "ledger": 5},
-        "drops": {"mqtt_outbox": 0, "rejected": {"checkin.bad_json": 4, "ack.unknown_display": 1}},
-        "checkins": 12,
-        "decisions": 20,
-        "exposures": 9,
-        "pos": {"transactions": 5, "identified": 2, "anonymous": 3},
-        "last_checkin_age_s": 2.5,
-        "tokens": {"accepted": 12, "rejected": {"expired": 3, "bad_signature": 1}},
-        "displays": {"screen-cafe": {"version": 7, "offer_id": "o1", "online": True, "pending": False}},
-        "sync_backlog": 42,
-        "sync": {
-            "cloud_down": False,
-            "outbox": {
-                "events": 42,
-                "bytes": 8400,
-                "max_bytes": 400_000_000,
-                "over_bound": False,
-                "dropped": 0,
-                "oldest_age_s": 3.25,
-                "by_class": {"telemetry": {"events": 40, "bytes": 8000, "dropped": 0}},
+def health_report(*, state: LinkState = LinkState.CONNECTED, alerts: bool = False) -> HealthReport:
+    """A HealthReport with every part present; ``alerts`` raises mqtt_outbox_dropped and beacons_missing."""
+    beacon = BeaconStats("door", "entrance", 1.5, alerts, -60, "local:hci0", 2950, 21.5)
+    capture = CameraStats(CameraState.STREAMING, 14.8, 5000, 12, 0, 1, 0, 0, 0.07, 640, 480)
+    return HealthReport(
+        now_wall=1_800_000_000.0,
+        version="0.1.0",
+        uptime_s=120.5,
+        config_version="abc123def456",
+        model_version="offers-7",
+        mqtt=LinkStats(
+            state,
+            3,
+            {
+                "received": 40,
+                "published": 90,
+                "disconnects": 2,
+                "connect_failures": 1,
+                "outbox_dropped": 12 if alerts else 0,
             },
-            "push": {
-                "batches": 4,
-                "events": 100,
-                "accepted": 98,
-                "duplicates": 2,
-                "rejected": 1,
-                "given_up": 1,
-                "parked": 0,
-                "failures": {"http": 3},
-                "retry_after": 2,
-                "last_success_age_s": 0.5,
-            },
-            "parked": {
-                "events": 1,
-                "by_class": {"telemetry": 0, "conversion": 1, "privacy": 0},
-                "oldest_age_s": 60.0,
-            },
-            "dead_letter": {"events": 1, "given_up": 1, "evicted": 0, "last_age_s": 5.0},
-            "pull": {
-                "pages": 2,
-                "changes": 30,
-                "rejected": {},
-                "failures": {},
-                "cursor": 30,
-                "resets": 0,
-                "last_success_age_s": None,
-            },
-            "profiles": {"inflight": 0, "unknown_cached": 1, "fetched": 5},
-        },
-        "ble": {
-            "scanner": {
-                "state": "scanning",
-                "mode": "passive",
-                "adverts": 1000,
-                "drops": 7,
-                "queue_depth": 2,
-                "starts": 1,
-                "restarts": 0,
-                "adapter_resets": 0,
-                "bluez_restarts": 0,
-                "passive_fallbacks": 0,
-                "errors": {"timeout": 1},
-                "last_advert_age_s": 0.25,
-                "last_error": None,
-            },
-            "adverts": {"anonymous": 990, "identified": 10},
-            "frames_rejected": {"short": 2},
-            "presence": {"tracked": 1, "invalid_rssi": 0},
-            "eid": {
-                "keys": 3,
-                "active": 2,
-                "table": 6,
-                "refreshes": 1,
-                "resolved": 10,
-                "unresolved": 5,
-                "collisions": 0,
-            },
-            "beacons": [
-                {
-                    "name": "door",
-                    "zone": "entrance",
-                    "last_seen_age_s": 1.5,
-                    "missing": False,
-                    "rssi": -60,
-                    "scanner": "local:hci0",
-                    "battery_mv": 2950,
-                    "temperature_c": 21.5,
-                }
-            ],
-            "missing_beacons": [],
-            "events": {"enter": 3, "leave": 2},
-        },
-        "cameras": {
-            "front": {
-                "zone": "cafe",
-                "capture": {
-                    "state": "streaming",
-                    "fps": 14.8,
-                    "frames": 5000,
-                    "skipped": 12,
-                    "corrupt": 0,
-                    "read_failures": 1,
-                    "errors": 0,
-                    "reopens": 0,
-                    "last_frame_age_s": 0.07,
-                    "width": 640,
-                    "height": 480,
-                },
-                "people": 2,
-                "entered": 10,
-                "left": 8,
-                "mean_dwell_s": 12.5,
-                "qr_checkins": 1,
-            }
-        },
-        "alerts": list(alerts or []),
-    }
+        ),
+        ledger=LedgerStats(5, 10000, 17, 0, 33, 1, 44, 6, 1.5, 0, False, 0, 0, 2, 0, 0, 1, 0, None),
+        rejected={"checkin.bad_json": 4, "ack.unknown_display": 1},
+        flow=FlowCounts(12, 9, 0, 0, 0, {}, 0, 1_800_000_000.0 - 2.5),
+        decider=DeciderStats(20, "offers-7"),
+        clock=ClockStats(1_800_000_000.0, 0.0, behind=False),
+        pos=PosStats(transactions=5, identified=2, anonymous=3, redelivered=0),
+        tokens=TokenStats(12, {RejectReason.EXPIRED: 3, RejectReason.BAD_SIGNATURE: 1}),
+        displays={"screen-cafe": DisplayStats(version=7, offer_id="o1", online=True, pending=False)},
+        sync=SyncStats(
+            cloud_down=False,
+            outbox=OutboxStats(42, 8400, 400_000_000, False, 0, 3.25, {"telemetry": ClassStats(40, 8000, 0)}),
+            push=PushHealth(4, 100, 98, 2, 1, 1, 0, 0, {"http": 3}, 2, 0.5, 0.5),
+            parked=ParkedStats(0, {"telemetry": 0, "conversion": 0, "privacy": 0}, None),
+            # given up more than a day ago: held, counted, no longer an alert
+            dead_letter=DeadLetterStats(1, 1, 0, DEAD_LETTER_ALERT_S + 60),
+            pull=PullHealth(2, 30, {}, {}, "30", 0, 0, {}, None),
+            profiles=ProfileStats(0, 1, {"fetched": 5}),
+        ),
+        ble=BleReport(
+            BleScannerStats(
+                ScannerState.SCANNING, "passive", 1000, 7, 2, 1, 0, 0, 0, 0, {"timeout": 1}, 0.25, None
+            ),
+            BleFlowStats(
+                IngestStats(
+                    adverts={"anonymous": 990, "identified": 10},
+                    frames_rejected={"short": 2},
+                    presence=BlePresenceStats(1, {"invalid_rssi": 0}),
+                    eid=EidStats(3, 2, 6, 1, 10, 5, 0),
+                    beacons=(beacon,),
+                ),
+                {"enter": 3, "leave": 2},
+            ),
+        ),
+        cameras=(CameraFlowStats("front", "cafe", capture, 2, 10, 8, 12.5, {"qr_checkins": 1}),),
+        control=ControlStats(0, None, 0, (), {}, {}, ()),
+        metrics_error=None,
+    )
 
 
 # ----- the histogram itself ----------------------------------------------------------------------------------
@@ -333,8 +220,7 @@ async def test_scrape_has_stage_histograms_and_health_gauges() -> None:
     metrics.decision.observe(0.00003)
     metrics.ledger_batch.observe(3.0)  # past every bound: +Inf only
     metrics.stage("camera_qr").observe(0.02)
-    health = health_dict()
-    async with serving(metrics, lambda: health) as (_, session):
+    async with serving(metrics, health_report) as (_, session):
         result = await scrape(session)
 
     assert result.types[STAGE] == "histogram"
@@ -394,7 +280,7 @@ async def test_scrape_has_stage_histograms_and_health_gauges() -> None:
     assert result.value("edge_sync_failures_total", direction="push", kind="http") == 3
     assert result.value("edge_sync_push_results_total", result="duplicates") == 2
     assert result.value("edge_sync_push_results_total", result="given_up") == 1
-    assert result.value("edge_sync_parked_events", **{"class": "conversion"}) == 1
+    assert result.value("edge_sync_parked_events", **{"class": "conversion"}) == 0
     assert result.value("edge_sync_dead_letter_events") == 1
     assert result.value("edge_sync_dead_letter_total") == 1
     assert result.value("edge_sync_retry_after_total") == 2
@@ -413,26 +299,27 @@ async def test_scrape_has_stage_histograms_and_health_gauges() -> None:
 
 
 async def test_healthz_follows_alerts_and_the_broker() -> None:
-    health = health_dict()
+    health = health_report()
     async with serving(Metrics(), lambda: health) as (_, session):
         assert await healthz(session) == (200, {"status": "ok"})
 
-        health = health_dict(alerts=["mqtt_outbox_dropped: 12 messages", "beacons_missing: door"])
+        health = health_report(alerts=True)
+        assert health.alerts == ["beacons_missing: door", "mqtt_outbox_dropped: 12 messages"]
         status, body = await healthz(session)
         assert status == 503
-        assert body == {"status": "unhealthy", "reasons": ["mqtt_outbox_dropped", "beacons_missing"]}
+        assert body == {"status": "unhealthy", "reasons": ["beacons_missing", "mqtt_outbox_dropped"]}
         result = await scrape(session)
         assert result.value("edge_healthy") == 0
         assert result.value("edge_alerts") == 2
         assert result.value("edge_alert", alert="beacons_missing") == 1
 
-        health = health_dict(state="backoff")
+        health = health_report(state=LinkState.BACKOFF)
         assert await healthz(session) == (503, {"status": "unhealthy", "reasons": ["mqtt_backoff"]})
         result = await scrape(session)
         assert result.value("edge_mqtt_connected") == 0
         assert result.value("edge_mqtt_state", state="backoff") == 1
 
-        health = health_dict()
+        health = health_report()
         assert (await healthz(session))[0] == 200
 
 
@@ -440,7 +327,7 @@ async def test_unreadable_health_still_scrapes_and_fails_healthz() -> None:
     metrics = Metrics()
     metrics.checkin.observe(0.001)
 
-    def broken() -> Mapping[str, Any]:
+    def broken() -> HealthReport:
         raise RuntimeError("health() before the gateway was built")
 
     async with serving(metrics, broken) as (_, session):
@@ -454,16 +341,19 @@ async def test_unreadable_health_still_scrapes_and_fails_healthz() -> None:
 
 
 async def test_label_values_are_escaped() -> None:
-    health = health_dict()
-    health["displays"] = {'screen "a"\\b\nc': {"version": 1, "online": False, "pending": True}}
-    async with serving(Metrics(), lambda: health) as (_, session):
-        result = await scrape(session)
-    assert result.value("edge_display_pending", display='screen \\"a\\"\\\\b\\nc') == 1
+    odd = DisplayStats(version=1, offer_id=None, online=False, pending=True)
+    health = replace(health_report(), displays={'screen "a"\\b\nc': odd})
+    async with serving(Metrics(), lambda: health) as (_, session), session.get("/metrics") as response:
+        text = await response.text()
+    result = Scrape(text)
+    # escaped on the wire, read back whole by prometheus_client's parser
+    assert 'display="screen \\"a\\"\\\\b\\nc"' in text
+    assert result.value("edge_display_pending", display='screen "a"\\b\nc') == 1
 
 
 async def test_a_taken_port_fails_start_and_stop_is_idempotent() -> None:
-    async with serving(Metrics(), health_dict) as (server, _):
-        clash = MetricsServer(Metrics(), health_dict, "127.0.0.1", server.port)
+    async with serving(Metrics(), health_report) as (server, _):
+        clash = MetricsServer(Metrics(), health_report, "127.0.0.1", server.port)
         with pytest.raises(OSError):
             await clash.start()
         await clash.stop()
@@ -550,8 +440,8 @@ async def test_gateway_stages_and_health_through_the_endpoint(tmp_path: Path, mo
     assert result.value("edge_last_signal_age_seconds", signal="checkin") >= 0
 
 
-def pushed(health: Mapping[str, Any]) -> int:
-    return int(((health.get("sync") or {}).get("push") or {}).get("batches", 0))
+def pushed(health: HealthReport) -> int:
+    return 0 if health.sync is None else health.sync.push.batches
 
 
 async def test_cloud_push_batches_are_observed(tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -576,16 +466,14 @@ async def test_cloud_push_batches_are_observed(tmp_path: Path, mosquitto: Mosqui
 
 
 def test_events_the_cloud_refused_raise_alerts() -> None:
-    assert refused_alerts({}) == []
-    quiet = {
-        "parked": {"events": 0, "by_class": {}},
-        "dead_letter": {"events": 3, "last_age_s": DEAD_LETTER_ALERT_S},
-    }
-    assert refused_alerts(quiet) == []  # given up more than a day ago: the table keeps them, the alert is off
-    loud = {
-        "parked": {"events": 2, "by_class": {"telemetry": 0, "conversion": 1, "privacy": 1}},
-        "dead_letter": {"events": 3, "last_age_s": 10.0},
-    }
+    sync = health_report().sync
+    assert sync is not None
+    assert refused_alerts(sync) == []  # given up more than a day ago: the table keeps them, the alert is off
+    loud = replace(
+        sync,
+        parked=ParkedStats(2, {"telemetry": 0, "conversion": 1, "privacy": 1}, 30.0),
+        dead_letter=DeadLetterStats(3, 3, 0, 10.0),
+    )
     parked, dead = refused_alerts(loud)
     assert parked.startswith("sync_events_parked: 2 events") and "conversion 1, privacy 1" in parked
     assert dead.startswith("sync_dead_letter: 3 telemetry events")

@@ -231,5 +231,5 @@ async def test_a_snapshot_from_before_the_allow_list_is_not_run_at_start(
         async with running_gateway(store.settings(), config_path=store.config_path) as gateway:
             assert gateway.settings.mqtt.port == mosquitto.port
             assert gateway.control is not None and "config_snapshot_invalid" in gateway.control.flags
-            assert "config_snapshot_invalid: see control in gateway/health" in gateway.health()["alerts"]
+            assert "config_snapshot_invalid: see control in gateway/health" in gateway.health().alerts
         assert listener.connections == 0 and bytes(listener.received) == b""

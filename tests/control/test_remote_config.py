@@ -72,9 +72,10 @@ async def test_a_good_push_is_applied_live_without_touching_the_broker_connectio
             lambda: gateway.generation is not None and gateway.generation.decider.decisions >= 1
         )
         health = gateway.health()
-        assert health["control"]["current"] == 7 and health["control"]["applied"] == 1
-        assert health["config_version"] == "7" and health["model_version"] == gateway.model_version
-        assert health["last_signal_age_s"]["checkin"] is not None
+        assert health.control is not None
+        assert health.control.current == 7 and health.control.counters["applied"] == 1
+        assert health.config_version == "7" and health.model_version == gateway.model_version
+        assert health.signal_ages["checkin"] is not None
     logging.getLogger().setLevel(logging.WARNING)
 
 

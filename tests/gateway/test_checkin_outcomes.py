@@ -99,17 +99,17 @@ async def test_a_redelivered_checkin_is_counted_apart_from_a_replay_and_changes_
         again = Inbound(f"{ROOT}/checkin", payload, False, gateway.clock.monotonic(), redelivered=True)
         await flow.checkins.on_checkin(again)
         health = gateway.health()
-        assert health["checkins_redelivered"] == 1
-        assert health["checkins"] == 1
-        assert "checkin.replayed" not in health["drops"]["rejected"]
+        assert health.flow.redelivered == 1
+        assert health.flow.checkins == 1
+        assert "checkin.replayed" not in health.rejected
         assert (await gateway.ledger.table_counts())["decisions"] == decisions
         await app.wait_for(lambda: len(results(app, "app-9")) == 2)
         assert [r["status"] for r in results(app, "app-9")] == ["accepted", "accepted"]
 
         # Without the DUP flag the same bytes are a replay.
         await flow.checkins.on_checkin(Inbound(f"{ROOT}/checkin", payload, False, gateway.clock.monotonic()))
-        assert gateway.health()["drops"]["rejected"]["checkin.replayed"] == 1
-        assert gateway.health()["checkins_redelivered"] == 1
+        assert gateway.health().rejected["checkin.replayed"] == 1
+        assert gateway.health().flow.redelivered == 1
 
 
 async def test_the_broker_marks_a_message_it_sends_again_as_redelivered(tmp_path: Path) -> None:
@@ -159,22 +159,22 @@ async def test_a_clock_stepping_back_after_a_purge_cannot_make_a_used_token_new_
         clock.offset += 3600
         purged_at = clock.wall()
         assert (await gateway.purge())["jti"] == 1
-        assert "clock_behind" not in " ".join(gateway.health()["alerts"])
+        assert "clock_behind" not in " ".join(gateway.health().alerts)
         # A power cut; the Pi comes back with the time it had saved an hour ago. The token verifies again.
         clock.offset -= 3600
         await app.publish(f"{ROOT}/checkin", payload)
         await _refused(gateway, "checkin.clock_behind", 1)
         health = gateway.health()
-        assert any(alert.startswith("clock_behind:") for alert in health["alerts"])
-        assert health["clock"]["behind_s"] >= 3599
-        assert health["checkins"] == 1
+        assert any(alert.startswith("clock_behind:") for alert in health.alerts)
+        assert health.clock is not None and health.clock.behind_s >= 3599
+        assert health.flow.checkins == 1
         versions_behind = gateway.generation.board.version("screen-cafe") if gateway.generation else 0
 
     # A restart with the clock still behind: the floor comes back from the ledger, not from memory.
     async with running_gateway(store.settings(), clock=clock) as gateway, Probe(mosquitto.port) as app:
         await app.publish(f"{ROOT}/checkin", payload)
         await _refused(gateway, "checkin.clock_behind", 1)
-        assert any(alert.startswith("clock_behind:") for alert in gateway.health()["alerts"])
+        assert any(alert.startswith("clock_behind:") for alert in gateway.health().alerts)
         # Screens' versions stay above what they hold, or players would ignore new content.
         assert gateway.generation is not None
         assert gateway.generation.board.version("screen-cafe") > versions_behind
@@ -193,4 +193,4 @@ async def _accepted(gateway: Gateway, count: int) -> None:
 
 
 async def _refused(gateway: Gateway, key: str, count: int) -> None:
-    await until(lambda: gateway.health()["drops"]["rejected"].get(key, 0) >= count)
+    await until(lambda: gateway.health().rejected.get(key, 0) >= count)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.daemon import Gateway
-from edge.flow.pos import PosFlow, sale_event_id
+from edge.flow.pos import PosFlow, PosStats, sale_event_id
 from edge.generation import Generation
 from edge.identity import fingerprint, generate_keypair
 from edge.ledger import Ledger
@@ -71,7 +71,8 @@ async def conversions(cloud: ProfileStoreKit) -> list[dict[str, Any]]:
 async def no_conversion_queued(ledger: Ledger) -> bool:
     """Whether the outbox holds no conversion event: none made, or all acknowledged by the cloud."""
     stats = await ledger.outbox.stats()
-    return stats["by_class"].get("conversion", {"events": 0})["events"] == 0
+    conversion = stats.by_class.get("conversion")
+    return conversion is None or conversion.events == 0
 
 
 def by_txn(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -113,7 +114,7 @@ async def test_sales_become_conversion_events_with_consented_shopper_ids_only(
 
         # Each sale is counted once its event is durable in the outbox, which the cloud empties: once it is
         # empty, every event the gateway made has arrived and nothing more can (no waiting for a duplicate).
-        await until(lambda: pos_flow.stats.transactions == 10)
+        await until(lambda: pos_flow.counters.transactions == 10)
         await until(lambda: no_conversion_queued(ledger), what="the outbox's conversions to reach the cloud")
         events = await conversions(cloud)
         assert len(events) == 7
@@ -153,8 +154,7 @@ async def test_sales_become_conversion_events_with_consented_shopper_ids_only(
         rejected = flow.rejects.as_dict()
         assert rejected["pos.bad_token"] == 2
         assert rejected["pos.replayed_token"] == 1  # the redelivered T-full: its first delivery stands
-        health = gateway.health()["pos"]
-        assert health == {"transactions": 10, "identified": 1, "anonymous": 9, "redelivered": 0}
+        assert gateway.health().pos == PosStats(transactions=10, identified=1, anonymous=9, redelivered=0)
 
 
 JUNK: list[tuple[str, bytes, str]] = [
@@ -223,7 +223,7 @@ async def test_junk_is_counted_queues_nothing_and_check_ins_go_on(
         for _topic, _payload, reason in JUNK:
             expected[f"pos.{reason}"] = expected.get(f"pos.{reason}", 0) + 1
         await until(lambda: pos_rejections() == expected)
-        assert pos_flow.stats.transactions == 0
+        assert pos_flow.counters.transactions == 0
         assert await no_conversion_queued(ledger)
 
         # A good sale after the junk is the only conversion that reaches the cloud.
@@ -253,14 +253,9 @@ async def test_without_cloud_sync_sales_are_counted_and_nothing_is_queued(
         _flow, pos_flow, ledger = parts(gateway)
         assert ledger.outbox.max_bytes is None
         await pos.publish(lane_topic("2"), sale("T-offline", store.token("p-full")))
-        await until(lambda: pos_flow.stats.transactions == 1)
-        assert (await ledger.outbox.stats())["events"] == 0
-        assert gateway.health()["pos"] == {
-            "transactions": 1,
-            "identified": 1,
-            "anonymous": 0,
-            "redelivered": 0,
-        }
+        await until(lambda: pos_flow.counters.transactions == 1)
+        assert (await ledger.outbox.stats()).events == 0
+        assert gateway.health().pos == PosStats(transactions=1, identified=1, anonymous=0, redelivered=0)
 
 
 def test_lane_of_and_filter() -> None:

@@ -22,7 +22,7 @@ async def test_latest_wins(ledger: Ledger) -> None:
     assert await ledger.load_consents() == [ConsentRow("s1", Purpose.PERSONALIZATION, False, 20.0, "kiosk")]
     await ledger.set_consent(ConsentRow("s1", Purpose.PERSONALIZATION, True, 30.0, "app"))
     assert await ledger.load_consents() == [ConsentRow("s1", Purpose.PERSONALIZATION, True, 30.0, "app")]
-    assert ledger.stats()["consent_stale"] == 1
+    assert ledger.stats().consent_stale == 1
 
 
 async def test_withdrawal_wins_a_tie_in_either_order(ledger: Ledger) -> None:

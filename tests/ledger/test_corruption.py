@@ -24,7 +24,7 @@ def clock_start() -> float:
 async def _assert_fresh_and_working(ledger: Ledger, clock: ManualClock) -> None:
     assert await ledger.table_counts() == {"decisions": 0, "exposures": 0, "consents": 0, "jti": 0}
     assert await ledger.claim_jti("j", clock.wall() + 60)
-    assert ledger.stats()["corrupt_recovered"] == 1
+    assert ledger.stats().corrupt_recovered == 1
 
 
 def _write_garbage(db_path: Path) -> None:

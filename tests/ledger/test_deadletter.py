@@ -11,7 +11,7 @@ import pytest
 from edge.clock import ManualClock
 from edge.ledger import Ledger, OutboxEntry, Refusal
 from edge.ledger import deadletter as deadletter_module
-from edge.ledger.deadletter import read_refused
+from edge.ledger.deadletter import DeadLetterStats, ParkedStats, read_refused
 from edge.sync.wire import EventClass
 from tests.ledger.outbox_support import recount, totals
 
@@ -43,15 +43,13 @@ async def test_one_answer_settles_stored_given_up_and_parked_events_at_once(
     # Parked events stay queued and counted, but the normal peek passes them by.
     assert [e.seq for e in await ledger.outbox.peek(10, 1 << 20)] == []
     outbox = await ledger.outbox.stats()
-    assert outbox["events"] == 2 and outbox["by_class"]["privacy"]["events"] == 1
+    assert outbox.events == 2 and outbox.by_class["privacy"].events == 1
     assert recount(db_path) == totals(db_path)
     stats = await ledger.dead_letters.stats(clock.wall())
-    assert stats["parked"] == {
-        "events": 2,
-        "by_class": {"telemetry": 0, "conversion": 1, "privacy": 1},
-        "oldest_age_s": 0.0,
-    }
-    assert stats["dead_letter"] == {"events": 1, "given_up": 1, "evicted": 0, "last_age_s": 0.0}
+    assert stats.parked == ParkedStats(
+        events=2, by_class={"telemetry": 0, "conversion": 1, "privacy": 1}, oldest_age_s=0.0
+    )
+    assert stats.dead_letter == DeadLetterStats(events=1, given_up=1, evicted=0, last_age_s=0.0)
     (dead,) = list(read_refused(db_path))
     assert (dead.state, dead.event_id, dead.cls, dead.reason) == (
         "dead",
@@ -90,7 +88,7 @@ async def test_parked_events_come_due_with_growing_delays_and_leave_when_deliver
     assert await ledger.dead_letters.due(clock.wall() - 86_400, limit=10, latest_wall=clock.wall() - 82_800)
     # Delivered at last: the ack ends the parking too.
     await ledger.outbox.ack([conversion.seq])
-    assert (await ledger.dead_letters.stats(clock.wall()))["parked"]["events"] == 0
+    assert (await ledger.dead_letters.stats(clock.wall())).parked.events == 0
     assert list(read_refused(db_path, parked=True)) == []
 
 
@@ -103,8 +101,8 @@ async def test_the_dead_letters_are_bounded_oldest_first_and_counted(
         await ledger.dead_letters.settle(
             [], give_up=[Refusal(entry, "no")], now_wall=clock.wall(), retry_in=minutes
         )
-    dead = (await ledger.dead_letters.stats(clock.wall()))["dead_letter"]
-    assert (dead["events"], dead["given_up"], dead["evicted"]) == (3, 5, 2)
+    dead = (await ledger.dead_letters.stats(clock.wall())).dead_letter
+    assert (dead.events, dead.given_up, dead.evicted) == (3, 5, 2)
     assert [r.event_id for r in read_refused(ledger._path)] == [e.event_id for e in entries[2:]]
 
 
@@ -124,7 +122,7 @@ async def test_an_erasure_reaches_dead_letters_and_keeps_a_parked_conversion_par
     assert dead.event["shopper_id"] is None and dead.event["data"] == {"n": 0}
     (parked,) = list(read_refused(db_path, parked=True))
     assert parked.event_id == conversion.event_id and parked.event["shopper_id"] is None
-    assert (await ledger.dead_letters.stats(clock.wall()))["parked"]["events"] == 1
+    assert (await ledger.dead_letters.stats(clock.wall())).parked.events == 1
 
 
 async def test_parking_an_event_the_bound_already_dropped_parks_nothing(
@@ -136,7 +134,7 @@ async def test_parking_an_event_the_bound_already_dropped_parks_nothing(
         [], park=[Refusal(telemetry, "no")], now_wall=clock.wall(), retry_in=minutes
     )
     assert parked == 0
-    assert (await ledger.dead_letters.stats(clock.wall()))["parked"]["events"] == 0
+    assert (await ledger.dead_letters.stats(clock.wall())).parked.events == 0
 
 
 async def test_the_export_reads_beside_an_open_ledger(db_path: Path, clock: ManualClock) -> None:

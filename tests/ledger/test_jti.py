@@ -12,7 +12,7 @@ async def test_claim_then_replay_then_expiry(ledger: Ledger, clock: ManualClock)
     assert await ledger.claim_jti("j1", exp) is False
     clock.advance(299)
     assert await ledger.claim_jti("j1", exp) is False
-    assert ledger.stats()["jti_replays"] == 2
+    assert ledger.stats().jti_replays == 2
     # At exp the token is expired, so the id may be claimed afresh (with its new expiry).
     clock.advance(1)
     assert await ledger.claim_jti("j1", clock.wall() + 300) is True

@@ -105,7 +105,7 @@ async def test_version_1_file_with_data_is_upgraded_in_place(
         record = await ledger.decision("d1")
         assert record is not None and record["shopper_id"] == "s1"
         assert not await ledger.claim_jti("j1", 9e9)
-        assert (await ledger.outbox.stats())["events"] == 0
+        assert (await ledger.outbox.stats()).events == 0
         assert await ledger.replica.cursor() is None
         # The new parts work on top of the old data.
         await ledger.record_decision(make_decision("d2"), keep_shopper=True)

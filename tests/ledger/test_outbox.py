@@ -18,7 +18,7 @@ from edge.clock import ManualClock, iso_utc
 from edge.events import Purpose
 from edge.ledger import ConsentRow, Ledger
 from edge.ledger.eventcodec import KIND_CODES
-from edge.ledger.outbox import encode_event, event_id_for
+from edge.ledger.outbox import ClassStats, encode_event, event_id_for
 from edge.sync.wire import EventClass
 from tests.ledger.outbox_support import dropped, queued, recount, totals
 
@@ -129,7 +129,7 @@ async def test_ack_deletes_durably_and_is_idempotent(db_path: Path, clock: Manua
     async with Ledger(db_path, clock) as ledger:
         assert await _ids(ledger) == ["e3", "e4"]
         stats = await ledger.outbox.stats()
-        assert stats["events"] == 2
+        assert stats.events == 2
     assert totals(db_path) == recount(db_path)
 
 
@@ -163,10 +163,10 @@ async def test_the_oldest_telemetry_is_dropped_first(db_path: Path, clock: Manua
         await _enqueue(ledger, "t3", TELEMETRY)
         assert await _ids(ledger) == ["t1", "t2", "t3"]
         stats = await ledger.outbox.stats()
-    assert stats["bytes"] == 3 * size
-    assert stats["over_bound"] is False
-    assert stats["by_class"]["telemetry"] == {"events": 3, "bytes": 3 * size, "dropped": 1}
-    assert stats["dropped"] == 1
+    assert stats.bytes == 3 * size
+    assert stats.over_bound is False
+    assert stats.by_class["telemetry"] == ClassStats(events=3, bytes=3 * size, dropped=1)
+    assert stats.dropped == 1
 
 
 async def test_privacy_and_conversion_are_never_dropped(db_path: Path, clock: ManualClock) -> None:
@@ -182,13 +182,13 @@ async def test_privacy_and_conversion_are_never_dropped(db_path: Path, clock: Ma
         # All telemetry is gone; the never-dropped events stay, past the bound, and say so.
         assert await _ids(ledger) == ["p0", "p1", "c1", "p2", "c2", "p3", "c3"]
         stats = await ledger.outbox.stats()
-        assert stats["over_bound"] is True
-        assert stats["bytes"] > 2 * size
+        assert stats.over_bound is True
+        assert stats.bytes > 2 * size
         # A new telemetry event cannot fit: it is dropped itself, and counted.
         await _enqueue(ledger, "t2", TELEMETRY)
         assert "t2" not in await _ids(ledger)
         stats = await ledger.outbox.stats()
-    assert {cls: counts["dropped"] for cls, counts in stats["by_class"].items()} == {
+    assert {cls: counts.dropped for cls, counts in stats.by_class.items()} == {
         "telemetry": 3,
         "conversion": 0,
         "privacy": 0,
@@ -203,7 +203,7 @@ async def test_telemetry_that_cannot_fit_drops_itself_not_the_older_ones(db_path
         await _enqueue(ledger, "t1", TELEMETRY)
         await _enqueue(ledger, "huge", TELEMETRY, {"pad": "x" * (3 * size)})
         assert await _ids(ledger) == ["t0", "t1"]
-        assert (await ledger.outbox.stats())["by_class"]["telemetry"]["dropped"] == 1
+        assert (await ledger.outbox.stats()).by_class["telemetry"].dropped == 1
 
 
 async def test_drop_counters_persist_and_a_lowered_bound_applies(db_path: Path, clock: ManualClock) -> None:
@@ -215,21 +215,21 @@ async def test_drop_counters_persist_and_a_lowered_bound_applies(db_path: Path, 
         await _enqueue(ledger, "t6", TELEMETRY)
         assert await _ids(ledger) == ["t4", "t5", "t6"]
     async with Ledger(db_path, clock) as ledger:
-        assert (await ledger.outbox.stats())["by_class"]["telemetry"]["dropped"] == 4
+        assert (await ledger.outbox.stats()).by_class["telemetry"].dropped == 4
     assert dropped(db_path) == {0: 4, 1: 0, 2: 0}
 
 
 async def test_stats_report_the_age_of_the_head_from_the_clock(ledger: Ledger, clock: ManualClock) -> None:
     empty = await ledger.outbox.stats()
-    assert (empty["events"], empty["bytes"], empty["oldest_age_s"], empty["over_bound"]) == (0, 0, 0.0, False)
+    assert (empty.events, empty.bytes, empty.oldest_age_s, empty.over_bound) == (0, 0, 0.0, False)
     await ledger.outbox.enqueue("k", PRIVACY, {})
     clock.advance(30.0)
     await ledger.outbox.enqueue("k", TELEMETRY, {})
     clock.advance(5.0)
     stats = await ledger.outbox.stats()
-    assert stats["oldest_age_s"] == pytest.approx(35.0)
-    assert stats["events"] == 2
-    assert stats["max_bytes"] == ledger.outbox.max_bytes
+    assert stats.oldest_age_s == pytest.approx(35.0)
+    assert stats.events == 2
+    assert stats.max_bytes == ledger.outbox.max_bytes
 
 
 # --- events written by ledger ops, in the same transaction -----------------------------------------------------
@@ -448,9 +448,9 @@ async def _run_actions(path: Path, actions: list[tuple[Any, ...]], bound: int) -
             assert present == [event_id for event_id, _, _ in model]
             assert never_dropped <= set(present)
             stats = await ledger.outbox.stats()
-            assert stats["over_bound"] == (stats["bytes"] > bound)
+            assert stats.over_bound == (stats.bytes > bound)
             # Within the bound, unless only never-dropped events are left.
-            assert stats["bytes"] <= bound or stats["by_class"]["telemetry"]["events"] == 0
+            assert stats.bytes <= bound or stats.by_class["telemetry"].events == 0
     assert dropped(path) == {0: model_drops, 1: 0, 2: 0}
 
 
@@ -467,5 +467,5 @@ async def test_without_a_cloud_nothing_is_queued(db_path: Path, clock: ManualClo
         await ledger.set_consent(ConsentRow("shopper-1", Purpose.MEASUREMENT, True, AT - 5, "app"))
         await ledger.outbox.enqueue("purchase", EventClass.CONVERSION, {"order": "o1"})
         stats = await ledger.outbox.stats()
-        assert (stats["events"], stats["dropped"], stats["over_bound"]) == (0, 0, False)
+        assert (stats.events, stats.dropped, stats.over_bound) == (0, 0, False)
         assert await ledger.decision("d1") is not None  # the rows themselves are written as always

@@ -66,8 +66,8 @@ async def test_exposure_is_idempotent_and_unknown_decision_is_refused(ledger: Le
     assert await ledger.record_exposure(**{**args, "display_id": "screen-2"}, acked_at_wall=6.0) is True
     assert await ledger.record_exposure(**{**args, "decision_id": "ghost"}, acked_at_wall=6.0) is False
     stats = ledger.stats()
-    assert stats["exposure_duplicates"] == 1
-    assert stats["exposure_unknown_decision"] == 1
+    assert stats.exposure_duplicates == 1
+    assert stats.exposure_unknown_decision == 1
     assert (await ledger.table_counts())["exposures"] == 2
     rows = await ledger.exposures(limit=1)
     assert [(r["decision_id"], r["display_id"]) for r in rows] == [("d1", "screen-2")]
@@ -79,7 +79,7 @@ async def test_duplicate_decision_is_kept_once_and_counted(ledger: Ledger, make_
     record = await ledger.decision("d1")
     assert record is not None
     assert record["offer_id"] == "offer-a"
-    assert ledger.stats()["decision_duplicates"] == 1
+    assert ledger.stats().decision_duplicates == 1
 
 
 async def test_offer_counts_since(ledger: Ledger, make_decision, clock: ManualClock) -> None:

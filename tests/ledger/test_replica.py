@@ -227,7 +227,7 @@ async def test_nothing_older_than_a_tombstone_comes_back(db_path: Path, clock: M
         assert late.consents == ()
         # Locally too, at or before the erasure: refused and counted.
         await ledger.set_consent(ConsentRow("s1", Purpose.MEASUREMENT, True, AT + 10, "app"))
-        assert ledger.stats()["consent_stale"] == 1
+        assert ledger.stats().consent_stale == 1
         assert await ledger.load_consents() == []
         assert [e.kind for e in await ledger.outbox.peek(10, 1 << 20)] == []
     async with Ledger(db_path, clock) as ledger:

@@ -17,13 +17,13 @@ async def test_concurrent_writes_share_few_transactions(ledger: Ledger, clock: M
     results = await asyncio.gather(*(ledger.claim_jti(f"j{i}", exp) for i in range(1000)))
     assert results == [True] * 1000
     stats = ledger.stats()
-    batches = int(stats["batches_committed"]) - int(before["batches_committed"])
+    batches = int(stats.batches_committed) - int(before.batches_committed)
     # 1000 ops at batch_max=256 need at least 4 transactions; one each would be 1000.
     assert 4 <= batches <= 20
-    assert stats["largest_batch"] == 256
-    assert int(stats["ops_committed"]) - int(before["ops_committed"]) == 1000
-    assert int(stats["rows_written"]) - int(before["rows_written"]) == 1000
-    assert stats["queue_depth"] == 0
+    assert stats.largest_batch == 256
+    assert int(stats.ops_committed) - int(before.ops_committed) == 1000
+    assert int(stats.rows_written) - int(before.rows_written) == 1000
+    assert stats.queue_depth == 0
     assert (await ledger.table_counts())["jti"] == 1000
 
 
@@ -40,8 +40,8 @@ async def test_a_failing_op_fails_only_itself(ledger: Ledger, make_decision, clo
     assert results[10] is errors[0]
     assert results[21:] == [True] * 20
     stats = ledger.stats()
-    assert stats["batches_split"] == 1
-    assert stats["ops_failed"] == 1
+    assert stats.batches_split == 1
+    assert stats.ops_failed == 1
     assert await ledger.table_counts() == {"decisions": 20, "exposures": 0, "consents": 0, "jti": 20}
     assert await ledger.decision("bad") is None
     # The writer is still healthy afterwards.
@@ -53,9 +53,9 @@ async def test_full_queue_makes_callers_wait_not_drop(db_path, clock: ManualCloc
         results = await asyncio.gather(*(ledger.claim_jti(f"j{i}", clock.wall() + 60) for i in range(50)))
         assert results == [True] * 50
         stats = ledger.stats()
-        assert int(stats["backpressure_waits"]) > 0
-        assert stats["batches_committed"] == 50
-        assert stats["dropped"] == 0
+        assert int(stats.backpressure_waits) > 0
+        assert stats.batches_committed == 50
+        assert stats.dropped == 0
         assert (await ledger.table_counts())["jti"] == 50
 
 
@@ -63,7 +63,7 @@ async def test_close_commits_everything_queued(db_path, clock: ManualClock) -> N
     async with Ledger(db_path, clock, batch_max=16) as ledger:
         tasks = [asyncio.create_task(ledger.claim_jti(f"j{i}", clock.wall() + 60)) for i in range(300)]
         await asyncio.sleep(0)  # let every task queue its write, then close with them all pending
-        assert int(ledger.stats()["queue_depth"]) > 0
+        assert int(ledger.stats().queue_depth) > 0
     assert [task.result() for task in tasks] == [True] * 300
     async with Ledger(db_path, clock) as ledger:
         assert (await ledger.table_counts())["jti"] == 300

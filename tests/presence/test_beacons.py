@@ -41,11 +41,11 @@ def test_health_missing_and_telemetry() -> None:
     assert registry.missing() == ["door"]
     clock.advance(61)
     assert registry.missing() == ["cafe-ceiling", "door"]
-    cafe = registry.health()[0]
-    assert cafe["battery_mv"] == 2950
-    assert cafe["temperature_c"] == -3.5
-    assert cafe["missing"] is True
-    assert cafe["last_seen_age_s"] == 61.0
+    cafe = registry.stats()[0]
+    assert cafe.battery_mv == 2950
+    assert cafe.temperature_c == -3.5
+    assert cafe.missing is True
+    assert cafe.last_seen_age_s == 61.0
 
 
 def test_settings_validation() -> None:

@@ -57,7 +57,7 @@ def assert_no_ghost(presence: BlePresence, shopper: str) -> None:
     assert presence.zone_of(shopper) is None
     assert all(presence.present(zone) == [] for zone in ("A", "B", "C"))
     assert len(presence) == 0
-    assert presence.stats()["tracked"] == 0
+    assert presence.stats().tracked == 0
 
 
 # --- walking and standing ----------------------------------------------------------------------------
@@ -80,7 +80,12 @@ def test_walk_a_to_b_gives_one_enter_and_one_leave_per_zone(seed: int) -> None:
     assert {c.shopper_id for c in changes} == {"s1"}
     assert_no_ghost(presence, "s1")
     stats = presence.stats()
-    assert (stats["enters"], stats["leaves"], stats["switches"], stats["dwells"]) == (2, 2, 1, 1)
+    assert (
+        stats.counts["enters"],
+        stats.counts["leaves"],
+        stats.counts["switches"],
+        stats.counts["dwells"],
+    ) == (2, 2, 1, 1)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -90,9 +95,9 @@ def test_standing_at_the_boundary_for_ten_minutes_does_not_flap(seed: int) -> No
     heard = trace(identity="s1", scanners=scanners, position=stand(4.0), duration_s=600.0, seed=seed)
     changes = replay(presence, clock, heard, until_s=600.0)
     assert [c.kind for c in changes] in (["enter"], ["enter", "dwell"])
-    assert presence.stats()["switches"] == 0
+    assert presence.stats().counts["switches"] == 0
     # The noise did make the other zone win by the margin now and then; the hold kept it from switching.
-    assert presence.stats()["suppressed_flaps"] > 0
+    assert presence.stats().counts["suppressed_flaps"] > 0
 
 
 def test_the_boundary_trace_does_flap_a_naive_tracker() -> None:
@@ -110,7 +115,7 @@ def test_the_boundary_trace_does_flap_a_naive_tracker() -> None:
         identity="s1", scanners={"a1": 0.0, "b1": 8.0}, position=stand(4.0), duration_s=600.0, seed=0
     )
     replay(presence, clock, heard, until_s=600.0)
-    assert presence.stats()["switches"] > 100
+    assert presence.stats().counts["switches"] > 100
 
 
 def test_walk_with_quiet_signal_switches_once_after_the_hold() -> None:
@@ -125,7 +130,7 @@ def test_walk_with_quiet_signal_switches_once_after_the_hold() -> None:
     )
     changes = replay(presence, clock, heard, until_s=40.0)
     assert kinds(changes) == [("enter", "A"), ("leave", "A"), ("enter", "B")]
-    assert presence.stats()["suppressed_flaps"] == 0
+    assert presence.stats().counts["suppressed_flaps"] == 0
 
 
 # --- switching rule, exact timing --------------------------------------------------------------------
@@ -143,7 +148,7 @@ def test_switch_needs_the_margin_for_the_whole_hold() -> None:
     ]
     changes = replay(presence, clock, merged(a, b), until_s=16.0)
     assert kinds(changes) == [("enter", "A"), ("leave", "A"), ("enter", "B")]
-    assert presence.stats()["suppressed_flaps"] == 1
+    assert presence.stats().counts["suppressed_flaps"] == 1
     # B's filter (mean of the middle 3 of 7) clears the margin at its 5th strong sample (10.45 s); the
     # switch comes 3 s later, not before. The 2.5 s episode cleared it from 5.45 s to 7.75 s only.
     switched = changes[1].at_mono - 1000.0
@@ -267,7 +272,7 @@ def test_single_outliers_neither_enter_nor_leave() -> None:
     spike = [Heard(near[150].t + 0.05, "s3", "b1", -40)]
     changes = replay(presence, clock, merged(near, spike), until_s=30.0)
     assert kinds(changes) == [("enter", "A")]
-    assert presence.stats()["suppressed_flaps"] == 0
+    assert presence.stats().counts["suppressed_flaps"] == 0
 
 
 # --- caps, consent, configuration ---------------------------------------------------------------------
@@ -283,10 +288,10 @@ def test_tracked_shoppers_are_capped_and_evictions_counted() -> None:
             assert len(presence) <= 1000
         clock.advance(0.001)
     stats = presence.stats()
-    assert stats["evicted"] == 9000
+    assert stats.counts["evicted"] == 9000
     assert evicted_leaves == 9000
-    assert stats["tracked"] == len(presence) == 1000
-    assert len(presence.present("A")) == stats["enters"] - stats["leaves"] == 1000
+    assert stats.tracked == len(presence) == 1000
+    assert len(presence.present("A")) == stats.counts["enters"] - stats.counts["leaves"] == 1000
     assert presence.zone_of("s0") is None
     assert presence.zone_of("s9999") == "A"
 
@@ -299,7 +304,7 @@ def test_scanners_per_shopper_are_capped() -> None:
         clock.advance(0.01)
     assert presence.filtered_rssi("s1", "n99") == -60.0
     assert presence.filtered_rssi("s1", "n0") is None
-    assert presence.stats()["scanners_dropped"] == 96
+    assert presence.stats().counts["scanners_dropped"] == 96
 
 
 def test_stale_scanners_are_pruned_so_they_never_count() -> None:
@@ -353,7 +358,7 @@ def test_unknown_scanners_are_counted_and_ignored_until_mapped() -> None:
     presence, clock = make(enter_hold_s=0.0)
     for _ in range(5):
         assert see(presence, clock, "s1", "espresense:kitchen", -50) == []
-    assert presence.stats()["unknown_scanner"] == 5
+    assert presence.stats().counts["unknown_scanner"] == 5
     assert len(presence) == 0
     presence.set_scanner_zones({**ZONES, "espresense:kitchen": "K"})
     changes = [c for _ in range(3) for c in see(presence, clock, "s1", "espresense:kitchen", -50)]
@@ -365,7 +370,7 @@ def test_out_of_range_rssi_is_counted_and_ignored() -> None:
     presence, clock = make()
     for rssi in (127, 21, -128):
         assert see(presence, clock, "s1", "a1", rssi) == []
-    assert presence.stats()["invalid_rssi"] == 3
+    assert presence.stats().counts["invalid_rssi"] == 3
     assert len(presence) == 0
 
 
@@ -491,5 +496,5 @@ def test_arbitrary_sightings_never_raise_and_keep_the_invariants(
         }
         assert all(presence.zone_of(sid) is None for sid in SHOPPERS if sid not in inside)
         stats = presence.stats()
-        assert stats["enters"] - stats["leaves"] == len(present)
-        assert stats["tracked"] == len(presence) <= 3
+        assert stats.counts["enters"] - stats.counts["leaves"] == len(present)
+        assert stats.tracked == len(presence) <= 3

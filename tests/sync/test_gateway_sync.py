@@ -64,7 +64,7 @@ async def _first_pull(gateway: Gateway) -> tuple[SyncService, Ledger]:
 
 
 async def _drained(ledger: Ledger) -> bool:
-    return (await ledger.outbox.stats())["events"] == 0
+    return (await ledger.outbox.stats()).events == 0
 
 
 async def test_profiles_and_consents_arrive_events_go_up_once(tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -288,13 +288,14 @@ async def test_disk_bound_drops_telemetry_first_and_keeps_privacy(
                     await ledger.outbox.enqueue("conversion", EventClass.CONVERSION, {"n": index})
                 )
         stats = await ledger.outbox.stats()
-        assert stats["bytes"] <= stats["max_bytes"]
-        assert stats["by_class"]["telemetry"]["dropped"] > 1000
-        assert stats["by_class"]["privacy"]["dropped"] == 0
-        assert stats["by_class"]["conversion"]["dropped"] == 0
+        assert stats.max_bytes is not None and stats.bytes <= stats.max_bytes
+        assert stats.by_class["telemetry"].dropped > 1000
+        assert stats.by_class["privacy"].dropped == 0
+        assert stats.by_class["conversion"].dropped == 0
         # The drops are visible to the operator (the health loop runs every second in the test store).
-        await until(lambda: any(a.startswith("sync_outbox_dropped") for a in gateway.health()["alerts"]))
-        assert gateway.health()["sync"]["outbox"]["by_class"]["privacy"]["dropped"] == 0
+        await until(lambda: any(a.startswith("sync_outbox_dropped") for a in gateway.health().alerts))
+        sync = gateway.health().sync
+        assert sync is not None and sync.outbox.by_class["privacy"].dropped == 0
 
         await cloud.start()
 
@@ -325,7 +326,7 @@ async def test_an_event_the_cloud_cannot_take_is_parked_and_the_rest_flows(
         await cloud.start()
 
         async def only_the_big_one_left() -> bool:
-            return (await ledger.outbox.stats())["events"] == 1 and sync.pusher.stats.parked == 1
+            return (await ledger.outbox.stats()).events == 1 and sync.pusher.stats.parked == 1
 
         await until(only_the_big_one_left)
         received = [event["id"] for event in await cloud.events(STORE)]
@@ -334,10 +335,10 @@ async def test_an_event_the_cloud_cannot_take_is_parked_and_the_rest_flows(
         # Never given up for a whole request's 413: kept, counted, alerted, and listed for the operator.
         (parked,) = await ledger.dead_letters.due(9e12, limit=5, latest_wall=9e12)
         assert parked.event_id == big
-        await until(lambda: any(a.startswith("sync_events_parked") for a in gateway.health()["alerts"]))
-        health = gateway.health()["sync"]
-        assert health["parked"]["by_class"]["conversion"] == 1
-        assert health["dead_letter"]["given_up"] == 0 and health["push"]["given_up"] == 0
+        await until(lambda: any(a.startswith("sync_events_parked") for a in gateway.health().alerts))
+        health = gateway.health().sync
+        assert health is not None and health.parked.by_class["conversion"] == 1
+        assert health.dead_letter.given_up == 0 and health.push.given_up == 0
 
 
 async def test_a_cloud_restored_from_elsewhere_resets_the_cursor(

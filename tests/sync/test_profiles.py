@@ -61,7 +61,7 @@ async def test_fetch_policies(tmp_path: Path) -> None:
         assert consents.has("p-1", Purpose.PERSONALIZATION)
         # durable, and marked as the cloud's so it is not echoed back as an event
         assert [(r.shopper_id, r.source) for r in await ledger.load_consents()] == [("p-1", "cloud")]
-        assert (await ledger.outbox.stats())["events"] == 0
+        assert (await ledger.outbox.stats()).events == 0
         assert await fetcher.ensure("p-1") == "cached"
 
         # unknown: asked once, then remembered until the negative TTL passes

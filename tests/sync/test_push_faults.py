@@ -159,7 +159,7 @@ async def test_no_status_of_a_whole_request_loses_an_event(tmp_path: Path, store
         r.loop.wake()
 
         async def all_delivered() -> bool:
-            return (await r.ledger.outbox.stats())["events"] == 0
+            return (await r.ledger.outbox.stats()).events == 0
 
         await until(all_delivered, 30)
         received = await r.received()
@@ -170,7 +170,7 @@ async def test_no_status_of_a_whole_request_loses_an_event(tmp_path: Path, store
     # apart from what was parked, and nothing given up: no event was ever refused by name.
     assert len(received) == len(set(received)) == len(r.queued)
     assert set(received) == set(r.queued)
-    assert dead["dead_letter"]["given_up"] == 0 and r.pusher.stats.given_up == 0
+    assert dead.dead_letter.given_up == 0 and r.pusher.stats.given_up == 0
     for fault in FAULTS:
         assert hits.get(fault, 0) >= 1, f"{fault} never happened"
         assert figures[fault][0] == figures[fault][1], f"{fault}: {figures[fault]}"
@@ -190,9 +190,9 @@ async def test_a_proxy_answering_400_to_every_push_costs_time_not_events(tmp_pat
         await until(lambda: _failed(r, 20), 60)
         # Everything still queued: nothing parked, nothing given up, and the loop backed off, loudly.
         outbox = await r.ledger.outbox.stats()
-        assert outbox["events"] == 2000 and outbox["dropped"] == 0
+        assert outbox.events == 2000 and outbox.dropped == 0
         stats = await r.ledger.dead_letters.stats(r.clock.wall())
-        assert stats["parked"]["events"] == 0 and stats["dead_letter"]["given_up"] == 0
+        assert stats.parked.events == 0 and stats.dead_letter.given_up == 0
         assert r.pusher.stats.given_up == 0 and r.proxy.hits["forwarded"] == 0
         # The proxy is fixed (between two attempts: mid-attempt, the event being told from the path would be
         # overtaken by the next one): every event arrives, once, in order.
@@ -241,7 +241,7 @@ async def test_a_lower_body_limit_shrinks_batches_and_an_event_over_it_is_parked
             return big in await r.received()
 
         await until(delivered, 10)
-        assert (await r.ledger.outbox.stats())["events"] == 0
+        assert (await r.ledger.outbox.stats()).events == 0
 
 
 async def _attempts(tmp_path: Path, event_id: str, attempts: int) -> bool:
@@ -266,12 +266,12 @@ async def test_only_a_refusal_by_name_gives_up_telemetry_and_never_anything_else
         if cls is EventClass.TELEMETRY:
             (dead,) = list(read_refused(tmp_path / "ledger.sqlite"))
             assert dead.event_id == bad and "kind" in dead.reason
-            assert stats["dead_letter"]["events"] == 1 and stats["parked"]["events"] == 0
+            assert stats.dead_letter.events == 1 and stats.parked.events == 0
         else:
             # Privacy and conversion events are never given up: kept, retried when due, counted.
-            assert stats["dead_letter"]["given_up"] == 0
-            assert stats["parked"]["by_class"][cls.wire] == 1
+            assert stats.dead_letter.given_up == 0
+            assert stats.parked.by_class[cls.wire] == 1
             r.clock.advance(PARK_RETRY_MAX_S)
             r.loop.wake()
             await until(lambda: _attempts(tmp_path, bad, 2), 10)
-            assert (await r.ledger.outbox.stats())["by_class"][cls.wire]["events"] == 1
+            assert (await r.ledger.outbox.stats()).by_class[cls.wire].events == 1

@@ -118,7 +118,7 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
                 assert flow.consents.has("p-local", Purpose.MEASUREMENT)  # still on its way to the cloud
                 assert not flow.consents.has("p-delivered", Purpose.MEASUREMENT)  # the new cloud lacks it
                 assert not _sees(resolver, "p-gone", GONE_KEY) and _sees(resolver, "p-new", NEW_KEY)
-                assert resolver.stats()["keys"] == 1
+                assert resolver.stats().keys == 1
                 assert flow.verifier.key_ids == file_kids | {"kid-new"}
                 await until(lambda: "offer-new" in flow.decider.engine.offer_ids)
                 assert "offer-old" not in flow.decider.engine.offer_ids
@@ -159,4 +159,4 @@ async def _drained(ledger: object) -> bool:
     from edge.ledger import Ledger  # noqa: PLC0415
 
     assert isinstance(ledger, Ledger)
-    return (await ledger.outbox.stats())["events"] == 0
+    return (await ledger.outbox.stats()).events == 0

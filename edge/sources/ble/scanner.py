@@ -10,6 +10,7 @@ import contextlib
 import logging
 import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -49,7 +50,7 @@ class ScannerState(StrEnum):
 class BleScannerStats:
     """A snapshot for gateway/health. Counters only grow; ``errors`` is keyed by kind."""
 
-    state: str
+    state: ScannerState
     mode: str  # the mode actually in use: "active" after a passive fallback
     adverts: int
     drops: int
@@ -59,7 +60,7 @@ class BleScannerStats:
     adapter_resets: int
     bluez_restarts: int
     passive_fallbacks: int
-    errors: dict[str, int]
+    errors: Mapping[str, int]
     last_advert_age_s: float | None
     last_error: str | None
 
@@ -116,7 +117,7 @@ class BleScanner:
     def stats(self) -> BleScannerStats:
         last = self._last_advert
         return BleScannerStats(
-            state=self._state.value,
+            state=self._state,
             mode=self._mode,
             adverts=self._adverts,
             drops=self._drops,

@@ -83,7 +83,7 @@ class Frame:
 class CameraStats:
     """A snapshot for gateway/health. Counters only grow."""
 
-    state: str
+    state: CameraState
     fps: float  # good frames per second over the last FPS_WINDOW_S, by the clock
     frames: int  # good frames captured
     skipped: int  # frames replaced in the slot before anyone took them (analysis slower than the camera)
@@ -245,7 +245,7 @@ class CameraCapture:
             span = times[-1] - times[0] if times else 0.0
             slot = self._slot  # always the newest frame
             return CameraStats(
-                state=self._state.value,
+                state=self._state,
                 fps=(len(times) - 1) / span if span > 0 else 0.0,
                 frames=self._frames,
                 skipped=self._skipped,
