@@ -50,6 +50,10 @@ ExposureOutcome = Literal["new", "duplicate", "unknown_decision"]
 # which token claims have been forgotten by a purge.
 MARK_HIGH_WATER: Final = "high_water"
 MARK_FORGOTTEN: Final = "jti_forgotten_through"
+# Every FORGET_EVERY_CLAIMS-th claim also forgets up to FORGET_AT_MOST ended claims (docs/ledger.md "Token
+# claims"): the table holds about one token lifetime of claims instead of growing until the hourly purge.
+FORGET_EVERY_CLAIMS: Final = 256
+FORGET_AT_MOST: Final = 1024
 
 # A consent whose source is the cloud came from the cloud (sync or a profile fetch), and a seed file's come
 # from the operator's copy of the cloud: neither is echoed back as an event.
@@ -168,11 +172,16 @@ def insert_exposure(
     return run
 
 
-def claim_jti(jti: str, until_wall: float, now_wall: float) -> Op[bool]:
-    """Claim a token id until ``until_wall``; the op returns False if a claim still in force exists."""
+def claim_jti(jti: str, until_wall: float, now_wall: float, *, forget: bool = False) -> Op[bool]:
+    """Claim a token id until ``until_wall``; the op returns False if a claim still in force exists.
+    ``forget`` also forgets a bounded number of ended claims in the same transaction (``Ledger``)."""
 
     def run(tx: Tx) -> bool:
-        return _claim(tx, jti, until_wall, now_wall)
+        if not _claim(tx, jti, until_wall, now_wall):
+            return False
+        if forget:
+            forget_ended_claims(tx, now_wall, at_most=FORGET_AT_MOST)
+        return True
 
     return run
 
@@ -195,10 +204,12 @@ def record_checkin(
     decisions: Sequence[tuple[Decision, bool]],
     *,
     outbox_max_bytes: int | None,
+    forget: bool = False,
 ) -> Op[bool]:
     """A check-in, atomically: its jti claim and its decisions (each with keep_shopper) in one transaction.
 
-    False (and nothing written) if the jti is claimed already: the check-in was done before.
+    False (and nothing written) if the jti is claimed already: the check-in was done before. ``forget`` as
+    in ``claim_jti``.
     """
     inserts = [
         insert_decision(d, keep_shopper=keep, outbox_max_bytes=outbox_max_bytes) for d, keep in decisions
@@ -207,6 +218,8 @@ def record_checkin(
     def run(tx: Tx) -> bool:
         if not _claim(tx, jti, until_wall, now_wall):
             return False
+        if forget:
+            forget_ended_claims(tx, now_wall, at_most=FORGET_AT_MOST)
         for insert in inserts:
             insert(tx)
         return True
@@ -331,11 +344,7 @@ def purge(now_wall: float, cutoff_wall: float) -> Op[dict[str, int]]:
     """
 
     def run(tx: Tx) -> dict[str, int]:
-        rows = tx.fetch("SELECT wall FROM clock_marks WHERE mark = ?", (MARK_FORGOTTEN,))
-        jti = 0
-        if not rows or float(rows[0][0]) <= now_wall:
-            jti = tx.execute("DELETE FROM jti WHERE until_wall <= ?", (now_wall,))
-            _raise_mark(tx, MARK_FORGOTTEN, now_wall)
+        jti = forget_ended_claims(tx, now_wall, at_most=None)
         _raise_mark(tx, MARK_HIGH_WATER, now_wall)
         # Exposures go with their decision; deleted (and counted) here rather than by a silent cascade.
         exposures = tx.execute(
@@ -347,6 +356,28 @@ def purge(now_wall: float, cutoff_wall: float) -> Op[dict[str, int]]:
         return {"jti": jti, "decisions": decisions, "exposures": exposures}
 
     return run
+
+
+def forget_ended_claims(tx: Tx, now_wall: float, *, at_most: int | None) -> int:
+    """Delete token claims that ended by ``now_wall`` (the oldest ``at_most`` of them, or all) and raise the
+    durable floor through the last one forgotten; nothing while the clock is behind that floor."""
+    rows = tx.fetch("SELECT wall FROM clock_marks WHERE mark = ?", (MARK_FORGOTTEN,))
+    if rows and float(rows[0][0]) > now_wall:
+        return 0
+    through = now_wall
+    if at_most is not None:
+        # Through the at_most-th oldest ended claim (jti_exp index); its ties go with it.
+        last = tx.fetch(
+            "SELECT max(until_wall) FROM (SELECT until_wall FROM jti WHERE until_wall <= ? "
+            "ORDER BY until_wall LIMIT ?)",
+            (now_wall, at_most),
+        )
+        if last[0][0] is None:
+            return 0
+        through = float(last[0][0])
+    removed = tx.execute("DELETE FROM jti WHERE until_wall <= ?", (through,))
+    _raise_mark(tx, MARK_FORGOTTEN, through)
+    return removed
 
 
 def mark_wall(now_wall: float) -> Op[float]:

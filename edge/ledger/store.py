@@ -125,6 +125,7 @@ class Ledger:
         self._batch_window_s = batch_window_s
         self._queue_max = queue_max
         self._retention_s = retention_days * _SECONDS_PER_DAY
+        self._claims = 0
         self._close_timeout_s = close_timeout_s
         self._db: aiosqlite.Connection | None = None
         self._writer: BatchWriter | None = None
@@ -208,7 +209,8 @@ class Ledger:
 
     async def claim_jti(self, jti: str, until_wall: float) -> bool:
         """Claim a token id until ``until_wall``: True if newly claimed (durable), False if it is a replay."""
-        claimed = await self._submit(ops.claim_jti(jti, until_wall, self._clock.wall()))
+        op = ops.claim_jti(jti, until_wall, self._clock.wall(), forget=self._forget_now())
+        claimed = await self._submit(op)
         if not claimed:
             self._outcomes.jti_replays += 1
         return claimed
@@ -221,12 +223,22 @@ class Ledger:
         False, with nothing written, if the jti is claimed already. A crash leaves all of it or none.
         """
         op = ops.record_checkin(
-            jti, until_wall, self._clock.wall(), decisions, outbox_max_bytes=self.outbox.max_bytes
+            jti,
+            until_wall,
+            self._clock.wall(),
+            decisions,
+            outbox_max_bytes=self.outbox.max_bytes,
+            forget=self._forget_now(),
         )
         claimed = await self._submit(op)
         if not claimed:
             self._outcomes.jti_replays += 1
         return claimed
+
+    def _forget_now(self) -> bool:
+        """Whether this claim also forgets ended ones (every ``FORGET_EVERY_CLAIMS``-th claim)."""
+        self._claims += 1
+        return self._claims % ops.FORGET_EVERY_CLAIMS == 0
 
     async def mark_wall(self, now_wall: float) -> float:
         """Raise the durable high-water mark of the wall clock; returns the mark."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edge.clock import ManualClock
 from edge.ledger import Ledger
+from edge.ledger.ops import FORGET_AT_MOST, FORGET_EVERY_CLAIMS
 
 
 async def test_claim_then_replay_then_expiry(ledger: Ledger, clock: ManualClock) -> None:
@@ -55,3 +56,48 @@ async def test_a_purge_keeps_its_floor_and_forgets_nothing_while_the_clock_is_be
         assert (await ledger.clock_marks()).jti_forgotten_through_wall == start + 3600
         assert (await ledger.purge(start + 3700))["jti"] == 1  # the clock caught up: purging again
         assert await ledger.mark_wall(start + 50) == start + 3700  # the high-water mark never goes down
+
+
+async def test_claims_forget_ended_ones_as_they_go_without_waiting_for_the_hourly_purge(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    # A busy store claims ~66 tokens a second: the table must not grow for an hour and then lose
+    # 240,000 rows in one transaction (a stall of the one writer that every check-in waits on).
+    start = clock.wall()
+    for index in range(FORGET_EVERY_CLAIMS):
+        assert await ledger.claim_jti(f"old-{index}", start + 10)
+    clock.advance(11)  # every one of them has ended
+    live = [f"new-{index}" for index in range(FORGET_EVERY_CLAIMS - 1)]
+    for jti in live:
+        assert await ledger.claim_jti(jti, clock.wall() + 300)
+    assert (await ledger.table_counts())["jti"] == 2 * FORGET_EVERY_CLAIMS - 1  # not yet
+    assert await ledger.claim_jti("the-next", clock.wall() + 300)
+    assert (await ledger.table_counts())["jti"] == FORGET_EVERY_CLAIMS  # the ended ones went with it
+    marks = await ledger.clock_marks()
+    assert marks.jti_forgotten_through_wall == start + 10  # through the last forgotten claim, not "now"
+    assert all([not await ledger.claim_jti(jti, clock.wall() + 300) for jti in live])  # kept
+
+
+async def test_claims_forget_a_bounded_number_and_nothing_while_the_clock_is_behind(
+    db_path, clock: ManualClock
+) -> None:
+    start = clock.wall()
+    async with Ledger(db_path, clock) as ledger:
+        for index in range(FORGET_AT_MOST + 2 * FORGET_EVERY_CLAIMS):
+            await ledger.claim_jti(f"old-{index:05d}", start + 1 + index)
+        before = (await ledger.table_counts())["jti"]
+        clock.advance(10 * FORGET_AT_MOST)
+        for index in range(FORGET_EVERY_CLAIMS):
+            await ledger.claim_jti(f"new-{index}", clock.wall() + 300)
+        # One step forgets at most FORGET_AT_MOST, the oldest first.
+        assert (await ledger.table_counts())["jti"] == before + FORGET_EVERY_CLAIMS - FORGET_AT_MOST
+        assert (await ledger.clock_marks()).jti_forgotten_through_wall == start + FORGET_AT_MOST
+        assert (await ledger.purge(clock.wall() + 3600))["jti"] > 0
+    # A restart with a clock behind that purge (a Pi without a real-time clock): claims that ended by the
+    # clock's own "now" are not forgotten, since the floor, not "now", says what may be forgotten.
+    behind_clock = ManualClock(wall=start + 500)
+    async with Ledger(db_path, behind_clock) as ledger:
+        kept = (await ledger.table_counts())["jti"]
+        for index in range(FORGET_EVERY_CLAIMS):
+            assert await ledger.claim_jti(f"behind-{index}", start + 400)  # ended by the clock's "now"
+        assert (await ledger.table_counts())["jti"] == kept + FORGET_EVERY_CLAIMS
