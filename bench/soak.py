@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import random
@@ -473,6 +474,50 @@ def latency_summary(samples: list[tuple[float, float]], seconds: float, windows:
     return summary
 
 
+def _window(samples: list[tuple[float, float]], start_s: float, end_s: float) -> dict[str, Any]:
+    part = sorted(lat for t, lat in samples if start_s <= t < end_s)
+    if not part:
+        return {"from_s": round(start_s, 1), "to_s": round(end_s, 1), "n": 0}
+    return {
+        "from_s": round(start_s, 1),
+        "to_s": round(end_s, 1),
+        "n": len(part),
+        "p50_ms": round(_rank(part, 0.5), 3),
+        "p99_ms": round(_rank(part, 0.99), 3),
+    }
+
+
+def _cpu_between(cpu: list[tuple[float, float, float]], start_s: float, end_s: float) -> float | None:
+    inside = [s for s in cpu if start_s <= s[0] <= end_s]
+    return inside[-1][2] - inside[0][2] if len(inside) >= 2 else None
+
+
+def creep_summary(
+    latencies: list[tuple[float, float]], cpu: list[tuple[float, float, float]], seconds: float, rate: float
+) -> dict[str, Any]:
+    """Minutes 5-15 against the last 10 minutes of an hour (the same fractions of any other length):
+    p50, p99 and the gateway's CPU per event in each, and late/early - 1 (issue 13's bound: within 10%)."""
+    windows = {
+        "early": (seconds * 5 / 60, seconds * 15 / 60),
+        "late": (seconds * 50 / 60, seconds),
+    }
+    found: dict[str, Any] = {}
+    for name, (start, end) in windows.items():
+        figures = _window(latencies, start, end)
+        cpu_s = _cpu_between(cpu, start, end)
+        span = end - start
+        figures["cpu_ms_per_event"] = round(1000 * cpu_s / (rate * span), 4) if cpu_s is not None else None
+        found[name] = figures
+    early, late = found["early"], found["late"]
+    for key in ("p50_ms", "p99_ms", "cpu_ms_per_event"):
+        if early.get(key) and late.get(key) is not None:
+            found[f"{key.removesuffix('_ms')}_change"] = round(late[key] / early[key] - 1, 4)
+    found["by_minute"] = [
+        _window(latencies, start, min(start + 60.0, seconds)) for start in range(0, math.ceil(seconds), 60)
+    ]
+    return found
+
+
 def warmup_s(seconds: float) -> float:
     """The first 10% of the run, but at least 10 s when the run is long enough (half of it otherwise)."""
     return max(0.1 * seconds, min(10.0, 0.5 * seconds))
@@ -577,6 +622,15 @@ class Report:
                 f"  CPU            {rss['cpu_s_during_load']} s during the load = "
                 f"{rss['cpu_percent_of_one_core']}% of one core"
             )
+        creep = d.get("creep", {})
+        early, late = creep.get("early", {}), creep.get("late", {})
+        if early.get("n") and late.get("n"):
+            lines.append(
+                f"  creep          min 5-15 p50 {early['p50_ms']:.2f} p99 {early['p99_ms']:.2f} ms, "
+                f"last 10 min p50 {late['p50_ms']:.2f} p99 {late['p99_ms']:.2f} ms "
+                f"({creep['p50_change']:+.1%} / {creep['p99_change']:+.1%}); CPU per event "
+                f"{_change(creep.get('cpu_ms_per_event_change'))}"
+            )
         lines.append(
             f"  drops          mqtt outbox {drops['mqtt_outbox_dropped']}, rejected {drops['rejected'] or 0}, "
             f"check-ins without manifest {drops['checkins_without_manifest']}, "
@@ -590,6 +644,10 @@ class Report:
         problems = self.problems()
         lines.append("  functional     " + ("ok" if not problems else "FAILED: " + "; ".join(problems)))
         return "\n".join(lines)
+
+
+def _change(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1%}"
 
 
 def _machine() -> dict[str, Any]:
@@ -611,6 +669,7 @@ def _report(
     ble = health.get("ble") or {}
     sent = {kind: load.sent[kind] for kind in ("checkin", "ble", "ack", "pos", "availability")}
     loaded = load.loaded_events
+    samples = [(t - load.started, rss, cpu) for t, rss, cpu in load.samples]
     data: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": _machine(),
@@ -631,9 +690,8 @@ def _report(
             "generator_max_lag_ms": round(load.max_lag_ms, 2),
         },
         "latency_ms": latency_summary(load.latencies, options.seconds),
-        "rss_mb": rss_summary(
-            [(t - load.started, rss, cpu) for t, rss, cpu in load.samples], options.seconds
-        ),
+        "rss_mb": rss_summary(samples, options.seconds),
+        "creep": creep_summary(load.latencies, samples, options.seconds, options.rate),
         "drops": {
             "mqtt_outbox_dropped": drops.get("mqtt_outbox", 0),
             "rejected": drops.get("rejected", {}),
