@@ -1,0 +1,112 @@
+"""What every device adapter does: capability values -> MQTT messages, and the device's messages -> state or
+availability in capability units (docs/devices.md "Adapters"). Pure: no connection, no clock."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from edge.config.devices import DeviceSettings
+from edge.decide.devices.resolve import Value
+
+# A device's state message larger than this is not one (the broker's own limit is larger).
+MAX_STATE_BYTES: Final = 16 * 1024
+
+
+class DeviceMessageError(ValueError):
+    """A device's message that cannot be read: counted per device, never acted on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What a device said: its state (capability -> value, in capability units) or its availability."""
+
+    state: Mapping[str, Value] | None = None
+    available: bool | None = None
+
+
+class Adapter(Protocol):
+    settings: DeviceSettings
+
+    def subscriptions(self) -> tuple[str, ...]:
+        """Topics the device speaks on (state, availability)."""
+        ...
+
+    def commands(self, values: Mapping[str, Value]) -> list[Outgoing]:
+        """The messages that set ``values`` (capability units, already within the bounds)."""
+        ...
+
+    def hear(self, topic: str, payload: bytes) -> Heard | None:
+        """A message on one of ``subscriptions``; None if it is not about this device's capabilities.
+
+        Raises ``DeviceMessageError`` for a payload that cannot be read."""
+        ...
+
+
+def json_object(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_STATE_BYTES:
+        msg = f"state message of {len(payload)} bytes (at most {MAX_STATE_BYTES})"
+        raise DeviceMessageError(msg)
+    try:
+        found = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        msg = f"not JSON: {error}"
+        raise DeviceMessageError(msg) from None
+    if not isinstance(found, dict):
+        msg = f"a state message is a JSON object, not {type(found).__name__}"
+        raise DeviceMessageError(msg)
+    return found
+
+
+def availability(payload: bytes, *, online: str = "online", offline: str = "offline") -> bool:
+    """Plain ``online``/``offline`` (any case) or JSON ``{"state": "online"}`` (Zigbee2MQTT 2.x)."""
+    text = payload.decode("utf-8", errors="replace").strip()
+    if text.startswith("{"):
+        state = json_object(payload).get("state")
+        text = state if isinstance(state, str) else ""
+    lowered = text.lower()
+    if lowered == online.lower():
+        return True
+    if lowered == offline.lower():
+        return False
+    msg = f"availability is {online!r} or {offline!r}, not {text[:40]!r}"
+    raise DeviceMessageError(msg)
+
+
+def number(value: object, what: str) -> float:
+    """A finite JSON number (not a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{what} is not a number: {str(value)[:40]!r}"
+        raise DeviceMessageError(msg)
+    if isinstance(value, int) and abs(value) > 1e15:
+        msg = f"{what} is out of range"
+        raise DeviceMessageError(msg)
+    found = float(value)
+    if not math.isfinite(found):
+        msg = f"{what} is not finite"
+        raise DeviceMessageError(msg)
+    return found
+
+
+def kelvin_to_mired(kelvin: float) -> int:
+    return round(1_000_000 / kelvin)
+
+
+def mired_to_kelvin(mired: float) -> float:
+    if mired <= 0:
+        msg = f"colour temperature of {mired} mired"
+        raise DeviceMessageError(msg)
+    return 1_000_000 / mired
+
+
+def payload_json(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
