@@ -336,6 +336,8 @@ class Gateway:
             await generation.floor.tick()
             if generation.ble is not None:
                 await generation.ble.tick()
+            if generation.devices is not None:
+                generation.devices.tick()
 
     async def _health_loop(self, generation: Generation) -> None:
         while True:
@@ -395,7 +397,7 @@ def _open_models(settings: GatewaySettings) -> ModelStore | None:
 
 
 def _source_tasks(group: asyncio.TaskGroup, generation: Generation) -> list[asyncio.Task[None]]:
-    """The long-lived loops of the sources this configuration has: BLE, cameras, cloud sync."""
+    """The long-lived loops of the parts this configuration has: BLE, cameras, cloud sync, devices."""
     tasks = []
     if generation.scanner is not None and generation.ble is not None:
         tasks.append(group.create_task(generation.scanner.run(), name="ble-scanner"))
@@ -404,4 +406,6 @@ def _source_tasks(group: asyncio.TaskGroup, generation: Generation) -> list[asyn
         tasks.append(group.create_task(camera.run(), name=f"camera-{camera.settings.id}"))
     if generation.sync is not None:
         tasks.append(group.create_task(generation.sync.run(), name="sync"))
+    if generation.devices is not None:
+        tasks.append(group.create_task(generation.devices.run(), name="devices"))
     return tasks

@@ -30,6 +30,7 @@ from edge.flow.acks import AckFlow
 from edge.flow.ble import BleFlow
 from edge.flow.checkin import CheckinFlow
 from edge.flow.decider import Decider
+from edge.flow.devices import DeviceFlow
 from edge.flow.floor import Floor, Recorder
 from edge.flow.pos import PosFlow
 from edge.flow.stats import FlowStats
@@ -95,6 +96,7 @@ class Generation:
     scanner: BleScanner | None
     cameras: tuple[CameraFlow, ...]
     sync: SyncService | None
+    devices: DeviceFlow | None
 
     @property
     def board(self) -> DisplayBoard:
@@ -247,6 +249,20 @@ async def build(
         ensure_profile=ensure_profile,
     )
     ble, scanner = _ble(settings, ble_ingest, floor, consents, rejects, link, metrics, clock)
+    devices = None
+    if settings.devices:
+        devices = DeviceFlow(
+            settings.devices,
+            counts=counts,
+            consents=consents,
+            profiles=profiles,
+            ledger=ledger,
+            link=link,
+            topics=topics,
+            rejects=rejects,
+            clock=clock,
+        )
+        devices.register()
     cameras = _cameras(settings, checkins, counts, clock)
 
     checkins.register()
@@ -276,6 +292,7 @@ async def build(
         scanner=scanner,
         cameras=cameras,
         sync=sync,
+        devices=devices,
     )
 
 

@@ -15,6 +15,7 @@ from edge.config.ble import BleSettings
 from edge.config.camera import CameraSettings
 from edge.config.control_plane import ControlSettings, HealthSettings, LoggingSettings
 from edge.config.decisions import DecisionSettings
+from edge.config.devices import DeviceSettings
 
 # Shopper tokens are short-lived by design (DESIGN.md: "minutes"): a stolen token works at most this long,
 # and the replay guard holds every jti in memory this long.
@@ -270,6 +271,10 @@ class GatewaySettings(_Section):
         default_factory=list,
         description="Opt-in cameras above screens: QR check-in and anonymous counts; none by default.",
     )
+    devices: list[DeviceSettings] = Field(
+        default_factory=list,
+        description="Smart devices that follow the opted-in people of their zone (docs/devices.md).",
+    )
     control: ControlSettings = Field(default_factory=ControlSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
@@ -286,6 +291,17 @@ class GatewaySettings(_Section):
         for index, display in enumerate(self.displays):
             if display.zone not in zone_ids:
                 problems.append(f"displays.{index}.zone: unknown zone '{display.zone}'")
+        device_ids = [device.id for device in self.devices]
+        if len(set(device_ids)) != len(device_ids):
+            problems.append("devices: device ids must be unique")
+        routes = [(device.adapter, device.address) for device in self.devices]
+        if len(set(routes)) != len(routes):
+            problems.append("devices: two devices of one adapter cannot share an address (their topics)")
+        problems.extend(
+            f"devices.{index}.zone: unknown zone {device.zone!r}"
+            for index, device in enumerate(self.devices)
+            if device.zone not in zone_ids
+        )
         camera_ids = [camera.id for camera in self.cameras]
         if len(set(camera_ids)) != len(camera_ids):
             problems.append("cameras: camera ids must be unique")

@@ -56,6 +56,7 @@ class KeyRule:
 
 _TUNING = "BLE presence tuning (docs/ble-presence.md)"
 _CAMERA = "a camera's analysis settings"
+_DEVICE = "a smart device: its name, zone and kind"
 
 PUSHABLE: Final[tuple[KeyRule, ...]] = (
     KeyRule("decisions.policy", "exploration, holdout and the store's time zone: how offers are chosen"),
@@ -104,6 +105,19 @@ PUSHABLE: Final[tuple[KeyRule, ...]] = (
             "qr_hold_s",
         )
     ),
+    KeyRule("devices[].id", _DEVICE),
+    KeyRule("devices[].zone", _DEVICE),
+    KeyRule("devices[].kind", _DEVICE),
+    KeyRule("devices[].adapter", "Zigbee2MQTT, Tasmota or generic: each keeps to its own topics"),
+    KeyRule("devices[].address", "a device's name inside its adapter's own topics"),
+    KeyRule(
+        "devices[].capabilities",
+        "defaults, bounds (inside the schema's hard limits), steps and merge policies",
+    ),
+    *(
+        KeyRule(f"devices[].{key}", "a device's timing and how strangers count")
+        for key in ("min_interval_s", "revert_after_s", "others_weight", "confirm_s")
+    ),
     KeyRule("health.interval_s", "how often gateway/health is published"),
     KeyRule(
         "logging.level", "INFO, WARNING or ERROR; DEBUG only from the store's file (it logs device addresses)"
@@ -132,13 +146,19 @@ REFUSED: Final[tuple[KeyRule, ...]] = (
     KeyRule("ble.presence.max_tracked", "a memory bound, sized for the machine"),
     KeyRule("ble.presence.max_scanners_per_identity", "a memory bound, sized for the machine"),
     KeyRule("cameras[].detector_model", "a file path"),
+    KeyRule(
+        "devices[].generic",
+        "free topic templates: a push could make the gateway publish wherever its broker account may",
+    ),
+    KeyRule("devices[].zigbee2mqtt", "Zigbee2MQTT's base topic: where the gateway publishes commands"),
+    KeyRule("devices[].tasmota", "Tasmota's topic prefixes: where the gateway publishes commands"),
     KeyRule("cameras[].loop", "video files only (tests, demos)"),
     KeyRule("health", "what listens on the network (the metrics endpoint) and the systemd watchdog"),
     KeyRule("logging.json_format", "the log format that journald's readers parse"),
 )
 
 
-class Refusal(StrEnum):
+class RefusedError(StrEnum):
     KEY = "forbidden_key"  # a key a push may not set
     VALUE = "forbidden_value"  # a key a push may set, with a value it may not use (a path, a host, DEBUG)
 
@@ -146,7 +166,7 @@ class Refusal(StrEnum):
 class PushRefused(Exception):  # noqa: N818 - a verdict, like the other refusals of a push
     """A push's overlay is not allowed; ``detail`` names key paths only, never a file or its existence."""
 
-    def __init__(self, reason: Refusal, detail: str) -> None:
+    def __init__(self, reason: RefusedError, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -200,14 +220,14 @@ def vet_overlay(overlay: Mapping[str, Any], limits: PushLimits) -> dict[str, Any
     """
     forbidden = list(_forbidden_keys(overlay, (), ""))
     if forbidden:
-        raise PushRefused(Refusal.KEY, f"{_listed(forbidden)}: set only in the store's own file")
+        raise PushRefused(RefusedError.KEY, f"{_listed(forbidden)}: set only in the store's own file")
     problems = [
         *_file_problems(overlay, limits),
         *_camera_problems(overlay, limits),
         *_level_problems(overlay),
     ]
     if problems:
-        raise PushRefused(Refusal.VALUE, "; ".join(problems[:MAX_KEYS_REPORTED]))
+        raise PushRefused(RefusedError.VALUE, "; ".join(problems[:MAX_KEYS_REPORTED]))
     return _with_file_paths(overlay, limits)
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from edge.flow.ble import BleFlowStats
     from edge.flow.camera import CameraFlowStats
     from edge.flow.decider import DeciderStats
+    from edge.flow.devices import DevicesStats
     from edge.flow.pos import PosStats
     from edge.flow.stats import FlowCounts
     from edge.identity.tokens import TokenStats
@@ -68,6 +69,7 @@ class HealthReport:
     ble: BleReport | None
     cameras: tuple[CameraFlowStats, ...]
     control: ControlStats | None
+    devices: DevicesStats | None
     metrics_error: str | None  # why the metrics endpoint is off
 
     @property
@@ -134,6 +136,7 @@ def build_report(gateway: Gateway) -> HealthReport:
         ble=None if g.ble is None else BleReport(g.scanner.stats() if g.scanner else None, g.ble.stats()),
         cameras=tuple(camera.stats() for camera in g.cameras),
         control=gateway.control.stats() if gateway.control is not None else None,
+        devices=None if g.devices is None else g.devices.stats(),
         metrics_error=gateway.metrics_error,
     )
 
@@ -172,6 +175,13 @@ def alerts(report: HealthReport) -> list[str]:
             f"clock_behind: the wall clock is {clock.behind_s:.0f} s behind the latest time this gateway "
             "has seen; tokens whose replay protection may have ended are refused"
         )
+    if report.devices is not None:
+        if report.devices.offline:
+            found.append(f"devices_offline: {', '.join(report.devices.offline)}")
+        if report.devices.mismatched:
+            found.append(
+                f"devices_mismatch: {', '.join(report.devices.mismatched)} did not report the commanded state"
+            )
     if report.metrics_error is not None:
         found.append(f"metrics_off: {report.metrics_error}")
     return found

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from edge.control.health import BleReport, HealthReport
     from edge.control.remote import ControlStats
     from edge.flow.camera import CameraFlowStats
+    from edge.flow.devices import DevicesStats
     from edge.ledger.store import LedgerStats
     from edge.sync.stats import SyncStats
 
@@ -69,6 +70,7 @@ def health_json(report: HealthReport) -> JSON:
         "ble": None if report.ble is None else _ble(report.ble),
         "cameras": {camera.id: _camera(camera) for camera in report.cameras} or None,
         "control": None if report.control is None else _control(report.control),
+        "devices": None if report.devices is None else _devices(report.devices),
         "alerts": report.alerts,
     }
 
@@ -111,6 +113,32 @@ def _camera(camera: CameraFlowStats) -> JSON:
         "left": camera.left,
         "mean_dwell_s": camera.mean_dwell_s,
         **camera.counters,
+    }
+
+
+def _devices(devices: DevicesStats) -> JSON:
+    return {
+        "commands": devices.commands,
+        "records_dropped": devices.journal_dropped,
+        "records_failed": devices.journal_failed,
+        "preferences_ignored": devices.preferences_ignored,
+        "by_device": {
+            device.id: {
+                "zone": device.zone,
+                "kind": device.kind,
+                "adapter": device.adapter,
+                "available": device.plan.available,
+                "personal": device.plan.personal,
+                "commands": device.plan.commands,
+                "deferred": device.plan.deferred,
+                "mismatches": device.plan.mismatches,
+                "mismatched": device.plan.mismatched,
+                "bad_messages": device.bad_messages,
+                "override_left_s": device.override_left_s,
+                "values": dict(device.values),
+            }
+            for device in devices.devices
+        },
     }
 
 

@@ -17,6 +17,7 @@ from edge.control.health import alert_name
 if TYPE_CHECKING:
     from edge.control.health import BleReport, HealthReport
     from edge.flow.camera import CameraFlowStats
+    from edge.flow.devices import DevicesStats
     from edge.ledger.store import LedgerStats
     from edge.sync.stats import SyncStats
 
@@ -120,6 +121,8 @@ def health_families(report: HealthReport) -> Iterator[Metric]:
         _ble(report.ble, out)
     for camera in report.cameras:
         _camera(camera, out)
+    if report.devices is not None:
+        _devices(report.devices, out)
     return iter(out)
 
 
@@ -381,6 +384,40 @@ def _ble(ble: BleReport, out: Families) -> None:
         ble.flow.events,
         "event",
     )
+
+
+def _devices(devices: DevicesStats, out: Families) -> None:
+    for device in devices.devices:
+        labels, plan = {"device": device.id}, device.plan
+        out.counter("edge_device_commands_total", "Commands sent to a smart device.", plan.commands, labels)
+        out.counter(
+            "edge_device_deferred_total",
+            "Changes held back by the device's min_interval_s (sent when it ended).",
+            plan.deferred,
+            labels,
+        )
+        out.counter(
+            "edge_device_mismatches_total",
+            "Commands whose state the device did not report within confirm_s.",
+            plan.mismatches,
+            labels,
+        )
+        out.counter(
+            "edge_device_bad_messages_total",
+            "State or availability messages of the device that could not be read.",
+            device.bad_messages,
+            labels,
+        )
+        if plan.available is not None:
+            out.gauge(
+                "edge_device_available", "1 if the device says it is online.", int(plan.available), labels
+            )
+        out.gauge(
+            "edge_device_personal",
+            "1 while the device holds the preferences of people in its zone.",
+            int(plan.personal),
+            labels,
+        )
 
 
 def _camera(camera: CameraFlowStats, out: Families) -> None:

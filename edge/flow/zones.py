@@ -7,7 +7,7 @@ counts. Only counts leave: never who.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from edge.clock import Clock, iso_utc
@@ -43,13 +43,22 @@ class ZoneCounts:
         self._cameras: dict[str, dict[str, tuple[int, float | None]]] = {}
         # Per zone: the count last published and since when it holds.
         self._last: dict[str, tuple[int, float]] = {}
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(zone)`` whenever the people of ``zone`` may have changed (every publish)."""
+        self._listeners.append(listener)
+
+    def who(self, zone: str) -> list[str]:
+        """Identified shoppers in ``zone`` from every presence source (check-ins, then BLE), each once."""
+        people = dict.fromkeys(self._presence.present(zone))
+        for source in self._others:
+            people.update(dict.fromkeys(source.present(zone)))
+        return list(people)
 
     def identified(self, zone: str) -> int:
-        """Identified shoppers in ``zone`` from every presence source (check-ins, BLE), each once."""
-        people = set(self._presence.present(zone))
-        for source in self._others:
-            people.update(source.present(zone))
-        return len(people)
+        """How many identified shoppers ``zone`` holds (``who``)."""
+        return len(self.who(zone))
 
     def audience(self, zone: str) -> tuple[int, int, float | None]:
         """(people, identified, mean dwell of those seen by a camera) in ``zone``.
@@ -93,6 +102,8 @@ class ZoneCounts:
         self._link.publish(
             self._topics.presence(zone), json.dumps(body, separators=(",", ":")).encode(), retain=True
         )
+        for listener in self._listeners:
+            listener(zone)
 
     def publish_all(self) -> None:
         for zone in self.zones:

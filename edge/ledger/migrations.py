@@ -285,6 +285,25 @@ SCHEMA_STEPS: Final[tuple[tuple[Statement, ...], ...]] = (
             events = (SELECT count(*) FROM outbox WHERE class = outbox_totals.class),
             bytes = (SELECT coalesce(sum(bytes), 0) FROM outbox WHERE class = outbox_totals.class)""",
     ),
+    (
+        # What the devices were set to and for whom (docs/devices.md "Privacy"): one row per command that
+        # went out, the values as JSON; the shoppers whose preferences shaped it in their own table, only
+        # with `measurement`, so an erasure deletes their links and a shopper's export can list them.
+        """CREATE TABLE device_settings (
+            id        INTEGER PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            at_wall   REAL NOT NULL,
+            reason    TEXT NOT NULL,
+            applied   TEXT NOT NULL
+        )""",
+        "CREATE INDEX device_settings_at ON device_settings (at_wall)",
+        """CREATE TABLE device_setting_shoppers (
+            shopper_id TEXT NOT NULL,
+            setting_id INTEGER NOT NULL REFERENCES device_settings (id) ON DELETE CASCADE,
+            PRIMARY KEY (shopper_id, setting_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX device_setting_shoppers_setting ON device_setting_shoppers (setting_id)",
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = len(SCHEMA_STEPS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -311,6 +311,7 @@ def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
     )
     for sql in (
         "DELETE FROM consents WHERE shopper_id = ?",
+        "DELETE FROM device_setting_shoppers WHERE shopper_id = ?",
         "DELETE FROM profiles WHERE shopper_id = ?",
         "DELETE FROM eid_keys WHERE shopper_id = ?",
         "UPDATE decisions SET shopper_id = NULL WHERE shopper_id = ?",
@@ -353,7 +354,8 @@ def purge(now_wall: float, cutoff_wall: float) -> Op[dict[str, int]]:
             (cutoff_wall, cutoff_wall),
         )
         decisions = tx.execute("DELETE FROM decisions WHERE at_wall < ?", (cutoff_wall,))
-        return {"jti": jti, "decisions": decisions, "exposures": exposures}
+        devices = tx.execute("DELETE FROM device_settings WHERE at_wall < ?", (cutoff_wall,))
+        return {"jti": jti, "decisions": decisions, "exposures": exposures, "device_settings": devices}
 
     return run
 
@@ -378,6 +380,28 @@ def forget_ended_claims(tx: Tx, now_wall: float, *, at_most: int | None) -> int:
     removed = tx.execute("DELETE FROM jti WHERE until_wall <= ?", (through,))
     _raise_mark(tx, MARK_FORGOTTEN, through)
     return removed
+
+
+def record_device_setting(
+    device_id: str, at_wall: float, reason: str, applied: Mapping[str, object], shoppers: Sequence[str]
+) -> Op[int]:
+    """One command a device was sent: its values and the shoppers (kept with ``measurement``) behind it."""
+    values = json.dumps(applied, separators=(",", ":"), sort_keys=True)
+
+    def run(tx: Tx) -> int:
+        rows = tx.returning(
+            "INSERT INTO device_settings (device_id, at_wall, reason, applied) VALUES (?, ?, ?, ?) RETURNING id",
+            (device_id, at_wall, reason, values),
+        )
+        setting_id = int(rows[0][0])
+        for shopper_id in shoppers:
+            tx.execute(
+                "INSERT OR IGNORE INTO device_setting_shoppers (shopper_id, setting_id) VALUES (?, ?)",
+                (shopper_id, setting_id),
+            )
+        return setting_id
+
+    return run
 
 
 def mark_wall(now_wall: float) -> Op[float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -270,6 +270,24 @@ class Ledger:
             ops.forget_shopper(shopper_id, erased_wall, report=event, outbox_max_bytes=self.outbox.max_bytes)
         )
         self.replica.remember_tombstone(shopper_id, erased_wall)
+
+    async def record_device_setting(
+        self, device_id: str, reason: str, applied: Mapping[str, object], shoppers: Sequence[str]
+    ) -> int:
+        """A command a device was sent, with the shoppers behind it (only those with ``measurement``: the
+        caller decides). Not forced to disk: a power cut may lose the last few, never a shopper's data."""
+        op = ops.record_device_setting(device_id, self._clock.wall(), reason, applied, shoppers)
+        return await self._submit(op, durable=False)
+
+    async def device_settings(self, since_wall: float = 0.0) -> list[tuple[str, float, str, str, list[str]]]:
+        """(device, at, reason, values JSON, shoppers) since ``since_wall``, oldest first."""
+        rows = await self._read(
+            "SELECT s.device_id, s.at_wall, s.reason, s.applied, "
+            "(SELECT json_group_array(shopper_id) FROM device_setting_shoppers WHERE setting_id = s.id) "
+            "FROM device_settings s WHERE s.at_wall >= ? ORDER BY s.id",
+            (since_wall,),
+        )
+        return [(str(d), float(at), str(r), str(v), list(json.loads(who))) for d, at, r, v, who in rows]
 
     async def purge(self, now_wall: float) -> dict[str, int]:
         """Forget ended token claims (not while the clock is behind the last purge), drop decisions and

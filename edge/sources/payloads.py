@@ -132,7 +132,8 @@ class Rejected:
     reason: str
 
 
-def _json_object(payload: bytes) -> dict[str, Any] | Rejected:
+def json_envelope(payload: bytes) -> dict[str, Any] | Rejected:
+    """A JSON object with `"v": 1` (every payload of the contract), or why not."""
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
@@ -204,7 +205,7 @@ def _amount(value: object) -> float | None:
 
 def parse_checkin(payload: bytes) -> CheckinMessage | Rejected:
     """A check-in (docs/mqtt.md): ``v`` exactly 1; ``ts`` optional, but a well-formed UTC time if present."""
-    body = _json_object(payload)
+    body = json_envelope(payload)
     if isinstance(body, Rejected):
         return body
     if _has_bad_ts(body):
@@ -227,7 +228,7 @@ def parse_checkin(payload: bytes) -> CheckinMessage | Rejected:
 
 def checkin_reply_to(payload: bytes) -> str | None:
     """The well-formed ``reply_to`` of a check-in the parser refused for another reason, if it has one."""
-    body = _json_object(payload)
+    body = json_envelope(payload)
     if isinstance(body, Rejected):
         return None
     reply_to = body.get("reply_to")
@@ -236,7 +237,7 @@ def checkin_reply_to(payload: bytes) -> str | None:
 
 def parse_ack(payload: bytes) -> AckMessage | Rejected:
     """A display ack (docs/mqtt.md). ``shown_at`` is judged for its form here; ``exposure_time`` bounds it."""
-    body = _json_object(payload)
+    body = json_envelope(payload)
     if isinstance(body, Rejected):
         return body
     if _has_bad_ts(body):
@@ -290,7 +291,7 @@ def _item(value: object) -> TransactionItem | Rejected:
 
 def parse_transaction(payload: bytes) -> TransactionMessage | Rejected:
     """A POS sale (``pos/{lane}/transaction``, docs/mqtt.md): strict, only the known fields are kept."""
-    body = _json_object(payload)
+    body = json_envelope(payload)
     if isinstance(body, Rejected):
         return body
     txn_id, token, raw_items = body.get("txn_id"), body.get("token"), body.get("items")

@@ -26,6 +26,8 @@ class Kind(StrEnum):
     AVAILABILITY = "availability"
     POS = "pos"
     ESPRESENSE = "espresense"
+    DEVICE = "device"
+    OVERRIDE = "override"
 
 
 class Envelope(StrEnum):
@@ -94,6 +96,24 @@ class EspresenseReject(StrEnum):
     NOT_OBJECT = "not_object"
     BAD_RSSI = "bad_rssi"
     BAD_EID = "bad_eid"
+
+
+class DeviceReject(StrEnum):
+    """A smart device's own state or availability message that cannot be read (never acted on)."""
+
+    OVERSIZED = "oversized"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    BAD_VALUE = "bad_value"
+    BAD_AVAILABILITY = "bad_availability"
+
+
+class OverrideReject(StrEnum):
+    UNKNOWN_DEVICE = "unknown_device"
+    BAD_VALUES = "bad_values"
+    UNKNOWN_CAPABILITY = "unknown_capability"
+    OUT_OF_BOUNDS = "out_of_bounds"
+    BAD_DURATION = "bad_duration"
 
 
 _ENVELOPE: Final[Mapping[str, str]] = {
@@ -179,6 +199,24 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         EspresenseReject.BAD_RSSI: "`rssi` is not a number in -127..20",
         EspresenseReject.BAD_EID: "an `eid:` id that is not 16 hex digits",
     },
+    Kind.DEVICE: {
+        DeviceReject.OVERSIZED: "a state message larger than 16 KiB",
+        DeviceReject.NOT_JSON: "a state message that is not JSON (or nested beyond what the parser takes)",
+        DeviceReject.NOT_OBJECT: "a state message that is JSON but not an object",
+        DeviceReject.BAD_VALUE: "a value the gateway sets that is not a finite number (or not `ON`/`OFF`), or "
+        "a colour temperature of 0 mired or less",
+        DeviceReject.BAD_AVAILABILITY: "availability that is neither `online`/`offline` (Tasmota: "
+        '`Online`/`Offline`) nor JSON `{"state": ...}` with one of them',
+    },
+    Kind.OVERRIDE: {
+        **_ENVELOPE,
+        OverrideReject.UNKNOWN_DEVICE: "the topic names no configured device",
+        OverrideReject.BAD_VALUES: "`values` is not an object",
+        OverrideReject.UNKNOWN_CAPABILITY: "`values` names a capability the device does not have",
+        OverrideReject.OUT_OF_BOUNDS: "a number outside the capability's `min`/`max`, not a number where one "
+        "is wanted, or a choice not among its `values`",
+        OverrideReject.BAD_DURATION: "`for_s` is not a number of seconds from 0 (clear) to 14,400 (4 h)",
+    },
 }
 
 # The enums whose members make up each kind's reasons (the drift test checks MEANINGS against these).
@@ -188,12 +226,22 @@ REASONS: Final[Mapping[Kind, tuple[type[StrEnum], ...]]] = {
     Kind.AVAILABILITY: (AvailabilityReject,),
     Kind.POS: (Envelope, PosReject),
     Kind.ESPRESENSE: (EspresenseReject,),
+    Kind.DEVICE: (DeviceReject,),
+    Kind.OVERRIDE: (Envelope, OverrideReject),
 }
 
 
 def reasons_of(kind: Kind) -> frozenset[str]:
     """Every reason a message of ``kind`` can be counted under."""
     return frozenset(member.value for enum in REASONS[kind] for member in enum)
+
+
+class RefusedError(ValueError):
+    """An inbound message refused for ``reason`` (a member of its kind's enum); the text says more."""
+
+    def __init__(self, reason: StrEnum, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class RejectCounter:
@@ -231,6 +279,8 @@ _TITLES: Final[Mapping[Kind, str]] = {
     Kind.AVAILABILITY: "display availability (`…/display/{id}/availability`)",
     Kind.POS: "POS transaction (`…/pos/{lane}/transaction`)",
     Kind.ESPRESENSE: "ESPresense report (`espresense/devices/{id}/{room}`)",
+    Kind.DEVICE: "a smart device's state or availability (its adapter's topics, docs/devices.md)",
+    Kind.OVERRIDE: "staff override (`…/device/{id}/override`)",
 }
 
 

@@ -57,13 +57,28 @@ class Topics:
 
         The segment is returned as it is; whether it is a well-formed lane id is the caller's rule.
         """
-        prefix = f"{self.root}/pos/"
+        return self._id_in(topic, "pos", "transaction")
+
+    def _id_in(self, topic: str, section: str, leaf: str) -> str | None:
+        """The one segment between ``{root}/{section}/`` and ``/{leaf}``, or None."""
+        prefix = f"{self.root}/{section}/"
         if not topic.startswith(prefix):
             return None
         rest = topic[len(prefix) :].split("/")
-        if len(rest) != 2 or not rest[0] or rest[1] != "transaction":
+        if len(rest) != 2 or not rest[0] or rest[1] != leaf:
             return None
         return rest[0]
+
+    @property
+    def device_override_filter(self) -> str:
+        return f"{self.root}/device/+/override"
+
+    def device_override(self, device_id: str) -> str:
+        return f"{self.root}/device/{device_id}/override"
+
+    def device_of(self, topic: str) -> str | None:
+        """The device id in ``.../device/{id}/override``, or None if the topic is not one."""
+        return self._id_in(topic, "device", "override")
 
     def display_of(self, topic: str) -> str | None:
         """The display id in ``.../display/{id}/...``, or None if the topic is not a display topic."""

@@ -76,12 +76,15 @@ COUNTER_MAPS: Mapping[str, frozenset[str]] = {
     "cameras.cam-cafe": frozenset({"zone", "capture", "people", "entered", "left", "mean_dwell_s"}),
     "control": frozenset({"current", "pending", "highest_seen", "kept", "rejected", "flags"}),
     "control.rejected": frozenset(),
+    "devices.by_device.cafe-light.values": frozenset(),
 }
 # Values that are null or of one type depending on what happened last (a screen shows an offer or the
 # fallback): both are in the contract, so the shape says both whichever this run saw.
 NULLABLE: Mapping[str, str] = {
     "displays.screen-cafe.offer_id": "str",
     "displays.screen-entrance.offer_id": "str",
+    "devices.by_device.cafe-light.available": "bool",
+    "devices.by_device.cafe-light.override_left_s": "float",
 }
 
 
@@ -215,6 +218,10 @@ def _equip(store: StoreKit, metrics_port: int) -> None:
         + f'[[ble.beacons]]\nname = "door"\nkind = "ibeacon"\nzone = "entrance"\nuuid = "{IBEACON_UUID}"\n'
         + "major = 1\nminor = 3\n"
         + '\n[[cameras]]\nid = "cam-cafe"\nsource = "cafe-camera.avi"\nzone = "cafe"\nqr_fps = 10\ncount_fps = 10\n'
+        + '\n[[devices]]\nid = "cafe-light"\nzone = "cafe"\nkind = "light"\nadapter = "zigbee2mqtt"\n'
+        + 'address = "cafe light"\n[devices.capabilities]\n'
+        + "brightness = { default = 80, min = 10, max = 100, step = 5 }\n"
+        + "color_temp = { default = 4000, min = 2700, max = 6500, step = 100 }\n"
     )
 
 
@@ -278,11 +285,34 @@ async def _drive(kit: Equipped) -> None:
     camera = generation.cameras[0]
     await _until(lambda: camera.counters["qr_checkins"] >= 1, "a QR check-in", timeout=30)
     await _until(lambda: ble.ingest.frame_counter, "a malformed BLE frame")
+    await _devices(kit)
     await _until(
         lambda: gateway.sync_health is not None and gateway.sync_health.push.batches >= 1,
         "a push the cloud answered, in the health",
     )
     await _until(lambda: gateway.sync_health and gateway.sync_health.push.failures, "a push failure")
+
+
+async def _devices(kit: Equipped) -> None:
+    """The cafe's light: online, its state, a staff override, a malformed state and an unknown device."""
+    devices, probe = kit.gateway.generation.devices if kit.gateway.generation else None, kit.probe
+    assert devices is not None
+    light = "zigbee2mqtt/cafe light"
+    await probe.publish(f"{light}/availability", b'{"state":"online"}')
+    await probe.publish(light, {"state": "ON", "brightness": 203, "color_temp": 250})
+    await probe.publish(light, b"not json")
+    await probe.publish(
+        f"{ROOT}/device/cafe-light/override", {"v": 1, "values": {"brightness": 50}, "for_s": 600}
+    )
+    await probe.publish(f"{ROOT}/device/no-such-light/override", {"v": 1, "values": {}, "for_s": 0})
+    await _until(lambda: devices.stats().devices[0].override_left_s, "the staff override in force")
+    await _until(
+        lambda: (
+            kit.gateway.generation and kit.gateway.generation.rejects.counts[("override", "unknown_device")]
+        ),
+        "an override refused",
+    )
+    await _until(lambda: devices.stats().devices[0].bad_messages, "a malformed device state")
 
 
 @asynccontextmanager

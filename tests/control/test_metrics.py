@@ -26,9 +26,11 @@ from edge.act.displays import DisplayStats
 from edge.control.health import DEAD_LETTER_ALERT_S, BleReport, HealthReport, refused_alerts
 from edge.control.metrics import BUCKETS_S, CONTENT_TYPE, Histogram, Metrics, MetricsServer
 from edge.control.remote import ControlStats
+from edge.decide.devices.plan import PlanStats
 from edge.flow.ble import BleFlowStats
 from edge.flow.camera import CameraFlowStats
 from edge.flow.decider import DeciderStats
+from edge.flow.devices import DevicesStats, DeviceStats
 from edge.flow.pos import PosStats
 from edge.flow.stats import FlowCounts
 from edge.identity.eid import EidStats
@@ -189,6 +191,24 @@ def health_report(*, state: LinkState = LinkState.CONNECTED, alerts: bool = Fals
         ),
         cameras=(CameraFlowStats("front", "cafe", capture, 2, 10, 8, 12.5, {"qr_checkins": 1}),),
         control=ControlStats(0, None, 0, (), {}, {}, ()),
+        devices=DevicesStats(
+            (
+                DeviceStats(
+                    "fitting-1",
+                    "fitting-rooms",
+                    "climate",
+                    "zigbee2mqtt",
+                    PlanStats(4, 1, 0, False, True, None, True),
+                    0,
+                    None,
+                    {"temperature": 22.5},
+                ),
+            ),
+            4,
+            0,
+            0,
+            0,
+        ),
         metrics_error=None,
     )
 

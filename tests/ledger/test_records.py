@@ -136,11 +136,30 @@ async def test_purge_applies_retention(db_path, clock: ManualClock, make_decisio
 
         deleted = await ledger.purge(now)
 
-        assert deleted == {"jti": 1, "decisions": 1, "exposures": 1}
+        assert deleted == {"jti": 1, "decisions": 1, "exposures": 1, "device_settings": 0}
         assert await ledger.decision("old") is None
         assert await ledger.decision("new") is not None
         assert await ledger.table_counts() == {"decisions": 1, "exposures": 1, "consents": 0, "jti": 1}
-        assert await ledger.purge(now) == {"jti": 0, "decisions": 0, "exposures": 0}
+        assert await ledger.purge(now) == {"jti": 0, "decisions": 0, "exposures": 0, "device_settings": 0}
+
+
+async def test_device_settings_keep_their_shoppers_until_erasure_or_retention(
+    db_path, clock: ManualClock
+) -> None:
+    async with Ledger(db_path, clock, retention_days=7) as ledger:
+        start = clock.wall()
+        await ledger.record_device_setting("fitting-1", "people", {"temperature": 22.5}, ["a", "b"])
+        clock.advance(DAY)
+        await ledger.record_device_setting("fitting-1", "default", {"temperature": 21.0}, [])
+        assert await ledger.device_settings() == [
+            ("fitting-1", start, "people", '{"temperature":22.5}', ["a", "b"]),
+            ("fitting-1", start + DAY, "default", '{"temperature":21.0}', []),
+        ]
+        await ledger.forget_shopper("a")
+        assert (await ledger.device_settings())[0][4] == ["b"]  # the setting stays, unlinked from a
+        clock.advance(6.5 * DAY)
+        assert (await ledger.purge(clock.wall()))["device_settings"] == 1
+        assert [row[2] for row in await ledger.device_settings()] == ["default"]
 
 
 def test_constructor_rejects_nonsense(db_path, clock) -> None:

@@ -11,13 +11,14 @@ from typing import Any, Final, Protocol
 
 from edge.config.devices import DeviceSettings
 from edge.decide.devices.resolve import Value
+from edge.sources.rejections import DeviceReject, RefusedError
 
 # A device's state message larger than this is not one (the broker's own limit is larger).
 MAX_STATE_BYTES: Final = 16 * 1024
 
 
-class DeviceMessageError(ValueError):
-    """A device's message that cannot be read: counted per device, never acted on."""
+class DeviceMessageError(RefusedError):
+    """A device's message that cannot be read (a ``DeviceReject``): counted by reason, never acted on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +56,15 @@ class Adapter(Protocol):
 def json_object(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_STATE_BYTES:
         msg = f"state message of {len(payload)} bytes (at most {MAX_STATE_BYTES})"
-        raise DeviceMessageError(msg)
+        raise DeviceMessageError(DeviceReject.OVERSIZED, msg)
     try:
         found = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError, JSONDecodeError, a 5,000-digit int
         msg = f"not JSON: {error}"
-        raise DeviceMessageError(msg) from None
+        raise DeviceMessageError(DeviceReject.NOT_JSON, msg) from None
     if not isinstance(found, dict):
         msg = f"a state message is a JSON object, not {type(found).__name__}"
-        raise DeviceMessageError(msg)
+        raise DeviceMessageError(DeviceReject.NOT_OBJECT, msg)
     return found
 
 
@@ -79,21 +80,21 @@ def availability(payload: bytes, *, online: str = "online", offline: str = "offl
     if lowered == offline.lower():
         return False
     msg = f"availability is {online!r} or {offline!r}, not {text[:40]!r}"
-    raise DeviceMessageError(msg)
+    raise DeviceMessageError(DeviceReject.BAD_AVAILABILITY, msg)
 
 
 def number(value: object, what: str) -> float:
     """A finite JSON number (not a boolean)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         msg = f"{what} is not a number: {str(value)[:40]!r}"
-        raise DeviceMessageError(msg)
+        raise DeviceMessageError(DeviceReject.BAD_VALUE, msg)
     if isinstance(value, int) and abs(value) > 1e15:
         msg = f"{what} is out of range"
-        raise DeviceMessageError(msg)
+        raise DeviceMessageError(DeviceReject.BAD_VALUE, msg)
     found = float(value)
     if not math.isfinite(found):
         msg = f"{what} is not finite"
-        raise DeviceMessageError(msg)
+        raise DeviceMessageError(DeviceReject.BAD_VALUE, msg)
     return found
 
 
@@ -104,7 +105,7 @@ def kelvin_to_mired(kelvin: float) -> int:
 def mired_to_kelvin(mired: float) -> float:
     if mired <= 0:
         msg = f"colour temperature of {mired} mired"
-        raise DeviceMessageError(msg)
+        raise DeviceMessageError(DeviceReject.BAD_VALUE, msg)
     return 1_000_000 / mired
 
 

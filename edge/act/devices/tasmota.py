@@ -20,6 +20,7 @@ from edge.act.devices.base import (
 )
 from edge.config.devices import DeviceSettings
 from edge.decide.devices.resolve import Value
+from edge.sources.rejections import DeviceReject
 
 # Tasmota's CT range (cold 153 mired = 6536 K, warm 500 mired = 2000 K).
 CT_MIN: Final = 153
@@ -66,7 +67,7 @@ class Tasmota:
             power = report["POWER"]
             if power not in ("ON", "OFF"):
                 msg = f"POWER is ON or OFF, not {str(power)[:20]!r}"
-                raise DeviceMessageError(msg)
+                raise DeviceMessageError(DeviceReject.BAD_VALUE, msg)
             state["power"] = power.lower()
         if "brightness" in wanted and "Dimmer" in report:
             state["brightness"] = number(report["Dimmer"], "Dimmer")

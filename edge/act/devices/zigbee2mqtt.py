@@ -25,6 +25,7 @@ from edge.act.devices.base import (
 )
 from edge.config.devices import DeviceSettings, NumberCapability
 from edge.decide.devices.resolve import Value
+from edge.sources.rejections import DeviceReject
 
 BRIGHTNESS_MAX: Final = 254
 
@@ -80,7 +81,7 @@ class Zigbee2Mqtt:
             power = report["state"]
             if power not in ("ON", "OFF"):
                 msg = f"state is ON or OFF, not {str(power)[:20]!r}"
-                raise DeviceMessageError(msg)
+                raise DeviceMessageError(DeviceReject.BAD_VALUE, msg)
             state["power"] = power.lower()
         if "mode" in wanted and "system_mode" in report:
             state["mode"] = str(report["system_mode"])

@@ -50,6 +50,7 @@ class PlanStats:
     commands: int
     deferred: int  # changes held back by min_interval_s (sent later)
     mismatches: int  # commanded state not reported within confirm_s
+    mismatched: bool  # the last command is still not confirmed, past its confirm_s
     available: bool | None  # None: the device has not said yet
     override_until_mono: float | None
     personal: bool  # the device holds somebody's preferences now
@@ -63,6 +64,7 @@ class DevicePlan:
         "_deferred",
         "_empty_since",
         "_held",
+        "_mismatched",
         "_mismatches",
         "_override",
         "_override_until",
@@ -94,6 +96,7 @@ class DevicePlan:
         self._commands = 0
         self._deferred = 0
         self._mismatches = 0
+        self._mismatched = False
 
     # --- inputs -------------------------------------------------------------------------------------------
 
@@ -133,8 +136,9 @@ class DevicePlan:
     def report(self, state: Mapping[str, Value]) -> None:
         """State the device reported (already in capability units)."""
         self._reported.update(state)
-        if self._confirm_by is not None and self._confirmed():
+        if (self._confirm_by is not None or self._mismatched) and self._confirmed():
             self._confirm_by = None
+            self._mismatched = False
 
     def tick(self, now: float) -> Command | None:
         """Timer work: a revert that is due, a deferred change, an override that ended, a late confirmation."""
@@ -142,6 +146,7 @@ class DevicePlan:
             self._confirm_by = None
             if not self._confirmed():
                 self._mismatches += 1
+                self._mismatched = True
         return self._step(now)
 
     # --- outputs ------------------------------------------------------------------------------------------
@@ -174,6 +179,7 @@ class DevicePlan:
             commands=self._commands,
             deferred=self._deferred,
             mismatches=self._mismatches,
+            mismatched=self._mismatched,
             available=self._available,
             override_until_mono=self._override_until if self._override else None,
             personal=bool(self._people) or (self._empty_since is not None and not self._revert_now),
