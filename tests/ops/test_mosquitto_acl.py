@@ -20,7 +20,21 @@ from tests.support.broker import Mosquitto
 
 ACL = REPO / "config" / "mosquitto" / "edge-gateway.acl"
 DISPLAYS = ["screen-a", "screen-b"]
-USERS = ["gateway", "cloud-bridge", "checkin", "pos", "espresense", *DISPLAYS, "observer"]
+DEVICES = ["tasmota_FIT01", "tasmota_FIT02"]
+USERS = [
+    "gateway",
+    "cloud-bridge",
+    "checkin",
+    "pos",
+    "espresense",
+    "staff",
+    "zigbee2mqtt",
+    *DISPLAYS,
+    *DEVICES,
+    "observer",
+]
+# Topics outside the store's root: ESPresense and the smart devices' own (docs/devices.md).
+OUTSIDE_ROOT = ("espresense/", "zigbee2mqtt/", "cmnd/", "stat/", "tele/", "devices/")
 # The test's own observer, appended to a copy of the shipped file: it may read everything.
 OBSERVER_RULES = "\n# test only\nuser observer\ntopic read #\n"
 
@@ -63,7 +77,7 @@ def root() -> str:
 
 
 def topic(root: str, name: str) -> str:
-    return name if name.startswith("espresense/") else f"{root}/{name}"
+    return name if name.startswith(OUTSIDE_ROOT) else f"{root}/{name}"
 
 
 # ----- who may connect -----
@@ -107,6 +121,18 @@ FORBIDDEN_PUBLISHES = [
     ("cloud-bridge", "display/screen-a/content", "config/desired"),
     ("cloud-bridge", "config/reported", "config/desired"),
     ("cloud-bridge", "checkin", "config/desired"),
+    ("screen-a", "device/fit-1/override", "display/screen-a/ack"),
+    ("checkin", "device/fit-1/override", "checkin"),
+    ("staff", "display/screen-a/content", "device/fit-1/override"),
+    ("staff", "checkin", "device/fit-1/override"),
+    ("staff", "zigbee2mqtt/fit light/set", "device/fit-1/override"),
+    ("tasmota_FIT01", "stat/tasmota_FIT02/RESULT", "stat/tasmota_FIT01/RESULT"),
+    ("tasmota_FIT01", "tele/tasmota_FIT02/LWT", "tele/tasmota_FIT01/LWT"),
+    ("tasmota_FIT01", "cmnd/tasmota_FIT02/CT", "stat/tasmota_FIT01/RESULT"),
+    ("tasmota_FIT01", "device/fit-1/override", "stat/tasmota_FIT01/RESULT"),
+    ("tasmota_FIT01", "zigbee2mqtt/fit light", "stat/tasmota_FIT01/RESULT"),
+    ("zigbee2mqtt", "device/fit-1/override", "zigbee2mqtt/fit light"),
+    ("zigbee2mqtt", "cmnd/tasmota_FIT01/CT", "zigbee2mqtt/fit light"),
 ]
 
 
@@ -119,7 +145,8 @@ async def test_a_forbidden_publish_never_reaches_anyone(
     broker: Broker, root: str, user: str, forbidden: str, sentinel: str
 ) -> None:
     bad, good = token(), token()
-    async with broker.client("observer", f"{root}/#", "espresense/#") as observer:
+    outside = [f"{prefix}#" for prefix in OUTSIDE_ROOT]
+    async with broker.client("observer", f"{root}/#", *outside) as observer:
         async with broker.client(user) as client:
             # Retained, the worst case: accepted, it would be served to every later subscriber.
             await client.publish(topic(root, forbidden), bad, retain=True)
@@ -143,6 +170,13 @@ ALLOWED_FLOWS = [
     ("gateway", "gateway/status", "cloud-bridge"),
     ("gateway", "config/reported", "cloud-bridge"),
     ("gateway", "presence/cafe", "gateway"),
+    ("staff", "device/fit-1/override", "gateway"),
+    ("gateway", "zigbee2mqtt/fit light/set", "zigbee2mqtt"),
+    ("zigbee2mqtt", "zigbee2mqtt/fit light", "gateway"),
+    ("zigbee2mqtt", "zigbee2mqtt/fit light/availability", "gateway"),
+    ("gateway", "cmnd/tasmota_FIT01/CT", "tasmota_FIT01"),
+    ("tasmota_FIT01", "stat/tasmota_FIT01/RESULT", "gateway"),
+    ("tasmota_FIT01", "tele/tasmota_FIT01/LWT", "gateway"),
 ]
 
 
@@ -181,6 +215,7 @@ FORBIDDEN_READS = [
     ("cloud-bridge", "#", "display/screen-a/content", "gateway/health"),
     ("cloud-bridge", "#", "checkin", "gateway/health"),
     ("cloud-bridge", "#", "pos/lane-1/transaction", "gateway/health"),
+    ("tasmota_FIT02", "cmnd/#", "cmnd/tasmota_FIT01/CT", "cmnd/tasmota_FIT02/CT"),
 ]
 
 
@@ -193,12 +228,13 @@ async def test_a_forbidden_read_delivers_nothing(
     broker: Broker, root: str, reader: str, subscription: str, forbidden: str, sentinel: str
 ) -> None:
     retained, live, good = token(), token(), token()
+    bad = topic(root, forbidden)
     async with broker.client("gateway") as gateway:
         # One retained before the reader subscribes (served at subscribe time if readable) ...
-        await gateway.publish(f"{root}/{forbidden}", retained, retain=True)
-        async with broker.client(reader, f"{root}/{subscription}") as subscriber:
+        await gateway.publish(bad, retained, retain=True)
+        async with broker.client(reader, topic(root, subscription)) as subscriber:
             # ... and one live, then the sentinel from the same publisher.
-            await gateway.publish(f"{root}/{forbidden}", live)
-            await gateway.publish(f"{root}/{sentinel}", good)
-            await subscriber.wait_for_message(f"{root}/{sentinel}", good)
-            assert subscriber.payloads(f"{root}/{forbidden}") == []
+            await gateway.publish(bad, live)
+            await gateway.publish(topic(root, sentinel), good)
+            await subscriber.wait_for_message(topic(root, sentinel), good)
+            assert subscriber.payloads(bad) == []
