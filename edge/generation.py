@@ -33,6 +33,7 @@ from edge.flow.decider import Decider
 from edge.flow.devices import DeviceFlow
 from edge.flow.floor import Floor, Recorder
 from edge.flow.pos import PosFlow
+from edge.flow.staff import StaffFlow
 from edge.flow.stats import FlowStats
 from edge.flow.zones import ZoneCounts
 from edge.identity import ConsentStore, ProfileCache, ReplayGuard, TokenVerifier, load_public_keys
@@ -97,6 +98,7 @@ class Generation:
     cameras: tuple[CameraFlow, ...]
     sync: SyncService | None
     devices: DeviceFlow | None
+    staff: StaffFlow | None
 
     @property
     def board(self) -> DisplayBoard:
@@ -263,6 +265,20 @@ async def build(
             clock=clock,
         )
         devices.register()
+    staff = None
+    if settings.staff.teams:
+        staff = StaffFlow(
+            settings.staff,
+            counts=counts,
+            consents=consents,
+            profiles=profiles,
+            ledger=ledger,
+            link=link,
+            topics=topics,
+            rejects=rejects,
+            clock=clock,
+        )
+        staff.register()
     cameras = _cameras(settings, checkins, counts, clock)
 
     checkins.register()
@@ -293,6 +309,7 @@ async def build(
         cameras=cameras,
         sync=sync,
         devices=devices,
+        staff=staff,
     )
 
 

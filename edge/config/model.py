@@ -16,6 +16,7 @@ from edge.config.camera import CameraSettings
 from edge.config.control_plane import ControlSettings, HealthSettings, LoggingSettings
 from edge.config.decisions import DecisionSettings
 from edge.config.devices import DeviceSettings
+from edge.config.staff import StaffSettings
 
 # Shopper tokens are short-lived by design (DESIGN.md: "minutes"): a stolen token works at most this long,
 # and the replay guard holds every jti in memory this long.
@@ -275,6 +276,7 @@ class GatewaySettings(_Section):
         default_factory=list,
         description="Smart devices that follow the opted-in people of their zone (docs/devices.md).",
     )
+    staff: StaffSettings = Field(default_factory=StaffSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
@@ -301,6 +303,12 @@ class GatewaySettings(_Section):
             f"devices.{index}.zone: unknown zone {device.zone!r}"
             for index, device in enumerate(self.devices)
             if device.zone not in zone_ids
+        )
+        problems.extend(
+            f"staff.teams.{team}: unknown zone {zone!r}"
+            for team, zones in self.staff.teams.items()
+            for zone in zones
+            if zone not in zone_ids
         )
         camera_ids = [camera.id for camera in self.cameras]
         if len(set(camera_ids)) != len(camera_ids):

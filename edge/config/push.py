@@ -118,6 +118,7 @@ PUSHABLE: Final[tuple[KeyRule, ...]] = (
         KeyRule(f"devices[].{key}", "a device's timing and how strangers count")
         for key in ("min_interval_s", "revert_after_s", "others_weight", "confirm_s")
     ),
+    KeyRule("staff.teams", "which staff team looks after which zones"),
     KeyRule("health.interval_s", "how often gateway/health is published"),
     KeyRule(
         "logging.level", "INFO, WARNING or ERROR; DEBUG only from the store's file (it logs device addresses)"
@@ -158,7 +159,7 @@ REFUSED: Final[tuple[KeyRule, ...]] = (
 )
 
 
-class RefusedError(StrEnum):
+class Refusal(StrEnum):
     KEY = "forbidden_key"  # a key a push may not set
     VALUE = "forbidden_value"  # a key a push may set, with a value it may not use (a path, a host, DEBUG)
 
@@ -166,7 +167,7 @@ class RefusedError(StrEnum):
 class PushRefused(Exception):  # noqa: N818 - a verdict, like the other refusals of a push
     """A push's overlay is not allowed; ``detail`` names key paths only, never a file or its existence."""
 
-    def __init__(self, reason: RefusedError, detail: str) -> None:
+    def __init__(self, reason: Refusal, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -220,14 +221,14 @@ def vet_overlay(overlay: Mapping[str, Any], limits: PushLimits) -> dict[str, Any
     """
     forbidden = list(_forbidden_keys(overlay, (), ""))
     if forbidden:
-        raise PushRefused(RefusedError.KEY, f"{_listed(forbidden)}: set only in the store's own file")
+        raise PushRefused(Refusal.KEY, f"{_listed(forbidden)}: set only in the store's own file")
     problems = [
         *_file_problems(overlay, limits),
         *_camera_problems(overlay, limits),
         *_level_problems(overlay),
     ]
     if problems:
-        raise PushRefused(RefusedError.VALUE, "; ".join(problems[:MAX_KEYS_REPORTED]))
+        raise PushRefused(Refusal.VALUE, "; ".join(problems[:MAX_KEYS_REPORTED]))
     return _with_file_paths(overlay, limits)
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from edge.flow.decider import DeciderStats
     from edge.flow.devices import DevicesStats
     from edge.flow.pos import PosStats
+    from edge.flow.staff import StaffStats
     from edge.flow.stats import FlowCounts
     from edge.identity.tokens import TokenStats
     from edge.identity.wallclock import ClockStats
@@ -70,6 +71,7 @@ class HealthReport:
     cameras: tuple[CameraFlowStats, ...]
     control: ControlStats | None
     devices: DevicesStats | None
+    staff: StaffStats | None
     metrics_error: str | None  # why the metrics endpoint is off
 
     @property
@@ -137,6 +139,7 @@ def build_report(gateway: Gateway) -> HealthReport:
         cameras=tuple(camera.stats() for camera in g.cameras),
         control=gateway.control.stats() if gateway.control is not None else None,
         devices=None if g.devices is None else g.devices.stats(),
+        staff=None if g.staff is None else g.staff.stats(),
         metrics_error=gateway.metrics_error,
     )
 

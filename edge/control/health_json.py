@@ -71,6 +71,9 @@ def health_json(report: HealthReport) -> JSON:
         "cameras": {camera.id: _camera(camera) for camera in report.cameras} or None,
         "control": None if report.control is None else _control(report.control),
         "devices": None if report.devices is None else _devices(report.devices),
+        "staff": None
+        if report.staff is None
+        else {**asdict(report.staff), "answers": dict(report.staff.answers)},
         "alerts": report.alerts,
     }
 

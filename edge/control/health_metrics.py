@@ -123,6 +123,16 @@ def health_families(report: HealthReport) -> Iterator[Metric]:
         _camera(camera, out)
     if report.devices is not None:
         _devices(report.devices, out)
+    if report.staff is not None:
+        staff = report.staff
+        out.counter("edge_staff_notices_total", "Staff notices sent (one per visit).", staff.notices)
+        out.counter("edge_staff_notices_withdrawn_total", "Staff notices withdrawn.", staff.withdrawn)
+        out.gauge("edge_staff_notices_open", "Staff notices open now.", staff.open)
+        for action in ("assisting", "dismissed"):
+            help_text = "Staff answers to notices, stored."
+            out.counter(
+                "edge_staff_answers_total", help_text, staff.answers.get(action, 0), {"action": action}
+            )
     return iter(out)
 
 

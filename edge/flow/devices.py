@@ -34,7 +34,7 @@ from edge.flow.zones import ZoneCounts
 from edge.identity import ConsentStore, ProfileCache
 from edge.ledger import WRITE_ERRORS, Ledger
 from edge.sources.payloads import Rejected, json_envelope
-from edge.sources.rejections import Envelope, Kind, OverrideReject, RefusedError, RejectCounter
+from edge.sources.rejections import Envelope, Kind, OverrideReject, RejectCounter, RejectedInputError
 from edge.transport.mqtt import Inbound, MqttLink
 from edge.transport.topics import Topics
 
@@ -47,7 +47,7 @@ OVERRIDE_MAX_S: Final = 4 * 3600.0
 JOURNAL_MAX: Final = 1024
 
 
-class OverrideError(RefusedError):
+class OverrideError(RejectedInputError):
     """A staff override refused (an ``OverrideReject`` or an ``Envelope`` reason)."""
 
 

@@ -1,7 +1,7 @@
 """The ledger: the gateway's durable SQLite record of decisions, exposures, consents and token claims,
 its outbox to the cloud, and its local replica of the cloud."""
 
-from edge.ledger.deadletter import DeadLetters, RefusedError
+from edge.ledger.deadletter import DeadLetters, Refusal
 from edge.ledger.errors import WRITE_ERRORS, LedgerError
 from edge.ledger.ops import ConsentRow
 from edge.ledger.outbox import Outbox, OutboxEntry
@@ -18,7 +18,7 @@ __all__ = [
     "LedgerError",
     "Outbox",
     "OutboxEntry",
-    "RefusedError",
+    "Refusal",
     "Replica",
     "ReplicaSnapshot",
     "Swept",

@@ -26,7 +26,7 @@ _PARKED_COLUMNS: Final = ", ".join(f"o.{column}" for column in ENTRY_COLUMNS.spl
 
 
 @dataclass(slots=True, frozen=True)
-class RefusedError:
+class Refusal:
     """One event the cloud refused, and the reason to keep with it."""
 
     entry: OutboxEntry
@@ -88,8 +88,8 @@ class RefusedRecord:
 
 def settle_op(
     acked: Sequence[int],
-    give_up: Sequence[RefusedError],
-    park: Sequence[RefusedError],
+    give_up: Sequence[Refusal],
+    park: Sequence[Refusal],
     now_wall: float,
     retry_in: Callable[[int], float],
 ) -> Op[int]:
@@ -116,7 +116,7 @@ def settle_op(
     return run
 
 
-def _give_up(tx: Tx, refusal: RefusedError, now_wall: float) -> None:
+def _give_up(tx: Tx, refusal: Refusal, now_wall: float) -> None:
     seq = refusal.entry.seq
     # From the outbox row itself, inside the transaction: an erasure may have anonymised it since the peek.
     # A dead letter keeps the wire event as pushed (compact JSON): it is exported as it is, and few.
@@ -141,7 +141,7 @@ def _give_up(tx: Tx, refusal: RefusedError, now_wall: float) -> None:
     tx.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
 
 
-def _park(tx: Tx, refusal: RefusedError, now_wall: float, retry_in: Callable[[int], float]) -> int:
+def _park(tx: Tx, refusal: Refusal, now_wall: float, retry_in: Callable[[int], float]) -> int:
     seq = refusal.entry.seq
     rows = tx.fetch("SELECT attempts FROM outbox_parked WHERE seq = ?", (seq,))
     attempts = (int(rows[0][0]) if rows else 0) + 1
@@ -179,8 +179,8 @@ class DeadLetters:
         self,
         acked: Sequence[int],
         *,
-        give_up: Sequence[RefusedError] = (),
-        park: Sequence[RefusedError] = (),
+        give_up: Sequence[Refusal] = (),
+        park: Sequence[Refusal] = (),
         now_wall: float,
         retry_in: Callable[[int], float],
     ) -> int:

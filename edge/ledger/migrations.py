@@ -304,6 +304,21 @@ SCHEMA_STEPS: Final[tuple[tuple[Statement, ...], ...]] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX device_setting_shoppers_setting ON device_setting_shoppers (setting_id)",
     ),
+    (
+        # Staff answers to notices (docs/staff.md): one row per (notice, action); the shopper's id only with
+        # `measurement`. An erasure unlinks it, retention deletes old rows.
+        """CREATE TABLE staff_interactions (
+            notice_id  TEXT NOT NULL,
+            action     TEXT NOT NULL CHECK (action IN ('assisting', 'dismissed')),
+            team       TEXT NOT NULL,
+            zone       TEXT NOT NULL,
+            at_wall    REAL NOT NULL,
+            shopper_id TEXT,
+            PRIMARY KEY (notice_id, action)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX staff_interactions_at ON staff_interactions (at_wall)",
+        "CREATE INDEX staff_interactions_shopper ON staff_interactions (shopper_id) WHERE shopper_id IS NOT NULL",
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = len(SCHEMA_STEPS)

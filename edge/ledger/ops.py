@@ -316,6 +316,7 @@ def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
         "DELETE FROM eid_keys WHERE shopper_id = ?",
         "UPDATE decisions SET shopper_id = NULL WHERE shopper_id = ?",
         "UPDATE exposures SET shopper_id = NULL WHERE shopper_id = ?",
+        "UPDATE staff_interactions SET shopper_id = NULL WHERE shopper_id = ?",
     ):
         tx.execute(sql, (shopper_id,))
     anonymise_dead_letters(tx, shopper_id)
@@ -355,7 +356,14 @@ def purge(now_wall: float, cutoff_wall: float) -> Op[dict[str, int]]:
         )
         decisions = tx.execute("DELETE FROM decisions WHERE at_wall < ?", (cutoff_wall,))
         devices = tx.execute("DELETE FROM device_settings WHERE at_wall < ?", (cutoff_wall,))
-        return {"jti": jti, "decisions": decisions, "exposures": exposures, "device_settings": devices}
+        staff = tx.execute("DELETE FROM staff_interactions WHERE at_wall < ?", (cutoff_wall,))
+        return {
+            "jti": jti,
+            "decisions": decisions,
+            "exposures": exposures,
+            "device_settings": devices,
+            "staff_interactions": staff,
+        }
 
     return run
 
@@ -400,6 +408,41 @@ def record_device_setting(
                 (shopper_id, setting_id),
             )
         return setting_id
+
+    return run
+
+
+def record_staff_interaction(
+    notice_id: str,
+    action: str,
+    team: str,
+    zone: str,
+    at_wall: float,
+    shopper_id: str | None,
+    *,
+    outbox_max_bytes: int | None,
+) -> Op[bool]:
+    """A staff answer to a notice, once per (notice, action), with its event for the cloud (measurement of
+    the staff touchpoint); ``shopper_id`` only when the shopper granted ``measurement``. False: a repeat."""
+    event = encode_event(
+        "staff_interaction",
+        EventClass.TELEMETRY,
+        {"team": team, "zone": zone, "action": action, "at": iso_utc(at_wall)},
+        at_wall=at_wall,
+        shopper_id=shopper_id,
+        event_id=event_id_for(at_wall, f"staff:{notice_id}:{action}"),
+    )
+
+    def run(tx: Tx) -> bool:
+        rows = tx.returning(
+            "INSERT INTO staff_interactions (notice_id, action, team, zone, at_wall, shopper_id) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
+            (notice_id, action, team, zone, at_wall, shopper_id),
+        )
+        if not rows:
+            return False
+        insert_event(tx, event, outbox_max_bytes)
+        return True
 
     return run
 

@@ -279,6 +279,28 @@ class Ledger:
         op = ops.record_device_setting(device_id, self._clock.wall(), reason, applied, shoppers)
         return await self._submit(op, durable=False)
 
+    async def record_staff_interaction(
+        self, notice_id: str, action: str, team: str, zone: str, shopper_id: str | None
+    ) -> bool:
+        """A staff answer (durable; its event queued for the cloud); False if this answer was stored before."""
+        op = ops.record_staff_interaction(
+            notice_id,
+            action,
+            team,
+            zone,
+            self._clock.wall(),
+            shopper_id,
+            outbox_max_bytes=self.outbox.max_bytes,
+        )
+        return await self._submit(op)
+
+    async def staff_interactions(self) -> list[tuple[str, str, str, str, float, str | None]]:
+        """(notice, action, team, zone, at, shopper or None), oldest first."""
+        rows = await self._read(
+            "SELECT notice_id, action, team, zone, at_wall, shopper_id FROM staff_interactions ORDER BY at_wall"
+        )
+        return [(str(n), str(a), str(t), str(z), float(w), s) for n, a, t, z, w, s in rows]
+
     async def device_settings(self, since_wall: float = 0.0) -> list[tuple[str, float, str, str, list[str]]]:
         """(device, at, reason, values JSON, shoppers) since ``since_wall``, oldest first."""
         rows = await self._read(

@@ -28,6 +28,7 @@ class Kind(StrEnum):
     ESPRESENSE = "espresense"
     DEVICE = "device"
     OVERRIDE = "override"
+    STAFF_ACK = "staff_ack"
 
 
 class Envelope(StrEnum):
@@ -114,6 +115,13 @@ class OverrideReject(StrEnum):
     UNKNOWN_CAPABILITY = "unknown_capability"
     OUT_OF_BOUNDS = "out_of_bounds"
     BAD_DURATION = "bad_duration"
+
+
+class StaffAckReject(StrEnum):
+    UNKNOWN_TEAM = "unknown_team"
+    BAD_NOTICE_ID = "bad_notice_id"
+    BAD_ACTION = "bad_action"
+    UNKNOWN_NOTICE = "unknown_notice"
 
 
 _ENVELOPE: Final[Mapping[str, str]] = {
@@ -217,6 +225,14 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         "is wanted, or a choice not among its `values`",
         OverrideReject.BAD_DURATION: "`for_s` is not a number of seconds from 0 (clear) to 14,400 (4 h)",
     },
+    Kind.STAFF_ACK: {
+        **_ENVELOPE,
+        StaffAckReject.UNKNOWN_TEAM: "the topic names no team of `[staff] teams`",
+        StaffAckReject.BAD_NOTICE_ID: "`notice_id` is not an id (1-64 ASCII letters, digits, `-`, `_`, `.`)",
+        StaffAckReject.BAD_ACTION: '`action` is not `"assisting"` or `"dismissed"`',
+        StaffAckReject.UNKNOWN_NOTICE: "no open notice of this team has this id (withdrawn, from before a "
+        "restart, or another team's)",
+    },
 }
 
 # The enums whose members make up each kind's reasons (the drift test checks MEANINGS against these).
@@ -228,6 +244,7 @@ REASONS: Final[Mapping[Kind, tuple[type[StrEnum], ...]]] = {
     Kind.ESPRESENSE: (EspresenseReject,),
     Kind.DEVICE: (DeviceReject,),
     Kind.OVERRIDE: (Envelope, OverrideReject),
+    Kind.STAFF_ACK: (Envelope, StaffAckReject),
 }
 
 
@@ -236,7 +253,7 @@ def reasons_of(kind: Kind) -> frozenset[str]:
     return frozenset(member.value for enum in REASONS[kind] for member in enum)
 
 
-class RefusedError(ValueError):
+class RejectedInputError(ValueError):
     """An inbound message refused for ``reason`` (a member of its kind's enum); the text says more."""
 
     def __init__(self, reason: StrEnum, detail: str) -> None:
@@ -281,6 +298,7 @@ _TITLES: Final[Mapping[Kind, str]] = {
     Kind.ESPRESENSE: "ESPresense report (`espresense/devices/{id}/{room}`)",
     Kind.DEVICE: "a smart device's state or availability (its adapter's topics, docs/devices.md)",
     Kind.OVERRIDE: "staff override (`…/device/{id}/override`)",
+    Kind.STAFF_ACK: "staff answer to a notice (`…/staff/{team}/ack`)",
 }
 
 

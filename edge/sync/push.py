@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
 from edge.clock import Clock
-from edge.ledger import DeadLetters, OutboxEntry, RefusedError
+from edge.ledger import DeadLetters, OutboxEntry, Refusal
 from edge.sync.client import CloudRefusedError
 from edge.sync.parse import PushResult
 from edge.sync.wire import EventClass
@@ -147,7 +147,7 @@ class Pusher:
         refused = dict(result.rejected)
         acked = [entry.seq for index, entry in enumerate(batch) if index not in refused]
         refusals = [
-            RefusedError(batch[index], f"rejected by the cloud: {reason}") for index, reason in refused.items()
+            Refusal(batch[index], f"rejected by the cloud: {reason}") for index, reason in refused.items()
         ]
         # Telemetry may be given up for a refusal by name; privacy and conversion events never are.
         give_up = [refusal for refusal in refusals if refusal.entry.cls is EventClass.TELEMETRY]
@@ -220,7 +220,7 @@ class Pusher:
     async def _park(self, entry: OutboxEntry, error: CloudRefusedError) -> None:
         reason = f"HTTP {error.status} for this event alone: {error.detail}"[:300]
         await self._refused.settle(
-            (), park=[RefusedError(entry, reason)], now_wall=self._clock.wall(), retry_in=park_delay
+            (), park=[Refusal(entry, reason)], now_wall=self._clock.wall(), retry_in=park_delay
         )
         self.stats.parked += 1
         log.error("event %s (%s, %s) parked: %s", entry.event_id, entry.kind, entry.cls.wire, reason)

@@ -76,6 +76,17 @@ class Topics:
     def device_override(self, device_id: str) -> str:
         return f"{self.root}/device/{device_id}/override"
 
+    def staff_notice(self, team: str) -> str:
+        return f"{self.root}/staff/notice/{team}"
+
+    @property
+    def staff_ack_filter(self) -> str:
+        return f"{self.root}/staff/+/ack"
+
+    def team_of(self, topic: str) -> str | None:
+        """The team in ``.../staff/{team}/ack``, or None."""
+        return self._id_in(topic, "staff", "ack")
+
     def device_of(self, topic: str) -> str | None:
         """The device id in ``.../device/{id}/override``, or None if the topic is not one."""
         return self._id_in(topic, "device", "override")

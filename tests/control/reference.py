@@ -77,6 +77,7 @@ COUNTER_MAPS: Mapping[str, frozenset[str]] = {
     "control": frozenset({"current", "pending", "highest_seen", "kept", "rejected", "flags"}),
     "control.rejected": frozenset(),
     "devices.by_device.cafe-light.values": frozenset(),
+    "staff.answers": frozenset(),
 }
 # Values that are null or of one type depending on what happened last (a screen shows an offer or the
 # fallback): both are in the contract, so the shape says both whichever this run saw.
@@ -222,6 +223,7 @@ def _equip(store: StoreKit, metrics_port: int) -> None:
         + 'address = "cafe light"\n[devices.capabilities]\n'
         + "brightness = { default = 80, min = 10, max = 100, step = 5 }\n"
         + "color_temp = { default = 4000, min = 2700, max = 6500, step = 100 }\n"
+        + '\n[staff]\nteams = { floor = ["cafe", "entrance"] }\n'
     )
 
 

@@ -32,6 +32,7 @@ from edge.flow.camera import CameraFlowStats
 from edge.flow.decider import DeciderStats
 from edge.flow.devices import DevicesStats, DeviceStats
 from edge.flow.pos import PosStats
+from edge.flow.staff import StaffStats
 from edge.flow.stats import FlowCounts
 from edge.identity.eid import EidStats
 from edge.identity.tokens import RejectReason, TokenStats
@@ -209,6 +210,7 @@ def health_report(*, state: LinkState = LinkState.CONNECTED, alerts: bool = Fals
             0,
             0,
         ),
+        staff=StaffStats(notices=3, withdrawn=2, open=1, answers={"assisting": 1}, answers_repeated=0),
         metrics_error=None,
     )
 

@@ -125,6 +125,7 @@ FORBIDDEN_PUBLISHES = [
     ("checkin", "device/fit-1/override", "checkin"),
     ("staff", "display/screen-a/content", "device/fit-1/override"),
     ("staff", "checkin", "device/fit-1/override"),
+    ("staff", "staff/notice/fitting", "staff/fitting/ack"),  # only the gateway issues notices
     ("staff", "zigbee2mqtt/fit light/set", "device/fit-1/override"),
     ("tasmota_FIT01", "stat/tasmota_FIT02/RESULT", "stat/tasmota_FIT01/RESULT"),
     ("tasmota_FIT01", "tele/tasmota_FIT02/LWT", "tele/tasmota_FIT01/LWT"),
@@ -171,6 +172,8 @@ ALLOWED_FLOWS = [
     ("gateway", "config/reported", "cloud-bridge"),
     ("gateway", "presence/cafe", "gateway"),
     ("staff", "device/fit-1/override", "gateway"),
+    ("gateway", "staff/notice/fitting", "staff"),
+    ("staff", "staff/fitting/ack", "gateway"),
     ("gateway", "zigbee2mqtt/fit light/set", "zigbee2mqtt"),
     ("zigbee2mqtt", "zigbee2mqtt/fit light", "gateway"),
     ("zigbee2mqtt", "zigbee2mqtt/fit light/availability", "gateway"),
@@ -216,6 +219,9 @@ FORBIDDEN_READS = [
     ("cloud-bridge", "#", "checkin", "gateway/health"),
     ("cloud-bridge", "#", "pos/lane-1/transaction", "gateway/health"),
     ("tasmota_FIT02", "cmnd/#", "cmnd/tasmota_FIT01/CT", "cmnd/tasmota_FIT02/CT"),
+    ("staff", "#", "display/screen-a/content", "staff/notice/fitting"),
+    ("staff", "#", "presence/cafe", "staff/notice/fitting"),
+    ("screen-a", "#", "staff/notice/fitting", "display/screen-a/content"),
 ]
 
 

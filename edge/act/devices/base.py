@@ -11,13 +11,13 @@ from typing import Any, Final, Protocol
 
 from edge.config.devices import DeviceSettings
 from edge.decide.devices.resolve import Value
-from edge.sources.rejections import DeviceReject, RefusedError
+from edge.sources.rejections import DeviceReject, RejectedInputError
 
 # A device's state message larger than this is not one (the broker's own limit is larger).
 MAX_STATE_BYTES: Final = 16 * 1024
 
 
-class DeviceMessageError(RefusedError):
+class DeviceMessageError(RejectedInputError):
     """A device's message that cannot be read (a ``DeviceReject``): counted by reason, never acted on."""
 
 
