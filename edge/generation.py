@@ -22,10 +22,11 @@ from edge.act.displays import DisplayBoard
 from edge.clock import Clock
 from edge.config import GatewaySettings, read_mqtt_password, read_sync_token
 from edge.decide.catalog import load_catalog
+from edge.decide.devices.resolve import ui_preferences
 from edge.decide.lifecycle import ModelStore
 from edge.decide.policy import DecisionEngine
 from edge.decide.scorer import Scorer, load_model
-from edge.events import Decision
+from edge.events import Decision, Purpose
 from edge.flow.acks import AckFlow
 from edge.flow.ble import BleFlow
 from edge.flow.checkin import CheckinFlow
@@ -190,6 +191,11 @@ async def build(
         is_present=lambda shopper, zone: presence.zone_of(shopper) == zone,
         clock=clock,
         version_floor_wall=lambda: watch.high_water_wall,
+        ui_for=lambda shopper: (
+            ui_preferences(profiles.get(shopper) or {})
+            if consents.has(shopper, Purpose.DEVICE_PREFERENCES)
+            else {}
+        ),
     )
     stats, rejects = FlowStats(), RejectCounter()
     floor = Floor(

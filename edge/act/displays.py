@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -97,6 +97,7 @@ class DisplayBoard:
         is_present: PresentFn,
         clock: Clock,
         version_floor_wall: Callable[[], float] | None = None,
+        ui_for: Callable[[str], Mapping[str, object]] | None = None,
     ) -> None:
         self._topics = topics
         self._publish = publish
@@ -106,6 +107,8 @@ class DisplayBoard:
         # The highest wall time the gateway has seen: versions stay above what screens hold even when the
         # clock restarts behind it (a Pi without a real-time clock), or players would ignore new content.
         self._version_floor_wall = version_floor_wall or clock.wall
+        # A kiosk's personal manifest carries the shopper's ui preferences (docs/displays.md "Kiosks").
+        self._ui_for = ui_for
         self._screens = {display.id: _Screen(display) for display in displays}
         # Configuration order: the order the tick serves screens due together, as when it scanned them all.
         self._order = {display.id: index for index, display in enumerate(displays)}
@@ -401,6 +404,10 @@ class DisplayBoard:
                 "data": fallback.data if is_fallback else decision.data,
                 "fallback": is_fallback,
             }
+        if screen.settings.ui and screen.shopper_id is not None and self._ui_for is not None:
+            ui = self._ui_for(screen.shopper_id)
+            if ui:
+                body["ui"] = dict(ui)
         manifest = {
             "v": 1,
             "ts": iso_utc(now_wall),

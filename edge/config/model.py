@@ -140,6 +140,11 @@ class DisplaySettings(_Section):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Display id (topic-safe).")
     zone: str = Field(description="Zone whose shoppers this display serves.")
     fallback: FallbackContent = Field(default_factory=FallbackContent, description="Idle content.")
+    ui: bool = Field(
+        default=False,
+        description="A kiosk or interactive screen: its personal manifests carry the shopper's `ui` "
+        "preferences (language, text_scale, contrast, reduced_motion) when they granted device_preferences.",
+    )
     min_display_s: float = Field(
         default=8.0, ge=0, le=600, description="Content stays at least this long before another replaces it."
     )

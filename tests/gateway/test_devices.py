@@ -236,3 +236,34 @@ async def test_bad_device_input_is_counted_and_never_acted_on(tmp_path: Path, mo
             f"{ROOT}/device/fitting-trv/override", override_payload({"temperature": 22.0}, 60)
         )
         await until(lambda: trv.state["current_heating_setpoint"] == 22.0)
+
+
+async def test_a_kiosk_gets_the_ui_preferences_of_a_shopper_who_opted_in(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    store = make_store(tmp_path, mosquitto.port, zones=("cafe", "kiosks"))
+    seed = json.loads((tmp_path / "shoppers.json").read_text())
+    profile = {
+        "device_preferences": {"language": "de", "text_scale": 1.2, "temperature": 20},
+        "accessibility": {"text_scale": 1.5, "reduced_motion": True},
+    }
+    seed["shoppers"] += [
+        {**_shopper("p-ui", measurement=True, device=True), "profile": profile},
+        {**_shopper("p-noui", measurement=True, device=False), "profile": profile},
+    ]
+    (tmp_path / "shoppers.json").write_text(json.dumps(seed))
+    text = store.config_path.read_text().replace(
+        'id = "screen-kiosks"\n', 'id = "screen-kiosks"\nui = true\n'
+    )
+    store.config_path.write_text(text)
+    content = f"{ROOT}/display/screen-kiosks/content"
+    async with Probe(mosquitto.port, content) as probe, running_gateway(store.settings()):
+        await probe.publish(f"{ROOT}/checkin", store.checkin("p-ui", zone="kiosks"))
+        await until(lambda: any(m.get("decision_id") for m in probe.json_on(content)))
+        personal = [m for m in probe.json_on(content) if m.get("decision_id")]
+        # The need (1.5) over the comfort preference (1.2); only the ui keys, nothing else of the profile.
+        assert personal[-1]["ui"] == {"language": "de", "text_scale": 1.5, "reduced_motion": "on"}
+        await probe.publish(f"{ROOT}/checkin", store.checkin("p-noui", zone="kiosks"))
+        await until(lambda: len([m for m in probe.json_on(content) if m.get("decision_id")]) == 2)
+        assert "ui" not in [m for m in probe.json_on(content) if m.get("decision_id")][-1]
+        assert all("ui" not in m for m in probe.json_on(content) if not m.get("decision_id"))

@@ -172,3 +172,18 @@ def _choice(
     else:
         value = wanted[0][1]
     return Resolved(value, tuple(s for s, v in wanted if v == value), need=False)
+
+
+# What a kiosk or interactive screen adapts to (its manifest's `ui` object): a need wins over a preference.
+UI_KEYS: Final = ("language", "text_scale", "contrast", "reduced_motion")
+
+
+def ui_preferences(profile: Mapping[str, Any]) -> dict[str, Value]:
+    """The shopper's ``ui`` object for a kiosk (only the keys they gave; needs over comfort)."""
+    preferences, needs, _ = preferences_of(profile)
+    found: dict[str, Value] = {}
+    for key in UI_KEYS:
+        value = needs.get(key, preferences.get(key))
+        if value is not None:
+            found[key] = value
+    return found
