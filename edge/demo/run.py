@@ -26,8 +26,8 @@ from edge.config import GatewaySettings, parse_settings
 from edge.daemon import Gateway
 from edge.demo.broker import EmbeddedBroker
 from edge.demo.cloud import DemoCloud, reference_cloud
-from edge.events import Decision
-from edge.identity import generate_keypair, sign_token
+from edge.events import Decision, Purpose
+from edge.identity import ConsentStore, generate_keypair, sign_token
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEMO_STORE: Final = "demo-store"
@@ -35,6 +35,66 @@ ZONES: Final = ("entrance", "fitting-rooms", "cafe", "electronics")
 CATEGORIES: Final = ("apparel", "beauty", "coffee", "electronics", "grocery", "home", "kids", "sports")
 # One check-in in this many is a replay of an earlier token, to show that replays are refused.
 REPLAY_EVERY: Final = 9
+
+
+# The fitting room's couple (issue 14): Ana asked for personal service and shares a name with staff; both let
+# the room follow their preferences. They are not part of the random traffic: they walk in, then out.
+COUPLE: Final = (
+    {
+        "id": "p-demo-ana",
+        "at": "2026-11-01T09:00:00Z",
+        "consents": {
+            "personalization": True,
+            "measurement": True,
+            "device_preferences": True,
+            "clienteling": True,
+        },
+        "profile": {
+            "affinity": {"apparel": 0.9},
+            "visits": 12,
+            "device_preferences": {"temperature": 20, "color_temp": 2700},
+            "staff_display_name": "Ana",
+            "language": "pt",
+            "sizes": {"tops": "S", "shoes": "38"},
+            "interests": ["linen", "running"],
+        },
+    },
+    {
+        "id": "p-demo-ben",
+        "at": "2026-11-01T09:00:00Z",
+        "consents": {"personalization": True, "measurement": False, "device_preferences": True},
+        "profile": {
+            "affinity": {"sports": 0.8},
+            "device_preferences": {"temperature": 24, "color_temp": 4000},
+        },
+    },
+)
+FITTING: Final = "fitting-rooms"
+DEVICES: Final = (
+    {
+        "id": "fitting-climate",
+        "zone": FITTING,
+        "kind": "climate",
+        "adapter": "zigbee2mqtt",
+        "address": "fitting room trv",
+        "min_interval_s": 1.0,
+        "revert_after_s": 1.0,
+        "capabilities": {"temperature": {"default": 21, "min": 18, "max": 25, "step": 0.5}},
+    },
+    {
+        "id": "fitting-light",
+        "zone": FITTING,
+        "kind": "light",
+        "adapter": "zigbee2mqtt",
+        "address": "fitting room light",
+        "min_interval_s": 1.0,
+        "revert_after_s": 1.0,
+        "capabilities": {
+            "color_temp": {"default": 4000, "min": 2700, "max": 6500, "step": 100},
+            "brightness": {"default": 80, "min": 10, "max": 100, "step": 5},
+        },
+    },
+)
 
 
 @dataclass(slots=True)
@@ -50,6 +110,9 @@ class DemoSummary:
     rejected: int = 0
     cloud_events: int = 0
     cloud_changes: int = 0
+    device_commands: int = 0
+    staff_notices: int = 0
+    staff_answers: int = 0
 
 
 def _shoppers(rng: random.Random, count: int) -> list[dict[str, Any]]:
@@ -113,6 +176,8 @@ def demo_settings(
             {"id": f"screen-{zone}-1", "zone": zone, "min_display_s": 1.0, "content_ttl_s": 4.0}
             for zone in ZONES
         ],
+        "devices": list(DEVICES),
+        "staff": {"teams": {"fitting": [FITTING]}},
         "ledger": {"path": str(workdir / "ledger.sqlite")},
         "control": {"state_dir": str(workdir / "state")},  # the demo's model store, in its own folder
         "sync": sync,
@@ -154,29 +219,78 @@ async def _shopper_traffic(
     summary: DemoSummary,
 ) -> None:
     sent: list[bytes] = []
-    clock = SystemClock()
     while True:
         if sent and summary.checkins_sent % REPLAY_EVERY == REPLAY_EVERY - 1:
             payload = rng.choice(sent)
             summary.replays_sent += 1
         else:
-            shopper = rng.choice(shoppers)
-            now = int(clock.wall())
-            claims = {
-                "sub": shopper["id"],
-                "aud": DEMO_STORE,
-                "iat": now,
-                "exp": now + 120,
-                "jti": uuid.uuid4().hex,
-            }
-            token = sign_token(private_pem, claims)
-            payload = json.dumps(
-                {"v": 1, "ts": iso_utc(now), "token": token, "zone": rng.choice(ZONES), "source": "app"}
-            ).encode()
+            payload = _checkin(private_pem, rng.choice(shoppers)["id"], rng.choice(ZONES))
             sent.append(payload)
         await client.publish(f"{root}/checkin", payload, qos=1)
         summary.checkins_sent += 1
         await asyncio.sleep(rng.expovariate(rate_per_s))
+
+
+async def _fitting_room_devices(client: aiomqtt.Client, out: TextIO, summary: DemoSummary) -> None:
+    """The fitting room's Zigbee2MQTT thermostat and light: they print what they are told and report it."""
+    await client.subscribe("zigbee2mqtt/+/set", qos=1)
+    async for message in client.messages:
+        if not isinstance(message.payload, bytes | bytearray) or not message.payload:
+            continue
+        name = message.topic.value.split("/")[1]
+        print(f"device {name:<19} <- {message.payload.decode()}", file=out, flush=True)
+        summary.device_commands += 1
+        await client.publish(f"zigbee2mqtt/{name}", message.payload, qos=1)
+
+
+async def _staff_tablet(client: aiomqtt.Client, root: str, out: TextIO, summary: DemoSummary) -> None:
+    """The fitting team's tablet: it shows each notice and answers the open ones with "assisting"."""
+    await client.subscribe(f"{root}/staff/notice/+", qos=1)
+    async for message in client.messages:
+        if not isinstance(message.payload, bytes | bytearray) or not message.payload:
+            continue
+        notice = json.loads(message.payload)
+        team = message.topic.value.rsplit("/", 1)[1]
+        about = {k: v for k, v in notice.items() if k not in ("v", "ts", "notice_id", "status", "zone")}
+        print(f"staff {team}: {notice['status']} notice in {notice['zone']} {about}", file=out, flush=True)
+        summary.staff_notices += notice["status"] == "open"
+        if notice["status"] == "open":
+            answer = {"v": 1, "notice_id": notice["notice_id"], "action": "assisting"}
+            await client.publish(f"{root}/staff/{team}/ack", json.dumps(answer).encode(), qos=1)
+            summary.staff_answers += 1
+
+
+async def _couple(client: aiomqtt.Client, root: str, private_pem: bytes, stay_s: float) -> None:
+    """Ana walks into the fitting room, Ben joins her; after ``stay_s`` both go to the café."""
+    for shopper, zone in ((COUPLE[0], FITTING), (COUPLE[1], FITTING)):
+        await client.publish(f"{root}/checkin", _checkin(private_pem, str(shopper["id"]), zone), qos=1)
+        await asyncio.sleep(0.3)
+    await asyncio.sleep(stay_s)
+    for shopper in COUPLE:
+        await client.publish(f"{root}/checkin", _checkin(private_pem, str(shopper["id"]), "cafe"), qos=1)
+
+
+def _checkin(private_pem: bytes, shopper_id: str, zone: str) -> bytes:
+    now = int(SystemClock().wall())
+    claims = {"sub": shopper_id, "aud": DEMO_STORE, "iat": now, "exp": now + 120, "jti": uuid.uuid4().hex}
+    token = sign_token(private_pem, claims)
+    return json.dumps({"v": 1, "ts": iso_utc(now), "token": token, "zone": zone, "source": "app"}).encode()
+
+
+async def _couple_known(consents: ConsentStore) -> None:
+    """The couple's consents come with the first pull from the cloud: the scene waits for them."""
+    ana, purpose = str(COUPLE[0]["id"]), Purpose.DEVICE_PREFERENCES
+    known = asyncio.Event()
+    unsubscribe = consents.subscribe(
+        lambda shopper, changed, granted: (
+            known.set() if (shopper, changed, granted) == (ana, purpose, True) else None
+        )
+    )
+    try:
+        if not consents.has(ana, purpose):
+            await asyncio.wait_for(known.wait(), timeout=10)
+    finally:
+        unsubscribe()
 
 
 def _print_decision(out: TextIO, summary: DemoSummary) -> Any:
@@ -226,10 +340,10 @@ async def run_demo(
             )
             cloud = await stack.enter_async_context(DemoCloud(base_url, admin_token))
             store_token = await cloud.add_store(DEMO_STORE)
-            for shopper in shoppers:
-                await cloud.put_shopper(shopper["id"], shopper["profile"])
+            for shopper in [*shoppers, *COUPLE]:
+                await cloud.put_shopper(str(shopper["id"]), shopper["profile"])
                 for purpose, granted in shopper["consents"].items():
-                    await cloud.put_consent(shopper["id"], purpose, granted)
+                    await cloud.put_consent(str(shopper["id"]), purpose, granted)
             print(f"demo: cloud profile store on {base_url} holds {len(shoppers)} shoppers", file=out)
             settings = demo_settings(workdir, public_pem, shoppers, host, port, cloud=(base_url, store_token))
             # Its exploration draws from the demo's seed too: the same seed, the same choices.
@@ -251,15 +365,21 @@ async def run_demo(
                 file=out,
             )
             root = settings.topic_root
+            await _couple_known(parts.consents)
             async with (
                 aiomqtt.Client(host, port, identifier="demo-screens") as screens,
                 aiomqtt.Client(host, port, identifier="demo-shoppers") as phones,
+                aiomqtt.Client(host, port, identifier="demo-devices") as devices,
+                aiomqtt.Client(host, port, identifier="demo-staff") as tablet,
             ):
                 tasks = [
                     asyncio.create_task(_display_players(screens, root, summary)),
                     asyncio.create_task(
                         _shopper_traffic(phones, root, private_pem, shoppers, rate_per_s, rng, summary)
                     ),
+                    asyncio.create_task(_fitting_room_devices(devices, out, summary)),
+                    asyncio.create_task(_staff_tablet(tablet, root, out, summary)),
+                    asyncio.create_task(_couple(phones, root, private_pem, duration_s * 0.4)),
                 ]
                 await asyncio.sleep(duration_s / 2)
                 # Half-way, the cloud changes its mind about two shoppers; the store follows within a pull.
@@ -273,7 +393,8 @@ async def run_demo(
                 await asyncio.sleep(duration_s / 2)
                 tasks[1].cancel()
                 await asyncio.sleep(1.0)  # let the last acks come back
-                tasks[0].cancel()
+                for task in tasks:
+                    task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
             counts = await parts.ledger.table_counts()
             summary.exposure_rows = counts.get("exposures", 0)
@@ -290,7 +411,9 @@ async def run_demo(
         f"accepted {summary.checkins_accepted}, rejected {summary.rejected}; decisions {summary.decisions} "
         f"(personal {summary.personalized}, holdout {summary.holdout}); "
         f"acked exposures {summary.exposure_rows}; "
-        f"cloud: {summary.cloud_changes} changes pulled, {summary.cloud_events} events received",
+        f"cloud: {summary.cloud_changes} changes pulled, {summary.cloud_events} events received; "
+        f"fitting room: {summary.device_commands} device commands, {summary.staff_notices} staff notices "
+        f"({summary.staff_answers} answered)",
         file=out,
         flush=True,
     )
