@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from edge.act.devices import adapter_for
 from edge.act.devices.base import DeviceMessageError, Heard, Outgoing
-from tests.devices.rooms import fitting_room
+from tests.decide.devices.rooms import fitting_room
 
 LIGHT = {
     "brightness": {"default": 80, "min": 10, "max": 100, "step": 5},

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from edge.config.devices import ChoiceCapability, NumberCapability
 from edge.decide.devices.resolve import Person, Resolved, on_grid, preferences_of, resolve
-from tests.devices.rooms import fitting_room, person
+from tests.decide.devices.rooms import fitting_room, person
 
 ROOM = fitting_room()
 TEMPERATURE = ROOM.capabilities["temperature"]

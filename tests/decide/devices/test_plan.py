@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from edge.config.devices import NumberCapability
 from edge.decide.devices.plan import Command, DevicePlan, Reason
 from edge.decide.devices.resolve import on_grid
-from tests.devices.rooms import fitting_room, person
+from tests.decide.devices.rooms import fitting_room, person
 
 A = person("a", 1, temperature=20.0, color_temp=2700.0)
 B = person("b", 2, temperature=26.0, color_temp=4000.0)  # 26 °C: above the room's 25
