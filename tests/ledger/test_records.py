@@ -136,11 +136,17 @@ async def test_purge_applies_retention(db_path, clock: ManualClock, make_decisio
 
         deleted = await ledger.purge(now)
 
-        assert deleted == {"jti": 1, "decisions": 1, "exposures": 1, "device_settings": 0}
+        assert deleted == {
+            "jti": 1,
+            "decisions": 1,
+            "exposures": 1,
+            "device_settings": 0,
+            "staff_interactions": 0,
+        }
         assert await ledger.decision("old") is None
         assert await ledger.decision("new") is not None
         assert await ledger.table_counts() == {"decisions": 1, "exposures": 1, "consents": 0, "jti": 1}
-        assert await ledger.purge(now) == {"jti": 0, "decisions": 0, "exposures": 0, "device_settings": 0}
+        assert set((await ledger.purge(now)).values()) == {0}
 
 
 async def test_device_settings_keep_their_shoppers_until_erasure_or_retention(
@@ -167,3 +173,23 @@ def test_constructor_rejects_nonsense(db_path, clock) -> None:
         Ledger(db_path, clock, batch_max=0)
     with pytest.raises(ValueError, match="retention_days"):
         Ledger(db_path, clock, retention_days=0)
+
+
+async def test_staff_answers_are_stored_once_unlinked_by_erasure_and_purged(
+    db_path, clock: ManualClock
+) -> None:
+    async with Ledger(db_path, clock, retention_days=7) as ledger:
+        assert await ledger.record_staff_interaction("n1", "assisting", "fitting", "rooms", "p-a")
+        assert not await ledger.record_staff_interaction("n1", "assisting", "fitting", "rooms", "p-a")
+        assert await ledger.record_staff_interaction("n1", "dismissed", "fitting", "rooms", None)
+        events = await ledger.outbox.peek(10, 1_000_000)
+        assert [(e.kind, e.shopper_id) for e in events] == [
+            ("staff_interaction", "p-a"),
+            ("staff_interaction", None),
+        ]
+        await ledger.forget_shopper("p-a")
+        assert [row[5] for row in await ledger.staff_interactions()] == [None, None]
+        assert [row[1] for row in await ledger.staff_interactions()] == ["assisting", "dismissed"]
+        clock.advance(8 * DAY)
+        assert (await ledger.purge(clock.wall()))["staff_interactions"] == 2
+        assert await ledger.staff_interactions() == []
