@@ -102,24 +102,28 @@ def main() -> None:
         "machine": _machine(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results["decision_50_offers"] = bench_decision.run(repeats=repeats if args.quick else 5)
-    results["ble_ingest"] = ble_ingest.run(repeats=repeats if args.quick else 5)
-    results["ble_dbus"] = ble_dbus.run(seconds=5.0, repeats=repeats)
-    results["e2e_checkin_to_display"] = e2e.run(repeats=repeats, seconds=5 if args.quick else 10)
-    results["outbox_disk"] = outbox_disk.run(repeats=repeats)
-    results["sync_drain"] = sync_drain.run(repeats=repeats if args.quick else 5)
-    results["camera_qr"] = camera_qr.run(repeats=repeats if args.quick else 5)
-    results["camera_count"] = camera_count.run(repeats=repeats if args.quick else 5)
-    results["e2e_display_scaling"] = e2e_scale.run(repeats=repeats, seconds=5 if args.quick else 10)
-    results["board_scaling"] = board_scale.run(
-        repeats=repeats if args.quick else 5, seconds=5 if args.quick else 10
-    )
-    results["checkin_to_device"] = checkin_device.run(repeats=repeats, seconds=5 if args.quick else 10)
-    results["device_resolve"] = device_resolve.run(repeats=repeats if args.quick else 5)
-    results["footprint"] = footprint.run(repeats=repeats)
-    results["metrics_scrape"] = metrics_scrape.run(repeats=repeats if args.quick else 5)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2))
+
+    def keep(name: str, figures: object) -> None:
+        """Each benchmark's figures are written as soon as it ends: a later failure loses only its own."""
+        results[name] = figures
+        OUT.write_text(json.dumps(results, indent=2))
+
+    quick = args.quick
+    keep("decision_50_offers", bench_decision.run(repeats=repeats if quick else 5))
+    keep("ble_ingest", ble_ingest.run(repeats=repeats if quick else 5))
+    keep("ble_dbus", ble_dbus.run(seconds=5.0, repeats=repeats))
+    keep("e2e_checkin_to_display", e2e.run(repeats=repeats, seconds=5 if quick else 10))
+    keep("outbox_disk", outbox_disk.run(repeats=repeats))
+    keep("sync_drain", sync_drain.run(repeats=repeats if quick else 5))
+    keep("camera_qr", camera_qr.run(repeats=repeats if quick else 5))
+    keep("camera_count", camera_count.run(repeats=repeats if quick else 5))
+    keep("e2e_display_scaling", e2e_scale.run(repeats=repeats, seconds=5 if quick else 10))
+    keep("board_scaling", board_scale.run(repeats=repeats if quick else 5, seconds=5 if quick else 10))
+    keep("checkin_to_device", checkin_device.run(repeats=repeats, seconds=5 if quick else 10))
+    keep("device_resolve", device_resolve.run(repeats=repeats if quick else 5))
+    keep("footprint", footprint.run(repeats=repeats))
+    keep("metrics_scrape", metrics_scrape.run(repeats=repeats if quick else 5))
     print(f"machine: {results['machine']}")
     print(f"{'benchmark':<26} {'figure':<16} {'value':>10}  target")
     for name, checks in TARGETS.items():

@@ -292,7 +292,9 @@ async def _gateway_run(
         extra["idle_cpu_percent"] = round(100 * (_cpu_s(proc.pid) - idle_cpu) / idle_s, 2)
         load_cpu = _cpu_s(proc.pid)
         latencies = await drive_checkins(port, payloads)
-        extra["cpu_ms_per_checkin"] = round(1000 * (_cpu_s(proc.pid) - load_cpu) / count, 3)
+        # An idle run (bench/footprint.py's, no check-ins) has no CPU per check-in.
+        used = _cpu_s(proc.pid) - load_cpu
+        extra["cpu_ms_per_checkin"] = round(1000 * used / count, 3) if count else float("nan")
         extra["rss_mb_after_load"] = _rss_mb(proc.pid)
         if after_load is not None:
             await after_load(proc.pid)

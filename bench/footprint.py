@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Final
@@ -91,16 +90,31 @@ def _child_env() -> dict[str, str]:
     }
 
 
+# Runs the command as its own child and reports that child's exit code, wall time and peak RSS. A child's
+# ru_maxrss counts the pages it had when it was forked, before exec: forked from `make bench`, which has
+# grown to hundreds of MB by the time this runs, every child "peaked" at the parent's size. Forked from this
+# small interpreter (~10 MB), it peaks at its own.
+_TRAMPOLINE = """
+import os, subprocess, sys, time
+started = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), time.perf_counter() - started, usage.ru_maxrss / 1024)
+"""
+
+
 def _timed_child(argv: list[str]) -> tuple[int, float, float]:
     """Exit code, wall seconds and peak RSS (MB) of one child process, from its own rusage."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        argv, cwd=REPO, env=_child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    done = subprocess.run(
+        [sys.executable, "-c", _TRAMPOLINE, *argv],
+        cwd=REPO,
+        env=_child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, wall, usage.ru_maxrss / 1024
+    code, wall, peak = done.stdout.split()
+    return int(code), float(wall), float(peak)
 
 
 def _imported(argv: list[str]) -> tuple[list[str], float]:
