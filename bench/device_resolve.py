@@ -17,7 +17,7 @@ from typing import Any
 
 from edge.act.devices import adapter_for
 from edge.config.devices import DeviceSettings
-from edge.decide.devices.plan import DevicePlan
+from edge.decide.devices.plan import DevicePlan, SharedResolutions
 from edge.decide.devices.resolve import Person
 
 PEOPLE = 20
@@ -99,8 +99,9 @@ def _one_run(seed: int) -> list[float]:
         strangers = rng.randint(0, 3)
         now += 10.0
         started = time.perf_counter()
+        shared: SharedResolutions = {}  # as DeviceFlow does: one zone change, its devices share resolutions
         for plan, adapter in zip(plans, adapters, strict=True):
-            command = plan.set_people(present, strangers, now)
+            command = plan.set_people(present, strangers, now, shared=shared)
             if command is not None:
                 adapter.commands(command.values)
         elapsed = time.perf_counter() - started

@@ -27,7 +27,7 @@ from edge.act.devices.base import Adapter, DeviceMessageError
 from edge.clock import Clock
 from edge.config.devices import DeviceSettings, NumberCapability
 from edge.deadlines import Deadlines
-from edge.decide.devices.plan import Command, DevicePlan, PlanStats
+from edge.decide.devices.plan import Command, DevicePlan, PlanStats, SharedResolutions
 from edge.decide.devices.resolve import Person, Value, on_grid, preferences_of
 from edge.events import Purpose
 from edge.flow.zones import ZoneCounts
@@ -142,8 +142,10 @@ class DeviceFlow:
             return
         now = self._clock.monotonic()
         people, strangers = self._people(zone, now)
+        shared: SharedResolutions = {}
         for device_id in devices:
-            self._apply(device_id, self._plans[device_id].set_people(people, strangers, now, at_once=at_once))
+            plan = self._plans[device_id]
+            self._apply(device_id, plan.set_people(people, strangers, now, at_once=at_once, shared=shared))
 
     def tick(self) -> None:
         """Timer work: reverts, deferred commands, overrides that end, late confirmations (only what is due)."""

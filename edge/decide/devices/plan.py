@@ -25,9 +25,12 @@ from enum import StrEnum
 from typing import Final
 
 from edge.config.devices import ChoiceCapability, DeviceSettings, NumberCapability
-from edge.decide.devices.resolve import Person, Value, on_grid, resolve
+from edge.decide.devices.resolve import Person, Resolved, Value, arrival_order, on_grid, resolve
 
 _NEVER: Final = -math.inf
+
+# One zone change's resolutions, by (capability, strangers, others_weight): the people are the same for all.
+SharedResolutions = dict[tuple[str, int, float], "Resolved | None"]
 
 
 class Reason(StrEnum):
@@ -64,6 +67,7 @@ class DevicePlan:
         "_deferred",
         "_empty_since",
         "_held",
+        "_keys",
         "_mismatched",
         "_mismatches",
         "_override",
@@ -73,6 +77,7 @@ class DevicePlan:
         "_revert_now",
         "_sent",
         "_sent_at",
+        "_shared",
         "_strangers",
         "_waiting",
         "settings",
@@ -93,6 +98,9 @@ class DevicePlan:
         self._confirm_by: float | None = None
         self._held: tuple[dict[str, Value], tuple[str, ...], tuple[str, ...]] = ({}, (), ())
         self._waiting = False  # a change waits for min_interval_s
+        self._shared: SharedResolutions | None = None
+        # A capability's identity for sharing a resolution: its name and its whole definition.
+        self._keys = {name: f"{name}:{c.model_dump_json()}" for name, c in settings.capabilities.items()}
         self._commands = 0
         self._deferred = 0
         self._mismatches = 0
@@ -101,12 +109,19 @@ class DevicePlan:
     # --- inputs -------------------------------------------------------------------------------------------
 
     def set_people(
-        self, people: Sequence[Person], strangers: int, now: float, *, at_once: bool = False
+        self,
+        people: Sequence[Person],
+        strangers: int,
+        now: float,
+        *,
+        at_once: bool = False,
+        shared: SharedResolutions | None = None,
     ) -> Command | None:
         """The opted-in people now in the zone, how many others a camera counts; ``at_once`` for a
-        withdrawal or an erasure (no revert delay)."""
+        withdrawal or an erasure (no revert delay). ``shared``: resolutions of this same change, kept for
+        the zone's other devices (devices with the same capability resolve it once)."""
         was_there = bool(self._people)
-        self._people = tuple(people)
+        self._people = tuple(arrival_order(people))
         self._strangers = max(0, strangers)
         if self._people:
             self._empty_since = None
@@ -116,7 +131,11 @@ class DevicePlan:
             self._revert_now = at_once
         elif at_once:
             self._revert_now = True
-        return self._step(now)
+        self._shared = shared
+        try:
+            return self._step(now)
+        finally:
+            self._shared = None
 
     def set_override(self, values: Mapping[str, Value], until: float, now: float) -> Command | None:
         """A staff override (already checked against the capabilities and their bounds) until ``until``."""
@@ -191,14 +210,22 @@ class DevicePlan:
         values: dict[str, Value] = {}
         contributors: set[str] = set()
         needs: list[str] = []
+        shared, weight = self._shared, self.settings.others_weight
         for name, capability in self.settings.capabilities.items():
-            resolved = resolve(
-                name,
-                capability,
-                self._people,
-                strangers=self._strangers,
-                others_weight=self.settings.others_weight,
-            )
+            key = (self._keys[name], self._strangers, weight)
+            if shared is not None and key in shared:
+                resolved = shared[key]
+            else:
+                resolved = resolve(
+                    name,
+                    capability,
+                    self._people,
+                    strangers=self._strangers,
+                    others_weight=weight,
+                    in_order=True,
+                )
+                if shared is not None:
+                    shared[key] = resolved
             if resolved is None:  # nobody: cannot happen with people present, kept total
                 values[name] = _default(capability)
                 continue

@@ -105,14 +105,21 @@ def resolve(
     *,
     strangers: int = 0,
     others_weight: float = 1.0,
+    in_order: bool = False,
 ) -> Resolved | None:
-    """The capability's value for these people, or None when no one opted in is present."""
+    """The capability's value for these people, or None when no one opted in is present; ``in_order``: the
+    people are sorted by ``arrival_order`` already."""
     if not people:
         return None
-    ordered = sorted(people, key=lambda person: (person.arrived, person.shopper_id))
+    ordered = list(people) if in_order else arrival_order(people)
     if isinstance(capability, NumberCapability):
         return _number(name, capability, ordered, strangers * others_weight)
     return _choice(name, capability, ordered, strangers * others_weight)
+
+
+def arrival_order(people: Sequence[Person]) -> list[Person]:
+    """Who came in first, first (ties by id, so the order never depends on how the list was built)."""
+    return sorted(people, key=lambda person: (person.arrived, person.shopper_id))
 
 
 def _number(
