@@ -344,7 +344,8 @@ async def run_demo(
                 await cloud.put_shopper(str(shopper["id"]), shopper["profile"])
                 for purpose, granted in shopper["consents"].items():
                     await cloud.put_consent(str(shopper["id"]), purpose, granted)
-            print(f"demo: cloud profile store on {base_url} holds {len(shoppers)} shoppers", file=out)
+            held = len(shoppers) + len(COUPLE)
+            print(f"demo: cloud profile store on {base_url} holds {held} shoppers", file=out)
             settings = demo_settings(workdir, public_pem, shoppers, host, port, cloud=(base_url, store_token))
             # Its exploration draws from the demo's seed too: the same seed, the same choices.
             gateway = Gateway(
