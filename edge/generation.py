@@ -33,6 +33,7 @@ from edge.flow.checkin import CheckinFlow
 from edge.flow.decider import Decider
 from edge.flow.devices import DeviceFlow
 from edge.flow.floor import Floor, Recorder
+from edge.flow.parts import FloorParts
 from edge.flow.pos import PosFlow
 from edge.flow.staff import StaffFlow
 from edge.flow.stats import FlowStats
@@ -257,34 +258,12 @@ async def build(
         ensure_profile=ensure_profile,
     )
     ble, scanner = _ble(settings, ble_ingest, floor, consents, rejects, link, metrics, clock)
-    devices = None
-    if settings.devices:
-        devices = DeviceFlow(
-            settings.devices,
-            counts=counts,
-            consents=consents,
-            profiles=profiles,
-            ledger=ledger,
-            link=link,
-            topics=topics,
-            rejects=rejects,
-            clock=clock,
-        )
-        devices.register()
-    staff = None
-    if settings.staff.teams:
-        staff = StaffFlow(
-            settings.staff,
-            counts=counts,
-            consents=consents,
-            profiles=profiles,
-            ledger=ledger,
-            link=link,
-            topics=topics,
-            rejects=rejects,
-            clock=clock,
-        )
-        staff.register()
+    parts = FloorParts(counts, consents, profiles, ledger, link, topics, rejects, clock)
+    devices = DeviceFlow(settings.devices, parts) if settings.devices else None
+    staff = StaffFlow(settings.staff, parts) if settings.staff.teams else None
+    for touchpoint in (devices, staff):
+        if touchpoint is not None:
+            touchpoint.register()
     cameras = _cameras(settings, checkins, counts, clock)
 
     checkins.register()

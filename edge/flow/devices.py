@@ -24,19 +24,16 @@ from typing import Any, Final
 
 from edge.act.devices import adapter_for
 from edge.act.devices.base import Adapter, DeviceMessageError
-from edge.clock import Clock
 from edge.config.devices import DeviceSettings, NumberCapability
 from edge.deadlines import Deadlines
 from edge.decide.devices.plan import Command, DevicePlan, PlanStats, SharedResolutions
 from edge.decide.devices.resolve import Person, Value, on_grid, preferences_of
 from edge.events import Purpose
-from edge.flow.zones import ZoneCounts
-from edge.identity import ConsentStore, ProfileCache
-from edge.ledger import WRITE_ERRORS, Ledger
+from edge.flow.parts import FloorParts
+from edge.ledger import WRITE_ERRORS
 from edge.sources.payloads import Rejected, json_envelope
-from edge.sources.rejections import Envelope, Kind, OverrideReject, RejectCounter, RejectedInputError
-from edge.transport.mqtt import Inbound, MqttLink
-from edge.transport.topics import Topics
+from edge.sources.rejections import Envelope, Kind, OverrideReject, RejectedInputError
+from edge.transport.mqtt import Inbound
 
 log = logging.getLogger(__name__)
 
@@ -84,24 +81,9 @@ class DeviceFlow:
     def __init__(
         self,
         devices: Sequence[DeviceSettings],
-        *,
-        counts: ZoneCounts,
-        consents: ConsentStore,
-        profiles: ProfileCache,
-        ledger: Ledger,
-        link: MqttLink,
-        topics: Topics,
-        rejects: RejectCounter,
-        clock: Clock,
+        parts: FloorParts,
     ) -> None:
-        self._counts = counts
-        self._consents = consents
-        self._profiles = profiles
-        self._ledger = ledger
-        self._link = link
-        self._topics = topics
-        self._rejects = rejects
-        self._clock = clock
+        self._parts = parts
         self._plans = {d.id: DevicePlan(d) for d in devices}
         self._adapters: dict[str, Adapter] = {d.id: adapter_for(d) for d in devices}
         self._by_zone: dict[str, list[str]] = {}
@@ -119,15 +101,15 @@ class DeviceFlow:
         self._dropped = 0
         self._failed = 0
         self._ignored = 0
-        counts.subscribe(self.zone_changed)
-        consents.subscribe(self._consent_changed)
+        parts.counts.subscribe(self.zone_changed)
+        parts.consents.subscribe(self._consent_changed)
 
     def register(self) -> None:
         """Subscribe the devices' own topics and the staff overrides (before the link runs)."""
         for topic in self._routes:
-            self._link.on(topic, self.on_device)
+            self._parts.link.on(topic, self.on_device)
         if self._plans:
-            self._link.on(self._topics.device_override_filter, self.on_override)
+            self._parts.link.on(self._parts.topics.device_override_filter, self.on_override)
 
     def start(self) -> None:
         """Every device gets its zone's resolved state (the store's defaults in an empty store)."""
@@ -140,7 +122,7 @@ class DeviceFlow:
         devices = self._by_zone.get(zone)
         if not devices:
             return
-        now = self._clock.monotonic()
+        now = self._parts.clock.monotonic()
         people, strangers = self._people(zone, now)
         shared: SharedResolutions = {}
         for device_id in devices:
@@ -149,7 +131,7 @@ class DeviceFlow:
 
     def tick(self) -> None:
         """Timer work: reverts, deferred commands, overrides that end, late confirmations (only what is due)."""
-        now = self._clock.monotonic()
+        now = self._parts.clock.monotonic()
         for device_id in self._due.take(lambda at: at <= now):
             self._apply(device_id, self._plans[device_id].tick(now))
 
@@ -161,7 +143,7 @@ class DeviceFlow:
             heard = self._adapters[device_id].hear(message.topic, message.payload)
         except DeviceMessageError as error:
             self._bad[device_id] += 1
-            self._rejects.reject(Kind.DEVICE, error.reason, f"{message.topic} ({error})")
+            self._parts.rejects.reject(Kind.DEVICE, error.reason, f"{message.topic} ({error})")
             return
         if heard is None:
             return
@@ -170,15 +152,15 @@ class DeviceFlow:
             plan.report(heard.state)
             self._reschedule(device_id)
         if heard.available is not None:
-            self._apply(device_id, plan.set_available(heard.available, self._clock.monotonic()))
+            self._apply(device_id, plan.set_available(heard.available, self._parts.clock.monotonic()))
 
     async def on_override(self, message: Inbound) -> None:
         try:
             device_id, values, for_s = self._override(message)
         except OverrideError as error:
-            self._rejects.reject(Kind.OVERRIDE, error.reason, message.topic)
+            self._parts.rejects.reject(Kind.OVERRIDE, error.reason, message.topic)
             return
-        now = self._clock.monotonic()
+        now = self._parts.clock.monotonic()
         log.info("staff override of %s for %.0f s: %s", device_id, for_s, values)
         self._apply(device_id, self._plans[device_id].set_override(values, now + for_s, now))
 
@@ -189,7 +171,7 @@ class DeviceFlow:
             while self._journal:
                 command, kept = self._journal.popleft()
                 try:
-                    await self._ledger.record_device_setting(
+                    await self._parts.ledger.record_device_setting(
                         command.device_id, command.reason.value, command.values, kept
                     )
                 except WRITE_ERRORS:
@@ -200,7 +182,7 @@ class DeviceFlow:
     # --- outputs ------------------------------------------------------------------------------------------
 
     def stats(self) -> DevicesStats:
-        now = self._clock.monotonic()
+        now = self._parts.clock.monotonic()
         return DevicesStats(
             devices=tuple(
                 self._device_stats(device_id, plan, now) for device_id, plan in self._plans.items()
@@ -228,17 +210,17 @@ class DeviceFlow:
         )
 
     def _people(self, zone: str, now: float) -> tuple[list[Person], int]:
-        present = self._counts.who(zone)
-        total, identified, _ = self._counts.audience(zone)
+        present = self._parts.counts.who(zone)
+        total, identified, _ = self._parts.counts.audience(zone)
         arrived = self._arrived.setdefault(zone, {})
         for gone in arrived.keys() - set(present):
             del arrived[gone]
         people = []
         for shopper_id in present:
             since = arrived.setdefault(shopper_id, now)
-            if not self._consents.has(shopper_id, Purpose.DEVICE_PREFERENCES):
+            if not self._parts.consents.has(shopper_id, Purpose.DEVICE_PREFERENCES):
                 continue
-            preferences, needs, ignored = preferences_of(self._profiles.get(shopper_id) or {})
+            preferences, needs, ignored = preferences_of(self._parts.profiles.get(shopper_id) or {})
             self._ignored += ignored
             people.append(Person(shopper_id, since, preferences, needs))
         return people, max(0, total - identified)
@@ -246,10 +228,10 @@ class DeviceFlow:
     def _apply(self, device_id: str, command: Command | None) -> None:
         if command is not None:
             for out in self._adapters[device_id].commands(command.values):
-                self._link.publish(out.topic, out.payload)  # never retained: a command is an event
+                self._parts.link.publish(out.topic, out.payload)  # never retained: a command is an event
             self._last[device_id].update(command.values)
             self._commands += 1
-            kept = tuple(s for s in command.contributors if self._consents.has(s, Purpose.MEASUREMENT))
+            kept = tuple(s for s in command.contributors if self._parts.consents.has(s, Purpose.MEASUREMENT))
             if len(self._journal) >= JOURNAL_MAX:
                 self._journal.popleft()
                 self._dropped += 1
@@ -268,7 +250,7 @@ class DeviceFlow:
                 self.zone_changed(zone, at_once=not granted)
 
     def _override(self, message: Inbound) -> tuple[str, dict[str, Value], float]:
-        device_id = self._topics.device_of(message.topic)
+        device_id = self._parts.topics.device_of(message.topic)
         plan = self._plans.get(device_id or "")
         if plan is None or device_id is None:
             raise OverrideError(OverrideReject.UNKNOWN_DEVICE, message.topic)

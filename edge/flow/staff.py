@@ -22,17 +22,15 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from edge.act.staff import Notice, StaffBoard
-from edge.clock import Clock, iso_utc
+from edge.clock import iso_utc
 from edge.config.staff import StaffSettings
 from edge.decide.devices.resolve import preferences_of
 from edge.events import Purpose
-from edge.flow.zones import ZoneCounts
-from edge.identity import ConsentStore, ProfileCache
-from edge.ledger import WRITE_ERRORS, Ledger
+from edge.flow.parts import FloorParts
+from edge.ledger import WRITE_ERRORS
 from edge.sources.payloads import Rejected, is_id, json_envelope
-from edge.sources.rejections import Kind, RejectCounter, StaffAckReject
-from edge.transport.mqtt import Inbound, MqttLink, RetryLater
-from edge.transport.topics import Topics
+from edge.sources.rejections import Kind, StaffAckReject
+from edge.transport.mqtt import Inbound, RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -55,35 +53,20 @@ class StaffFlow:
     def __init__(
         self,
         settings: StaffSettings,
-        *,
-        counts: ZoneCounts,
-        consents: ConsentStore,
-        profiles: ProfileCache,
-        ledger: Ledger,
-        link: MqttLink,
-        topics: Topics,
-        rejects: RejectCounter,
-        clock: Clock,
+        parts: FloorParts,
     ) -> None:
+        self._parts = parts
         self._teams = frozenset(settings.teams)
         self._board = StaffBoard(settings.teams, new_id=lambda: uuid.uuid4().hex)
-        self._counts = counts
-        self._consents = consents
-        self._profiles = profiles
-        self._ledger = ledger
-        self._link = link
-        self._topics = topics
-        self._rejects = rejects
-        self._clock = clock
         self._notices = 0
         self._withdrawn = 0
         self._answers: Counter[str] = Counter()
         self._repeated = 0
-        counts.subscribe(self.zone_changed)
-        consents.subscribe(self._consent_changed)
+        parts.counts.subscribe(self.zone_changed)
+        parts.consents.subscribe(self._consent_changed)
 
     def register(self) -> None:
-        self._link.on(self._topics.staff_ack_filter, self.on_ack)
+        self._parts.link.on(self._parts.topics.staff_ack_filter, self.on_ack)
 
     def zone_changed(self, zone: str) -> None:
         if not self._board.watches(zone):
@@ -97,28 +80,28 @@ class StaffFlow:
             self._publish(notice, {"status": "withdrawn", "zone": notice.zone})
 
     async def on_ack(self, message: Inbound) -> None:
-        team = self._topics.team_of(message.topic)
+        team = self._parts.topics.team_of(message.topic)
         if team is None or team not in self._teams:
-            self._rejects.reject(Kind.STAFF_ACK, StaffAckReject.UNKNOWN_TEAM, message.topic)
+            self._parts.rejects.reject(Kind.STAFF_ACK, StaffAckReject.UNKNOWN_TEAM, message.topic)
             return
         body = json_envelope(message.payload)
         if isinstance(body, Rejected):
-            self._rejects.reject(Kind.STAFF_ACK, body.reason, message.topic)
+            self._parts.rejects.reject(Kind.STAFF_ACK, body.reason, message.topic)
             return
         notice_id, action = body.get("notice_id"), body.get("action")
         if not is_id(notice_id):
-            self._rejects.reject(Kind.STAFF_ACK, StaffAckReject.BAD_NOTICE_ID, message.topic)
+            self._parts.rejects.reject(Kind.STAFF_ACK, StaffAckReject.BAD_NOTICE_ID, message.topic)
             return
         if action not in ACTIONS:
-            self._rejects.reject(Kind.STAFF_ACK, StaffAckReject.BAD_ACTION, message.topic)
+            self._parts.rejects.reject(Kind.STAFF_ACK, StaffAckReject.BAD_ACTION, message.topic)
             return
         notice = self._board.notice(str(notice_id))
         if notice is None or notice.team != team:
-            self._rejects.reject(Kind.STAFF_ACK, StaffAckReject.UNKNOWN_NOTICE, message.topic)
+            self._parts.rejects.reject(Kind.STAFF_ACK, StaffAckReject.UNKNOWN_NOTICE, message.topic)
             return
-        kept = notice.shopper_id if self._consents.has(notice.shopper_id, Purpose.MEASUREMENT) else None
+        kept = notice.shopper_id if self._parts.consents.has(notice.shopper_id, Purpose.MEASUREMENT) else None
         try:
-            stored = await self._ledger.record_staff_interaction(
+            stored = await self._parts.ledger.record_staff_interaction(
                 notice.notice_id, str(action), team, notice.zone, kept
             )
         except WRITE_ERRORS as exc:
@@ -138,17 +121,17 @@ class StaffFlow:
         )
 
     def _clienteling_in(self, zone: str) -> list[str]:
-        return [s for s in self._counts.who(zone) if self._consents.has(s, Purpose.CLIENTELING)]
+        return [s for s in self._parts.counts.who(zone) if self._parts.consents.has(s, Purpose.CLIENTELING)]
 
     def _publish(self, notice: Notice, fields: dict[str, Any]) -> None:
-        body = {"v": 1, "ts": iso_utc(self._clock.wall()), "notice_id": notice.notice_id, **fields}
-        self._link.publish(
-            self._topics.staff_notice(notice.team), json.dumps(body, separators=(",", ":")).encode()
+        body = {"v": 1, "ts": iso_utc(self._parts.clock.wall()), "notice_id": notice.notice_id, **fields}
+        self._parts.link.publish(
+            self._parts.topics.staff_notice(notice.team), json.dumps(body, separators=(",", ":")).encode()
         )
 
     def _about(self, shopper_id: str) -> dict[str, Any]:
         """What serves the shopper, from their profile: never their id."""
-        profile = self._profiles.get(shopper_id) or {}
+        profile = self._parts.profiles.get(shopper_id) or {}
         found: dict[str, Any] = {}
         name = _text(profile.get("staff_display_name"))
         if name is not None:
@@ -177,8 +160,8 @@ class StaffFlow:
         # Granted or withdrawn alike: the zones they are in are looked at again (a notice opens or goes).
         if purpose is not Purpose.CLIENTELING:
             return
-        for zone in self._counts.zones:
-            if shopper_id in self._counts.who(zone):
+        for zone in self._parts.counts.zones:
+            if shopper_id in self._parts.counts.who(zone):
                 self.zone_changed(zone)
 
 
