@@ -211,7 +211,7 @@ class DeviceFlow:
 
     def _people(self, zone: str, now: float) -> tuple[list[Person], int]:
         present = self._parts.counts.who(zone)
-        total, identified, _ = self._parts.counts.audience(zone)
+        seen, _ = self._parts.counts.seen(zone)  # people a camera counts; the identified are among them
         arrived = self._arrived.setdefault(zone, {})
         for gone in arrived.keys() - set(present):
             del arrived[gone]
@@ -223,7 +223,7 @@ class DeviceFlow:
             preferences, needs, ignored = preferences_of(self._parts.profiles.get(shopper_id) or {})
             self._ignored += ignored
             people.append(Person(shopper_id, since, preferences, needs))
-        return people, max(0, total - identified)
+        return people, max(0, seen - len(present))
 
     def _apply(self, device_id: str, command: Command | None) -> None:
         if command is not None:

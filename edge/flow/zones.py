@@ -67,11 +67,16 @@ class ZoneCounts:
         of them, so the zone holds at least the larger of the two counts.
         """
         identified = self.identified(zone)
+        seen, dwell = self.seen(zone)
+        return max(identified, seen), identified, dwell
+
+    def seen(self, zone: str) -> tuple[int, float | None]:
+        """The largest count a camera has of ``zone`` (anonymous), and that camera's mean dwell."""
         seen, dwell = 0, None
         for count, mean in self._cameras.get(zone, {}).values():
             if count >= seen:
                 seen, dwell = count, mean
-        return max(identified, seen), identified, dwell
+        return seen, dwell
 
     def people(self, zone: str) -> int:
         """The audience a decision for ``zone`` sees."""
