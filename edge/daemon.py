@@ -338,6 +338,7 @@ class Gateway:
                 await generation.ble.tick()
             if generation.devices is not None:
                 generation.devices.tick()
+            generation.pickup.tick()
 
     async def _health_loop(self, generation: Generation) -> None:
         while True:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from edge import __version__
 from edge.act.displays import DisplayBoard
+from edge.act.pickup import OrderBook
 from edge.clock import Clock
 from edge.config import GatewaySettings, read_mqtt_password, read_sync_token
 from edge.decide.catalog import load_catalog
@@ -34,6 +35,7 @@ from edge.flow.decider import Decider
 from edge.flow.devices import DeviceFlow
 from edge.flow.floor import Floor, Recorder
 from edge.flow.parts import FloorParts
+from edge.flow.pickup import PickupFlow
 from edge.flow.pos import PosFlow
 from edge.flow.staff import StaffFlow
 from edge.flow.stats import FlowStats
@@ -101,6 +103,7 @@ class Generation:
     sync: SyncService | None
     devices: DeviceFlow | None
     staff: StaffFlow | None
+    pickup: PickupFlow
 
     @property
     def board(self) -> DisplayBoard:
@@ -210,6 +213,12 @@ async def build(
         topics=topics,
         stats=stats,
     )
+    pickup = PickupFlow(board=board, orders=OrderBook(), ledger=ledger, clock=clock)
+
+    def forget_shopper(shopper_id: str) -> None:
+        floor.forget_shopper(shopper_id)
+        pickup.forget_shopper(shopper_id)
+
     sync = None
     if settings.sync.enabled:
         # aiohttp and the sync parts are loaded only by gateways that sync (~9 MB not paid otherwise).
@@ -226,11 +235,13 @@ async def build(
             eid=resolver,
             catalogs=decider,
             base_catalog=catalog,
-            forget_shopper=floor.forget_shopper,
+            forget_shopper=forget_shopper,
             clock=clock,
             day_start=lambda: local_midnight(settings, clock),
             file_keys=keys,
             metrics=metrics,
+            orders=pickup.orders,
+            order_listener=pickup.order_changed,
         )
     ensure_profile = sync.fetcher.ensure if sync is not None else None
     checkins = CheckinFlow(
@@ -246,6 +257,7 @@ async def build(
         metrics=metrics,
         ensure_profile=ensure_profile,
     )
+    checkins.committed_listeners.append(pickup.checked_in)
     acks = AckFlow(topics=topics, board=board, ledger=ledger, clock=clock, rejects=rejects, stats=stats)
     pos = PosFlow(
         topics=topics,
@@ -256,11 +268,12 @@ async def build(
         ledger=ledger,
         rejects=rejects,
         ensure_profile=ensure_profile,
+        collect=pickup.collect,
     )
     ble, scanner = _ble(settings, ble_ingest, floor, consents, rejects, link, metrics, clock)
     parts = FloorParts(counts, consents, profiles, ledger, link, topics, rejects, clock)
     devices = DeviceFlow(settings.devices, parts) if settings.devices else None
-    staff = StaffFlow(settings.staff, parts) if settings.staff.teams else None
+    staff = StaffFlow(settings.staff, parts, pickup) if settings.staff.teams else None
     for touchpoint in (devices, staff):
         if touchpoint is not None:
             touchpoint.register()
@@ -295,6 +308,7 @@ async def build(
         sync=sync,
         devices=devices,
         staff=staff,
+        pickup=pickup,
     )
 
 

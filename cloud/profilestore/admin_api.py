@@ -1,5 +1,5 @@
-"""The admin API of the reference server (``/admin/v1/...``): stores, shoppers, keys, offers, inventory, and
-reading what the stores pushed. Every handler checks the admin token first."""
+"""The admin API of the reference server (``/admin/v1/...``): stores, shoppers, keys, offers, inventory, pickup
+orders, and reading what the stores pushed. Every handler checks the admin token first."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ from profilestore.jsonbody import dumps, json_problem
 from profilestore.models import (
     KID_PATTERN,
     OFFER_ID_PATTERN,
+    ORDER_ID_PATTERN,
     PURPOSES,
     SHOPPER_ID_PATTERN,
     STORE_ID_PATTERN,
     ConsentPut,
     EidKeyPut,
     InventoryPut,
+    OrderPut,
     ProfilePut,
     StorePut,
     TokenKeyPut,
@@ -33,10 +35,19 @@ from profilestore.models import (
     describe,
     encode_cursor,
     micros_of,
+    parse_timestamp,
     render_timestamp,
 )
 from profilestore.sqlstore import consent_wire
-from profilestore.storage import DeleteOutcome, EidKeyState, Storage, StoredEvent, TokenInUseError
+from profilestore.storage import (
+    DeleteOutcome,
+    EidKeyState,
+    OrderStoreError,
+    Storage,
+    StoredEvent,
+    TokenInUseError,
+    UnknownStoreError,
+)
 from storecontract.offers import Offer
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -97,6 +108,8 @@ class AdminApi:
             web.delete("/admin/v1/offers/{offer_id}", self.delete_offer),
             web.put("/admin/v1/inventory/{offer_id}", self.put_inventory),
             web.delete("/admin/v1/inventory/{offer_id}", self.delete_inventory),
+            web.put("/admin/v1/orders/{order_id}", self.put_order),
+            web.delete("/admin/v1/orders/{order_id}", self.delete_order),
             web.get("/admin/v1/events", self.list_events),
             web.get("/admin/v1/stats", self.stats),
         ]
@@ -137,6 +150,7 @@ class AdminApi:
             "consents": outcome.consents,
             "eid_key": outcome.eid_key,
             "events": outcome.events,
+            "orders": outcome.orders,
         }
         return json_response({"seq": outcome.seq, "removed": removed})
 
@@ -206,6 +220,29 @@ class AdminApi:
     async def delete_inventory(self, request: web.Request) -> web.Response:
         offer_id = self._path(request, "offer_id", OFFER_ID_PATTERN)
         return _deleted(await self._storage.delete_inventory(offer_id, self._now()))
+
+    # ----- pickup orders -----
+    async def put_order(self, request: web.Request) -> web.Response:
+        order_id = self._path(request, "order_id", ORDER_ID_PATTERN)
+        body = await _body(request, OrderPut)
+        now = self._now()
+        ready_us = now if body.ready_at is None else parse_timestamp(body.ready_at)
+        try:
+            seq = await self._storage.put_order(
+                order_id, body.store_id, body.shopper_id, body.reference, body.counter, ready_us, now
+            )
+        except UnknownStoreError as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+        except OrderStoreError as exc:
+            raise ApiError(409, "conflict", str(exc)) from exc
+        return json_response({"seq": seq})
+
+    async def delete_order(self, request: web.Request) -> web.Response:
+        order_id = self._path(request, "order_id", ORDER_ID_PATTERN)
+        outcome = await self._storage.delete_order(order_id, self._now())
+        if outcome is None:
+            raise ApiError(404, "not_found", "no such order (unknown, collected or deleted)")
+        return _deleted(outcome)
 
     # ----- reading what arrived -----
     async def list_events(self, request: web.Request) -> web.Response:

@@ -33,5 +33,9 @@ MAX_TOKEN_CHARS: Final = 512
 MAX_PEM_CHARS: Final = 4096
 # Free-text fields (consent source, event kind).
 MAX_LABEL_CHARS: Final = 64
+# A pickup order's reference and counter are shown on a store's screen as they are: what fits one line
+# ("A-1042", "Click & collect desk, ground floor"); the gateway refuses longer ones too.
+MAX_ORDER_REFERENCE_CHARS: Final = 32
+MAX_ORDER_COUNTER_CHARS: Final = 64
 # Seconds a stopping server waits for requests in flight.
 SHUTDOWN_TIMEOUT_S: Final = 5.0

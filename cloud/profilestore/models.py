@@ -28,6 +28,8 @@ from pydantic import (
 from profilestore.const import (
     MAX_CONSENT_AHEAD_S,
     MAX_DOCUMENT_BYTES,
+    MAX_ORDER_COUNTER_CHARS,
+    MAX_ORDER_REFERENCE_CHARS,
     MAX_PEM_CHARS,
     MAX_TOKEN_CHARS,
     MIN_TOKEN_CHARS,
@@ -41,6 +43,7 @@ STORE_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 SHOPPER_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:@~+=-]{0,127}$"
 KID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:~+=-]{0,127}$"
 LABEL_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+ORDER_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 TOKEN_PATTERN: Final = rf"^[A-Za-z0-9._~+/-]{{{MIN_TOKEN_CHARS},{MAX_TOKEN_CHARS}}}=*$"  # RFC 6750 b64token
 UUID_PATTERN: Final = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 IDENTITY_KEY_BYTES: Final = 16  # Eddystone-EID identity keys (edge.identity.eid)
@@ -108,6 +111,12 @@ def _document(value: dict[str, Any]) -> dict[str, Any]:
     if len(dumps(value).encode()) > MAX_DOCUMENT_BYTES:
         raise ValueError(f"larger than {MAX_DOCUMENT_BYTES} bytes encoded")
     return value
+
+
+def _printable(text: str) -> str:
+    if not text.isprintable():
+        raise ValueError("printable characters only (no control characters, line breaks or tabs)")
+    return text
 
 
 Timestamp = Annotated[StrictStr, Field(max_length=40), AfterValidator(_timestamp)]
@@ -188,6 +197,20 @@ class TokenKeyPut(_Strict):
 class InventoryPut(_Strict):
     available: StrictBool
     quantity: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)] | None = None
+
+
+class OrderPut(_Strict):
+    """An online order ready for pickup at one store; ``reference`` and ``counter`` are shown on its screens."""
+
+    store_id: Annotated[StrictStr, Field(pattern=STORE_ID_PATTERN)]
+    shopper_id: ShopperId
+    reference: Annotated[
+        StrictStr, Field(min_length=1, max_length=MAX_ORDER_REFERENCE_CHARS), AfterValidator(_printable)
+    ]
+    counter: Annotated[
+        StrictStr, Field(min_length=1, max_length=MAX_ORDER_COUNTER_CHARS), AfterValidator(_printable)
+    ]
+    ready_at: Timestamp | None = None
 
 
 def check_profile(profile: dict[str, Any]) -> None:

@@ -51,7 +51,19 @@ _V1: Final = (
     "CREATE INDEX events_shopper ON events (shopper_id)",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1,)
+# Version 2: changes for one store only, and pickup orders.
+_V2: Final = (
+    # The store a change is for; NULL: every store sees it (as every change of version 1).
+    "ALTER TABLE changes ADD COLUMN store_id TEXT",
+    "CREATE INDEX changes_store ON changes (store_id, seq)",
+    # Online orders ready for pickup at one store (only that store pulls them).
+    "CREATE TABLE orders (order_id TEXT PRIMARY KEY, store_id TEXT NOT NULL, shopper_id TEXT NOT NULL,"
+    " reference TEXT NOT NULL, counter TEXT NOT NULL, ready_us {INT} NOT NULL, updated_us {INT} NOT NULL)",
+    "CREATE INDEX orders_store ON orders (store_id)",
+    "CREATE INDEX orders_shopper ON orders (shopper_id)",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

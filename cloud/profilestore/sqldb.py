@@ -83,13 +83,18 @@ async def append_change(
     *,
     key: str,
     shopper_id: str | None = None,
+    store_id: str | None = None,
 ) -> int:
-    """Append one change (the next seq) in place of the earlier changes of ``key``; the new seq."""
+    """Append one change (the next seq) in place of the earlier changes of ``key``; the new seq.
+
+    ``shopper_id``: the shopper it is about (an erasure removes it); ``store_id``: the only store that pulls
+    it (None: every store).
+    """
     await conn.execute("DELETE FROM changes WHERE compact_key = $1", key)
     seq = await next_value(conn, "changes", 1)
     await conn.execute(
-        "INSERT INTO changes (seq, kind, id, op, at_us, data, compact_key, shopper_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO changes (seq, kind, id, op, at_us, data, compact_key, shopper_id, store_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         seq,
         kind.value,  # the plain string: neither driver should see an enum
         key_id,
@@ -98,5 +103,6 @@ async def append_change(
         dumps(data),
         key,
         shopper_id,
+        store_id,
     )
     return seq

@@ -15,7 +15,7 @@ from typing import Any
 
 from profilestore.jsonbody import dumps
 from profilestore.models import render_timestamp
-from profilestore.sqldb import ENTRY_OVERHEAD, LAST, Database, Lane, append_change, one
+from profilestore.sqldb import ENTRY_OVERHEAD, LAST, Connection, Database, Lane, append_change, one
 from profilestore.sqlevents import list_events, push_events
 from profilestore.storage import (
     ChangePage,
@@ -27,9 +27,11 @@ from profilestore.storage import (
     ErasureOutcome,
     EventPage,
     EventRecord,
+    OrderStoreError,
     PushOutcome,
     ShopperState,
     TokenInUseError,
+    UnknownStoreError,
 )
 from storecontract.sync import ChangeKind
 
@@ -55,6 +57,26 @@ def eid_key_wire(key: EidKeyState) -> dict[str, Any]:
         "rotation_exponent": key.rotation_exponent,
         "clock_offset_s": key.clock_offset_s,
     }
+
+
+def _order_key(store_id: str, order_id: str) -> str:
+    # Per store as well: when an order is deleted and made again for another store, the first store's
+    # delete must stay in the log (that store may not have pulled it yet).
+    return f"order:{store_id}:{order_id}"
+
+
+async def _order_deleted(conn: Connection, order_id: str, store_id: str, now_us: int) -> int:
+    """Append the delete change of an order (its row already removed) for its store; the seq."""
+    return await append_change(
+        conn,
+        ChangeKind.ORDER,
+        order_id,
+        "delete",
+        {},
+        now_us,
+        key=_order_key(store_id, order_id),
+        store_id=store_id,
+    )
 
 
 class SqlStorage:
@@ -103,14 +125,19 @@ class SqlStorage:
         return None if row is None else str(row[0])
 
     # ----- the change log -----
-    async def changes(self, after: int, limit: int, budget_bytes: int) -> ChangePage:
-        async with self._db.reading() as conn:
+    async def changes(self, after: int, limit: int, budget_bytes: int, *, store_id: str | None) -> ChangePage:
+        select = "SELECT seq, kind, id, op, at_us, data FROM changes"
+        async with self._db.reading() as conn:  # one snapshot: last_seq and the rows agree
             last = await one(conn, LAST, "changes")
-            rows = await conn.fetch(
-                "SELECT seq, kind, id, op, at_us, data FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
-                after,
-                limit + 1,
-            )
+            if store_id is None:
+                rows = await conn.fetch(f"{select} WHERE seq > $1 ORDER BY seq LIMIT $2", after, limit + 1)
+            else:
+                rows = await conn.fetch(
+                    f"{select} WHERE seq > $1 AND (store_id IS NULL OR store_id = $3) ORDER BY seq LIMIT $2",
+                    after,
+                    limit + 1,
+                    store_id,
+                )
         page: list[ChangeRecord] = []
         spent = 0
         for seq, kind, key_id, op, at_us, data in rows[:limit]:
@@ -118,7 +145,12 @@ class SqlStorage:
             if page and spent > budget_bytes:
                 break
             page.append(ChangeRecord(int(seq), str(kind), str(key_id), str(op), int(at_us), json.loads(data)))
-        return ChangePage(page, more=len(rows) > len(page), last_seq=int(last[0]) if last else 0)
+        last_seq = int(last[0]) if last else 0
+        more = len(rows) > len(page)
+        # Nothing more for this store: every seq up to last_seq is committed (commit order) and was either
+        # returned or is not for it, so the cursor may pass the other stores' changes too.
+        through = page[-1].seq if more else max(after, last_seq)
+        return ChangePage(page, more=more, last_seq=last_seq, through=through)
 
     # ----- shoppers -----
     async def put_profile(self, shopper_id: str, profile: dict[str, Any], now_us: int) -> int:
@@ -230,7 +262,14 @@ class SqlStorage:
             events = await conn.execute(
                 "UPDATE events SET shopper_id = NULL WHERE shopper_id = $1", shopper_id
             )
+            orders = await conn.fetch(
+                "SELECT order_id, store_id FROM orders WHERE shopper_id = $1 ORDER BY order_id", shopper_id
+            )
+            await conn.execute("DELETE FROM orders WHERE shopper_id = $1", shopper_id)
             await conn.execute("DELETE FROM changes WHERE shopper_id = $1", shopper_id)
+            # A store may hold the order already: it pulls a delete (which names no shopper).
+            for order_id, store_id in orders:
+                await _order_deleted(conn, str(order_id), str(store_id), now_us)
             seq = await append_change(
                 conn,
                 ChangeKind.ERASURE,
@@ -248,7 +287,7 @@ class SqlStorage:
                 now_us,
                 seq,
             )
-            return ErasureOutcome(seq, profile > 0, consents, eid_key > 0, events)
+            return ErasureOutcome(seq, profile > 0, consents, eid_key > 0, events, len(orders))
 
     async def shopper(self, shopper_id: str) -> ShopperState | None:
         async with self._db.reading() as conn:
@@ -332,6 +371,76 @@ class SqlStorage:
     async def delete_inventory(self, offer_id: str, now_us: int) -> DeleteOutcome:
         return await self._delete_simple("inventory", "offer_id", ChangeKind.INVENTORY, offer_id, now_us)
 
+    # ----- pickup orders -----
+    async def put_order(
+        self,
+        order_id: str,
+        store_id: str,
+        shopper_id: str,
+        reference: str,
+        counter: str,
+        ready_us: int,
+        now_us: int,
+    ) -> int:
+        async with self._db.writing(Lane.CHANGES) as conn:
+            if await one(conn, "SELECT 1 FROM stores WHERE store_id = $1", store_id) is None:
+                raise UnknownStoreError(f"no store {store_id!r} is registered")
+            row = await one(conn, "SELECT store_id FROM orders WHERE order_id = $1", order_id)
+            if row is not None and str(row[0]) != store_id:
+                raise OrderStoreError("an order's store cannot change: delete it and create it again")
+            await conn.execute(
+                "INSERT INTO orders (order_id, store_id, shopper_id, reference, counter, ready_us, updated_us)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO UPDATE SET"
+                " shopper_id = excluded.shopper_id, reference = excluded.reference,"
+                " counter = excluded.counter, ready_us = excluded.ready_us, updated_us = excluded.updated_us",
+                order_id,
+                store_id,
+                shopper_id,
+                reference,
+                counter,
+                ready_us,
+                now_us,
+            )
+            data = {
+                "shopper_id": shopper_id,
+                "reference": reference,
+                "counter": counter,
+                "ready_at": render_timestamp(ready_us),
+            }
+            return await append_change(
+                conn,
+                ChangeKind.ORDER,
+                order_id,
+                "upsert",
+                data,
+                now_us,
+                key=_order_key(store_id, order_id),
+                shopper_id=shopper_id,
+                store_id=store_id,
+            )
+
+    async def delete_order(self, order_id: str, now_us: int) -> DeleteOutcome | None:
+        async with self._db.writing(Lane.CHANGES) as conn:
+            row = await one(conn, "SELECT store_id FROM orders WHERE order_id = $1", order_id)
+            if row is None:
+                return None  # no store to tell
+            await conn.execute("DELETE FROM orders WHERE order_id = $1", order_id)
+            return DeleteOutcome(await _order_deleted(conn, order_id, str(row[0]), now_us), existed=True)
+
+    async def collect_orders(self, store_id: str, order_ids: Sequence[str], now_us: int) -> int:
+        wanted = sorted(set(order_ids))
+        if not wanted:
+            return 0
+        async with self._db.writing(Lane.CHANGES) as conn:
+            rows = await conn.fetch_any(
+                "SELECT order_id, store_id FROM orders WHERE order_id {ANY}", wanted, "text"
+            )
+            mine = sorted(str(order_id) for order_id, owner in rows if str(owner) == store_id)
+            for order_id in mine:
+                await conn.execute("DELETE FROM orders WHERE order_id = $1", order_id)
+                await _order_deleted(conn, order_id, store_id, now_us)
+            return len(mine)
+
     # ----- events -----
     async def push_events(self, store_id: str, events: Sequence[EventRecord], now_us: int) -> PushOutcome:
         return await push_events(self._db, store_id, events, now_us)
@@ -348,6 +457,7 @@ class SqlStorage:
             "token_keys",
             "offers",
             "inventory",
+            "orders",
             "erasures",
         )
         async with self._db.reading() as conn:

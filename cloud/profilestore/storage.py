@@ -25,6 +25,14 @@ class TokenInUseError(StorageError):
     """A store token is already registered for another store (each token belongs to exactly one store)."""
 
 
+class UnknownStoreError(StorageError):
+    """The store named is not registered."""
+
+
+class OrderStoreError(StorageError):
+    """The order exists for another store: an order's store cannot change (delete it and create it again)."""
+
+
 @dataclass(slots=True, frozen=True)
 class ChangeRecord:
     """One entry of the change log; ``data`` is the wire ``data`` of docs/sync.md."""
@@ -43,6 +51,9 @@ class ChangePage:
     more: bool
     # The highest sequence number committed, to tell a cursor from the future (another database) apart.
     last_seq: int
+    # Where the page's cursor stands: its last change; or, when nothing more is ready, ``last_seq`` (the
+    # changes for other stores in between are not this store's to see, so its cursor passes them too).
+    through: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -90,6 +101,7 @@ class ErasureOutcome:
     consents: int
     eid_key: bool
     events: int  # pushed events whose shopper_id was removed
+    orders: int  # pickup orders of the shopper (each store that had one pulls its delete)
 
 
 @dataclass(slots=True, frozen=True)
@@ -148,7 +160,10 @@ class Storage(Protocol):
     async def store_of_token(self, token_sha256: bytes) -> str | None: ...
 
     # the change log
-    async def changes(self, after: int, limit: int, budget_bytes: int) -> ChangePage: ...
+    async def changes(self, after: int, limit: int, budget_bytes: int, *, store_id: str | None) -> ChangePage:
+        """The changes after ``after`` that ``store_id`` sees: those for every store and its own (None: the
+        whole log, every store's changes)."""
+        ...
 
     # writes that append changes
     async def put_profile(self, shopper_id: str, profile: dict[str, Any], now_us: int) -> int: ...
@@ -176,6 +191,31 @@ class Storage(Protocol):
     ) -> int: ...
 
     async def delete_inventory(self, offer_id: str, now_us: int) -> DeleteOutcome: ...
+
+    async def put_order(
+        self,
+        order_id: str,
+        store_id: str,
+        shopper_id: str,
+        reference: str,
+        counter: str,
+        ready_us: int,
+        now_us: int,
+    ) -> int:
+        """Add or replace a pickup order (an ``order`` change only ``store_id`` pulls); the change's seq.
+
+        UnknownStoreError if the store is not registered, OrderStoreError if the order is another store's.
+        """
+        ...
+
+    async def delete_order(self, order_id: str, now_us: int) -> DeleteOutcome | None:
+        """Remove the order (a delete change for its store); None, and no change, if there is no such order."""
+        ...
+
+    async def collect_orders(self, store_id: str, order_ids: Sequence[str], now_us: int) -> int:
+        """Remove the orders of ``store_id`` among ``order_ids`` (collected there; other ids are ignored),
+        each with a delete change for the store; how many were removed."""
+        ...
 
     # reads
     async def shopper(self, shopper_id: str) -> ShopperState | None: ...

@@ -14,6 +14,7 @@ from profilestore.const import DEFAULT_PAGE, MAX_EVENTS, MAX_PAGE, PAGE_BUDGET_B
 from profilestore.http import ApiError, json_response, path_value, query_int, query_value, read_json
 from profilestore.jsonbody import json_problem
 from profilestore.models import (
+    ORDER_ID_PATTERN,
     SHOPPER_ID_PATTERN,
     STORE_ID_PATTERN,
     EventIn,
@@ -31,6 +32,8 @@ from profilestore.storage import ChangeRecord, EventRecord, Storage
 # An id is echoed in a rejection only when it is short printable ASCII (it may be anything at all).
 _ECHO_ID: Final = re.compile(r"^[!-~]{1,64}$")
 _MAX_REASON_CHARS: Final = 300
+# The event a store pushes when it hands an order over (docs/sync-openapi.yaml, "Events").
+ORDER_COLLECTED: Final = "order_collected"
 
 
 def change_wire(change: ChangeRecord) -> dict[str, Any]:
@@ -42,6 +45,17 @@ def change_wire(change: ChangeRecord) -> dict[str, Any]:
         "at": render_timestamp(change.at_us),
         "data": change.data,
     }
+
+
+def collected_order(event: EventRecord) -> str | None:
+    """The order id of an ``order_collected`` event (data ``{"order_id": ..., "via": ...}``); None if it is
+    not one, or its data is not that shape (such an event is still stored, it just collects nothing)."""
+    if event.kind != ORDER_COLLECTED:
+        return None
+    order_id = event.data.get("order_id")
+    if isinstance(order_id, str) and re.fullmatch(ORDER_ID_PATTERN, order_id) is not None:
+        return order_id
+    return None
 
 
 def _echo_id(item: Any) -> str | None:
@@ -93,17 +107,16 @@ class StoreApi:
         return store_id
 
     async def pull(self, request: web.Request) -> web.Response:
-        await self._store(request)
+        store_id = await self._store(request)
         after = decode_cursor(query_value(request, "since"), self._storage.instance)
         limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-        page = await self._storage.changes(after, limit, PAGE_BUDGET_BYTES)
+        page = await self._storage.changes(after, limit, PAGE_BUDGET_BYTES, store_id=store_id)
         if after > page.last_seq:
             raise cursor_ahead()
-        last = page.changes[-1].seq if page.changes else after
         return json_response(
             {
                 "changes": [change_wire(change) for change in page.changes],
-                "cursor": encode_cursor(self._storage.instance, last),
+                "cursor": encode_cursor(self._storage.instance, page.through),
                 "more": page.more,
             }
         )
@@ -129,10 +142,22 @@ class StoreApi:
                 rejected.append(_rejection(index, item, str(exc)))
             else:
                 positions.append(index)
-        outcome = await self._storage.push_events(store_id, records, micros_of(self._clock.wall()))
+        now = micros_of(self._clock.wall())
+        outcome = await self._storage.push_events(store_id, records, now)
         for position in outcome.foreign:
             index = positions[position]
             rejected.append(_rejection(index, items[index], "id: already used by an event of another store"))
+        # Orders handed over at this store: stored (now or before) and so answered, they leave the cloud, and
+        # the store pulls their deletes. After the events, so that a push answered is a collection done: a
+        # resent batch (duplicates) collects again, which changes nothing the second time.
+        foreign = {records[position].id for position in outcome.foreign}
+        collected = [
+            order_id
+            for record in records
+            if record.id not in foreign and (order_id := collected_order(record)) is not None
+        ]
+        if collected:
+            await self._storage.collect_orders(store_id, collected, now)
         rejected.sort(key=lambda entry: int(entry["index"]))
         return json_response(
             {"accepted": outcome.accepted, "duplicates": outcome.duplicates, "rejected": rejected}

@@ -20,6 +20,7 @@ class ChangeKind(StrEnum):
     OFFER = "offer"
     INVENTORY = "inventory"
     ERASURE = "erasure"
+    ORDER = "order"  # an online order ready for pickup at the pulling store (only that store sees it)
 
 
 Op = Literal["upsert", "delete"]

@@ -57,7 +57,9 @@ def _free_event() -> asyncio.Event:
 class _Screen:
     settings: DisplaySettings
     version: int = 0
-    decision: Decision | None = None  # None: idle fallback
+    decision: Decision | None = None  # None: idle fallback (or ``content``)
+    # Content that is not a decision (a collection-point screen's list of ready orders): template and data.
+    content: tuple[str, dict[str, Any]] | None = None
     shopper_id: str | None = None
     shown_mono: float = float("-inf")
     expires_mono: float | None = None
@@ -114,7 +116,8 @@ class DisplayBoard:
         self._order = {display.id: index for index, display in enumerate(displays)}
         self._by_zone: dict[str, list[str]] = {}
         for display in displays:
-            self._by_zone.setdefault(display.zone, []).append(display.id)
+            if not display.pickup:  # a collection-point screen serves no offers (docs/pickup.md)
+                self._by_zone.setdefault(display.zone, []).append(display.id)
         # Each screen's next timer (monotonic): when the tick must look at it; a screen with none is absent.
         self._due: Deadlines[str] = Deadlines()
         # "tick_screens": screens a tick looked at, the measure of its cost (tests/act: only those due).
@@ -181,6 +184,25 @@ class DisplayBoard:
 
     def display_ids(self) -> frozenset[str]:
         return frozenset(self._screens)
+
+    def settings_of(self, display_id: str) -> DisplaySettings:
+        return self._screens[display_id].settings
+
+    def pickup_displays(self) -> list[str]:
+        """The collection-point screens, in configuration order."""
+        return [sid for sid, screen in self._screens.items() if screen.settings.pickup]
+
+    def show_content(
+        self, display_id: str, template: str, data: dict[str, Any] | None, expires_at_mono: float | None
+    ) -> None:
+        """Show content that is not a decision (no ``decision_id``: nothing to record, nothing measured);
+        ``data`` None: back to the fallback (nothing is published if the screen is idle already)."""
+        screen = self._screens[display_id]
+        if data is None:
+            if screen.content is not None:
+                self._show(screen, None)
+            return
+        self._show(screen, None, content=(template, data), expires_at_mono=expires_at_mono)
 
     async def request(self, zone: str, shopper_id: str, commit: CommitFn) -> list[Decision]:
         """A shopper asks for service in ``zone``: decide for every free screen, ``commit``, then show.
@@ -279,7 +301,7 @@ class DisplayBoard:
                 self._reserve(screen, shopper)
                 served.append((screen, shopper))
                 return
-        if screen.decision is None or screen.reserved_for is not None:
+        if (screen.decision is None and screen.content is None) or screen.reserved_for is not None:
             return
         elapsed = now - screen.shown_mono
         if screen.release_asked and elapsed >= screen.settings.min_display_s:
@@ -303,11 +325,10 @@ class DisplayBoard:
                 if screen.decision is None
                 else screen.shown_mono + screen.settings.min_display_s
             )
-        if screen.decision is not None:
-            if screen.release_asked:
-                times.append(screen.shown_mono + screen.settings.min_display_s)
-            if screen.expires_mono is not None:
-                times.append(screen.expires_mono)
+        if screen.decision is not None and screen.release_asked:
+            times.append(screen.shown_mono + screen.settings.min_display_s)
+        if (screen.decision is not None or screen.content is not None) and screen.expires_mono is not None:
+            times.append(screen.expires_mono)
         return min(times, default=None)
 
     def _schedule(self, screen: _Screen) -> None:
@@ -360,12 +381,20 @@ class DisplayBoard:
         screen.free.set()
         self._schedule(screen)
 
-    def _show(self, screen: _Screen, decision: Decision | None) -> None:
+    def _show(
+        self,
+        screen: _Screen,
+        decision: Decision | None,
+        *,
+        content: tuple[str, dict[str, Any]] | None = None,
+        expires_at_mono: float | None = None,
+    ) -> None:
         now_wall = self._clock.wall()
         # Monotonic across restarts without storage: never below the wall clock's high-water mark in ms.
         floor = max(now_wall, self._version_floor_wall())
         screen.version = max(screen.version + 1, int(floor * 1000))
         screen.decision = decision
+        screen.content = content
         screen.shopper_id = decision.shopper_id if decision is not None else None
         screen.release_asked = False
         screen.shown_mono = self._clock.monotonic() if decision is not None else float("-inf")
@@ -376,6 +405,9 @@ class DisplayBoard:
             screen.ackable[decision.decision_id] = (screen.version, decision)
             while len(screen.ackable) > ACKABLE_PER_DISPLAY:
                 screen.ackable.popitem(last=False)
+        elif content is not None and expires_at_mono is not None:
+            screen.expires_mono = expires_at_mono
+            screen.expires_wall = now_wall + (expires_at_mono - self._clock.monotonic())
         else:
             screen.expires_mono = screen.expires_wall = None
         self._schedule(screen)
@@ -387,8 +419,17 @@ class DisplayBoard:
     def _manifest(self, screen: _Screen, now_wall: float) -> bytes:
         decision = screen.decision
         fallback = screen.settings.fallback
-        if decision is None:
+        if screen.content is not None:
+            template, data = screen.content
             body: dict[str, Any] = {
+                "decision_id": None,
+                "offer_id": None,
+                "template": template,
+                "data": data,
+                "fallback": False,
+            }
+        elif decision is None:
+            body = {
                 "decision_id": None,
                 "offer_id": None,
                 "template": fallback.template,

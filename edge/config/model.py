@@ -145,6 +145,11 @@ class DisplaySettings(_Section):
         description="A kiosk or interactive screen: its personal manifests carry the shopper's `ui` "
         "preferences (language, text_scale, contrast, reduced_motion) when they granted device_preferences.",
     )
+    pickup: bool = Field(
+        default=False,
+        description="A collection-point screen: never shows offers; lists the references of ready online "
+        "orders of shoppers who checked in, each for content_ttl_s (docs/pickup.md).",
+    )
     min_display_s: float = Field(
         default=8.0, ge=0, le=600, description="Content stays at least this long before another replaces it."
     )

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from edge.flow.camera import CameraFlowStats
     from edge.flow.decider import DeciderStats
     from edge.flow.devices import DevicesStats
+    from edge.flow.pickup import PickupStats
     from edge.flow.pos import PosStats
     from edge.flow.staff import StaffStats
     from edge.flow.stats import FlowCounts
@@ -72,6 +73,7 @@ class HealthReport:
     control: ControlStats | None
     devices: DevicesStats | None
     staff: StaffStats | None
+    pickup: PickupStats
     metrics_error: str | None  # why the metrics endpoint is off
 
     @property
@@ -140,6 +142,7 @@ def build_report(gateway: Gateway) -> HealthReport:
         control=gateway.control.stats() if gateway.control is not None else None,
         devices=None if g.devices is None else g.devices.stats(),
         staff=None if g.staff is None else g.staff.stats(),
+        pickup=g.pickup.stats(),
         metrics_error=gateway.metrics_error,
     )
 

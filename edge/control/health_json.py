@@ -74,6 +74,7 @@ def health_json(report: HealthReport) -> JSON:
         "staff": None
         if report.staff is None
         else {**asdict(report.staff), "answers": dict(report.staff.answers)},
+        "pickup": asdict(report.pickup),
         "alerts": report.alerts,
     }
 

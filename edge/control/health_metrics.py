@@ -133,7 +133,28 @@ def health_families(report: HealthReport) -> Iterator[Metric]:
             out.counter(
                 "edge_staff_answers_total", help_text, staff.answers.get(action, 0), {"action": action}
             )
+    _pickup(report, out)
     return iter(out)
+
+
+def _pickup(report: HealthReport, out: Families) -> None:
+    pickup = report.pickup
+    out.gauge(
+        "edge_pickup_orders_open", "Online orders ready for pickup here, not collected.", pickup.open_orders
+    )
+    out.gauge("edge_pickup_listed", "Orders on the collection-point screens now.", pickup.listed)
+    out.counter(
+        "edge_pickup_shown_total",
+        "Check-ins that put ready orders on the collection-point screens.",
+        pickup.shown,
+    )
+    for via in ("pos", "staff"):
+        out.counter(
+            "edge_pickup_collected_total",
+            "Orders handed over, by how.",
+            pickup.collected.get(via, 0),
+            {"via": via},
+        )
 
 
 def _flow(report: HealthReport, out: Families) -> None:

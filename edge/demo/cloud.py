@@ -139,6 +139,12 @@ class DemoCloud:
         body = {"granted": granted, "at": iso_utc(SystemClock().wall()), "source": "app"}
         await self._call("PUT", f"/shoppers/{shopper_id}/consents/{purpose}", body)
 
+    async def put_order(
+        self, order_id: str, store_id: str, shopper_id: str, reference: str, counter: str
+    ) -> None:
+        body = {"store_id": store_id, "shopper_id": shopper_id, "reference": reference, "counter": counter}
+        await self._call("PUT", f"/orders/{order_id}", body)
+
     async def erase(self, shopper_id: str) -> None:
         await self._call("DELETE", f"/shoppers/{shopper_id}")
 

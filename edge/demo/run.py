@@ -70,6 +70,9 @@ COUPLE: Final = (
     },
 )
 FITTING: Final = "fitting-rooms"
+# Ana ordered online; the order waits at the collection desk by the entrance (docs/pickup.md).
+ANA_ORDER: Final = ("o-demo-ana", "A-1042", "Click & collect desk, entrance")
+PICKUP_SCREEN: Final = "screen-pickup"
 DEVICES: Final = (
     {
         "id": "fitting-climate",
@@ -113,6 +116,8 @@ class DemoSummary:
     device_commands: int = 0
     staff_notices: int = 0
     staff_answers: int = 0
+    pickup_listed: int = 0  # manifests of the collection-point screen that listed an order
+    pickup_collected: int = 0
 
 
 def _shoppers(rng: random.Random, count: int) -> list[dict[str, Any]]:
@@ -173,8 +178,11 @@ def demo_settings(
         },
         "zones": [{"id": zone} for zone in ZONES],
         "displays": [
-            {"id": f"screen-{zone}-1", "zone": zone, "min_display_s": 1.0, "content_ttl_s": 4.0}
-            for zone in ZONES
+            *(
+                {"id": f"screen-{zone}-1", "zone": zone, "min_display_s": 1.0, "content_ttl_s": 4.0}
+                for zone in ZONES
+            ),
+            {"id": PICKUP_SCREEN, "zone": "entrance", "pickup": True, "content_ttl_s": 60.0},
         ],
         "devices": list(DEVICES),
         "staff": {"teams": {"fitting": [FITTING]}},
@@ -186,15 +194,19 @@ def demo_settings(
     return parse_settings(document, base_dir=REPO_ROOT, source="demo defaults")
 
 
-async def _display_players(client: aiomqtt.Client, root: str, summary: DemoSummary) -> None:
+async def _display_players(client: aiomqtt.Client, root: str, out: TextIO, summary: DemoSummary) -> None:
     """Screens that render whatever they are told and ack it, as a signage player would."""
-    for zone in ZONES:
-        await client.publish(f"{root}/display/screen-{zone}-1/availability", b"online", qos=1, retain=True)
+    for display in [*(f"screen-{zone}-1" for zone in ZONES), PICKUP_SCREEN]:
+        await client.publish(f"{root}/display/{display}/availability", b"online", qos=1, retain=True)
     await client.subscribe(f"{root}/display/+/content", qos=1)
     async for message in client.messages:
         if not isinstance(message.payload, bytes | bytearray) or not message.payload or message.retain:
             continue  # a retained manifest is one already shown before we subscribed
         manifest = json.loads(message.payload)
+        if manifest["display"] == PICKUP_SCREEN:
+            listed = [f"{o['reference']} at {o['counter']}" for o in manifest["data"].get("orders", [])]
+            print(f"pickup screen: {', '.join(listed) or 'idle'}", file=out, flush=True)
+            summary.pickup_listed += bool(listed)
         if manifest.get("decision_id") is None:
             continue
         ack = {
@@ -244,7 +256,8 @@ async def _fitting_room_devices(client: aiomqtt.Client, out: TextIO, summary: De
 
 
 async def _staff_tablet(client: aiomqtt.Client, root: str, out: TextIO, summary: DemoSummary) -> None:
-    """The fitting team's tablet: it shows each notice and answers the open ones with "assisting"."""
+    """The fitting team's tablet: it shows each notice and answers the open ones with "assisting"; a
+    shopper's ready online order is handed over there and then ("collected")."""
     await client.subscribe(f"{root}/staff/notice/+", qos=1)
     async for message in client.messages:
         if not isinstance(message.payload, bytes | bytearray) or not message.payload:
@@ -258,6 +271,11 @@ async def _staff_tablet(client: aiomqtt.Client, root: str, out: TextIO, summary:
             answer = {"v": 1, "notice_id": notice["notice_id"], "action": "assisting"}
             await client.publish(f"{root}/staff/{team}/ack", json.dumps(answer).encode(), qos=1)
             summary.staff_answers += 1
+        if notice["status"] == "open" and notice.get("pickup"):
+            await asyncio.sleep(0.5)  # long enough to see it on the collection-point screen
+            answer = {"v": 1, "notice_id": notice["notice_id"], "action": "collected"}
+            await client.publish(f"{root}/staff/{team}/ack", json.dumps(answer).encode(), qos=1)
+            summary.pickup_collected += len(notice["pickup"])
 
 
 async def _couple(client: aiomqtt.Client, root: str, private_pem: bytes, stay_s: float) -> None:
@@ -344,6 +362,7 @@ async def run_demo(
                 await cloud.put_shopper(str(shopper["id"]), shopper["profile"])
                 for purpose, granted in shopper["consents"].items():
                     await cloud.put_consent(str(shopper["id"]), purpose, granted)
+            await cloud.put_order(ANA_ORDER[0], DEMO_STORE, str(COUPLE[0]["id"]), *ANA_ORDER[1:])
             held = len(shoppers) + len(COUPLE)
             print(f"demo: cloud profile store on {base_url} holds {held} shoppers", file=out)
             settings = demo_settings(workdir, public_pem, shoppers, host, port, cloud=(base_url, store_token))
@@ -374,7 +393,7 @@ async def run_demo(
                 aiomqtt.Client(host, port, identifier="demo-staff") as tablet,
             ):
                 tasks = [
-                    asyncio.create_task(_display_players(screens, root, summary)),
+                    asyncio.create_task(_display_players(screens, root, out, summary)),
                     asyncio.create_task(
                         _shopper_traffic(phones, root, private_pem, shoppers, rate_per_s, rng, summary)
                     ),
@@ -414,7 +433,8 @@ async def run_demo(
         f"acked exposures {summary.exposure_rows}; "
         f"cloud: {summary.cloud_changes} changes pulled, {summary.cloud_events} events received; "
         f"fitting room: {summary.device_commands} device commands, {summary.staff_notices} staff notices "
-        f"({summary.staff_answers} answered)",
+        f"({summary.staff_answers} answered); pickup: {summary.pickup_listed} listings, "
+        f"{summary.pickup_collected} collected",
         file=out,
         flush=True,
     )

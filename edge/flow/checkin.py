@@ -87,6 +87,8 @@ class CheckinFlow:
         self._ensure_profile = ensure_profile
         # jti -> outcome of a check-in whose claim is committing (True: committed).
         self._committing: dict[str, asyncio.Future[bool]] = {}
+        # Told (shopper, zone) of every check-in once it is committed (not of redeliveries): pickup.
+        self.committed_listeners: list[Callable[[str, str], None]] = []
 
     def register(self) -> None:
         self._link.on(self._topics.checkin, self.on_checkin)
@@ -198,6 +200,8 @@ class CheckinFlow:
         finally:
             del self._committing[verified.jti]
         if fresh:
+            for listener in tuple(self.committed_listeners):
+                listener(event.shopper_id, event.zone)
             return ACCEPTED
         # Memory and disk disagree (memory lost it: a clock jump); the disk is the authority.
         if redelivered:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -78,6 +79,7 @@ class PosFlow:
         ledger: Ledger,
         rejects: RejectCounter,
         ensure_profile: EnsureProfile | None = None,
+        collect: Callable[[Sequence[str], str], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.topics = topics
         self.clock = clock
@@ -87,6 +89,8 @@ class PosFlow:
         self.ledger = ledger
         self.rejects = rejects
         self.ensure_profile = ensure_profile
+        # Hands over the pickup orders a sale names (``collected_orders``, docs/pickup.md).
+        self.collect = collect
         self.counters = PosCounters()
 
     def stats(self) -> PosStats:
@@ -123,6 +127,10 @@ class PosFlow:
                     at_wall=sale.ts_wall if sale.ts_wall is not None else now,
                     event_id=sale_event_id(self.topics.root, lane, sale.txn_id, sale.ts_wall, now),
                 )
+            if sale.collected_orders and self.collect is not None:
+                # After the sale is durable and before the token's claim: a redelivery collects again,
+                # harmlessly (an order is collected once).
+                await self.collect(sale.collected_orders, "pos")
             # The token's jti is claimed on disk only after the sale is durable: a crash in between
             # redelivers a message whose token is still fresh, and the event id makes the retry a no-op.
             fresh = True if jti is None else await self.ledger.claim_jti(*jti)

@@ -8,7 +8,9 @@ team's zones (or withdraw the consent, or are erased), the same topic gets the n
 
 Staff answer on ``…/staff/{team}/ack`` with ``{"v":1,"notice_id","action":"assisting"|"dismissed"}``: stored in
 the ledger with its event for the cloud (the shopper's id only with ``measurement``) before the message is
-acknowledged. Anything else is counted as ``staff_ack.<reason>`` and changes nothing.
+acknowledged. A notice says when the shopper has online orders ready for pickup (``pickup``: reference and
+counter); ``"action":"collected"`` hands them over (docs/pickup.md). Anything else is counted as
+``staff_ack.<reason>`` and changes nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from edge.config.staff import StaffSettings
 from edge.decide.devices.resolve import preferences_of
 from edge.events import Purpose
 from edge.flow.parts import FloorParts
+from edge.flow.pickup import PickupFlow
 from edge.ledger import WRITE_ERRORS
 from edge.sources.payloads import Rejected, is_id, json_envelope
 from edge.sources.rejections import Kind, StaffAckReject
@@ -35,6 +38,7 @@ from edge.transport.mqtt import Inbound, RetryLater
 log = logging.getLogger(__name__)
 
 ACTIONS: Final = frozenset({"assisting", "dismissed"})
+COLLECTED: Final = "collected"  # the shopper's pickup orders were handed over
 # What a notice may carry from a profile, at most: short texts, a few of them.
 TEXT_MAX: Final = 64
 ITEMS_MAX: Final = 10
@@ -54,8 +58,10 @@ class StaffFlow:
         self,
         settings: StaffSettings,
         parts: FloorParts,
+        pickup: PickupFlow | None = None,
     ) -> None:
         self._parts = parts
+        self._pickup = pickup
         self._teams = frozenset(settings.teams)
         self._board = StaffBoard(settings.teams, new_id=lambda: uuid.uuid4().hex)
         self._notices = 0
@@ -92,12 +98,15 @@ class StaffFlow:
         if not is_id(notice_id):
             self._parts.rejects.reject(Kind.STAFF_ACK, StaffAckReject.BAD_NOTICE_ID, message.topic)
             return
-        if action not in ACTIONS:
+        if action not in ACTIONS and action != COLLECTED:
             self._parts.rejects.reject(Kind.STAFF_ACK, StaffAckReject.BAD_ACTION, message.topic)
             return
         notice = self._board.notice(str(notice_id))
         if notice is None or notice.team != team:
             self._parts.rejects.reject(Kind.STAFF_ACK, StaffAckReject.UNKNOWN_NOTICE, message.topic)
+            return
+        if action == COLLECTED:
+            await self._collected(notice, message.topic)
             return
         kept = notice.shopper_id if self._parts.consents.has(notice.shopper_id, Purpose.MEASUREMENT) else None
         try:
@@ -110,6 +119,17 @@ class StaffFlow:
             self._answers[str(action)] += 1
         else:
             self._repeated += 1
+
+    async def _collected(self, notice: Notice, topic: str) -> None:
+        orders = self._pickup.orders.of(notice.shopper_id) if self._pickup is not None else []
+        if self._pickup is None or not orders:
+            self._parts.rejects.reject(Kind.STAFF_ACK, StaffAckReject.NO_ORDER, topic)
+            return
+        try:
+            # Counted by the pickup flow (``pickup.collected.staff``), not as an answer to the notice.
+            await self._pickup.collect([order.order_id for order in orders], "staff")
+        except WRITE_ERRORS as exc:
+            raise RetryLater(str(exc)) from exc  # not acked: the broker delivers it again
 
     def stats(self) -> StaffStats:
         return StaffStats(
@@ -154,6 +174,9 @@ class StaffFlow:
                 found["interests"] = texts
         if needs:
             found["needs"] = needs
+        orders = self._pickup.orders.of(shopper_id) if self._pickup is not None else []
+        if orders:
+            found["pickup"] = [order.entry() for order in orders[:ITEMS_MAX]]
         return found
 
     def _consent_changed(self, shopper_id: str, purpose: Purpose, granted: bool) -> None:  # noqa: ARG002

@@ -319,6 +319,20 @@ SCHEMA_STEPS: Final[tuple[tuple[Statement, ...], ...]] = (
         "CREATE INDEX staff_interactions_at ON staff_interactions (at_wall)",
         "CREATE INDEX staff_interactions_shopper ON staff_interactions (shopper_id) WHERE shopper_id IS NOT NULL",
     ),
+    (
+        # Online orders ready for pickup at this store (docs/pickup.md): the cloud's `order` changes. A row
+        # collected here keeps `collected_wall` (and its event waits in the outbox) until the cloud's delete
+        # arrives; an erasure deletes the shopper's rows.
+        """CREATE TABLE pickup_orders (
+            order_id       TEXT PRIMARY KEY,
+            shopper_id     TEXT NOT NULL,
+            reference      TEXT NOT NULL,
+            counter        TEXT NOT NULL,
+            ready_wall     REAL NOT NULL,
+            collected_wall REAL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX pickup_orders_shopper ON pickup_orders (shopper_id)",
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = len(SCHEMA_STEPS)

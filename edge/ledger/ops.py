@@ -312,6 +312,7 @@ def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
     for sql in (
         "DELETE FROM consents WHERE shopper_id = ?",
         "DELETE FROM device_setting_shoppers WHERE shopper_id = ?",
+        "DELETE FROM pickup_orders WHERE shopper_id = ?",
         "DELETE FROM profiles WHERE shopper_id = ?",
         "DELETE FROM eid_keys WHERE shopper_id = ?",
         "UPDATE decisions SET shopper_id = NULL WHERE shopper_id = ?",
@@ -443,6 +444,37 @@ def record_staff_interaction(
             return False
         insert_event(tx, event, outbox_max_bytes)
         return True
+
+    return run
+
+
+def collect_orders(
+    order_ids: Sequence[str], via: str, at_wall: float, *, outbox_max_bytes: int | None
+) -> Op[list[str]]:
+    """Mark open orders collected (``via`` "pos" or "staff"), each with its ``order_collected`` event for the
+    cloud (a conversion: never dropped; no shopper id, the order names its shopper at the cloud). Returns
+    the ids that were open; an unknown or already collected id changes nothing."""
+
+    def run(tx: Tx) -> list[str]:
+        collected = []
+        for order_id in dict.fromkeys(order_ids):
+            if not tx.returning(
+                "UPDATE pickup_orders SET collected_wall = ? WHERE order_id = ? AND collected_wall IS NULL "
+                "RETURNING 1",
+                (at_wall, order_id),
+            ):
+                continue
+            collected.append(order_id)
+            event = encode_event(
+                "order_collected",
+                EventClass.CONVERSION,
+                {"order_id": order_id, "via": via},
+                at_wall=at_wall,
+                shopper_id=None,
+                event_id=event_id_for(at_wall, f"order:{order_id}"),
+            )
+            insert_event(tx, event, outbox_max_bytes)
+        return collected
 
     return run
 

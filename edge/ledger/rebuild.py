@@ -34,6 +34,7 @@ _TABLES: Final = (
     ("token_keys", "kid", ChangeKind.TOKEN_KEY),
     ("offers", "offer_id", ChangeKind.OFFER),
     ("inventory", "offer_id", ChangeKind.INVENTORY),
+    ("pickup_orders", "order_id", ChangeKind.ORDER),
 )
 
 
@@ -47,6 +48,7 @@ class Swept:
     offers: tuple[str, ...] = ()
     inventory: tuple[str, ...] = ()
     consents: tuple[tuple[str, Purpose], ...] = ()
+    orders: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
         return {
@@ -56,6 +58,7 @@ class Swept:
             "offers": len(self.offers),
             "inventory": len(self.inventory),
             "consents": len(self.consents),
+            "orders": len(self.orders),
         }
 
 
@@ -146,6 +149,7 @@ def sweep(tx: Tx) -> Swept:
         token_keys=removed["token_keys"],
         offers=removed["offers"],
         inventory=removed["inventory"],
+        orders=removed["pickup_orders"],
         consents=tuple(
             sorted((str(shopper), Purpose(purpose)) for shopper, purpose in consents if purpose in _PURPOSES)
         ),

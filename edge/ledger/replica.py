@@ -20,6 +20,8 @@ from edge.sync.wire import Change, ChangeKind
 
 # (shopper_id, identity_key (16 bytes), rotation_exponent, clock_offset_s)
 EidKeyRow = tuple[str, bytes, int, int]
+# (order_id, shopper_id, reference, counter, ready_wall): an open pickup order
+OrderRow = tuple[str, str, str, str, float]
 
 
 @dataclass(slots=True, frozen=True)
@@ -54,6 +56,7 @@ class ReplicaSnapshot:
     tombstones: dict[str, float]
     cursor: str | None
     revoked_keys: frozenset[str] = frozenset()
+    orders: tuple[OrderRow, ...] = ()  # not collected here yet
 
 
 @dataclass(slots=True)
@@ -157,6 +160,31 @@ def _inventory(tx: Tx, change: Change) -> bool:
     return True
 
 
+def _order(tx: Tx, change: Change) -> bool:
+    if change.op == "delete":
+        tx.execute("DELETE FROM pickup_orders WHERE order_id = ?", (change.id,))
+        return True
+    data = change.data
+    shopper = str(data["shopper_id"])
+    # A collection here stands until the cloud deletes the order: an update never reopens it.
+    rows = tx.returning(
+        "INSERT INTO pickup_orders (order_id, shopper_id, reference, counter, ready_wall) "
+        f"SELECT ?, ?, ?, ?, ? WHERE {_NOT_ERASED} ON CONFLICT (order_id) DO UPDATE SET "
+        "shopper_id = excluded.shopper_id, reference = excluded.reference, counter = excluded.counter, "
+        "ready_wall = excluded.ready_wall RETURNING 1",
+        (
+            change.id,
+            shopper,
+            str(data["reference"]),
+            str(data["counter"]),
+            float(data["ready_wall"]),
+            shopper,
+            change.at_wall,
+        ),
+    )
+    return bool(rows)
+
+
 def _consent_row(change: Change) -> ConsentRow:
     data = change.data
     return ConsentRow(
@@ -215,6 +243,8 @@ def apply_page_op(changes: Sequence[Change], cursor: str, *, complete: bool = Fa
                 took = _offer(tx, change, encoded)
             elif kind is ChangeKind.INVENTORY:
                 took = _inventory(tx, change)
+            elif kind is ChangeKind.ORDER:
+                took = _order(tx, change)
             elif kind is ChangeKind.ERASURE:
                 if change.op == "upsert":
                     # No erasure event: the cloud is where this one came from.
@@ -321,6 +351,13 @@ class Replica:
         tombstones = {
             str(s): float(w) for s, w in await read("SELECT shopper_id, erased_wall FROM tombstones")
         }
+        orders = tuple(
+            (str(o), str(s), str(r), str(c), float(w))
+            for o, s, r, c, w in await read(
+                "SELECT order_id, shopper_id, reference, counter, ready_wall FROM pickup_orders "
+                "WHERE collected_wall IS NULL ORDER BY order_id"
+            )
+        )
         return ReplicaSnapshot(
             profiles=profiles,
             eid_keys=eid_keys,
@@ -330,4 +367,5 @@ class Replica:
             tombstones=tombstones,
             cursor=await self.cursor(),
             revoked_keys=await self.revoked_keys(),
+            orders=orders,
         )

@@ -294,6 +294,12 @@ class Ledger:
         )
         return await self._submit(op)
 
+    async def collect_orders(self, order_ids: Sequence[str], via: str) -> list[str]:
+        """Open orders handed over (``via`` "pos" or "staff"), durable with their events; the ids that were
+        open (an unknown or already collected one changes nothing)."""
+        op = ops.collect_orders(order_ids, via, self._clock.wall(), outbox_max_bytes=self.outbox.max_bytes)
+        return await self._submit(op)
+
     async def staff_interactions(self) -> list[tuple[str, str, str, str, float, str | None]]:
         """(notice, action, team, zone, at, shopper or None), oldest first."""
         rows = await self._read(

@@ -46,6 +46,7 @@ MAX_ID_LEN: Final = 64
 MAX_TOKEN_LEN: Final = 4096
 # A POS transaction: ~70 bytes per item, so 200 items is about the 16 KiB payload cap anyway.
 MAX_TXN_ITEMS: Final = 200
+MAX_COLLECTED_ORDERS: Final = 16  # pickup orders handed over at one sale
 # Beyond these a quantity or an amount is junk or a POS bug, not a sale; they also keep every total
 # finite (200 items x 1e6 x 1e12 is far below a float's range), so no sum can overflow.
 MAX_ITEM_QTY: Final = 1_000_000
@@ -115,6 +116,8 @@ class TransactionMessage:
     total: float | None = None
     currency: str | None = None
     ts_wall: float | None = None
+    # Pickup orders handed over at this sale (docs/pickup.md)
+    collected_orders: tuple[str, ...] = ()
 
     @property
     def amount(self) -> float:
@@ -331,6 +334,13 @@ def parse_transaction(payload: bytes) -> TransactionMessage | Rejected:
         ts_wall = _timestamp(body["ts"])
         if ts_wall is None:
             return Rejected(PosReject.BAD_TS)
+    collected = body.get("collected_orders", [])
+    if (
+        not isinstance(collected, list)
+        or len(collected) > MAX_COLLECTED_ORDERS
+        or not all(_is_id(order_id) for order_id in collected)
+    ):
+        return Rejected(PosReject.BAD_COLLECTED_ORDERS)
     return TransactionMessage(
         txn_id=txn_id,
         items=tuple(items),
@@ -338,6 +348,7 @@ def parse_transaction(payload: bytes) -> TransactionMessage | Rejected:
         total=total,
         currency=currency,
         ts_wall=ts_wall,
+        collected_orders=tuple(collected),
     )
 
 

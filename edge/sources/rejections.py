@@ -85,6 +85,7 @@ class PosReject(StrEnum):
     BAD_TOTAL = "bad_total"
     BAD_CURRENCY = "bad_currency"
     BAD_TS = "bad_ts"
+    BAD_COLLECTED_ORDERS = "bad_collected_orders"
     BAD_TOKEN = "bad_token"  # noqa: S105 - a reason's name, not a secret
     REPLAYED_TOKEN = "replayed_token"  # noqa: S105 - a reason's name, not a secret
     REPLAYED_ON_DISK = "replayed_on_disk"
@@ -122,6 +123,7 @@ class StaffAckReject(StrEnum):
     BAD_NOTICE_ID = "bad_notice_id"
     BAD_ACTION = "bad_action"
     UNKNOWN_NOTICE = "unknown_notice"
+    NO_ORDER = "no_order"
 
 
 _ENVELOPE: Final[Mapping[str, str]] = {
@@ -193,6 +195,7 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         PosReject.BAD_TOTAL: "`total` is not a number 0-10^12",
         PosReject.BAD_CURRENCY: "`currency` is not three upper-case letters",
         PosReject.BAD_TS: "`ts` is not an ISO-8601 date-time in the years 2000-2099",
+        PosReject.BAD_COLLECTED_ORDERS: "`collected_orders` is not a list of at most 16 order ids",
         PosReject.BAD_TOKEN: "the token was refused (reason in `tokens.rejected`); **the sale is kept**, "
         "anonymous",
         PosReject.REPLAYED_TOKEN: "the token was already used; **the sale is kept**, anonymous",
@@ -229,7 +232,8 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         **_ENVELOPE,
         StaffAckReject.UNKNOWN_TEAM: "the topic names no team of `[staff] teams`",
         StaffAckReject.BAD_NOTICE_ID: "`notice_id` is not an id (1-64 ASCII letters, digits, `-`, `_`, `.`)",
-        StaffAckReject.BAD_ACTION: '`action` is not `"assisting"` or `"dismissed"`',
+        StaffAckReject.BAD_ACTION: '`action` is not `"assisting"`, `"dismissed"` or `"collected"`',
+        StaffAckReject.NO_ORDER: '`"collected"` for a notice whose shopper has no open pickup order',
         StaffAckReject.UNKNOWN_NOTICE: "no open notice of this team has this id (withdrawn, from before a "
         "restart, or another team's)",
     },

@@ -1,4 +1,5 @@
-"""Cloud changes into the gateway's memory, once they are durable: consents, profiles, keys, offers, erasures.
+"""Cloud changes into the gateway's memory, once they are durable: consents, profiles, keys, offers, pickup
+orders, erasures.
 
 The ledger commits a page together with its cursor first; only then does `Mirror.apply` make every stage see
 it, so a crash in between leaves disk ahead of memory, and the next start loads memory from disk. The end of
@@ -16,6 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from edge.act.pickup import Order, OrderBook
 from edge.identity.consent import ConsentRecord, ConsentStore, ProfileCache
 from edge.identity.eid import EidKey, EidResolver
 from edge.identity.tokens import TokenVerifier
@@ -57,6 +59,7 @@ class Mirror:
         eid: EidResolver | None = None,
         is_erased: Callable[[str, float], bool] = lambda _shopper, _at: False,
         file_keys: Mapping[str, Ed25519PublicKey] | None = None,
+        orders: OrderBook | None = None,
     ) -> None:
         self._consents = consents
         self._profiles = profiles
@@ -67,6 +70,10 @@ class Mirror:
         # rebuild removes gives way to the file's again (a revocation would have removed both).
         self._file_keys = dict(file_keys or {})
         self.overlay = OfferOverlay({}, set())
+        # This store's open pickup orders; listeners hear of each order that arrives (the order) or goes
+        # (None: collected or cancelled at the cloud).
+        self.orders = orders if orders is not None else OrderBook()
+        self.order_listeners: list[Callable[[str, Order | None], None]] = []
         self.erasure_listeners: list[Callable[[str], None]] = []
         self.offer_listeners: list[Callable[[OfferOverlay], None]] = []
         self.applied: Counter[str] = Counter()
@@ -131,9 +138,24 @@ class Mirror:
                 else:
                     self.overlay.unavailable.discard(change.id)
                 return True
+            case ChangeKind.ORDER:
+                self._order(change)
             case ChangeKind.ERASURE:
                 self.erase(shopper)
         return False
+
+    def _order(self, change: Change) -> None:
+        data = change.data
+        order: Order | None = None
+        if change.op == "upsert" and not self._is_erased(data["shopper_id"], change.at_wall):
+            order = Order(
+                change.id, data["shopper_id"], data["reference"], data["counter"], data["ready_wall"]
+            )
+            self.orders.put(order)
+        else:
+            self.orders.remove(change.id)
+        for listener in tuple(self.order_listeners):
+            listener(change.id, order)
 
     def sweep(self, swept: Swept) -> None:
         """The end of a rebuild: what the ledger removed (the cloud's full state lacks it) leaves memory."""
@@ -153,6 +175,10 @@ class Mirror:
             self.overlay.offers.pop(offer_id, None)
         for offer_id in swept.inventory:
             self.overlay.unavailable.discard(offer_id)
+        for order_id in swept.orders:
+            self.orders.remove(order_id)
+            for listener in tuple(self.order_listeners):
+                listener(order_id, None)
         if swept.offers or swept.inventory:
             self._offers_changed()
 
@@ -160,6 +186,7 @@ class Mirror:
         """Everything the gateway holds in memory about the shopper goes, and every stage lets go."""
         self._consents.forget_shopper(shopper_id)
         self._profiles.forget(shopper_id)
+        self.orders.forget_shopper(shopper_id)
         if self._eid is not None:
             self._eid.remove_shopper(shopper_id)
         for listener in tuple(self.erasure_listeners):
@@ -173,6 +200,7 @@ class Mirror:
         eid_keys: Iterable[EidKey],
         offers: Mapping[str, dict[str, Any]],
         unavailable: Iterable[str],
+        orders: Iterable[Order] = (),
     ) -> None:
         """Start-up: what earlier pulls stored (consents come through the ledger's own load)."""
         for shopper_id, profile in profiles.items():
@@ -184,6 +212,8 @@ class Mirror:
         if self._eid is not None:
             for eid_key in eid_keys:
                 self._eid.add_key(eid_key)
+        for order in orders:
+            self.orders.put(order)
         self.overlay.offers.update(offers)
         self.overlay.unavailable.update(unavailable)
         if offers or self.overlay.unavailable:

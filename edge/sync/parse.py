@@ -30,6 +30,8 @@ MAX_ID_CHARS: Final = 128
 MAX_SOURCE_CHARS: Final = 64
 MAX_PEM_CHARS: Final = 4096
 MAX_REASON_CHARS: Final = 300  # the reference server's own cap on a rejection's reason
+MAX_ORDER_REFERENCE_CHARS: Final = 32  # what a pickup screen shows, e.g. "A-1042"
+MAX_ORDER_COUNTER_CHARS: Final = 64  # where to collect, e.g. "Click & collect, ground floor"
 IDENTITY_KEY_BYTES: Final = 16
 MAX_ROTATION_EXPONENT: Final = 15
 _COUNTER_MODULUS: Final = 2**32
@@ -229,6 +231,26 @@ def _erasure_data(_data: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _short_text(value: object, limit: int) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= limit and value.isprintable() else None
+
+
+def _order_data(data: dict[str, Any]) -> dict[str, Any]:
+    shopper, ready_at = data.get("shopper_id"), data.get("ready_at")
+    reference = _short_text(data.get("reference"), MAX_ORDER_REFERENCE_CHARS)
+    counter = _short_text(data.get("counter"), MAX_ORDER_COUNTER_CHARS)
+    if not is_id(shopper):
+        raise ChangeError("bad_order", "shopper_id")
+    if reference is None or counter is None:
+        raise ChangeError("bad_order", "reference (1-32) and counter (1-64) must be printable text")
+    return {
+        "shopper_id": shopper,
+        "reference": reference,
+        "counter": counter,
+        "ready_wall": _time(ready_at, "data.ready_at"),
+    }
+
+
 _DATA: Final = {
     ChangeKind.PROFILE: _profile_data,
     ChangeKind.CONSENT: _consent_data,
@@ -237,6 +259,7 @@ _DATA: Final = {
     ChangeKind.OFFER: _offer_data,
     ChangeKind.INVENTORY: _inventory_data,
     ChangeKind.ERASURE: _erasure_data,
+    ChangeKind.ORDER: _order_data,
 }
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from edge.act.pickup import Order, OrderBook
 from edge.clock import Clock
 from edge.config.model import SyncSettings
 from edge.decide.catalog import Catalog, merged_catalog
@@ -205,6 +206,8 @@ async def build_sync(
     day_start: Callable[[], float],
     file_keys: Mapping[str, Ed25519PublicKey] | None = None,
     metrics: Metrics | None = None,
+    orders: OrderBook | None = None,
+    order_listener: Callable[[str, Order | None], None] | None = None,
 ) -> SyncService:
     """Wire sync into the running stages, after loading what earlier pulls stored.
 
@@ -220,6 +223,7 @@ async def build_sync(
         eid=eid,
         is_erased=lambda shopper_id, at_wall: (replica.tombstone(shopper_id) or -math.inf) >= at_wall,
         file_keys=file_keys,
+        orders=orders,
     )
     snapshot = await replica.load()
     mirror.load(
@@ -228,8 +232,11 @@ async def build_sync(
         eid_keys=[EidKey(*row) for row in snapshot.eid_keys],
         offers=snapshot.offers,
         unavailable=[offer_id for offer_id, (available, _) in snapshot.inventory.items() if not available],
+        orders=[Order(*row) for row in snapshot.orders if row[1] not in snapshot.tombstones],
     )
     mirror.erasure_listeners.append(forget_shopper)
+    if order_listener is not None:
+        mirror.order_listeners.append(order_listener)
     offers = OfferUpdater(catalogs, base_catalog, mirror, ledger, day_start)
     service = SyncService(
         settings,

@@ -26,6 +26,8 @@ class Change:
     - OFFER: ``{"offer": dict}`` (one catalog offer, validated by the contract's ``Offer``)
     - INVENTORY: ``{"available": bool, "quantity": int | None}``
     - ERASURE: ``{}`` (upsert only; ``at_wall`` is when the shopper was erased)
+    - ORDER: ``{"shopper_id": str, "reference": str, "counter": str, "ready_wall": float}`` (an online
+      order ready for pickup at this store; only this store pulls it)
 
     A delete carries ``{}``.
     """

@@ -32,7 +32,7 @@ def test_the_payload_keeps_its_byte_form() -> None:
         b'"alerts":[]}',
     ):
         assert fragment in payload, fragment
-    assert list(json.loads(payload))[-5:] == ["cameras", "control", "devices", "staff", "alerts"]
+    assert list(json.loads(payload))[-6:] == ["cameras", "control", "devices", "staff", "pickup", "alerts"]
 
 
 def test_alerts_and_problems_read_the_typed_report() -> None:

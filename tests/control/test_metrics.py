@@ -31,6 +31,7 @@ from edge.flow.ble import BleFlowStats
 from edge.flow.camera import CameraFlowStats
 from edge.flow.decider import DeciderStats
 from edge.flow.devices import DevicesStats, DeviceStats
+from edge.flow.pickup import PickupStats
 from edge.flow.pos import PosStats
 from edge.flow.staff import StaffStats
 from edge.flow.stats import FlowCounts
@@ -211,6 +212,7 @@ def health_report(*, state: LinkState = LinkState.CONNECTED, alerts: bool = Fals
             0,
         ),
         staff=StaffStats(notices=3, withdrawn=2, open=1, answers={"assisting": 1}, answers_repeated=0),
+        pickup=PickupStats(open_orders=2, listed=1, shown=3, collected={"staff": 1}),
         metrics_error=None,
     )
 

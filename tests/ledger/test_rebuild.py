@@ -9,7 +9,7 @@ from edge.clock import ManualClock
 from edge.events import Purpose
 from edge.ledger import ConsentRow, Ledger
 from edge.sync.wire import ChangeKind
-from tests.ledger.test_replica import AT, KEY, OFFER, PEM, change, consent, full_page
+from tests.ledger.test_replica import AT, KEY, OFFER, ORDER, PEM, change, consent, full_page
 
 
 def _rows(db_path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -26,6 +26,10 @@ async def test_a_rebuild_keeps_what_the_new_cloud_has_and_sweeps_the_rest(
             change(8, ChangeKind.PROFILE, "s2", profile={"v": 1}),
             consent(9, "s2", True, AT),
             change(10, ChangeKind.OFFER, "o2", offer={**OFFER, "id": "o2"}),
+            *(
+                change(seq, ChangeKind.ORDER, order, **ORDER, shopper_id="s2")
+                for seq, order in ((11, "ord-kept"), (12, "ord-gone"))
+            ),
         ],
         "old.10",
         complete=True,
@@ -45,8 +49,12 @@ async def test_a_rebuild_keeps_what_the_new_cloud_has_and_sweeps_the_rest(
     assert first.swept is None
     assert ("s1",) in _rows(db_path, "SELECT shopper_id FROM profiles")
     last = await ledger.replica.apply_page(
-        [consent(2, "s2", False, AT + 5), change(3, ChangeKind.OFFER, "o2", offer={**OFFER, "id": "o2"})],
-        "new.3",
+        [
+            consent(2, "s2", False, AT + 5),
+            change(3, ChangeKind.OFFER, "o2", offer={**OFFER, "id": "o2"}),
+            change(4, ChangeKind.ORDER, "ord-kept", **ORDER, shopper_id="s2"),
+        ],
+        "new.4",
         complete=True,
     )
     assert last.swept is not None
@@ -57,7 +65,10 @@ async def test_a_rebuild_keeps_what_the_new_cloud_has_and_sweeps_the_rest(
         "offers": 1,
         "inventory": 2,
         "consents": 2,
+        "orders": 1,
     }
+    assert last.swept.orders == ("ord-gone",)
+    assert _rows(db_path, "SELECT order_id FROM pickup_orders") == [("ord-kept",)]
     assert last.swept.consents == (("s1", Purpose.PERSONALIZATION), ("s5", Purpose.MEASUREMENT))
     assert _rows(db_path, "SELECT shopper_id, profile FROM profiles") == [("s2", '{"v":2}')]
     assert _rows(db_path, "SELECT * FROM eid_keys") == []
@@ -70,7 +81,7 @@ async def test_a_rebuild_keeps_what_the_new_cloud_has_and_sweeps_the_rest(
         ("s4", "measurement", 1),  # the seed file's, applied again at every start
     ]
     assert not await ledger.replica.rebuilding()
-    assert await ledger.replica.cursor() == "new.3"
+    assert await ledger.replica.cursor() == "new.4"
     # The local events are all still queued (s3's consent among them).
     assert [e.shopper_id for e in await ledger.outbox.peek(10, 1 << 20) if e.kind == "consent"] == ["s3"]
     # A normal page afterwards sweeps nothing.

@@ -20,6 +20,9 @@ PEM = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"
 OFFER = {"id": "o1", "title": "Coffee", "zones": ["cafe"], "discount": 0.1}
 
 
+ORDER = {"reference": "A-1042", "counter": "Desk 1", "ready_wall": AT}
+
+
 def change(seq: int, kind: ChangeKind, id_: str, op: str = "upsert", at: float = AT, **data: Any) -> Change:
     return Change(seq=seq, kind=kind, id=id_, op=op, at_wall=at, data=data)  # type: ignore[arg-type]
 
@@ -262,3 +265,27 @@ async def test_a_local_forget_leaves_a_tombstone_and_wipes_the_replica(
     late = await ledger.replica.apply_page([consent(8, "s1", True, clock.wall() - 1)], "c2")
     assert late.stale == {"consent": 1}
     assert await _outbox_kinds(ledger) == [("erasure", "s1")]
+
+
+async def test_orders_are_kept_until_the_cloud_deletes_them_and_collected_once(
+    ledger: Ledger, db_path: Path
+) -> None:
+    page = [change(seq, ChangeKind.ORDER, f"ord-{seq}", **ORDER, shopper_id="s1") for seq in (1, 2)]
+    assert (await ledger.replica.apply_page(page, "c2")).applied == {"order": 2}
+    assert [row[0] for row in (await ledger.replica.load()).orders] == ["ord-1", "ord-2"]
+    # Collected here: durable with one conversion event each (no shopper id); a second collection is a no-op.
+    assert await ledger.collect_orders(["ord-1", "ord-1", "ord-x"], "staff") == ["ord-1"]
+    assert await ledger.collect_orders(["ord-1"], "pos") == []
+    events = [e for e in await ledger.outbox.peek(100, 1 << 20) if e.kind == "order_collected"]
+    assert [(json.loads(e.body)["data"], e.shopper_id, e.cls) for e in events] == [
+        ({"order_id": "ord-1", "via": "staff"}, None, EventClass.CONVERSION)
+    ]
+    # The snapshot a restart loads holds only the open order; an update from the cloud never reopens one.
+    await ledger.replica.apply_page([change(3, ChangeKind.ORDER, "ord-1", **ORDER, shopper_id="s1")], "c3")
+    assert [row[0] for row in (await ledger.replica.load()).orders] == ["ord-2"]
+    await ledger.replica.apply_page([change(4, ChangeKind.ORDER, "ord-1", op="delete")], "c4")
+    assert [row[0] for row in (await ledger.replica.load()).orders] == ["ord-2"]
+    # An erasure takes the shopper's orders, and an order older than the erasure never comes back.
+    await ledger.forget_shopper("s1", report=False)
+    await ledger.replica.apply_page([change(5, ChangeKind.ORDER, "ord-2", **ORDER, shopper_id="s1")], "c5")
+    assert (await ledger.replica.load()).orders == ()

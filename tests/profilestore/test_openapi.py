@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from profilestore import models
+from profilestore import const, models
 from profilestore.server import create_app
 from storecontract.offers import Offer
 from storecontract.purposes import Purpose
@@ -47,6 +47,12 @@ def test_the_document_agrees_with_the_code() -> None:
     assert schemas["ShopperId"]["pattern"] == models.SHOPPER_ID_PATTERN
     assert schemas["OfferId"]["pattern"] == models.OFFER_ID_PATTERN
     assert schemas["Kid"]["pattern"] == models.KID_PATTERN
+    assert schemas["OrderId"]["pattern"] == models.ORDER_ID_PATTERN
+    assert schemas["OrderReference"]["maxLength"] == const.MAX_ORDER_REFERENCE_CHARS
+    assert schemas["OrderCounter"]["maxLength"] == const.MAX_ORDER_COUNTER_CHARS
+    order_put = models.OrderPut.model_json_schema()
+    assert set(schemas["OrderPut"]["properties"]) == set(order_put["properties"])
+    assert set(schemas["OrderPut"]["required"]) == set(order_put["required"])
     assert schemas["Label"]["pattern"] == models.LABEL_PATTERN
     assert schemas["Cursor"]["pattern"].replace("(", "(?:") == models.CURSOR_PATTERN
     catalog = Offer.model_json_schema()

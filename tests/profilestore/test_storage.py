@@ -32,7 +32,7 @@ def uid(number: int) -> str:
 
 
 async def all_changes(storage: Storage) -> list[tuple[int, str, str, str]]:
-    page = await storage.changes(0, 1000, PAGE_BUDGET_BYTES)
+    page = await storage.changes(0, 1000, PAGE_BUDGET_BYTES, store_id=None)
     return [(change.seq, change.kind, change.id, change.op) for change in page.changes]
 
 
@@ -50,11 +50,11 @@ async def test_changes_come_in_seq_order_and_pages_continue(db_url: str) -> None
     async with open_storage(db_url) as storage:
         for number in range(7):
             await storage.put_offer(f"o{number}", {"id": f"o{number}"}, T0 + number)
-        first = await storage.changes(0, 3, PAGE_BUDGET_BYTES)
+        first = await storage.changes(0, 3, PAGE_BUDGET_BYTES, store_id=None)
         assert [change.id for change in first.changes] == ["o0", "o1", "o2"]
         assert first.more
-        second = await storage.changes(first.changes[-1].seq, 3, PAGE_BUDGET_BYTES)
-        third = await storage.changes(second.changes[-1].seq, 3, PAGE_BUDGET_BYTES)
+        second = await storage.changes(first.changes[-1].seq, 3, PAGE_BUDGET_BYTES, store_id=None)
+        third = await storage.changes(second.changes[-1].seq, 3, PAGE_BUDGET_BYTES, store_id=None)
         assert [change.id for change in second.changes + third.changes] == ["o3", "o4", "o5", "o6"]
         assert not third.more
         assert third.last_seq == 7
@@ -67,10 +67,10 @@ async def test_a_page_stops_at_its_byte_budget_but_holds_one_change(db_url: str)
     async with open_storage(db_url) as storage:
         for number in range(3):
             await storage.put_offer(f"o{number}", {"id": f"o{number}", "data": "x" * 1000}, T0)
-        page = await storage.changes(0, 10, budget_bytes=1500)
+        page = await storage.changes(0, 10, budget_bytes=1500, store_id=None)
         assert len(page.changes) == 1
         assert page.more
-        tiny = await storage.changes(0, 10, budget_bytes=1)
+        tiny = await storage.changes(0, 10, budget_bytes=1, store_id=None)
         assert len(tiny.changes) == 1
 
 
@@ -81,7 +81,7 @@ async def test_the_log_keeps_only_the_latest_change_of_each_key(db_url: str) -> 
         await storage.put_offer("o1", {"id": "o1", "v": 2}, T0)
         await storage.delete_inventory("o1", T0)
         assert await all_changes(storage) == [(3, "offer", "o1", "upsert"), (4, "inventory", "o1", "delete")]
-        page = await storage.changes(0, 10, PAGE_BUDGET_BYTES)
+        page = await storage.changes(0, 10, PAGE_BUDGET_BYTES, store_id=None)
         assert page.changes[0].data == {"id": "o1", "v": 2}
         assert page.changes[1].data == {}
 
@@ -140,7 +140,7 @@ async def test_erasure_removes_state_history_and_ids_and_keeps_a_tombstone(db_ur
         assert [change for change in changes if change[2] == "p1"] == [
             (outcome.seq, "erasure", "p1", "upsert")
         ]
-        assert (await storage.changes(0, 10, PAGE_BUDGET_BYTES)).changes[-1].at_us == T0 + US
+        assert (await storage.changes(0, 10, PAGE_BUDGET_BYTES, store_id=None)).changes[-1].at_us == T0 + US
         stored = (await storage.events(None, 0, 10, PAGE_BUDGET_BYTES)).events
         assert [item.event.shopper_id for item in stored] == [None, "p2"]
         stats = await storage.stats()
@@ -217,7 +217,7 @@ async def test_concurrent_writers_get_distinct_increasing_seqs(db_url: str) -> N
     async with open_storage(db_url) as storage:
         seqs = await asyncio.gather(*(storage.put_offer(f"o{n}", {"id": f"o{n}"}, T0) for n in range(40)))
         assert sorted(seqs) == list(range(1, 41))
-        page = await storage.changes(0, 100, PAGE_BUDGET_BYTES)
+        page = await storage.changes(0, 100, PAGE_BUDGET_BYTES, store_id=None)
         assert [change.seq for change in page.changes] == list(range(1, 41))
 
 

@@ -248,6 +248,16 @@ class ProfileStoreKit:
     async def delete_inventory(self, offer_id: str) -> dict[str, Any]:
         return dict(await self.admin("DELETE", f"/admin/v1/inventory/{offer_id}"))
 
+    async def put_order(
+        self, order_id: str, store_id: str, shopper_id: str, reference: str, counter: str
+    ) -> dict[str, Any]:
+        """An online order ready for pickup at ``store_id`` (only that store pulls it)."""
+        body = {"store_id": store_id, "shopper_id": shopper_id, "reference": reference, "counter": counter}
+        return dict(await self.admin("PUT", f"/admin/v1/orders/{order_id}", body))
+
+    async def delete_order(self, order_id: str) -> dict[str, Any]:
+        return dict(await self.admin("DELETE", f"/admin/v1/orders/{order_id}"))
+
     async def erase(self, shopper_id: str) -> dict[str, Any]:
         return dict(await self.admin("DELETE", f"/admin/v1/shoppers/{shopper_id}"))
 

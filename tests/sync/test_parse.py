@@ -48,6 +48,7 @@ def test_every_kind_is_normalised() -> None:
             change(6, "inventory", "o-1", available=False, quantity=0),
             change(7, "erasure", "p-2"),
             change(8, "offer", "o-2", op="delete"),
+            change(9, "order", "ord-1", shopper_id="p-1", reference="A-1042", counter="Desk 1", ready_at=AT),
         )
     )
     assert [c.kind for c in parsed.changes] == [
@@ -59,6 +60,7 @@ def test_every_kind_is_normalised() -> None:
         ChangeKind.INVENTORY,
         ChangeKind.ERASURE,
         ChangeKind.OFFER,
+        ChangeKind.ORDER,
     ]
     consent = parsed.changes[1].data
     assert consent["purpose"] is Purpose.PERSONALIZATION
@@ -67,8 +69,15 @@ def test_every_kind_is_normalised() -> None:
     assert parsed.changes[2].data == {"identity_key": key, "rotation_exponent": 10, "clock_offset_s": 0}
     assert parsed.changes[4].data["offer"]["id"] == "o-1"
     assert parsed.changes[7].data == {}
+    assert parsed.changes[8].data == {
+        "shopper_id": "p-1",
+        "reference": "A-1042",
+        "counter": "Desk 1",
+        "ready_wall": parsed.changes[8].data["ready_wall"],
+    }
+    assert isinstance(parsed.changes[8].data["ready_wall"], float)
     assert parsed.cursor == "9"
-    assert parsed.last_seq == 8
+    assert parsed.last_seq == 9
     assert not parsed.rejected
 
 
@@ -90,6 +99,10 @@ def test_every_kind_is_normalised() -> None:
         (change(1, "offer", "o", id="o", title="t", category="cars", value=1), "bad_offer"),
         (change(1, "offer", "o", id="other", title="t", category="coffee", value=1), "bad_offer"),
         (change(1, "inventory", "o", available=True, quantity=-1), "bad_inventory"),
+        (change(1, "order", "o", shopper_id="", reference="A", counter="D", ready_at=AT), "bad_order"),
+        (change(1, "order", "o", shopper_id="p", reference="A" * 33, counter="D", ready_at=AT), "bad_order"),
+        (change(1, "order", "o", shopper_id="p", reference="A", counter="D\n", ready_at=AT), "bad_order"),
+        (change(1, "order", "o", shopper_id="p", reference="A", counter="D", ready_at="soon"), "bad_time"),
         ({**change(1, "profile", profile={}), "at": "yesterday"}, "bad_time"),
         ({**change(1, "profile", profile={}), "id": ""}, "bad_id"),
         ({**change(1, "profile", profile={}), "id": "x" * 500}, "bad_id"),
@@ -212,6 +225,7 @@ CHANGE_REASONS = frozenset(
         "bad_inventory",
         "bad_offer",
         "bad_op",
+        "bad_order",
         "bad_time",
         "bad_token_key",
         "unknown_kind",
@@ -257,6 +271,7 @@ VALID_CHANGES = [
     change(1, "eid_key", identity_key=base64.b64encode(bytes(range(16))).decode(), rotation_exponent=10),
     change(1, "offer", "o-1", id="o-1", title="t", category="coffee", value=2.0),
     change(1, "inventory", "o-1", available=False, quantity=0),
+    change(1, "order", "ord-1", shopper_id="p-1", reference="A-1", counter="Desk", ready_at=AT),
     change(1, "erasure", "p-2"),
     change(1, "offer", "o-2", op="delete"),
 ]
