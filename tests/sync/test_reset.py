@@ -54,6 +54,7 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
         await old.put_token_key("kid-old", old_pem.decode())
         await old.put_offer(_offer("offer-old"))
         await old.put_inventory("offer-old", False, 0)
+        await old.put_order("order-old", STORE, "p-both", "A-1", "Desk")
         workdir = tmp_path / "store"
         workdir.mkdir()
         store = make_store(
@@ -71,7 +72,9 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
             assert ledger is not None
             resolver = gateway.generation.ble.ingest.resolver
             await until(
-                lambda: "offer-old" in flow.decider.engine.offer_ids and _sees(resolver, "p-gone", GONE_KEY)
+                lambda: "offer-old" in flow.decider.engine.offer_ids
+                and _sees(resolver, "p-gone", GONE_KEY)
+                and flow.pickup.orders.get("order-old") is not None
             )
             assert "kid-old" in flow.verifier.key_ids and flow.consents.has("p-gone", Purpose.PERSONALIZATION)
             file_kids = flow.verifier.key_ids - {"kid-old"}
@@ -119,6 +122,7 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
                 assert not flow.consents.has("p-delivered", Purpose.MEASUREMENT)  # the new cloud lacks it
                 assert not _sees(resolver, "p-gone", GONE_KEY) and _sees(resolver, "p-new", NEW_KEY)
                 assert resolver.stats().keys == 1
+                assert len(flow.pickup.orders) == 0  # the new cloud has no order
                 assert flow.verifier.key_ids == file_kids | {"kid-new"}
                 await until(lambda: "offer-new" in flow.decider.engine.offer_ids)
                 assert "offer-old" not in flow.decider.engine.offer_ids
@@ -152,6 +156,7 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
             "offers": 1,
             "inventory": 1,
             "consents": 4,  # p-gone x2, p-both presence_ble, p-delivered
+            "orders": 1,
         }
 
 
