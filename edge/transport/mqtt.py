@@ -118,6 +118,11 @@ class MqttLink:
         self._started_wall = started_wall
         self._rng = rng or random.Random()
         self._handlers: list[tuple[str, Handler]] = []
+        # Routing without a scan of every subscription: a filter without wildcards (a device's own state
+        # topic: hundreds of them) is looked up; only the few wildcard filters are matched in turn. The
+        # first registered match wins, as in a scan (indexes into ``_handlers``).
+        self._exact: dict[str, int] = {}
+        self._wild: list[int] = []
         self._limits: dict[str, int] = {}
         self._log_topics: dict[str, TopicRedactor] = {}
         self._oversized_log = LogThrottle(clock, OVERSIZED_LOG_EVERY_S)
@@ -152,6 +157,10 @@ class MqttLink:
         ``max_payload_bytes`` overrides the link's inbound size limit for this pattern (config pushes);
         ``log_topic`` is what the link's log lines show of a topic (ESPresense: without the device).
         """
+        if "+" in pattern or "#" in pattern:
+            self._wild.append(len(self._handlers))
+        else:
+            self._exact.setdefault(pattern, len(self._handlers))
         self._handlers.append((pattern, handler))
         if max_payload_bytes is not None:
             self._limits[pattern] = max_payload_bytes
@@ -386,10 +395,19 @@ class MqttLink:
             task.add_done_callback(self._handler_tasks.discard)
 
     def _route(self, topic: str) -> tuple[str, Handler | None, int]:
-        for pattern, handler in self._handlers:
-            if topic_matches(pattern, topic):
-                return pattern, handler, self._limits.get(pattern, self._settings.max_payload_bytes)
-        return "", None, 0
+        """The first registered filter that matches ``topic``: its pattern, handler and payload limit."""
+        exact = self._exact.get(topic)
+        found = exact
+        for index in self._wild:
+            if exact is not None and index > exact:
+                break
+            if topic_matches(self._handlers[index][0], topic):
+                found = index
+                break
+        if found is None:
+            return "", None, 0
+        pattern, handler = self._handlers[found]
+        return pattern, handler, self._limits.get(pattern, self._settings.max_payload_bytes)
 
     def _loggable(self, topic: str) -> str:
         for pattern, redact in self._log_topics.items():

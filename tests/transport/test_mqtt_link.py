@@ -7,6 +7,8 @@ import logging
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.clock import ManualClock
 from edge.config.model import MqttSettings
@@ -222,3 +224,34 @@ async def test_oversized_payloads_are_logged_once_then_at_most_once_a_minute_red
     assert "at most every 60 s" in oversized[0]
     assert "29 more" in oversized[1]
     assert any("Received PUBLISH" in line and "sensors/<device>/hall" in line for line in lines)
+
+
+_SEGMENTS = st.sampled_from(["a", "b", "c", "+"])
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.lists(_SEGMENTS, min_size=1, max_size=3).map("/".join)
+        | st.lists(st.sampled_from(["a", "b"]), max_size=2).map(lambda parts: "/".join([*parts, "#"])),
+        max_size=12,
+    ),
+    st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3).map("/".join),
+)
+def test_a_topic_goes_to_the_first_registered_filter_that_matches(patterns: list[str], topic: str) -> None:
+    # Exact filters are looked up and only wildcard filters scanned: the same answer as scanning them all.
+    link = make_link(1)
+    handlers = []
+    for pattern in patterns:
+
+        async def handler(_message: Inbound) -> None:
+            return None
+
+        handlers.append(handler)
+        link.on(pattern, handler)
+    expected = next((i for i, pattern in enumerate(patterns) if topic_matches(pattern, topic)), None)
+    pattern, handler, _ = link._route(topic)
+    if expected is None:
+        assert handler is None
+    else:
+        assert (pattern, handler) == (patterns[expected], handlers[expected])
