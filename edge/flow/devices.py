@@ -27,7 +27,7 @@ from edge.act.devices.base import Adapter, DeviceMessageError
 from edge.config.devices import DeviceSettings, NumberCapability
 from edge.deadlines import Deadlines
 from edge.decide.devices.plan import Command, DevicePlan, PlanStats, SharedResolutions
-from edge.decide.devices.resolve import Person, Value, on_grid, preferences_of
+from edge.decide.devices.resolve import Person, Value, arrival_order, on_grid, preferences_of
 from edge.events import Purpose
 from edge.flow.parts import FloorParts
 from edge.ledger import WRITE_ERRORS
@@ -124,10 +124,12 @@ class DeviceFlow:
             return
         now = self._parts.clock.monotonic()
         people, strangers = self._people(zone, now)
+        ordered = arrival_order(people)  # once for all the zone's devices
         shared: SharedResolutions = {}
         for device_id in devices:
             plan = self._plans[device_id]
-            self._apply(device_id, plan.set_people(people, strangers, now, at_once=at_once, shared=shared))
+            command = plan.set_people(ordered, strangers, now, at_once=at_once, shared=shared, in_order=True)
+            self._apply(device_id, command)
 
     def tick(self) -> None:
         """Timer work: reverts, deferred commands, overrides that end, late confirmations (only what is due)."""

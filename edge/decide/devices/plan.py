@@ -116,12 +116,14 @@ class DevicePlan:
         *,
         at_once: bool = False,
         shared: SharedResolutions | None = None,
+        in_order: bool = False,
     ) -> Command | None:
         """The opted-in people now in the zone, how many others a camera counts; ``at_once`` for a
         withdrawal or an erasure (no revert delay). ``shared``: resolutions of this same change, kept for
-        the zone's other devices (devices with the same capability resolve it once)."""
+        the zone's other devices (devices with the same capability resolve it once); ``in_order``: the
+        people are in ``arrival_order`` already (sorted once for the zone's devices)."""
         was_there = bool(self._people)
-        self._people = tuple(arrival_order(people))
+        self._people = tuple(people) if in_order else tuple(arrival_order(people))
         self._strangers = max(0, strangers)
         if self._people:
             self._empty_since = None
