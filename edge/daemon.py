@@ -53,7 +53,7 @@ def _settle_heap() -> None:
 
     Without it every full collection walks all of them while the store is busy: 3 pauses of up to 75 ms in
     10 s of 200 check-ins/s on the EPYC VM, each holding every message behind it (bench/checkin_device.py,
-    docs/benchmarks.md "Garbage collection"). Frozen objects are still freed by reference counting; only a
+    docs/benchmarks.md "Issue 14's device path"). Frozen objects are still freed by reference counting; only a
     cycle among them would wait for the next rebuild, which unfreezes them first.
     """
     gc.collect()

@@ -51,7 +51,9 @@ async def test_demo_round_trip_on_the_embedded_broker(pinned_cloud: list[str]) -
     # Ana's online order: on the collection-point screen when she checks in, in her notice, handed over by staff.
     pickup = [line for line in text.splitlines() if line.startswith("pickup screen:")]
     assert summary.pickup_listed >= 1 and summary.pickup_collected == 1
-    assert pickup[0] == "pickup screen: A-1042 at Click & collect desk, entrance" and pickup[-1].endswith("idle")
+    assert pickup[0] == "pickup screen: A-1042 at Click & collect desk, entrance" and pickup[-1].endswith(
+        "idle"
+    )
     assert any("'pickup': [{'reference': 'A-1042'" in line for line in staff)
 
 

@@ -72,9 +72,11 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
             assert ledger is not None
             resolver = gateway.generation.ble.ingest.resolver
             await until(
-                lambda: "offer-old" in flow.decider.engine.offer_ids
-                and _sees(resolver, "p-gone", GONE_KEY)
-                and flow.pickup.orders.get("order-old") is not None
+                lambda: (
+                    "offer-old" in flow.decider.engine.offer_ids
+                    and _sees(resolver, "p-gone", GONE_KEY)
+                    and flow.pickup.orders.get("order-old") is not None
+                )
             )
             assert "kid-old" in flow.verifier.key_ids and flow.consents.has("p-gone", Purpose.PERSONALIZATION)
             file_kids = flow.verifier.key_ids - {"kid-old"}
