@@ -10,15 +10,30 @@ the stack included (docs/metrics.md, "Logs"):
 * ``Bearer <x>`` becomes ``Bearer [redacted]`` (``Bearer [jwt sha256:...]`` when <x> is a JWT);
 * ``password=``, ``token=``, ``secret=`` (and ``sync_token=``, ``"password": "..."`` and the like) keep their
   key and lose their value.
+
+And personal data never reaches a log line (docs/privacy.md "Logs"):
+
+* loggers other than the gateway's own (``edge.*``) never pass below INFO, whatever the gateway's level: at
+  DEBUG, aiosqlite logs every SQL statement with its parameters (consent rows, profiles), bleak device
+  addresses, the MQTT client topics. A filter on the handler holds it for any library, and the known ones are
+  set to INFO so they do not even build the records;
+* a traceback keeps its frames and its exception types, but the message of an exception that may carry
+  input (a ``ValueError``, ``KeyError``, a validation error...) is withheld: only errors about the system
+  (``OSError`` and its kin, SQLite's) keep theirs;
+* our own lines name a shopper only as ``shopper_ref(id)``: a keyed hash, the key random per process, so
+  lines of one run can be told apart and nothing leads back to the shopper.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import re
+import secrets
 import sys
+import traceback
 from typing import Any, Final, TextIO
 
 from edge.clock import iso_utc
@@ -26,6 +41,24 @@ from edge.clock import iso_utc
 REDACTED: Final = "[redacted]"
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JWT_HASH_CHARS: Final = 12
+OWN_LOGGER: Final = "edge"
+# What a library may log at least (an operator's DEBUG is for the gateway's own lines).
+LIBRARY_FLOOR: Final = logging.INFO
+LIBRARIES: Final = (
+    "aiosqlite",
+    "asyncio",
+    "aiomqtt",
+    "paho",
+    "bleak",
+    "dbus_fast",
+    "aiohttp",
+    "urllib3",
+    "profilestore",
+)
+WITHHELD: Final = "[message withheld: it may carry input]"
+# Exceptions about the system, not about what someone sent: their messages stay (paths, errno, SQLite's text).
+_SYSTEM_ERRORS: Final = (OSError, MemoryError, RecursionError)
+_SHOPPER_KEY: Final = secrets.token_bytes(16)
 
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"\b(Bearer\s+)(?!\[jwt )[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
@@ -55,6 +88,53 @@ def redact(text: str) -> str:
     )
 
 
+def shopper_ref(shopper_id: str) -> str:
+    """How a log line names a shopper: ``shopper#`` and 10 hex of a keyed hash (the key random per process)."""
+    digest = hmac.new(_SHOPPER_KEY, shopper_id.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return f"shopper#{digest[:10]}"
+
+
+def _keeps_message(error: BaseException) -> bool:
+    return isinstance(error, _SYSTEM_ERRORS) or type(error).__module__ == "sqlite3"
+
+
+def format_exception_safely(error: BaseException) -> str:
+    """The traceback of ``error`` (and of its causes) with the messages that may carry input withheld."""
+    return "".join(_exception_lines(error, set())).rstrip("\n")
+
+
+def _exception_lines(error: BaseException, seen: set[int]) -> list[str]:
+    seen.add(id(error))
+    lines: list[str] = []
+    cause, context = error.__cause__, error.__context__
+    if cause is not None and id(cause) not in seen:
+        lines += _exception_lines(cause, seen)
+        lines.append("\nThe above exception was the direct cause of the following exception:\n\n")
+    elif context is not None and not error.__suppress_context__ and id(context) not in seen:
+        lines += _exception_lines(context, seen)
+        lines.append("\nDuring handling of the above exception, another exception occurred:\n\n")
+    if error.__traceback__ is not None:
+        lines.append("Traceback (most recent call last):\n")
+        lines += traceback.format_tb(error.__traceback__)
+    kind = type(error)
+    name = (
+        kind.__qualname__
+        if kind.__module__ in ("builtins", "__main__")
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    message = str(error) if _keeps_message(error) else WITHHELD
+    lines.append(f"{name}: {message}\n")
+    return lines
+
+
+class LibraryFloor(logging.Filter):
+    """Drops a library's records below ``LIBRARY_FLOOR``; the gateway's own pass at every level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        return record.levelno >= LIBRARY_FLOOR or name == OWN_LOGGER or name.startswith(OWN_LOGGER + ".")
+
+
 class RedactFilter(logging.Filter):
     """Rewrites each record in place: the formatted message, the exception text and the stack, redacted.
 
@@ -71,7 +151,12 @@ class RedactFilter(logging.Filter):
         record.msg = redact(message)
         record.args = None
         if record.exc_info and not record.exc_text:
-            record.exc_text = self._exceptions.formatException(record.exc_info)
+            error = record.exc_info[1]
+            record.exc_text = (
+                format_exception_safely(error)
+                if error is not None
+                else self._exceptions.formatException(record.exc_info)
+            )
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
@@ -102,6 +187,7 @@ def make_handler(*, json_format: bool, stream: TextIO | None = None) -> logging.
     """A stream handler (stderr by default) with the chosen format and the redaction filter."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if json_format else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(LibraryFloor())
     handler.addFilter(RedactFilter())
     return handler
 
@@ -113,15 +199,14 @@ def setup_logging(level: str, *, json_format: bool, stream: TextIO | None = None
     """
     root = logging.getLogger()
     root.handlers[:] = [make_handler(json_format=json_format, stream=stream)]
-    root.setLevel(level)
+    set_level(level)
 
 
 def set_level(level: str | int) -> None:
     """Change the root level now (a configuration push); a bad name raises ValueError, nothing changes."""
-    if isinstance(level, int):
-        logging.getLogger().setLevel(level)
-        return
-    value = logging.getLevelNamesMapping().get(level.upper())
+    value = level if isinstance(level, int) else logging.getLevelNamesMapping().get(level.upper())
     if value is None:
         raise ValueError(f"unknown log level {level!r}")
     logging.getLogger().setLevel(value)
+    for library in LIBRARIES:
+        logging.getLogger(library).setLevel(max(value, LIBRARY_FLOOR))

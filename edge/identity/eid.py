@@ -18,6 +18,7 @@ from typing import Any, Final, Protocol
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from edge.clock import Clock
+from edge.control.logs import shopper_ref
 from edge.events import Purpose
 
 _LOGGER = logging.getLogger(__name__)
@@ -276,7 +277,7 @@ class EidResolver:
             if shopper_id in self._keys and shopper_id not in self._windows:
                 self._activate_if_allowed(shopper_id)
         elif self._deactivate(shopper_id):
-            _LOGGER.debug("presence_ble withdrawn: EIDs of %s removed", shopper_id)
+            _LOGGER.debug("presence_ble withdrawn: EIDs of %s removed", shopper_ref(shopper_id))
 
     def _activate_if_allowed(self, shopper_id: str) -> bool:
         consents = self._consents

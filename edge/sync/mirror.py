@@ -12,12 +12,13 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from edge.act.pickup import Order, OrderBook
+from edge.control.logs import shopper_ref
 from edge.identity.consent import ConsentRecord, ConsentStore, ProfileCache
 from edge.identity.eid import EidKey, EidResolver
 from edge.identity.tokens import TokenVerifier
@@ -27,6 +28,10 @@ from edge.sync.wire import Change, ChangeKind
 log = logging.getLogger(__name__)
 
 CLOUD_SOURCE = "cloud"
+# Changes whose id is a shopper's (a log line names them by ``shopper_ref`` only).
+SHOPPER_KINDS: Final = frozenset(
+    {ChangeKind.PROFILE, ChangeKind.CONSENT, ChangeKind.EID_KEY, ChangeKind.ERASURE}
+)
 
 
 @dataclass(slots=True)
@@ -87,7 +92,10 @@ class Mirror:
                 # Validated on the way in; a failure here is a bug, counted and logged, never a stalled sync.
                 self.applied["failed"] += 1
                 log.exception(
-                    "cloud change %s %s %s not applied in memory", change.kind, change.op, change.id
+                    "cloud change %s %s of %s not applied in memory",
+                    change.kind,
+                    change.op,
+                    shopper_ref(change.id) if change.kind in SHOPPER_KINDS else change.id,
                 )
         if offers_touched:
             self._offers_changed()

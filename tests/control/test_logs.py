@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge.cli import setup_logging as cli_setup_logging
-from edge.control.logs import RedactFilter, make_handler, redact, set_level, setup_logging
+from edge.control.logs import WITHHELD, RedactFilter, make_handler, redact, set_level, setup_logging
 from tests.support.store import StoreKit, make_store
 
 SYNC_TOKEN = "s3cr3t-sync-token-Zq9"  # an opaque bearer token, as the profile store hands out
@@ -80,7 +80,8 @@ def test_tokens_and_bearer_headers_are_redacted(json_format: bool, token: str) -
         assert part not in output  # not even one segment (the payload names the shopper)
     assert SYNC_TOKEN not in output
     assert "hunter2" not in output and "xyzzy" not in output
-    assert output.count(tagged(token)) == 3  # a dict value, a key=value and the exception text
+    assert output.count(tagged(token)) == 2  # a dict value and a key=value
+    assert WITHHELD in output  # the exception's message, which carried the token, is not shown at all
     assert "Bearer [redacted]" in output
     assert "password=[redacted]" in output and "secret=[redacted]" in output
     assert "token=" + tagged(token) in output
@@ -99,7 +100,8 @@ def test_json_lines_are_valid_json_with_the_fields(token: str) -> None:
     failure = entries[3]
     assert failure["message"] == "push failed"
     assert "Traceback" in failure["exception"] and "ValueError" in failure["exception"]
-    assert tagged(token) in failure["exception"] and SYNC_TOKEN not in failure["exception"]
+    assert WITHHELD in failure["exception"] and "in refuse" in failure["exception"]
+    assert tagged(token) not in failure["exception"] and SYNC_TOKEN not in failure["exception"]
 
 
 def test_setup_logging_redacts_every_logger_through_the_root(
