@@ -256,6 +256,7 @@ async def build(
         stats=stats,
         metrics=metrics,
         ensure_profile=ensure_profile,
+        erased_at=ledger.replica.tombstone,
     )
     checkins.committed_listeners.append(pickup.checked_in)
     acks = AckFlow(topics=topics, board=board, ledger=ledger, clock=clock, rejects=rejects, stats=stats)

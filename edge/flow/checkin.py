@@ -72,6 +72,7 @@ class CheckinFlow:
         stats: FlowStats,
         metrics: Metrics | None = None,
         ensure_profile: EnsureProfile | None = None,
+        erased_at: Callable[[str], float | None] | None = None,
     ) -> None:
         self._topics = topics
         self._link = link
@@ -85,6 +86,8 @@ class CheckinFlow:
         # The check-in stage's latency (received -> durable); None costs one check per check-in.
         self._metrics = metrics
         self._ensure_profile = ensure_profile
+        # An erased shopper's token may still be valid for minutes: refused until the cloud says otherwise.
+        self._erased_at = erased_at
         # jti -> outcome of a check-in whose claim is committing (True: committed).
         self._committing: dict[str, asyncio.Future[bool]] = {}
         # Told (shopper, zone) of every check-in once it is committed (not of redeliveries): pickup.
@@ -159,6 +162,10 @@ class CheckinFlow:
         if self._ensure_profile is not None:
             # A shopper new to this store: their profile and consents from the cloud, within a short wait.
             await self._ensure_profile(verified.sub)
+        erased = self._erased_at(verified.sub) if self._erased_at is not None else None
+        if erased is not None and not self._consents.granted_after(verified.sub, erased):
+            # Erased here, and nothing granted since (a newer grant from the cloud: they came back).
+            return self._refuse(CheckinReject.ERASED, origin)
         needed = SOURCE_PURPOSE.get(source)
         if needed is not None and not self._consents.has(verified.sub, needed):
             return self._refuse(CheckinReject.NO_CONSENT, origin)

@@ -111,6 +111,11 @@ class ConsentStore:
     def has(self, shopper_id: str, purpose: Purpose) -> bool:
         return purpose in self._granted.get(shopper_id, _NOTHING)
 
+    def granted_after(self, shopper_id: str, wall: float) -> bool:
+        """Whether the shopper holds a grant given after ``wall`` (after their erasure: they came back)."""
+        records = self._records.get(shopper_id, {})
+        return any(record.granted and record.at_wall > wall for record in records.values())
+
     def stats(self) -> dict[str, int]:
         records = sum(len(purposes) for purposes in self._records.values())
         return {"shoppers": len(self._records), "records": records, "unsynced": len(self._unsynced)}

@@ -11,6 +11,7 @@ import aiosqlite
 
 from edge.ledger import eventcodec, typedjson
 from edge.ledger.errors import LedgerError
+from edge.ledger.tombstones import keyed_tombstones
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -332,6 +333,11 @@ SCHEMA_STEPS: Final[tuple[tuple[Statement, ...], ...]] = (
             collected_wall REAL
         ) WITHOUT ROWID""",
         "CREATE INDEX pickup_orders_shopper ON pickup_orders (shopper_id)",
+    ),
+    (
+        # Erasure that leaves nothing (issue 15): a tombstone keeps an HMAC of the id, not the id
+        # (edge/ledger/tombstones.py), under a key drawn here, once per ledger file.
+        keyed_tombstones,
     ),
 )
 

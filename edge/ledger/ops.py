@@ -246,7 +246,7 @@ def store_consent(tx: Tx, row: ConsentRow) -> bool:
     """
     rows = tx.returning(
         "INSERT INTO consents (shopper_id, purpose, granted, at_wall, source) SELECT ?, ?, ?, ?, ? "
-        "WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE shopper_id = ? AND erased_wall >= ?) "
+        "WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE shopper_key = edge_tombstone(?) AND erased_wall >= ?) "
         "ON CONFLICT (shopper_id, purpose) DO UPDATE SET granted = excluded.granted, "
         "at_wall = excluded.at_wall, source = excluded.source "
         "WHERE (excluded.at_wall, 1 - excluded.granted, excluded.source) "
@@ -305,7 +305,7 @@ def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
     update. Decisions and exposures stay, unlinked: anonymous measurement.
     """
     tx.execute(
-        "INSERT INTO tombstones (shopper_id, erased_wall) VALUES (?, ?) ON CONFLICT (shopper_id) "
+        "INSERT INTO tombstones (shopper_key, erased_wall) VALUES (edge_tombstone(?), ?) ON CONFLICT (shopper_key) "
         "DO UPDATE SET erased_wall = excluded.erased_wall WHERE excluded.erased_wall > tombstones.erased_wall",
         (shopper_id, erased_wall),
     )

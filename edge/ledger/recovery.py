@@ -12,6 +12,7 @@ from typing import Final
 import aiosqlite
 
 from edge.clock import Clock
+from edge.ledger import tombstones
 from edge.ledger.errors import LedgerError
 from edge.ledger.migrations import migrate
 
@@ -83,6 +84,7 @@ async def _open_checked(path: Path) -> aiosqlite.Connection:
         await _configure(db)
         await _quick_check(db)
         await migrate(db)
+        await db._execute(tombstones.install, db._conn)  # type: ignore[no-untyped-call]
     except BaseException:
         await db.close()
         raise
@@ -100,6 +102,11 @@ async def _configure(db: aiosqlite.Connection) -> None:
     await db.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
     await db.execute_fetchall("PRAGMA foreign_keys = ON")
     await db.execute_fetchall(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES:d}")
+    # Deleted rows are overwritten with zeros, whatever the SQLite build's default (an erasure must not
+    # leave the shopper's bytes in free pages; docs/ledger.md "Erasure").
+    secure = list(await db.execute_fetchall("PRAGMA secure_delete = ON"))
+    if int(secure[0][0]) != 1:
+        raise LedgerError("this SQLite refused secure_delete")
 
 
 async def _quick_check(db: aiosqlite.Connection) -> None:

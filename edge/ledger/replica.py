@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from edge.events import Purpose
-from edge.ledger import rebuild
+from edge.ledger import rebuild, tombstones
 from edge.ledger.ops import ConsentRow, erase_shopper, store_consent
 from edge.ledger.rebuild import CURSOR_KEY, Swept
 from edge.ledger.writer import Op, Read, Submit, Tx
@@ -53,7 +53,7 @@ class ReplicaSnapshot:
     token_keys: dict[str, str]
     offers: dict[str, dict[str, Any]]
     inventory: dict[str, tuple[bool, int | None]]
-    tombstones: dict[str, float]
+    tombstones: dict[str, float]  # by keyed hash (``Replica.tombstone`` asks by id)
     cursor: str | None
     revoked_keys: frozenset[str] = frozenset()
     orders: tuple[OrderRow, ...] = ()  # not collected here yet
@@ -76,7 +76,9 @@ class _Page:
 
 
 # An upsert of a shopper's data is refused when the shopper was erased at or after the change.
-_NOT_ERASED: Final = "NOT EXISTS (SELECT 1 FROM tombstones WHERE shopper_id = ? AND erased_wall >= ?)"
+_NOT_ERASED: Final = (
+    "NOT EXISTS (SELECT 1 FROM tombstones WHERE shopper_key = edge_tombstone(?) AND erased_wall >= ?)"
+)
 
 
 def _profile(tx: Tx, change: Change, encoded: str | None) -> bool:
@@ -277,12 +279,17 @@ class Replica:
     def __init__(self, submit: Submit, read: Read) -> None:
         self._submit = submit
         self._read = read
+        # By keyed hash, as on disk (edge/ledger/tombstones.py): memory holds no erased id either.
         self._tombstones: dict[str, float] = {}
+        self._key = b""
+        self.scrubs = 0  # erasures made to leave the WAL (tests wait for it)
 
     async def reload(self) -> None:
         """Refill the in-memory tombstones from the database (the ledger calls this when it opens)."""
-        rows = await self._read("SELECT shopper_id, erased_wall FROM tombstones")
-        self._tombstones = {str(shopper): float(wall) for shopper, wall in rows}
+        (key,) = await self._read("SELECT value FROM ledger_secrets WHERE name = ?", (tombstones.KEY_NAME,))
+        self._key = bytes(key[0])
+        rows = await self._read("SELECT shopper_key, erased_wall FROM tombstones")
+        self._tombstones = {str(hashed): float(wall) for hashed, wall in rows}
 
     async def apply_page(
         self, changes: Sequence[Change], cursor: str, *, complete: bool = False
@@ -323,13 +330,20 @@ class Replica:
 
     def tombstone(self, shopper_id: str) -> float | None:
         """When the shopper was erased (unix seconds), or None: from memory, no query."""
-        return self._tombstones.get(shopper_id)
+        return self._tombstones.get(tombstones.tombstone_key(self._key, shopper_id))
 
     def remember_tombstone(self, shopper_id: str, erased_wall: float) -> None:
         """Record a committed erasure in memory (the later time wins, as in the table)."""
-        known = self._tombstones.get(shopper_id)
+        hashed = tombstones.tombstone_key(self._key, shopper_id)
+        known = self._tombstones.get(hashed)
         if known is None or erased_wall > known:
-            self._tombstones[shopper_id] = erased_wall
+            self._tombstones[hashed] = erased_wall
+
+    async def scrub(self) -> None:
+        """After an erasure: the WAL checkpointed into the file and truncated, so the shopper's old rows live
+        neither in the WAL's frames nor (``secure_delete``) in the file's free pages."""
+        await self._read("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.scrubs += 1
 
     async def load(self) -> ReplicaSnapshot:
         """The whole replica, for start-up (each table is read on its own: call it before sync runs)."""
@@ -348,9 +362,7 @@ class Replica:
             str(o): (bool(a), None if q is None else int(q))
             for o, a, q in await read("SELECT offer_id, available, quantity FROM inventory")
         }
-        tombstones = {
-            str(s): float(w) for s, w in await read("SELECT shopper_id, erased_wall FROM tombstones")
-        }
+        erased = {str(s): float(w) for s, w in await read("SELECT shopper_key, erased_wall FROM tombstones")}
         orders = tuple(
             (str(o), str(s), str(r), str(c), float(w))
             for o, s, r, c, w in await read(
@@ -364,7 +376,7 @@ class Replica:
             token_keys=token_keys,
             offers=offers,
             inventory=inventory,
-            tombstones=tombstones,
+            tombstones=erased,
             cursor=await self.cursor(),
             revoked_keys=await self.revoked_keys(),
             orders=orders,

@@ -270,6 +270,7 @@ class Ledger:
             ops.forget_shopper(shopper_id, erased_wall, report=event, outbox_max_bytes=self.outbox.max_bytes)
         )
         self.replica.remember_tombstone(shopper_id, erased_wall)
+        await self.replica.scrub()
 
     async def record_device_setting(
         self, device_id: str, reason: str, applied: Mapping[str, object], shoppers: Sequence[str]

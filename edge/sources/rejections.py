@@ -50,6 +50,7 @@ class CheckinReject(StrEnum):
     BAD_TS = "bad_ts"
     UNKNOWN_ZONE = "unknown_zone"
     NO_CONSENT = "no_consent"
+    ERASED = "erased"
     REPLAYED_ON_DISK = "replayed_on_disk"
     CLOCK_BEHIND = "clock_behind"
 
@@ -161,6 +162,8 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         CheckinReject.REPLAYED_ON_DISK: "the `jti` was unknown in memory but already claimed in the ledger "
         "(a clock step); refused",
         CheckinReject.NO_CONSENT: "a `qr` check-in from a shopper without the `camera_checkin` consent",
+        CheckinReject.ERASED: "the token's shopper was erased here and has granted nothing since (their token "
+        "may still be valid for minutes)",
         CheckinReject.CLOCK_BEHIND: "the wall clock is behind a purge of token claims (a Pi restarted with an "
         "old time): the token may have been used, and its claim forgotten; refused (`clock_behind` alert)",
     },

@@ -30,6 +30,7 @@ class Replica(Protocol):
     async def cursor(self) -> str | None: ...
     async def apply_page(self, changes: Sequence[Change], cursor: str, *, complete: bool) -> ApplyResult: ...
     async def begin_rebuild(self) -> None: ...
+    async def scrub(self) -> None: ...
 
 
 class PullClient(Protocol):
@@ -88,6 +89,9 @@ class Puller:
             result = await self._replica.apply_page(page.changes, page.cursor, complete=not page.more)
             # Durable with the cursor from here on; now every stage sees it.
             self._mirror.apply(page.changes)
+            if result.erased:
+                # After memory let go: the erased rows leave the WAL and the file's free pages too.
+                await self._replica.scrub()
             if result.swept is not None:
                 self._mirror.sweep(result.swept)
                 self.stats.rebuilds += 1

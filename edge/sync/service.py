@@ -227,12 +227,12 @@ async def build_sync(
     )
     snapshot = await replica.load()
     mirror.load(
-        profiles={k: v for k, v in snapshot.profiles.items() if k not in snapshot.tombstones},
+        profiles={k: v for k, v in snapshot.profiles.items() if replica.tombstone(k) is None},
         token_keys=snapshot.token_keys,
         eid_keys=[EidKey(*row) for row in snapshot.eid_keys],
         offers=snapshot.offers,
         unavailable=[offer_id for offer_id, (available, _) in snapshot.inventory.items() if not available],
-        orders=[Order(*row) for row in snapshot.orders if row[1] not in snapshot.tombstones],
+        orders=[Order(*row) for row in snapshot.orders if replica.tombstone(row[1]) is None],
     )
     mirror.erasure_listeners.append(forget_shopper)
     if order_listener is not None:

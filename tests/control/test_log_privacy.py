@@ -31,7 +31,7 @@ from tests.support.broker import Mosquitto
 from tests.support.gateway import running_gateway
 from tests.support.mqtt import Probe
 from tests.support.profilestore import running_profile_store
-from tests.support.store import ROOT, STORE, make_store, sync_section
+from tests.support.store import ROOT, STORE, synced_store
 from tests.support.wait import until
 
 SHOPPER = "p-secret-7f3a9c01"
@@ -68,18 +68,13 @@ async def test_a_gateway_at_debug_logs_nothing_personal(
     set_level("DEBUG")  # here: pytest's own logging sets the root level once the fixtures are done
     async with running_profile_store(tmp_path) as cloud:
         token = await cloud.add_store(STORE)
-        await cloud.put_shopper(SHOPPER, PROFILE)
-        for purpose in ("personalization", "measurement", "presence_ble", "clienteling"):
-            await cloud.put_consent(SHOPPER, purpose, True, source="app")
-        await cloud.put_eid_key(SHOPPER, EID_KEY, 10)
-        workdir = tmp_path / "store"
-        workdir.mkdir()
-        store = make_store(
-            workdir, mosquitto.port, seed=False, sync=sync_section(cloud.base_url, token, workdir)
+        purposes = ("personalization", "measurement", "presence_ble", "clienteling")
+        await cloud.add_shopper(SHOPPER, PROFILE, purposes, EID_KEY)
+        # The store's own file may ask for DEBUG (a push may not).
+        extra = (
+            '\n[ble.espresense]\nenabled = true\nrooms = { kitchen = "cafe" }\n\n[logging]\nlevel = "DEBUG"\n'
         )
-        with store.config_path.open("a") as config:
-            config.write('\n[ble.espresense]\nenabled = true\nrooms = { kitchen = "cafe" }\n')
-            config.write('\n[logging]\nlevel = "DEBUG"\n')  # the store's own file may ask for DEBUG
+        store = synced_store(tmp_path, mosquitto.port, cloud.base_url, token, extra)
         async with (
             running_gateway(store.settings()) as gateway,
             Probe(mosquitto.port, f"{ROOT}/#") as probe,

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import aiosqlite
 import pytest
 
 from edge.clock import ManualClock, iso_utc
-from edge.ledger import Ledger, LedgerError, Refusal
+from edge.events import Purpose
+from edge.ledger import ConsentRow, Ledger, LedgerError, Refusal
 from edge.ledger.deadletter import read_refused
 from edge.ledger.migrations import SCHEMA_STEPS, SCHEMA_VERSION, migrate, schema_version
 from edge.ledger.outbox import event_id_for
@@ -222,3 +224,28 @@ async def test_a_version_4_outbox_is_made_compact_in_place(db_path: Path, clock:
         assert columns == ["seq", "event_id", "class", "kind", "at_ms", "shopper_id", "bytes", "data"]
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert not db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'outbox_v4%'").fetchall()
+
+
+async def test_a_version_8_tombstone_is_keyed_in_place_and_still_holds(
+    db_path: Path, clock: ManualClock
+) -> None:
+    # An erasure as a version-8 gateway recorded it: the id in clear.
+    db_path.parent.mkdir(parents=True)
+    async with aiosqlite.connect(db_path, isolation_level=None) as db:
+        assert await migrate(db, SCHEMA_STEPS[:8]) == 8
+        await db.execute_fetchall(
+            "INSERT INTO tombstones (shopper_id, erased_wall) VALUES ('p-gone', ?)", (AT,)
+        )
+    async with Ledger(db_path, clock) as ledger:
+        assert ledger.replica.tombstone("p-gone") == AT and ledger.replica.tombstone("p-other") is None
+        # Still refuses what is older than the erasure, asked by id through the keyed hash.
+        await ledger.set_consent(ConsentRow("p-gone", Purpose.MEASUREMENT, True, AT - 1, "app"))
+        assert await ledger.load_consents() == []
+    with closing(sqlite3.connect(db_path)) as conn:
+        assert b"p-gone" not in _bytes_of(db_path)
+        (stored,) = conn.execute("SELECT shopper_key FROM tombstones").fetchall()
+        assert len(stored[0]) == 64 and "p-gone" not in stored[0]
+
+
+def _bytes_of(path: Path) -> bytes:
+    return path.read_bytes()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +222,20 @@ class ProfileStoreKit:
             "clock_offset_s": clock_offset_s,
         }
         return dict(await self.admin("PUT", f"/admin/v1/shoppers/{shopper_id}/eid-key", body))
+
+    async def add_shopper(
+        self,
+        shopper_id: str,
+        profile: dict[str, Any],
+        purposes: Sequence[str],
+        eid_key: bytes | None = None,
+    ) -> None:
+        """A shopper with ``profile``, ``purposes`` granted from the app, and an EID key if given."""
+        await self.put_shopper(shopper_id, profile)
+        for purpose in purposes:
+            await self.put_consent(shopper_id, purpose, True, source="app")
+        if eid_key is not None:
+            await self.put_eid_key(shopper_id, eid_key, 10)
 
     async def delete_eid_key(self, shopper_id: str) -> dict[str, Any]:
         return dict(await self.admin("DELETE", f"/admin/v1/shoppers/{shopper_id}/eid-key"))

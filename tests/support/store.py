@@ -92,6 +92,17 @@ def sync_section(url: str, token: str, workdir: Path, **overrides: object) -> st
     )
 
 
+def synced_store(tmp_path: Path, port: int, base_url: str, token: str, extra_config: str = "") -> StoreKit:
+    """A store in ``tmp_path/store`` that syncs with the cloud at ``base_url`` (no seed file), with
+    ``extra_config`` appended to its configuration."""
+    workdir = tmp_path / "store"
+    workdir.mkdir()
+    store = make_store(workdir, port, seed=False, sync=sync_section(base_url, token, workdir))
+    with store.config_path.open("a") as config:
+        config.write(extra_config)
+    return store
+
+
 def make_store(
     workdir: Path,
     port: int,
