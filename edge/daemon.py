@@ -176,6 +176,7 @@ class Gateway:
             batch_max=settings.ledger.batch_max,
             batch_window_s=settings.ledger.batch_window_ms / 1000,
             retention_days=settings.ledger.retention_days,
+            corrupt_keep_days=settings.ledger.corrupt_keep_days,
             # Without a cloud nothing is queued for it (the outbox would only fill up).
             outbox_max_bytes=int(settings.sync.outbox_max_mb * 1_000_000) if settings.sync.enabled else None,
             metrics=self.metrics,

@@ -180,6 +180,13 @@ class LedgerSettings(_Section):
         le=MAX_RETENTION_DAYS,
         description="Decisions and exposures kept this long (at most 400 days: a year-on-year comparison).",
     )
+    corrupt_keep_days: float = Field(
+        default=7.0,
+        ge=0,
+        le=30,
+        description="A ledger file moved aside as corrupt is kept this long for a post-mortem, then deleted; "
+        "an erasure deletes it at once (it cannot be edited, and may hold the shopper).",
+    )
 
 
 class SyncSettings(_Section):

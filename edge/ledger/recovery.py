@@ -136,5 +136,26 @@ def move_aside(path: Path, clock: Clock) -> Path:
     return target
 
 
+def drop_corrupt(path: Path, clock: Clock, keep_days: float | None) -> list[Path]:
+    """Delete the files ``move_aside`` left beside ``path`` that are older than ``keep_days`` (by the time in
+    their name, the injected clock's); ``None``: all of them (an erasure: they cannot be edited, and may hold
+    the shopper). Returns the files deleted."""
+    prefix = f"{path.name}.corrupt-"
+    cutoff = None if keep_days is None else clock.wall() - keep_days * 86_400
+    dropped = []
+    for candidate in sorted(path.parent.glob(prefix + "*")):
+        stamp = candidate.name[len(prefix) : len(prefix) + 16]
+        try:
+            moved = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            continue  # not one of ours
+        if cutoff is None or moved < cutoff:
+            candidate.unlink(missing_ok=True)
+            dropped.append(candidate)
+    if dropped:
+        _LOGGER.warning("deleted %d file(s) of ledgers moved aside as corrupt", len(dropped))
+    return dropped
+
+
 def _any_exists(target: Path) -> bool:
     return any(target.with_name(target.name + suffix).exists() for suffix in ("", *_SIDE_FILES))

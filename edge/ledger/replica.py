@@ -7,7 +7,7 @@ Profiles, consents, EID keys, token keys, offers, inventory and erasures (tombst
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -276,9 +276,12 @@ class Replica:
     updated after each commit that adds one) so the hot path can ask without a query.
     """
 
-    def __init__(self, submit: Submit, read: Read) -> None:
+    def __init__(
+        self, submit: Submit, read: Read, *, after_scrub: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._submit = submit
         self._read = read
+        self._after_scrub = after_scrub
         # By keyed hash, as on disk (edge/ledger/tombstones.py): memory holds no erased id either.
         self._tombstones: dict[str, float] = {}
         self._key = b""
@@ -343,6 +346,8 @@ class Replica:
         """After an erasure: the WAL checkpointed into the file and truncated, so the shopper's old rows live
         neither in the WAL's frames nor (``secure_delete``) in the file's free pages."""
         await self._read("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self._after_scrub is not None:
+            await self._after_scrub()
         self.scrubs += 1
 
     async def load(self) -> ReplicaSnapshot:

@@ -25,7 +25,7 @@ from edge.ledger.deadletter import DeadLetters
 from edge.ledger.errors import LedgerError
 from edge.ledger.ops import DECISION_COLUMNS, DECISION_FLAGS, EXPOSURE_COLUMNS, ConsentRow
 from edge.ledger.outbox import Outbox, encode_event
-from edge.ledger.recovery import open_database
+from edge.ledger.recovery import drop_corrupt, open_database
 from edge.ledger.replica import Replica
 from edge.ledger.writer import BatchWriter, Op, Rows, WriterCounters
 from edge.sync.wire import EventClass
@@ -107,6 +107,7 @@ class Ledger:
         batch_window_s: float = 0.002,
         queue_max: int = 10_000,
         retention_days: int = 90,
+        corrupt_keep_days: float = 7.0,
         close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
         outbox_max_bytes: int | None = DEFAULT_OUTBOX_MAX_BYTES,
         metrics: Metrics | None = None,
@@ -121,6 +122,8 @@ class Ledger:
             raise ValueError("outbox_max_bytes must be at least 1 (or None: no cloud, no outbox)")
         self._path = path
         self._clock = clock
+        # A ledger moved aside as corrupt is kept this long for a post-mortem (docs/ledger.md "Erasure").
+        self._corrupt_keep_days = corrupt_keep_days
         self._batch_max = batch_max
         self._batch_window_s = batch_window_s
         self._queue_max = queue_max
@@ -136,7 +139,7 @@ class Ledger:
         # Batch commit latencies (the ledger_batch stage), handed to each writer; None: not measured.
         self._metrics = metrics
         self.outbox = Outbox(self._submit, self._read, clock, max_bytes=outbox_max_bytes)
-        self.replica = Replica(self._submit, self._read)
+        self.replica = Replica(self._submit, self._read, after_scrub=self._drop_all_corrupt)
         self.dead_letters = DeadLetters(self._submit, self._read)
 
     async def __aenter__(self) -> Ledger:
@@ -144,6 +147,7 @@ class Ledger:
             raise LedgerError("ledger is already open")
         db, moved_to = await open_database(self._path, self._clock)
         self.corrupted_moved_to = moved_to
+        await asyncio.to_thread(drop_corrupt, self._path, self._clock, self._corrupt_keep_days)
         self._db = db
         # Created per open: a Lock belongs to the event loop that first uses it.
         self._lock = asyncio.Lock()
@@ -322,7 +326,13 @@ class Ledger:
         """Forget ended token claims (not while the clock is behind the last purge), drop decisions and
         exposures past retention, raise the clock marks; return rows deleted per table."""
         # Not durable: a purge lost to a power cut is simply done again by the next one.
-        return await self._submit(ops.purge(now_wall, now_wall - self._retention_s), durable=False)
+        purged = await self._submit(ops.purge(now_wall, now_wall - self._retention_s), durable=False)
+        dropped = await asyncio.to_thread(drop_corrupt, self._path, self._clock, self._corrupt_keep_days)
+        return {**purged, "corrupt_files": len(dropped)}
+
+    async def _drop_all_corrupt(self) -> None:
+        """After an erasure: ledgers moved aside as corrupt cannot be edited, so they go whole."""
+        await asyncio.to_thread(drop_corrupt, self._path, self._clock, None)
 
     # --- reads --------------------------------------------------------------------------------------------
 

@@ -119,6 +119,30 @@ def test_move_aside_takes_the_side_files(tmp_path: Path, clock: ManualClock) -> 
     assert moved.with_name(moved.name + "-wal").read_bytes() == b"wal"
 
 
+def _moved_aside(db_path: Path, clock: ManualClock) -> Path:
+    for suffix, content in (("", b"p-secret db"), ("-wal", b"wal"), ("-shm", b"shm")):
+        db_path.with_name(db_path.name + suffix).write_bytes(content)
+    return move_aside(db_path, clock)
+
+
+async def test_corrupt_files_are_kept_for_a_post_mortem_then_deleted(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    db_path = tmp_path / "ledger.db"
+    old = _moved_aside(db_path, clock)
+    clock.advance(6 * 86_400)
+    recent = _moved_aside(db_path, clock)
+    (tmp_path / "ledger.db.corrupt-notes.txt").write_text("an operator's file: not ours, never deleted")
+    clock.advance(1.5 * 86_400)  # old: 7.5 days, recent: 1.5 days
+    async with Ledger(db_path, clock, corrupt_keep_days=7) as ledger:
+        assert not old.exists() and not old.with_name(old.name + "-wal").exists()
+        assert recent.exists() and recent.with_name(recent.name + "-shm").exists()
+        # An erasure takes the rest at once: a moved-aside file cannot be edited and may hold the shopper.
+        await ledger.forget_shopper("p-secret", report=False)
+        assert not recent.exists() and not recent.with_name(recent.name + "-wal").exists()
+    assert _names(tmp_path) == ["ledger.db", "ledger.db.corrupt-notes.txt"]
+
+
 @pytest.mark.parametrize(
     ("code", "corrupt"),
     [

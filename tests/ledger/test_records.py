@@ -142,6 +142,7 @@ async def test_purge_applies_retention(db_path, clock: ManualClock, make_decisio
             "exposures": 1,
             "device_settings": 0,
             "staff_interactions": 0,
+            "corrupt_files": 0,
         }
         assert await ledger.decision("old") is None
         assert await ledger.decision("new") is not None
