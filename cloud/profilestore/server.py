@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Final
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Middleware
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 from profilestore.admin_api import AdminApi
 from profilestore.auth import AdminAuth
@@ -55,6 +60,19 @@ def _base_url(address: object) -> str:
     return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
 
 
+# Path segments that name a shopper (the store API's profile fetch, the admin API's shopper routes).
+_SHOPPER_IN_PATH: Final = re.compile(r"(/profiles/|/shoppers/)[^/?]+")
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request without personal data: the method, the path with shopper ids replaced by
+    ``{shopper}`` and without its query, the status, the time taken (docs/profile-store.md "Access log")."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        path = _SHOPPER_IN_PATH.sub(r"\1{shopper}", request.path)
+        self.logger.info("%s %s %s %.1f ms", request.method, path, response.status, time * 1000)
+
+
 @asynccontextmanager
 async def run_app(
     app: web.Application,
@@ -72,6 +90,7 @@ async def run_app(
         app,
         auto_decompress=False,  # the application inflates bodies itself, with a cap (gzip bombs)
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        access_log_class=AccessLogger,
         shutdown_timeout=shutdown_timeout,
     )
     await runner.setup()
