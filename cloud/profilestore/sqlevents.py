@@ -38,7 +38,12 @@ async def push_events(db: Database, store_id: str, events: Sequence[EventRecord]
                 foreign.append(index)
         if fresh:
             await _insert(conn, store_id, fresh, now_us)
-    return PushOutcome(accepted=len(fresh), duplicates=duplicates, foreign=sorted(foreign))
+    return PushOutcome(
+        accepted=len(fresh),
+        duplicates=duplicates,
+        foreign=sorted(foreign),
+        fresh=sorted(first[event.id] for event in fresh),
+    )
 
 
 async def _insert(conn: Connection, store_id: str, fresh: list[EventRecord], now_us: int) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -122,6 +122,8 @@ class PushOutcome:
     duplicates: int
     # Positions (in the given sequence) of events whose id another store already used: rejected for good.
     foreign: list[int]
+    # Positions of the events stored by this call (not duplicates): what the cloud acts on once.
+    fresh: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True, frozen=True)

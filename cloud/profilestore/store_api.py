@@ -14,10 +14,13 @@ from profilestore.const import DEFAULT_PAGE, MAX_EVENTS, MAX_PAGE, PAGE_BUDGET_B
 from profilestore.http import ApiError, json_response, path_value, query_int, query_value, read_json
 from profilestore.jsonbody import json_problem
 from profilestore.models import (
+    LABEL_PATTERN,
     ORDER_ID_PATTERN,
+    PURPOSES,
     SHOPPER_ID_PATTERN,
     STORE_ID_PATTERN,
     EventIn,
+    consent_at,
     cursor_ahead,
     decode_cursor,
     describe,
@@ -34,6 +37,9 @@ _ECHO_ID: Final = re.compile(r"^[!-~]{1,64}$")
 _MAX_REASON_CHARS: Final = 300
 # The event a store pushes when it hands an order over (docs/sync-openapi.yaml, "Events").
 ORDER_COLLECTED: Final = "order_collected"
+# Privacy events a store pushes that the cloud applies to its own state (docs/sync-openapi.yaml, "Events").
+CONSENT: Final = "consent"
+ERASURE: Final = "erasure"
 
 
 def change_wire(change: ChangeRecord) -> dict[str, Any]:
@@ -56,6 +62,26 @@ def collected_order(event: EventRecord) -> str | None:
     if isinstance(order_id, str) and re.fullmatch(ORDER_ID_PATTERN, order_id) is not None:
         return order_id
     return None
+
+
+def _pushed_consent(data: dict[str, Any], now_us: int) -> tuple[str, bool, int, str] | None:
+    """(purpose, granted, at, source) of a pushed ``consent`` event's data, or None when it is not that shape
+    (the event is still stored; it just changes nothing)."""
+    purpose, granted, at, source = (
+        data.get("purpose"),
+        data.get("granted"),
+        data.get("at"),
+        data.get("source"),
+    )
+    if purpose not in PURPOSES or not isinstance(granted, bool) or not isinstance(at, str):
+        return None
+    if not isinstance(source, str) or re.fullmatch(LABEL_PATTERN, source) is None:
+        return None
+    try:
+        at_us = consent_at(at, now_us)
+    except ValueError:
+        return None
+    return str(purpose), granted, at_us, source
 
 
 def _echo_id(item: Any) -> str | None:
@@ -158,10 +184,27 @@ class StoreApi:
         ]
         if collected:
             await self._storage.collect_orders(store_id, collected, now)
+        # A consent given or withdrawn in the store, or an erasure asked for there, counts everywhere: applied
+        # once (fresh events only: a resent erasure must not erase consents given since), and every store
+        # pulls the result (docs/sync-openapi.yaml "Events").
+        for position in outcome.fresh:
+            await self._apply_privacy(records[position], now)
         rejected.sort(key=lambda entry: int(entry["index"]))
         return json_response(
             {"accepted": outcome.accepted, "duplicates": outcome.duplicates, "rejected": rejected}
         )
+
+    async def _apply_privacy(self, record: EventRecord, now_us: int) -> None:
+        shopper = record.shopper_id
+        if shopper is None:
+            return
+        if record.kind == ERASURE:
+            await self._storage.erase_shopper(shopper, now_us)
+            return
+        consent = _pushed_consent(record.data, now_us) if record.kind == CONSENT else None
+        if consent is not None:
+            purpose, granted, at_us, source = consent
+            await self._storage.put_consent(shopper, purpose, granted, at_us, source, now_us)
 
     async def profile(self, request: web.Request) -> web.Response:
         await self._store(request)
