@@ -300,6 +300,28 @@ class ConsentStore:
         )
 
 
+# What the gateway reads of a profile, and so all it keeps (issue 15, data minimisation): the decision
+# model's features, the devices' and kiosks' preferences and needs, what a staff notice may show. Never a
+# legal name or an e-mail: a shopper who wants staff to use a name chooses ``staff_display_name``.
+PROFILE_FIELDS: Final = frozenset(
+    {
+        "affinity",
+        "visits",
+        "device_preferences",
+        "accessibility",
+        "language",
+        "staff_display_name",
+        "sizes",
+        "interests",
+    }
+)
+
+
+def minimal_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
+    """``profile`` with only ``PROFILE_FIELDS``: whatever else the cloud sends is never stored."""
+    return {key: value for key, value in profile.items() if key in PROFILE_FIELDS}
+
+
 class ProfileCache:
     """Profiles by shopper id (seed file today, the cloud later); read only with personalization consent."""
 
@@ -318,7 +340,7 @@ class ProfileCache:
         return profile
 
     def put(self, shopper_id: str, profile: Mapping[str, Any]) -> None:
-        self._profiles[shopper_id] = dict(profile)
+        self._profiles[shopper_id] = minimal_profile(profile)
         self._profiles.move_to_end(shopper_id)
         while len(self._profiles) > self._max:
             self._profiles.popitem(last=False)

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from edge.clock import parse_iso_utc
 from edge.decide.catalog import Offer
 from edge.events import Purpose
+from edge.identity.consent import minimal_profile
 from edge.sync.wire import Change, ChangeKind
 
 MAX_ID_CHARS: Final = 128
@@ -152,7 +153,8 @@ def parse_change(item: dict[str, Any]) -> Change:
 
 
 def _profile_data(data: dict[str, Any]) -> dict[str, Any]:
-    return {"profile": _object(data.get("profile"), "profile")}
+    # Only what the gateway reads is kept, so the replica never stores the rest (edge/identity/consent.py).
+    return {"profile": minimal_profile(_object(data.get("profile"), "profile"))}
 
 
 def _consent_data(data: dict[str, Any]) -> dict[str, Any]:
@@ -341,4 +343,6 @@ def parse_profile(document: object, shopper_id: str) -> FetchedProfile:
             parsed_key = parse_eid_key(eid_key)
         except ChangeError:
             parsed_key = None
-    return FetchedProfile(shopper_id, profile, consents, parsed_key)
+    return FetchedProfile(
+        shopper_id, None if profile is None else minimal_profile(profile), consents, parsed_key
+    )

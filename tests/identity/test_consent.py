@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from edge.clock import ManualClock, parse_iso_utc
 from edge.events import Purpose
 from edge.identity import ConsentFileError, ConsentRecord, ConsentStore, ProfileCache, parse_seed
+from edge.identity.consent import PROFILE_FIELDS
 from edge.ledger import ConsentRow, Ledger
 from tests.identity.conftest import MemorySink, rank
 
@@ -382,3 +383,21 @@ def test_profile_cache() -> None:
     assert profiles.get("a") is None
     with pytest.raises(ValueError, match="positive"):
         ProfileCache(max_entries=0)
+
+
+def test_the_profile_cache_keeps_only_what_the_gateway_reads() -> None:
+    profiles = ProfileCache()
+    profiles.put(
+        "p-1",
+        {
+            "visits": 4,
+            "affinity": {"coffee": 0.9},
+            "staff_display_name": "Ana",
+            "name": "Ana Example",
+            "email": "ana@example.org",
+            "segment": "regular",
+            "notes": {"call_center": "prefers mornings"},
+        },
+    )
+    assert profiles.get("p-1") == {"visits": 4, "affinity": {"coffee": 0.9}, "staff_display_name": "Ana"}
+    assert {"device_preferences", "accessibility", "language", "sizes", "interests"} <= PROFILE_FIELDS

@@ -40,7 +40,7 @@ def test_every_kind_is_normalised() -> None:
     key = bytes(range(16))
     parsed = parse_page(
         page(
-            change(1, "profile", profile={"segment": "new"}),
+            change(1, "profile", profile={"visits": 1, "name": "Ana Example", "segment": "new"}),
             change(2, "consent", purpose="personalization", granted=True, at=AT, source="app"),
             change(3, "eid_key", identity_key=base64.b64encode(key).decode(), rotation_exponent=10),
             change(4, "token_key", "kid-1", public_key_pem=public_pem.decode()),
@@ -62,6 +62,7 @@ def test_every_kind_is_normalised() -> None:
         ChangeKind.OFFER,
         ChangeKind.ORDER,
     ]
+    assert parsed.changes[0].data == {"profile": {"visits": 1}}  # a name or a segment is never kept
     consent = parsed.changes[1].data
     assert consent["purpose"] is Purpose.PERSONALIZATION
     assert consent["granted"] is True
@@ -192,7 +193,7 @@ def test_profile_answer() -> None:
     fetched = parse_profile(
         {
             "shopper_id": "p-1",
-            "profile": {"segment": "new"},
+            "profile": {"visits": 3, "segment": "new", "name": "Ana Example", "email": "ana@example.org"},
             "consents": {
                 "personalization": {"granted": True, "at": AT, "source": "app"},
                 "future_purpose": {"granted": True, "at": AT},
@@ -201,7 +202,7 @@ def test_profile_answer() -> None:
         },
         "p-1",
     )
-    assert fetched.profile == {"segment": "new"}
+    assert fetched.profile == {"visits": 3}  # only what the gateway reads is kept
     assert [(p, g) for p, g, _, _ in fetched.consents] == [(Purpose.PERSONALIZATION, True)]
     with pytest.raises(AnswerError):
         parse_profile({"shopper_id": "p-2", "profile": {}}, "p-1")
@@ -266,7 +267,7 @@ def test_every_answer_is_parsed_within_the_contract_or_refused_whole(document: o
 # Valid changes of each kind, one field then replaced by anything: so the property reaches each kind's own
 # checks and sees changes taken (with an arbitrary seq, nearly every example stops at the envelope's).
 VALID_CHANGES = [
-    change(1, "profile", profile={"segment": "new"}),
+    change(1, "profile", profile={"visits": 1}),
     change(1, "consent", purpose="personalization", granted=True, at=AT, source="app"),
     change(1, "eid_key", identity_key=base64.b64encode(bytes(range(16))).decode(), rotation_exponent=10),
     change(1, "offer", "o-1", id="o-1", title="t", category="coffee", value=2.0),
