@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from edge.control.logs import (
+    LIBRARIES,
     WITHHELD,
     format_exception_safely,
     make_handler,
@@ -50,7 +51,7 @@ def captured() -> Iterator[io.StringIO]:
     """The process's logging as the daemon sets it up, at DEBUG, into a buffer; restored afterwards."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    libraries = {name: logging.getLogger(name).level for name in ("aiosqlite", "aiomqtt", "paho", "asyncio")}
+    libraries = {name: logging.getLogger(name).level for name in LIBRARIES}
     buffer = io.StringIO()
     setup_logging("DEBUG", json_format=False, stream=buffer)
     try:
@@ -133,13 +134,16 @@ def test_libraries_stay_at_info_whatever_the_level() -> None:
     warning = logging.LogRecord("aiosqlite", logging.WARNING, __file__, 1, "slow", None, None)
     assert handler.filter(warning)
     level = logging.getLogger().level
+    libraries = {name: logging.getLogger(name).level for name in LIBRARIES}
     try:
         set_level("DEBUG")
         assert logging.getLogger("aiosqlite").level == logging.INFO
         set_level("ERROR")
         assert logging.getLogger("aiosqlite").level == logging.ERROR
     finally:
-        set_level(level)
+        logging.getLogger().setLevel(level)
+        for name, old in libraries.items():  # no level leaks into the next test
+            logging.getLogger(name).setLevel(old)
 
 
 def _parse(payload: str) -> None:
