@@ -169,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
         tool.add_argument(
             "--parked", action="store_true", help="the events kept and retried instead of the dead letters"
         )
+    privacy = commands.add_parser(
+        "privacy", help="the shoppers' rights: what the store holds about a shopper"
+    )
+    privacy_commands = privacy.add_subparsers(dest="tool", required=True)
+    export = privacy_commands.add_parser(
+        "export", help="everything the store holds about one shopper, and why each offer (audit-logged)"
+    )
+    export.add_argument("--config", type=Path, required=True)
+    export.add_argument("--shopper", required=True, help="the shopper's id")
+    export.add_argument("--format", choices=("json", "html"), default="json")
+    export.add_argument("--operator", default="", help="who asks (kept in the audit row, 64 characters)")
     # The reference cloud is its own program now: the old command says where it went (any options).
     commands.add_parser(
         "profile-store", add_help=False, help="moved: the reference cloud is the `profile-store` command"
@@ -244,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         from edge.tools import deadletter  # noqa: PLC0415
 
         return deadletter.run(args.config, args.tool, sys.stdout, sys.stderr, parked=args.parked)
+    if args.command == "privacy":
+        from edge.tools import privacy  # noqa: PLC0415 - onnxruntime only when asked for
+
+        return privacy.run(
+            args.config, args.shopper, args.format, sys.stdout, sys.stderr, operator=args.operator
+        )
     return _demo(args.duration, args.broker)
 
 

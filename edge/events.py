@@ -136,3 +136,5 @@ class Decision:
     holdout: bool
     personalized: bool
     candidates: Candidates = NO_CANDIDATES
+    # The chosen offer's model input (float32 bytes) when a shopper was identified; what explains the choice.
+    features: bytes | None = None

@@ -370,6 +370,10 @@ class ModelStore:
         found.sort(key=lambda model: (model.installed_at or 0.0, model.version))
         return found
 
+    def load(self, version: str) -> OnnxScorer:
+        """An installed version, loaded and checked (a privacy export explains older decisions with it)."""
+        return self._load_checked(version)
+
     def load_current(self) -> OnnxScorer | None:
         """The pointer's model, loaded and checked; None without a pointer. Raises ``ModelError``."""
         version = self.current_version()

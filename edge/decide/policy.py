@@ -243,6 +243,7 @@ class DecisionEngine:
             holdout=False,
             personalized=personalized,
             candidates=candidates,
+            features=None if shopper_id is None else features[chosen].tobytes(),
         )
 
     def fallback(self, display_id: str, zone: str, template: str, data: dict[str, Any]) -> Decision:

@@ -339,6 +339,37 @@ SCHEMA_STEPS: Final[tuple[tuple[Statement, ...], ...]] = (
         # (edge/ledger/tombstones.py), under a key drawn here, once per ledger file.
         keyed_tombstones,
     ),
+    (
+        # The shopper's right of access (docs/privacy.md): every export of what the store holds about a
+        # shopper, by staff at the gateway or asked by the cloud, is recorded here. The shopper is named by the
+        # same keyed hash as a tombstone (an auditor with a candidate id can check it; nobody can list who
+        # asked); a cloud request's id is unique, so a request delivered twice is answered once.
+        """CREATE TABLE privacy_audit (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            at_wall     REAL NOT NULL,
+            shopper_key TEXT NOT NULL,
+            action      TEXT NOT NULL,
+            via         TEXT NOT NULL,
+            request_id  TEXT,
+            detail      TEXT NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX privacy_audit_request ON privacy_audit (request_id) WHERE request_id IS NOT NULL",
+        "CREATE INDEX privacy_audit_at ON privacy_audit (at_wall)",
+        # The chosen offer's feature row (float32, the model's input order), kept only with the shopper id:
+        # what the export explains a decision with ("why did I see this offer?").
+        "ALTER TABLE decisions ADD COLUMN features BLOB",
+    ),
+    (
+        # When each shopper was last seen at this store (edge/ledger/seen.py): a committed check-in, a POS sale
+        # with their token, a BLE enter, a profile fetched on a cache miss; or, for a profile pulled before
+        # any visit, the first purge that found it. A shopper not seen for ledger.retention.profiles_unseen_days
+        # loses their profile and this row (docs/ledger.md "Retention"): the table holds recent visitors only.
+        """CREATE TABLE shopper_seen (
+            shopper_id TEXT PRIMARY KEY,
+            seen_wall  REAL NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX shopper_seen_at ON shopper_seen (seen_wall)",
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = len(SCHEMA_STEPS)

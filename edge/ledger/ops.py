@@ -33,6 +33,7 @@ DECISION_COLUMNS: Final = (
     "holdout",
     "personalized",
     "candidates",
+    "features",
 )
 DECISION_FLAGS: Final = frozenset({"explored", "holdout", "personalized"})
 EXPOSURE_COLUMNS: Final = (
@@ -95,6 +96,7 @@ def insert_decision(decision: Decision, *, keep_shopper: bool, outbox_max_bytes:
         int(decision.holdout),
         int(decision.personalized),
         candidates_json(decision.candidates),
+        decision.features if keep_shopper else None,
     )
     event = encode_event(
         "decision",
@@ -315,7 +317,8 @@ def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
         "DELETE FROM pickup_orders WHERE shopper_id = ?",
         "DELETE FROM profiles WHERE shopper_id = ?",
         "DELETE FROM eid_keys WHERE shopper_id = ?",
-        "UPDATE decisions SET shopper_id = NULL WHERE shopper_id = ?",
+        # The feature row holds what the profile said (visits, affinity): it goes with the link.
+        "UPDATE decisions SET shopper_id = NULL, features = NULL WHERE shopper_id = ?",
         "UPDATE exposures SET shopper_id = NULL WHERE shopper_id = ?",
         "UPDATE staff_interactions SET shopper_id = NULL WHERE shopper_id = ?",
     ):

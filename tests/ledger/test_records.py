@@ -30,8 +30,21 @@ async def test_decision_round_trip(ledger: Ledger, make_decision, clock: ManualC
             {"offer_id": "offer-a", "eligible": True, "score": 1.5, "reason": ""},
             {"offer_id": "offer-b", "eligible": False, "score": None, "reason": "zone"},
         ],
+        "features": None,
     }
     assert await ledger.decision("nope") is None
+
+
+async def test_a_decisions_features_are_kept_only_with_its_shopper_and_go_with_an_erasure(
+    ledger: Ledger, make_decision
+) -> None:
+    row = bytes(range(68))
+    await ledger.record_decision(make_decision("kept", features=row), keep_shopper=True)
+    await ledger.record_decision(make_decision("anon", features=row), keep_shopper=False)
+    assert (await ledger.decision("kept") or {})["features"] == row
+    assert (await ledger.decision("anon") or {})["features"] is None
+    await ledger.forget_shopper("shopper-1")
+    assert (await ledger.decision("kept") or {})["features"] is None
 
 
 async def test_keep_shopper_false_stores_null_and_exposure_follows(ledger: Ledger, make_decision) -> None:
