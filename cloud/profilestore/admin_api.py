@@ -38,11 +38,13 @@ from profilestore.models import (
     parse_timestamp,
     render_timestamp,
 )
-from profilestore.sqlstore import consent_wire
+from profilestore.served import consent_wire
 from profilestore.storage import (
+    KEEP,
     DeleteOutcome,
     EidKeyState,
     OrderStoreError,
+    ShopperWrite,
     Storage,
     StoredEvent,
     TokenInUseError,
@@ -70,6 +72,11 @@ async def _body(request: web.Request, model: type[Model]) -> Model:
 
 def _deleted(outcome: DeleteOutcome) -> web.Response:
     return json_response({"seq": outcome.seq, "existed": outcome.existed})
+
+
+def _shopper_written(outcome: ShopperWrite, **more: Any) -> web.Response:
+    # seq is null when no store holds the shopper: nothing was appended (only the cloud's state changed).
+    return json_response({"seq": outcome.seq, "stores": outcome.stores, **more})
 
 
 def _stored_event_wire(stored: StoredEvent) -> dict[str, Any]:
@@ -139,8 +146,12 @@ class AdminApi:
             check_profile(body.profile)
         except ValueError as exc:
             raise _invalid(str(exc)) from exc
-        seq = await self._storage.put_profile(shopper_id, body.profile, self._now())
-        return json_response({"seq": seq})
+        home = body.home_store if body.home_given else KEEP
+        try:
+            outcome = await self._storage.put_profile(shopper_id, body.profile, self._now(), home_store=home)
+        except UnknownStoreError as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+        return _shopper_written(outcome, home_store=outcome.home_store)
 
     async def erase_shopper(self, request: web.Request) -> web.Response:
         shopper_id = self._path(request, "shopper_id", SHOPPER_ID_PATTERN)
@@ -152,7 +163,7 @@ class AdminApi:
             "events": outcome.events,
             "orders": outcome.orders,
         }
-        return json_response({"seq": outcome.seq, "removed": removed})
+        return json_response({"seq": outcome.seq, "removed": removed, "stores": outcome.stores})
 
     async def put_consent(self, request: web.Request) -> web.Response:
         shopper_id = self._path(request, "shopper_id", SHOPPER_ID_PATTERN)
@@ -167,7 +178,9 @@ class AdminApi:
             raise _invalid(str(exc)) from exc
         outcome = await self._storage.put_consent(shopper_id, purpose, body.granted, at_us, body.source, now)
         current = None if outcome.current is None else consent_wire(outcome.current)
-        return json_response({"applied": outcome.applied, "seq": outcome.seq, "consent": current})
+        return json_response(
+            {"applied": outcome.applied, "seq": outcome.seq, "consent": current, "stores": outcome.stores}
+        )
 
     async def put_eid_key(self, request: web.Request) -> web.Response:
         shopper_id = self._path(request, "shopper_id", SHOPPER_ID_PATTERN)
@@ -176,11 +189,12 @@ class AdminApi:
             key = EidKeyState(body.key_bytes(), body.rotation_exponent, body.clock_offset_s)
         except ValueError as exc:
             raise _invalid(str(exc)) from exc
-        return json_response({"seq": await self._storage.put_eid_key(shopper_id, key, self._now())})
+        return _shopper_written(await self._storage.put_eid_key(shopper_id, key, self._now()))
 
     async def delete_eid_key(self, request: web.Request) -> web.Response:
         shopper_id = self._path(request, "shopper_id", SHOPPER_ID_PATTERN)
-        return _deleted(await self._storage.delete_eid_key(shopper_id, self._now()))
+        outcome = await self._storage.delete_eid_key(shopper_id, self._now())
+        return _shopper_written(outcome, existed=outcome.existed)
 
     # ----- token keys -----
     async def put_token_key(self, request: web.Request) -> web.Response:

@@ -40,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--admin-token-env", metavar="NAME", help="environment variable holding the admin token"
     )
     token.add_argument("--admin-token-file", metavar="PATH", type=Path, help="file holding the admin token")
+    parser.add_argument(
+        "--member-days",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="how long a store holds a shopper it saw in its pushes or fetched, unless seen again"
+        " (home shoppers: always); default 30",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -81,15 +89,36 @@ def check_database(url: str) -> None:
         raise CliError(f"--db: folder {Path(target).parent} does not exist")
 
 
-async def _serve_until_signal(url: str, token: str, host: str, port: int, *, access_log: bool) -> None:
+def member_days(args: argparse.Namespace) -> float:
+    """--member-days, checked: (0, 3650] days."""
+    from profilestore.const import DEFAULT_MEMBER_DAYS, MAX_MEMBER_DAYS  # noqa: PLC0415
+
+    days = DEFAULT_MEMBER_DAYS if args.member_days is None else float(args.member_days)
+    if not 0 < days <= MAX_MEMBER_DAYS:
+        raise CliError(
+            f"--member-days {args.member_days}: expected more than 0 and at most {MAX_MEMBER_DAYS}"
+        )
+    return days
+
+
+async def _serve_until_signal(
+    url: str, token: str, host: str, port: int, *, access_log: bool, days: float
+) -> None:
     from profilestore.server import serve  # noqa: PLC0415 - aiohttp and the drivers only when run
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with serve(url, admin_token=token, host=host, port=port, access_log=access_log) as base_url:
-        _LOGGER.info("profile store ready at %s (database %s)", base_url, url.rsplit("@", maxsplit=1)[-1])
+    async with serve(
+        url, admin_token=token, host=host, port=port, access_log=access_log, member_days=days
+    ) as base_url:
+        _LOGGER.info(
+            "profile store ready at %s (database %s; a store holds a shopper it saw for %g days)",
+            base_url,
+            url.rsplit("@", maxsplit=1)[-1],
+            days,
+        )
         await stop.wait()
         _LOGGER.info("stopping")
 
@@ -121,12 +150,13 @@ def run(args: argparse.Namespace) -> int:
         host, port = parse_listen(args.listen)
         token = admin_token(args)
         check_database(args.db)
+        days = member_days(args)
     except CliError as exc:
         print(f"profile-store: {exc}", file=sys.stderr)
         return 2
     setup_logging(args.log_level)
     try:
-        asyncio.run(_serve_until_signal(args.db, token, host, port, access_log=args.access_log))
+        asyncio.run(_serve_until_signal(args.db, token, host, port, access_log=args.access_log, days=days))
     except (StorageUnavailableError, SchemaTooNewError, OSError) as exc:
         print(f"profile-store: {exc}", file=sys.stderr)
         return 2

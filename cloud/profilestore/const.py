@@ -37,5 +37,16 @@ MAX_LABEL_CHARS: Final = 64
 # ("A-1042", "Click & collect desk, ground floor"); the gateway refuses longer ones too.
 MAX_ORDER_REFERENCE_CHARS: Final = 32
 MAX_ORDER_COUNTER_CHARS: Final = 64
+# How long a store holds a shopper it saw (an event it pushed names them) or fetched (a cache miss) and who
+# is not its home shopper, unless seen again (issue 15): a month covers a regular's visits; the CLI's
+# --member-days changes it.
+DEFAULT_MEMBER_DAYS: Final = 30
+MAX_MEMBER_DAYS: Final = 3650
+# A store's pushes renew a membership at most once an hour: a busy store names the same shoppers in many
+# events, and each renewal is a write under the change-log lock; an hour is nothing against a month.
+MEMBER_REFRESH_S: Final = 3600.0
+# Lapsed memberships a pull lets go of before it reads (each is a few deletes under the change-log lock):
+# bounds the extra work of one pull; a day's lapses of a large store are spread over its next pulls.
+LAPSES_PER_PULL: Final = 200
 # Seconds a stopping server waits for requests in flight.
 SHUTDOWN_TIMEOUT_S: Final = 5.0

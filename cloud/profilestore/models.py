@@ -28,6 +28,7 @@ from pydantic import (
 from profilestore.const import (
     MAX_CONSENT_AHEAD_S,
     MAX_DOCUMENT_BYTES,
+    MAX_LABEL_CHARS,
     MAX_ORDER_COUNTER_CHARS,
     MAX_ORDER_REFERENCE_CHARS,
     MAX_PEM_CHARS,
@@ -145,8 +146,12 @@ class StorePut(_Strict):
     token: Annotated[StrictStr, Field(pattern=TOKEN_PATTERN, max_length=MAX_TOKEN_CHARS + 8)]
 
 
+ShortText = Annotated[StrictStr, Field(min_length=1, max_length=MAX_LABEL_CHARS), AfterValidator(_printable)]
+
+
 class Profile(BaseModel):
-    """The profile keys the gateway reads are checked; any other key is kept as given."""
+    """The profile keys a store is served (``storecontract.profiles.PROFILE_FIELDS``) are checked, with the
+    shapes the gateway reads; any other key is kept as given, for the cloud's own use, and never served."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -154,10 +159,23 @@ class Profile(BaseModel):
     segment: StrictStr | None = None
     visits: Annotated[StrictInt, Field(ge=0)] | None = None
     preferences: dict[str, Any] | None = None
+    device_preferences: dict[str, Any] | None = None
+    accessibility: dict[str, Any] | None = None
+    language: ShortText | None = None
+    # The name the shopper chose for staff to use (never their legal name: that is never served).
+    staff_display_name: ShortText | None = None
+    sizes: dict[str, Any] | None = None
+    interests: list[Any] | None = None
 
 
 class ProfilePut(_Strict):
     profile: Document
+    # Absent: the home store stays as it is; null: none (docs/sync-openapi.yaml, ProfilePut).
+    home_store: Annotated[StrictStr, Field(pattern=STORE_ID_PATTERN)] | None = None
+
+    @property
+    def home_given(self) -> bool:
+        return "home_store" in self.model_fields_set
 
 
 class ConsentPut(_Strict):

@@ -35,6 +35,12 @@ _MIGRATION_LOCK: Final = 0x65646765_70730000
 # Connections per server process: requests beyond wait for one (aiohttp keeps accepting meanwhile).
 _POOL_MIN: Final = 1
 _POOL_MAX: Final = 10
+# Planner settings of every connection. random_page_cost 1.1 (PostgreSQL's advice for SSDs, and right for a
+# log whose recent part is in memory) instead of 4.0: with 4.0, for a store holding a large share of the log
+# (a flagship store, a small chain), the planner prefers walking the primary key through every other store's
+# changes after the cursor to fetching the store's own rows through changes_store, and reads ~50x the rows it
+# returns, 3-6x slower (docs/profile-store.md, "Pull cost"; tests/profilestore/test_scoping_log.py).
+SERVER_SETTINGS: Final = {"random_page_cost": "1.1"}
 # Seconds to connect, and for one statement, before the request is answered 503.
 _CONNECT_TIMEOUT_S: Final = 10.0
 _COMMAND_TIMEOUT_S: Final = 30.0
@@ -158,6 +164,7 @@ async def open_postgres(dsn: str) -> AsyncIterator[SqlStorage]:
             max_size=_POOL_MAX,
             timeout=_CONNECT_TIMEOUT_S,
             command_timeout=_COMMAND_TIMEOUT_S,
+            server_settings=SERVER_SETTINGS,
         )
     except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
         raise StorageUnavailableError(f"postgresql: cannot connect: {exc}") from exc

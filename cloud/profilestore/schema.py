@@ -63,7 +63,25 @@ _V2: Final = (
     "CREATE INDEX orders_shopper ON orders (shopper_id)",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
+# Version 3: each store holds only its own shoppers (issue 15; docs/profile-store.md, "Which store holds
+# which shopper"). Shopper changes written since are per store (changes.store_id set); those of versions 1
+# and 2 stay for every store until the shopper's next write (profilestore.sqlscope.scope_legacy).
+_V3: Final = (
+    # A store holds a shopper while `home`, or until `until_us` (its pushes named them, or it fetched them);
+    # `member`: its share of the change log carries the shopper now. `reason`: home, seen or fetched.
+    # Rows stay after a lapse (member false) until the shopper is erased: an erasure reaches those stores.
+    "CREATE TABLE store_shoppers (store_id TEXT NOT NULL, shopper_id TEXT NOT NULL, reason TEXT NOT NULL,"
+    " until_us {INT} NOT NULL, home {BOOL} NOT NULL, member {BOOL} NOT NULL,"
+    " PRIMARY KEY (store_id, shopper_id))",
+    "CREATE INDEX store_shoppers_shopper ON store_shoppers (shopper_id)",
+    "CREATE UNIQUE INDEX store_shoppers_home ON store_shoppers (shopper_id) WHERE home",
+    # What a pull looks for before it reads: the store's memberships that ran out.
+    "CREATE INDEX store_shoppers_due ON store_shoppers (store_id, until_us) WHERE member AND NOT home",
+    # Order keys name (store, order) with a "/" that neither id may hold ("order:a:b:c" could name two).
+    "UPDATE changes SET compact_key = 'order:' || store_id || '/' || id WHERE kind = 'order'",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

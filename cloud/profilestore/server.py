@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
 
+import yaml
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Middleware
@@ -17,10 +19,11 @@ from aiohttp.web_response import StreamResponse
 from profilestore.admin_api import AdminApi
 from profilestore.auth import AdminAuth
 from profilestore.clock import Clock, SystemClock
-from profilestore.const import MAX_WIRE_BYTES, SHUTDOWN_TIMEOUT_S
+from profilestore.const import DEFAULT_MEMBER_DAYS, MAX_WIRE_BYTES, SHUTDOWN_TIMEOUT_S
 from profilestore.http import json_errors, json_response
 from profilestore.storage import Storage, open_storage
 from profilestore.store_api import StoreApi
+from storecontract.spec import openapi_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,8 +34,11 @@ def create_app(
     admin_token: str,
     clock: Clock | None = None,
     middlewares: Sequence[Middleware] = (),
+    member_days: float = DEFAULT_MEMBER_DAYS,
 ) -> web.Application:
     """The store and admin APIs of docs/sync-openapi.yaml over ``storage`` (which the caller opens and closes).
+
+    ``member_days``: how long a store holds a shopper it saw or fetched (docs/profile-store.md).
 
     Serve it with ``run_app`` (or any runner made with ``auto_decompress=False``): request bodies are
     decompressed by the application itself, with a cap, and must reach it as sent. ``middlewares`` run
@@ -45,12 +51,29 @@ def create_app(
         await storage.ping()
         return json_response({"status": "ok"})
 
+    spec_yaml = openapi_text()
+    spec_json = json.dumps(yaml.safe_load(spec_yaml), separators=(",", ":"))
+
+    async def openapi_yaml(request: web.Request) -> web.Response:
+        del request
+        return web.Response(text=spec_yaml, content_type="application/yaml")
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        del request
+        return web.Response(text=spec_json, content_type="application/json")
+
     app = web.Application(
         client_max_size=MAX_WIRE_BYTES,
         middlewares=[*middlewares, json_errors],
     )
-    app.router.add_routes([web.get("/healthz", healthz)])
-    app.router.add_routes(StoreApi(storage, clock).routes())
+    app.router.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/openapi.yaml", openapi_yaml),
+            web.get("/openapi.json", openapi_json),
+        ]
+    )
+    app.router.add_routes(StoreApi(storage, clock, member_days=member_days).routes())
     app.router.add_routes(AdminApi(storage, AdminAuth(admin_token), clock).routes())
     return app
 
@@ -104,13 +127,22 @@ async def run_app(
 
 @asynccontextmanager
 async def serve(
-    url: str, *, admin_token: str, host: str = "127.0.0.1", port: int = 0, access_log: bool = False
+    url: str,
+    *,
+    admin_token: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_log: bool = False,
+    member_days: float = DEFAULT_MEMBER_DAYS,
 ) -> AsyncIterator[str]:
     """Open the database at ``url``, serve the profile store on the running loop; yields the base URL."""
     async with (
         open_storage(url) as storage,
         run_app(
-            create_app(storage, admin_token=admin_token), host=host, port=port, access_log=access_log
+            create_app(storage, admin_token=admin_token, member_days=member_days),
+            host=host,
+            port=port,
+            access_log=access_log,
         ) as base_url,
     ):
         _LOGGER.info("profile store listening on %s", base_url)

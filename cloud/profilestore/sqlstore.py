@@ -3,66 +3,64 @@
 The change log is compacted as it is written: a change replaces the earlier entries of the same key (one
 profile, one consent purpose of one shopper, one offer...). A gateway at any cursor still converges, since
 the newest entry of every key is after any cursor that missed an older one; and an erasure removes the
-shopper's whole history from the log, not just from the current state.
+shopper's whole history from the log, not just from the current state. Shopper changes are written once
+for each store that holds the shopper (``profilestore.sqlshoppers``, ``profilestore.sqlscope``).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
+from profilestore import sqlscope, sqlshoppers
 from profilestore.jsonbody import dumps
 from profilestore.models import render_timestamp
 from profilestore.sqldb import ENTRY_OVERHEAD, LAST, Connection, Database, Lane, append_change, one
 from profilestore.sqlevents import list_events, push_events
 from profilestore.storage import (
+    KEEP,
     ChangePage,
     ChangeRecord,
     ConsentOutcome,
     ConsentState,
     DeleteOutcome,
     EidKeyState,
+    EnrolOutcome,
     ErasureOutcome,
     EventPage,
     EventRecord,
+    HomeStore,
     OrderStoreError,
+    ProfileOutcome,
     PushOutcome,
     ShopperState,
+    ShopperWrite,
+    Sighting,
     TokenInUseError,
     UnknownStoreError,
 )
 from storecontract.sync import ChangeKind
 
-
-def _rank(state: ConsentState) -> tuple[int, bool, str]:
-    # The same total order as the gateway (edge.identity.consent): latest first, then a withdrawal over a
-    # grant at the same instant, then the larger source, so both sides keep the same winner.
-    return (state.at_us, not state.granted, state.source)
-
-
-def consent_wire(state: ConsentState) -> dict[str, Any]:
-    return {
-        "purpose": state.purpose,
-        "granted": state.granted,
-        "at": render_timestamp(state.at_us),
-        "source": state.source,
-    }
-
-
-def eid_key_wire(key: EidKeyState) -> dict[str, Any]:
-    return {
-        "identity_key": base64.b64encode(key.identity_key).decode("ascii"),
-        "rotation_exponent": key.rotation_exponent,
-        "clock_offset_s": key.clock_offset_s,
-    }
+_COLUMNS: Final = "seq, kind, id, op, at_us, data"
+# A store's pull: its own changes, and those for every store, each an index range scan of changes_store
+# (store_id, seq) that stops after $2 rows. So a pull reads what it returns (plus at most a page of the
+# other half), however many changes the other stores have; "store_id IS NULL OR store_id = $3" would walk
+# the primary key through every other store's changes after the cursor (docs/profile-store.md, "Pull cost").
+PULL_SQL: Final = (
+    f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS} FROM changes WHERE store_id = $3 AND seq > $1"  # noqa: S608
+    f" ORDER BY seq LIMIT $2) AS own UNION ALL SELECT {_COLUMNS} FROM (SELECT {_COLUMNS} FROM changes"
+    " WHERE store_id IS NULL AND seq > $1 ORDER BY seq LIMIT $2) AS every ORDER BY seq LIMIT $2"
+)
+# The whole log (admin and tests): every store's changes.
+LOG_SQL: Final = f"SELECT {_COLUMNS} FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2"  # noqa: S608
 
 
 def _order_key(store_id: str, order_id: str) -> str:
     # Per store as well: when an order is deleted and made again for another store, the first store's
-    # delete must stay in the log (that store may not have pulled it yet).
-    return f"order:{store_id}:{order_id}"
+    # delete must stay in the log (that store may not have pulled it yet). "/" is in neither id, so one key
+    # names one (store, order) pair (schema 3; schema 2's "order:{store}:{order}" could name two).
+    return f"order:{store_id}/{order_id}"
 
 
 async def _order_deleted(conn: Connection, order_id: str, store_id: str, now_us: int) -> int:
@@ -126,18 +124,12 @@ class SqlStorage:
 
     # ----- the change log -----
     async def changes(self, after: int, limit: int, budget_bytes: int, *, store_id: str | None) -> ChangePage:
-        select = "SELECT seq, kind, id, op, at_us, data FROM changes"
         async with self._db.reading() as conn:  # one snapshot: last_seq and the rows agree
             last = await one(conn, LAST, "changes")
             if store_id is None:
-                rows = await conn.fetch(f"{select} WHERE seq > $1 ORDER BY seq LIMIT $2", after, limit + 1)
+                rows = await conn.fetch(LOG_SQL, after, limit + 1)
             else:
-                rows = await conn.fetch(
-                    f"{select} WHERE seq > $1 AND (store_id IS NULL OR store_id = $3) ORDER BY seq LIMIT $2",
-                    after,
-                    limit + 1,
-                    store_id,
-                )
+                rows = await conn.fetch(PULL_SQL, after, limit + 1, store_id)
         page: list[ChangeRecord] = []
         spent = 0
         for seq, kind, key_id, op, at_us, data in rows[:limit]:
@@ -152,110 +144,39 @@ class SqlStorage:
         through = page[-1].seq if more else max(after, last_seq)
         return ChangePage(page, more=more, last_seq=last_seq, through=through)
 
-    # ----- shoppers -----
-    async def put_profile(self, shopper_id: str, profile: dict[str, Any], now_us: int) -> int:
-        async with self._db.writing(Lane.CHANGES) as conn:
-            await conn.execute(
-                "INSERT INTO profiles (shopper_id, profile, updated_us) VALUES ($1, $2, $3)"
-                " ON CONFLICT (shopper_id) DO UPDATE SET profile = excluded.profile,"
-                " updated_us = excluded.updated_us",
-                shopper_id,
-                dumps(profile),
-                now_us,
-            )
-            return await append_change(
-                conn,
-                ChangeKind.PROFILE,
-                shopper_id,
-                "upsert",
-                {"profile": profile},
-                now_us,
-                key=f"profile:{shopper_id}",
-                shopper_id=shopper_id,
-            )
+    # ----- which store holds which shopper, and the shopper writes (profilestore.sqlshoppers) -----
+    async def enrol(
+        self, store_id: str, sightings: Sequence[Sighting], *, reason: str, window_us: int, now_us: int
+    ) -> EnrolOutcome:
+        return await sqlshoppers.enrol(
+            self._db, store_id, sightings, reason=reason, window_us=window_us, now_us=now_us
+        )
+
+    async def expire(self, store_id: str, now_us: int, limit: int) -> int:
+        return await sqlshoppers.expire(self._db, store_id, now_us, limit)
+
+    async def put_profile(
+        self, shopper_id: str, profile: dict[str, Any], now_us: int, *, home_store: HomeStore = KEEP
+    ) -> ProfileOutcome:
+        return await sqlshoppers.put_profile(self._db, shopper_id, profile, now_us, home_store=home_store)
 
     async def put_consent(
         self, shopper_id: str, purpose: str, granted: bool, at_us: int, source: str, now_us: int
     ) -> ConsentOutcome:
         new = ConsentState(purpose, granted, at_us, source)
-        async with self._db.writing(Lane.CHANGES) as conn:
-            row = await one(
-                conn,
-                "SELECT granted, at_us, source FROM consents WHERE shopper_id = $1 AND purpose = $2",
-                shopper_id,
-                purpose,
-            )
-            current = None if row is None else ConsentState(purpose, bool(row[0]), int(row[1]), str(row[2]))
-            erased = await one(conn, "SELECT erased_us FROM erasures WHERE shopper_id = $1", shopper_id)
-            # A consent given before the shopper was erased belongs to the erased shopper.
-            if erased is not None and at_us <= int(erased[0]):
-                return ConsentOutcome(applied=False, seq=None, current=current)
-            if current is not None and _rank(current) >= _rank(new):
-                return ConsentOutcome(applied=False, seq=None, current=current)
-            await conn.execute(
-                "INSERT INTO consents (shopper_id, purpose, granted, at_us, source) VALUES ($1, $2, $3, $4, $5)"
-                " ON CONFLICT (shopper_id, purpose) DO UPDATE SET granted = excluded.granted,"
-                " at_us = excluded.at_us, source = excluded.source",
-                shopper_id,
-                purpose,
-                granted,
-                at_us,
-                source,
-            )
-            seq = await append_change(
-                conn,
-                ChangeKind.CONSENT,
-                shopper_id,
-                "upsert",
-                consent_wire(new),
-                now_us,
-                key=f"consent:{shopper_id}:{purpose}",
-                shopper_id=shopper_id,
-            )
-            return ConsentOutcome(applied=True, seq=seq, current=new)
+        return await sqlshoppers.put_consent(self._db, shopper_id, new, now_us)
 
-    async def put_eid_key(self, shopper_id: str, key: EidKeyState, now_us: int) -> int:
-        async with self._db.writing(Lane.CHANGES) as conn:
-            await conn.execute(
-                "INSERT INTO eid_keys (shopper_id, identity_key, rotation_exponent, clock_offset_s, updated_us)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (shopper_id) DO UPDATE SET"
-                " identity_key = excluded.identity_key, rotation_exponent = excluded.rotation_exponent,"
-                " clock_offset_s = excluded.clock_offset_s, updated_us = excluded.updated_us",
-                shopper_id,
-                key.identity_key,
-                key.rotation_exponent,
-                key.clock_offset_s,
-                now_us,
-            )
-            return await append_change(
-                conn,
-                ChangeKind.EID_KEY,
-                shopper_id,
-                "upsert",
-                eid_key_wire(key),
-                now_us,
-                key=f"eid_key:{shopper_id}",
-                shopper_id=shopper_id,
-            )
+    async def put_eid_key(self, shopper_id: str, key: EidKeyState, now_us: int) -> ShopperWrite:
+        return await sqlshoppers.put_eid_key(self._db, shopper_id, key, now_us)
 
-    async def delete_eid_key(self, shopper_id: str, now_us: int) -> DeleteOutcome:
-        async with self._db.writing(Lane.CHANGES) as conn:
-            existed = await conn.execute("DELETE FROM eid_keys WHERE shopper_id = $1", shopper_id)
-            seq = await append_change(
-                conn,
-                ChangeKind.EID_KEY,
-                shopper_id,
-                "delete",
-                {},
-                now_us,
-                key=f"eid_key:{shopper_id}",
-                shopper_id=shopper_id,
-            )
-            return DeleteOutcome(seq, existed > 0)
+    async def delete_eid_key(self, shopper_id: str, now_us: int) -> ShopperWrite:
+        return await sqlshoppers.delete_eid_key(self._db, shopper_id, now_us)
 
     async def erase_shopper(self, shopper_id: str, now_us: int) -> ErasureOutcome:
         # Both lanes: a push being written now must not store this shopper's id after the events are cleared.
         async with self._db.writing(Lane.CHANGES, Lane.EVENTS) as conn:
+            # Before anything goes: every store that may hold something of the shopper gets the erasure.
+            holders = await sqlscope.holders(conn, shopper_id)
             profile = await conn.execute("DELETE FROM profiles WHERE shopper_id = $1", shopper_id)
             consents = await conn.execute("DELETE FROM consents WHERE shopper_id = $1", shopper_id)
             eid_key = await conn.execute("DELETE FROM eid_keys WHERE shopper_id = $1", shopper_id)
@@ -266,20 +187,12 @@ class SqlStorage:
                 "SELECT order_id, store_id FROM orders WHERE shopper_id = $1 ORDER BY order_id", shopper_id
             )
             await conn.execute("DELETE FROM orders WHERE shopper_id = $1", shopper_id)
+            await conn.execute("DELETE FROM store_shoppers WHERE shopper_id = $1", shopper_id)
             await conn.execute("DELETE FROM changes WHERE shopper_id = $1", shopper_id)
             # A store may hold the order already: it pulls a delete (which names no shopper).
             for order_id, store_id in orders:
                 await _order_deleted(conn, str(order_id), str(store_id), now_us)
-            seq = await append_change(
-                conn,
-                ChangeKind.ERASURE,
-                shopper_id,
-                "upsert",
-                {},
-                now_us,
-                key=f"erasure:{shopper_id}",
-                shopper_id=shopper_id,
-            )
+            seq = await sqlscope.erasures(conn, shopper_id, holders, now_us)
             await conn.execute(
                 "INSERT INTO erasures (shopper_id, erased_us, seq) VALUES ($1, $2, $3)"
                 " ON CONFLICT (shopper_id) DO UPDATE SET erased_us = excluded.erased_us, seq = excluded.seq",
@@ -287,31 +200,13 @@ class SqlStorage:
                 now_us,
                 seq,
             )
-            return ErasureOutcome(seq, profile > 0, consents, eid_key > 0, events, len(orders))
+            return ErasureOutcome(
+                seq, profile > 0, consents, eid_key > 0, events, len(orders), stores=len(holders)
+            )
 
     async def shopper(self, shopper_id: str) -> ShopperState | None:
         async with self._db.reading() as conn:
-            profile = await one(conn, "SELECT profile FROM profiles WHERE shopper_id = $1", shopper_id)
-            consents = await conn.fetch(
-                "SELECT purpose, granted, at_us, source FROM consents WHERE shopper_id = $1 ORDER BY purpose",
-                shopper_id,
-            )
-            key = await one(
-                conn,
-                "SELECT identity_key, rotation_exponent, clock_offset_s FROM eid_keys WHERE shopper_id = $1",
-                shopper_id,
-            )
-        if profile is None and not consents and key is None:
-            return None
-        return ShopperState(
-            shopper_id=shopper_id,
-            profile=None if profile is None else json.loads(profile[0]),
-            consents={
-                str(purpose): ConsentState(str(purpose), bool(granted), int(at_us), str(source))
-                for purpose, granted, at_us, source in consents
-            },
-            eid_key=None if key is None else EidKeyState(bytes(key[0]), int(key[1]), int(key[2])),
-        )
+            return await sqlscope.read_state(conn, shopper_id)
 
     # ----- catalog and keys -----
     async def _put_simple(
@@ -466,6 +361,7 @@ class SqlStorage:
                 row = await one(conn, f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - names are ours
                 counts[table] = int(row[0]) if row else 0
             changes = await one(conn, "SELECT COUNT(*) FROM changes")
+            held = await one(conn, "SELECT COUNT(*) FROM store_shoppers WHERE member")
             last_seq = await one(conn, LAST, "changes")
             by_store = await conn.fetch(
                 "SELECT store_id, COUNT(*) FROM events GROUP BY store_id ORDER BY store_id"
@@ -473,6 +369,7 @@ class SqlStorage:
         return {
             **counts,
             "changes": int(changes[0]) if changes else 0,
+            "memberships": int(held[0]) if held else 0,
             "last_seq": int(last_seq[0]) if last_seq else 0,
             "events": sum(int(count) for _, count in by_store),
             "events_by_store": {str(store): int(count) for store, count in by_store},

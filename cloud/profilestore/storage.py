@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Literal, Protocol
 
 
 class StorageError(Exception):
@@ -26,7 +27,17 @@ class TokenInUseError(StorageError):
 
 
 class UnknownStoreError(StorageError):
-    """The store named is not registered."""
+    """The store named (an order's, a shopper's home store) is not registered."""
+
+
+class Keep(Enum):
+    """``home_store=KEEP``: the shopper's home store stays as it is."""
+
+    KEEP = "keep"
+
+
+KEEP: Final = Keep.KEEP
+HomeStore = str | None | Literal[Keep.KEEP]
 
 
 class OrderStoreError(StorageError):
@@ -80,12 +91,30 @@ class ShopperState:
 
 
 @dataclass(slots=True, frozen=True)
+class ShopperWrite:
+    """A write about one shopper. Its changes are written once for each store that holds the shopper
+    (docs/profile-store.md, "Which store holds which shopper"): ``seq`` is the last change appended (None:
+    no store holds the shopper, nothing was appended), ``stores`` how many stores hold the shopper now,
+    ``existed`` whether there was something to replace or delete."""
+
+    seq: int | None
+    stores: int
+    existed: bool
+
+
+@dataclass(slots=True, frozen=True)
+class ProfileOutcome(ShopperWrite):
+    home_store: str | None  # after the write
+
+
+@dataclass(slots=True, frozen=True)
 class ConsentOutcome:
     """``applied`` False: an older (or tied grant, or pre-erasure) consent that changed nothing."""
 
     applied: bool
     seq: int | None
     current: ConsentState | None
+    stores: int = 0  # the stores it was written for
 
 
 @dataclass(slots=True, frozen=True)
@@ -102,6 +131,22 @@ class ErasureOutcome:
     eid_key: bool
     events: int  # pushed events whose shopper_id was removed
     orders: int  # pickup orders of the shopper (each store that had one pulls its delete)
+    stores: int  # the stores the erasure was written for; 0: for every store (none was known to hold them)
+
+
+@dataclass(slots=True, frozen=True)
+class Sighting:
+    """A store named a shopper (a pushed event, a profile fetch) at ``at_us``."""
+
+    shopper_id: str
+    at_us: int
+
+
+@dataclass(slots=True, frozen=True)
+class EnrolOutcome:
+    joined: int  # shoppers the store did not hold: their current state was appended for it
+    renewed: int  # memberships made longer
+    erasures: int  # erased shoppers the store named from before their erasure: it was sent the erasure
 
 
 @dataclass(slots=True, frozen=True)
@@ -167,16 +212,37 @@ class Storage(Protocol):
         whole log, every store's changes)."""
         ...
 
+    # which store holds which shopper
+    async def enrol(
+        self, store_id: str, sightings: Sequence[Sighting], *, reason: str, window_us: int, now_us: int
+    ) -> EnrolOutcome:
+        """The store named these shoppers (``reason``: ``seen`` in its pushes, ``fetched`` on a cache miss):
+        each is the store's until ``at + window_us`` (or longer). A shopper the store did not hold has their
+        current state appended for it; an erased shopper named from before the erasure has the erasure
+        appended for it (the store may hold what it knew of them)."""
+        ...
+
+    async def expire(self, store_id: str, now_us: int, limit: int) -> int:
+        """Let go the shoppers whose membership of ``store_id`` ran out (not its home shoppers, not seen or
+        fetched there within the window): up to ``limit`` of them get deletes of what the store was sent.
+        How many."""
+        ...
+
     # writes that append changes
-    async def put_profile(self, shopper_id: str, profile: dict[str, Any], now_us: int) -> int: ...
+    async def put_profile(
+        self, shopper_id: str, profile: dict[str, Any], now_us: int, *, home_store: HomeStore = KEEP
+    ) -> ProfileOutcome:
+        """Set the profile, and the home store unless ``KEEP`` (None: no home store); UnknownStoreError if the
+        home store is not registered."""
+        ...
 
     async def put_consent(
         self, shopper_id: str, purpose: str, granted: bool, at_us: int, source: str, now_us: int
     ) -> ConsentOutcome: ...
 
-    async def put_eid_key(self, shopper_id: str, key: EidKeyState, now_us: int) -> int: ...
+    async def put_eid_key(self, shopper_id: str, key: EidKeyState, now_us: int) -> ShopperWrite: ...
 
-    async def delete_eid_key(self, shopper_id: str, now_us: int) -> DeleteOutcome: ...
+    async def delete_eid_key(self, shopper_id: str, now_us: int) -> ShopperWrite: ...
 
     async def erase_shopper(self, shopper_id: str, now_us: int) -> ErasureOutcome: ...
 

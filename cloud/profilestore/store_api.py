@@ -10,7 +10,14 @@ from pydantic import ValidationError
 
 from profilestore.auth import check_store
 from profilestore.clock import Clock
-from profilestore.const import DEFAULT_PAGE, MAX_EVENTS, MAX_PAGE, PAGE_BUDGET_BYTES
+from profilestore.const import (
+    DEFAULT_MEMBER_DAYS,
+    DEFAULT_PAGE,
+    LAPSES_PER_PULL,
+    MAX_EVENTS,
+    MAX_PAGE,
+    PAGE_BUDGET_BYTES,
+)
 from profilestore.http import ApiError, json_response, path_value, query_int, query_value, read_json
 from profilestore.jsonbody import json_problem
 from profilestore.models import (
@@ -29,8 +36,9 @@ from profilestore.models import (
     parse_timestamp,
     render_timestamp,
 )
-from profilestore.sqlstore import consent_wire, eid_key_wire
-from profilestore.storage import ChangeRecord, EventRecord, Storage
+from profilestore.served import consent_wire, eid_key_wire, served_key, served_profile
+from profilestore.sqlscope import FETCHED, SEEN
+from profilestore.storage import ChangeRecord, EventRecord, Sighting, Storage
 
 # An id is echoed in a rejection only when it is short printable ASCII (it may be anything at all).
 _ECHO_ID: Final = re.compile(r"^[!-~]{1,64}$")
@@ -40,6 +48,7 @@ ORDER_COLLECTED: Final = "order_collected"
 # Privacy events a store pushes that the cloud applies to its own state (docs/sync-openapi.yaml, "Events").
 CONSENT: Final = "consent"
 ERASURE: Final = "erasure"
+_DAY_S: Final = 86_400
 
 
 def change_wire(change: ChangeRecord) -> dict[str, Any]:
@@ -114,11 +123,18 @@ def _event_record(item: Any) -> EventRecord:
 
 
 class StoreApi:
-    """Handlers of ``/v1/stores/{store_id}/...``; every one checks the store's own token."""
+    """Handlers of ``/v1/stores/{store_id}/...``; every one checks the store's own token.
 
-    def __init__(self, storage: Storage, clock: Clock) -> None:
+    A store holds its home shoppers and those it saw (its pushes name them) or fetched within
+    ``member_days`` (docs/profile-store.md, "Which store holds which shopper").
+    """
+
+    def __init__(self, storage: Storage, clock: Clock, *, member_days: float = DEFAULT_MEMBER_DAYS) -> None:
+        if member_days <= 0:
+            raise ValueError("member_days must be positive")
         self._storage = storage
         self._clock = clock
+        self._window_us = round(member_days * _DAY_S * 1_000_000)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -136,6 +152,8 @@ class StoreApi:
         store_id = await self._store(request)
         after = decode_cursor(query_value(request, "since"), self._storage.instance)
         limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        # The shoppers the store no longer holds get their deletes first, so this page carries them.
+        await self._storage.expire(store_id, micros_of(self._clock.wall()), LAPSES_PER_PULL)
         page = await self._storage.changes(after, limit, PAGE_BUDGET_BYTES, store_id=store_id)
         if after > page.last_seq:
             raise cursor_ahead()
@@ -189,6 +207,11 @@ class StoreApi:
         # pulls the result (docs/sync-openapi.yaml "Events").
         for position in outcome.fresh:
             await self._apply_privacy(records[position], now)
+        # Every shopper an event names is the store's for the window (fresh events only: a resent batch is
+        # not a new visit); an erased one named from before the erasure gets the store the erasure.
+        fresh = [records[position] for position in outcome.fresh]
+        seen = [Sighting(event.shopper_id, event.at_us) for event in fresh if event.shopper_id is not None]
+        await self._storage.enrol(store_id, seen, reason=SEEN, window_us=self._window_us, now_us=now)
         rejected.sort(key=lambda entry: int(entry["index"]))
         return json_response(
             {"accepted": outcome.accepted, "duplicates": outcome.duplicates, "rejected": rejected}
@@ -207,19 +230,24 @@ class StoreApi:
             await self._storage.put_consent(shopper, purpose, granted, at_us, source, now_us)
 
     async def profile(self, request: web.Request) -> web.Response:
-        await self._store(request)
+        store_id = await self._store(request)
         shopper_id = path_value(request, "shopper_id", SHOPPER_ID_PATTERN)
         state = await self._storage.shopper(shopper_id)
         if state is None:
             raise ApiError(404, "not_found", "no such shopper (unknown or erased)")
+        # A cache miss: the shopper walked into this store, which now holds them (and pulls their changes).
+        now = micros_of(self._clock.wall())
+        sighting = [Sighting(shopper_id, now)]
+        await self._storage.enrol(store_id, sighting, reason=FETCHED, window_us=self._window_us, now_us=now)
+        eid_key = served_key(state)
         return json_response(
             {
                 "shopper_id": state.shopper_id,
-                "profile": state.profile,
+                "profile": served_profile(state.profile),
                 "consents": {
                     purpose: {key: value for key, value in consent_wire(consent).items() if key != "purpose"}
                     for purpose, consent in state.consents.items()
                 },
-                "eid_key": None if state.eid_key is None else eid_key_wire(state.eid_key),
+                "eid_key": None if eid_key is None else eid_key_wire(eid_key),
             }
         )

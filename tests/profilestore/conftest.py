@@ -15,14 +15,19 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
-from tests.support.profilestore import ProfileStoreKit, running_profile_store
-
-PG_ADMIN_URL = os.environ.get("EDGE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+from tests.support.profilestore import (
+    PG_ADMIN_URL,
+    ProfileStoreKit,
+    create_database,
+    database_url,
+    drop_database,
+    running_profile_store,
+)
 
 T = TypeVar("T")
 
@@ -33,43 +38,20 @@ def _run_apart(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-def _with_database(url: str, name: str, query: str = "") -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", query, ""))
-
-
-async def _create_database() -> str:
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        name = f"edge_profilestore_{secrets.token_hex(6)}"
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        return name
-    finally:
-        await conn.close()
-
-
-async def _drop_database(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """The URL of a database created for this test run (dropped after it)."""
     try:
-        name = _run_apart(_create_database())
+        name = _run_apart(create_database())
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         reason = f"PostgreSQL unreachable at {PG_ADMIN_URL} ({exc}); set EDGE_TEST_PG_URL to run these tests"
         if os.environ.get("EDGE_TEST_REQUIRE_PG"):
             pytest.fail(reason)  # CI has a server: not testing against it would be a silent gap
         pytest.skip(reason)
     try:
-        yield _with_database(PG_ADMIN_URL, name)
+        yield database_url(PG_ADMIN_URL, name)
     finally:
-        _run_apart(_drop_database(name))
+        _run_apart(drop_database(name))
 
 
 @pytest.fixture
@@ -81,7 +63,7 @@ async def pg_url(pg_database: str) -> AsyncIterator[str]:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
     finally:
         await conn.close()
-    yield _with_database(pg_database, urlsplit(pg_database).path.lstrip("/"), f"search_path={schema}")
+    yield database_url(pg_database, urlsplit(pg_database).path.lstrip("/"), f"search_path={schema}")
     conn = await asyncpg.connect(pg_database)
     try:
         await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

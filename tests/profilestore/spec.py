@@ -13,6 +13,11 @@ SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "sync-openapi.yaml"
 
 
 @functools.cache
+def spec_text() -> str:
+    return SPEC_PATH.read_text(encoding="utf-8")
+
+
+@functools.cache
 def spec() -> dict[str, Any]:
     return dict(yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8")))
 

@@ -56,12 +56,16 @@ async def pull_all(
 
 
 async def test_every_endpoint_answers_as_the_spec_says(kit: ProfileStoreKit, token: str) -> None:
-    check("SeqResult", await kit.put_shopper("p1", {"affinity": {"coffee": 0.9}, "visits": 3, "extra": [1]}))
+    # s1 is p1's home store (the kit's first store); "extra" is the cloud's own: never served to a store.
+    written = check(
+        "ShopperResult", await kit.put_shopper("p1", {"affinity": {"coffee": 0.9}, "visits": 3, "extra": [1]})
+    )
+    assert (written["stores"], written["home_store"]) == (1, "s1")
     check(
         "ConsentResult",
-        await kit.put_consent("p1", "personalization", True, "2026-11-01T10:00:00+01:00", "app"),
+        await kit.put_consent("p1", "presence_ble", True, "2026-11-01T10:00:00+01:00", "app"),
     )
-    check("SeqResult", await kit.put_eid_key("p1", EID_KEY, 10, clock_offset_s=-5))
+    check("ShopperWriteResult", await kit.put_eid_key("p1", EID_KEY, 10, clock_offset_s=-5))
     pem = public_pem()
     check("SeqResult", await kit.put_token_key("k1", pem))
     check("SeqResult", await kit.put_offer(OFFER))
@@ -70,9 +74,9 @@ async def test_every_endpoint_answers_as_the_spec_says(kit: ProfileStoreKit, tok
 
     changes, cursor = await pull_all(kit, token)
     by_kind = {change["kind"]: change for change in changes}
-    assert by_kind["profile"]["data"] == {"profile": {"affinity": {"coffee": 0.9}, "visits": 3, "extra": [1]}}
+    assert by_kind["profile"]["data"] == {"profile": {"affinity": {"coffee": 0.9}, "visits": 3}}
     assert by_kind["consent"]["data"] == {
-        "purpose": "personalization",
+        "purpose": "presence_ble",
         "granted": True,
         "at": "2026-11-01T09:00:00.000Z",
         "source": "app",
@@ -92,8 +96,8 @@ async def test_every_endpoint_answers_as_the_spec_says(kit: ProfileStoreKit, tok
     assert status == 200
     assert check("ShopperProfile", profile) == {
         "shopper_id": "p1",
-        "profile": {"affinity": {"coffee": 0.9}, "visits": 3, "extra": [1]},
-        "consents": {"personalization": {"granted": True, "at": "2026-11-01T09:00:00.000Z", "source": "app"}},
+        "profile": {"affinity": {"coffee": 0.9}, "visits": 3},
+        "consents": {"presence_ble": {"granted": True, "at": "2026-11-01T09:00:00.000Z", "source": "app"}},
         "eid_key": {
             "identity_key": "AAECAwQFBgcICQoLDA0ODw==",
             "rotation_exponent": 10,
@@ -111,8 +115,9 @@ async def test_every_endpoint_answers_as_the_spec_says(kit: ProfileStoreKit, tok
     assert stored[0]["at"] == "2026-11-01T10:00:00.000Z"
     assert stored[1]["shopper_id"] is None
 
+    deleted_key = check("ShopperDeleteResult", await kit.delete_eid_key("p1"))
+    assert (deleted_key["stores"], deleted_key["existed"]) == (1, True)
     for deleted in (
-        await kit.delete_eid_key("p1"),
         await kit.delete_token_key("k1"),
         await kit.delete_offer("latte-2for1"),
         await kit.delete_inventory("latte-2for1"),
@@ -285,6 +290,24 @@ async def test_a_resent_batch_changes_nothing(kit: ProfileStoreKit, token: str) 
     stolen = await kit.store_call("POST", "/v1/stores/s2/events", other, {"events": batch["events"][:1]})
     assert stolen[1]["accepted"] == 0
     assert stolen[1]["rejected"][0]["reason"].startswith("id: already used")
+
+
+async def test_a_resent_id_with_other_content_is_a_duplicate_and_the_first_stands(
+    kit: ProfileStoreKit, token: str
+) -> None:
+    """docs/sync-openapi.yaml "Events (push)": the id is the event; content is not compared, never replaced."""
+    first = new_event(data={"n": 1})
+    changed = {**first, "data": {"n": 2}, "kind": "other"}
+    assert await kit.store_call("POST", "/v1/stores/s1/events", token, {"events": [first]}) == (
+        200,
+        {"accepted": 1, "duplicates": 0, "rejected": []},
+    )
+    assert await kit.store_call("POST", "/v1/stores/s1/events", token, {"events": [changed]}) == (
+        200,
+        {"accepted": 0, "duplicates": 1, "rejected": []},
+    )
+    (stored,) = await kit.events("s1")
+    assert (stored["kind"], stored["data"]) == (first["kind"], {"n": 1})
 
 
 async def test_bad_events_are_rejected_one_by_one(kit: ProfileStoreKit, token: str) -> None:

@@ -57,7 +57,7 @@ def test_it_serves_until_a_signal(
     tmp_path: Path, token_args: list[str], env: dict[str, str], stop: int
 ) -> None:
     (tmp_path / "admin-token").write_text("the-admin-token\n")
-    args = ["--db", f"sqlite://{tmp_path / 'store.db'}", "--listen", "127.0.0.1:0"]
+    args = ["--db", f"sqlite://{tmp_path / 'store.db'}", "--listen", "127.0.0.1:0", "--member-days", "7.5"]
     process = start(args + [arg.format(tmp=tmp_path) for arg in token_args], env)
     try:
         base_url = wait_ready(process)
@@ -85,6 +85,8 @@ def test_it_serves_until_a_signal(
             ["--db", "/nonexistent/folder/x.db", "--listen", "127.0.0.1:0", "--admin-token-env", "HOME"],
             "does not exist",
         ),
+        (["--db", "x.db", "--member-days", "0", "--admin-token-env", "HOME"], "--member-days 0"),
+        (["--db", "x.db", "--member-days", "3651", "--admin-token-env", "HOME"], "at most 3650"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_reason(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from profilestore.server import create_app
 from storecontract.offers import Offer
 from storecontract.purposes import Purpose
 from storecontract.sync import ChangeKind, EventClass
-from tests.profilestore.spec import SPEC_PATH, spec
+from tests.profilestore.spec import SPEC_PATH, spec, spec_text
 from tests.support.profilestore import running_profile_store
 
 
@@ -157,3 +158,15 @@ def test_the_server_keeps_the_contract(case: Any, live_store: LiveStore) -> None
 
 def test_spec_path_exists() -> None:
     assert Path(SPEC_PATH).is_file()
+
+
+async def test_the_server_serves_its_own_document(tmp_path: Path) -> None:
+    """What an integrator fetches from a running server is docs/sync-openapi.yaml, byte for byte, and as JSON."""
+    document = spec_text()
+    async with running_profile_store(tmp_path) as kit:
+        status, served = await kit.get_text("/openapi.yaml")
+        assert status == 200
+        assert served == document
+        status, as_json = await kit.get_text("/openapi.json")
+        assert status == 200
+        assert json.loads(as_json) == spec()

@@ -7,26 +7,23 @@ version-1 database (every change for every store, no orders) to version 2.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from edge.clock import ManualClock
 from profilestore.const import PAGE_BUDGET_BYTES
-from profilestore.schema import SCHEMA_VERSION, statements
+from profilestore.schema import SCHEMA_VERSION
 from profilestore.storage import (
     OrderStoreError,
     Storage,
     UnknownStoreError,
-    database_kind,
     open_storage,
 )
+from tests.profilestore.olddb import make_database, schema_version
 from tests.profilestore.spec import check
 from tests.support.profilestore import ProfileStoreKit, running_profile_store
 
@@ -178,49 +175,25 @@ async def test_erasure_removes_the_shoppers_orders_and_their_history(db_url: str
 
 async def _make_version_1(url: str) -> None:
     """A database as version 1 of the schema left it, with a profile and its change."""
-    kind, target = database_kind(url)
-    rows = [
-        "INSERT INTO meta (name, value) VALUES ('instance', '0123456789abcdef')",
-        "INSERT INTO profiles (shopper_id, profile, updated_us) VALUES ('p1', '{\"visits\":1}', 5)",
-        "INSERT INTO changes (seq, kind, id, op, at_us, data, compact_key, shopper_id)"
-        " VALUES (1, 'profile', 'p1', 'upsert', 5, '{\"profile\":{\"visits\":1}}', 'profile:p1', 'p1')",
-        "UPDATE counters SET value = 1 WHERE name = 'changes'",
-    ]
-    if kind == "sqlite":
-        with closing(sqlite3.connect(target)) as conn, conn:
-            for statement in [*statements(1, "sqlite"), *rows]:
-                conn.execute(statement)
-            conn.execute("PRAGMA user_version = 1")
-        return
-    pg = await asyncpg.connect(target)
-    try:
-        async with pg.transaction():
-            await pg.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-            for statement in [*statements(1, "postgresql"), *rows]:
-                await pg.execute(statement)
-            await pg.execute("INSERT INTO schema_version (version) VALUES (1)")
-    finally:
-        await pg.close()
-
-
-async def _version(url: str) -> int:
-    kind, target = database_kind(url)
-    if kind == "sqlite":
-        with closing(sqlite3.connect(target)) as conn:
-            return int(conn.execute("PRAGMA user_version").fetchone()[0])
-    pg = await asyncpg.connect(target)
-    try:
-        return int(await pg.fetchval("SELECT MAX(version) FROM schema_version"))
-    finally:
-        await pg.close()
+    await make_database(
+        url,
+        1,
+        [
+            "INSERT INTO meta (name, value) VALUES ('instance', '0123456789abcdef')",
+            "INSERT INTO profiles (shopper_id, profile, updated_us) VALUES ('p1', '{\"visits\":1}', 5)",
+            "INSERT INTO changes (seq, kind, id, op, at_us, data, compact_key, shopper_id)"
+            " VALUES (1, 'profile', 'p1', 'upsert', 5, '{\"profile\":{\"visits\":1}}', 'profile:p1', 'p1')",
+            "UPDATE counters SET value = 1 WHERE name = 'changes'",
+        ],
+    )
 
 
 async def test_a_version_1_database_is_migrated_and_keeps_its_data(db_url: str) -> None:
     await _make_version_1(db_url)
-    assert await _version(db_url) == 1
+    assert await schema_version(db_url) == 1
     async with open_storage(db_url) as storage:
         assert storage.instance == "0123456789abcdef"
-        assert await _version(db_url) == SCHEMA_VERSION == 2
+        assert await schema_version(db_url) == SCHEMA_VERSION == 3
         shopper = await storage.shopper("p1")
         assert shopper is not None
         assert shopper.profile == {"visits": 1}
@@ -284,7 +257,7 @@ async def push(kit: ProfileStoreKit, store: str, token: str, events: list[dict[s
 
 async def test_orders_over_http_reach_only_their_store(cloud: ProfileStoreKit) -> None:
     a, b = await cloud.add_store("sa"), await cloud.add_store("sb")
-    await cloud.put_shopper("p9", {"visits": 1})
+    await cloud.put_shopper("p9", {"visits": 1})  # sa's shopper (the kit's first store)
     check("SeqResult", await put_order(cloud, "web-1", order_body(ready_at="2027-01-15T09:30:00+01:00")))
     check("SeqResult", await put_order(cloud, "web-2", order_body(reference="A-2")))  # ready now
 
@@ -302,8 +275,8 @@ async def test_orders_over_http_reach_only_their_store(cloud: ProfileStoreKit) -
     }
     assert mine[2]["data"]["ready_at"] == "2027-01-15T08:00:00.000Z"
     theirs, b_cursor = await pull(cloud, "sb", b)
-    assert [c["kind"] for c in theirs] == ["profile"]
-    assert b_cursor == a_cursor  # past the orders it does not see
+    assert theirs == []  # neither sa's shopper nor its orders
+    assert b_cursor == a_cursor  # past the changes it does not see
     assert (await pull(cloud, "sb", b, b_cursor)) == ([], b_cursor)
 
     deleted = check("DeleteResult", await cloud.admin("DELETE", "/admin/v1/orders/web-1"))

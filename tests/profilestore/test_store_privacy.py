@@ -1,5 +1,5 @@
 """A consent or an erasure pushed by one store counts everywhere (issue 15, section 3): the reference store
-applies it to its own state once, and every other store pulls the result."""
+applies it to its own state once, and every other store that holds the shopper pulls the result."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ async def test_a_store_side_withdrawal_and_erasure_reach_every_other_store(tmp_p
     async with running_profile_store(tmp_path, clock=clock) as cloud:
         kiosk_store, other = await cloud.add_store("s1"), await cloud.add_store("s2")
         for shopper, purposes in (("p-1", ("personalization", "measurement")), ("p-2", ("personalization",))):
-            await cloud.put_shopper(shopper, {"visits": 1})
+            await cloud.put_shopper(shopper, {"visits": 1}, home_store="s2")  # s1 sees them at its kiosk
             for purpose in purposes:
                 await cloud.put_consent(shopper, purpose, True, at=GRANTED, source="app")
         # s1's kiosk: p-1 withdraws personalization (later than the cloud's grant); resent once.

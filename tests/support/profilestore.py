@@ -4,31 +4,49 @@
 (stores, shoppers, consents, keys, offers, inventory, erasure, what arrived), ``stop()``/``start()`` on the
 same port and database (the cloud going down and coming back), and ``faults``: a switch that makes the store
 API answer badly on demand. The switch is a middleware added here; the production server has none.
+
+A store holds only its own shoppers (docs/profile-store.md): ``put_shopper`` makes the first store registered
+through the kit the shopper's home store unless told otherwise, so a test with one store sees its shoppers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import asyncpg
 from aiohttp import web
 
 from profilestore.clock import Clock
+from profilestore.const import DEFAULT_MEMBER_DAYS
 from profilestore.http import Handler
 from profilestore.server import create_app, run_app
 from profilestore.storage import open_storage
 
 FaultMode = Literal["ok", "http500", "bad_json", "truncated", "slow", "close"]
 FAULT_MODES: tuple[FaultMode, ...] = ("ok", "http500", "bad_json", "truncated", "slow", "close")
+# The PostgreSQL server the tests and benches use: only to create databases with random names (dropped after).
+PG_ADMIN_URL = os.environ.get("EDGE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # A stopping test server cancels what is still running after this long ("the cloud went down").
 STOP_GRACE_S = 0.2
+_STORES_PATH = "/admin/v1/stores/"
+
+
+class Home(Enum):
+    """``put_shopper``'s ``home_store`` besides a store id or None (no home store)."""
+
+    FIRST = "first"  # the first store registered through the kit (none yet: the field is left out)
+    KEEP = "keep"  # the field is left out: the home store stays as it is
 
 
 @dataclass
@@ -124,7 +142,13 @@ class ProfileStoreKit:
     """A running reference store plus admin helpers; see the module docstring."""
 
     def __init__(
-        self, db_url: str, admin_token: str, *, host: str = "127.0.0.1", clock: Clock | None = None
+        self,
+        db_url: str,
+        admin_token: str,
+        *,
+        host: str = "127.0.0.1",
+        clock: Clock | None = None,
+        member_days: float = DEFAULT_MEMBER_DAYS,
     ) -> None:
         self.db_url = db_url
         self.admin_token = admin_token
@@ -135,6 +159,8 @@ class ProfileStoreKit:
         self._clock = clock
         self._server: AsyncExitStack | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.member_days = member_days  # the server's --member-days
+        self.stores: list[str] = []  # registered through the kit (or its admin calls), in order
 
     @property
     def running(self) -> bool:
@@ -148,7 +174,11 @@ class ProfileStoreKit:
         try:
             storage = await stack.enter_async_context(open_storage(self.db_url))
             app = create_app(
-                storage, admin_token=self.admin_token, clock=self._clock, middlewares=[self.faults.middleware]
+                storage,
+                admin_token=self.admin_token,
+                clock=self._clock,
+                middlewares=[self.faults.middleware],
+                member_days=self.member_days,
             )
             self.base_url = await stack.enter_async_context(
                 run_app(app, host=self.host, port=self.port, shutdown_timeout=STOP_GRACE_S)
@@ -177,6 +207,11 @@ class ProfileStoreKit:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         return self._session
 
+    async def get_text(self, path: str) -> tuple[int, str]:
+        """An unauthenticated GET (the server's own documents): status and body text."""
+        async with self._client().get(self.base_url + path) as response:
+            return response.status, await response.text()
+
     async def admin(self, method: str, path: str, body: Any = None, *, expect: int = 200) -> Any:
         """Call the admin API; the parsed answer (AssertionError if the status is not ``expect``)."""
         headers = {"Authorization": f"Bearer {self.admin_token}"}
@@ -185,7 +220,10 @@ class ProfileStoreKit:
         ) as response:
             answer = await response.json()
             assert response.status == expect, f"{method} {path}: {response.status} {answer}"
-            return answer
+        store = path.removeprefix(_STORES_PATH)
+        if method == "PUT" and expect == 200 and path.startswith(_STORES_PATH) and store not in self.stores:
+            self.stores.append(store)
+        return answer
 
     async def store_call(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
         """Call the store API with ``token``: (status, parsed answer)."""
@@ -202,8 +240,16 @@ class ProfileStoreKit:
         await self.admin("PUT", f"/admin/v1/stores/{store_id}", {"token": token})
         return token
 
-    async def put_shopper(self, shopper_id: str, profile: dict[str, Any]) -> dict[str, Any]:
-        return dict(await self.admin("PUT", f"/admin/v1/shoppers/{shopper_id}", {"profile": profile}))
+    async def put_shopper(
+        self, shopper_id: str, profile: dict[str, Any], *, home_store: str | Home | None = Home.FIRST
+    ) -> dict[str, Any]:
+        """Set the profile, and the home store: the kit's first store by default (see ``Home``)."""
+        if home_store is Home.FIRST:
+            home_store = self.stores[0] if self.stores else Home.KEEP
+        body: dict[str, Any] = {"profile": profile}
+        if home_store is not Home.KEEP:
+            body["home_store"] = home_store
+        return dict(await self.admin("PUT", f"/admin/v1/shoppers/{shopper_id}", body))
 
     async def put_consent(
         self, shopper_id: str, purpose: str, granted: bool, at: str | None = None, source: str = "cloud"
@@ -229,9 +275,11 @@ class ProfileStoreKit:
         profile: dict[str, Any],
         purposes: Sequence[str],
         eid_key: bytes | None = None,
+        *,
+        home_store: str | Home | None = Home.FIRST,
     ) -> None:
         """A shopper with ``profile``, ``purposes`` granted from the app, and an EID key if given."""
-        await self.put_shopper(shopper_id, profile)
+        await self.put_shopper(shopper_id, profile, home_store=home_store)
         for purpose in purposes:
             await self.put_consent(shopper_id, purpose, True, source="app")
         if eid_key is not None:
@@ -275,6 +323,20 @@ class ProfileStoreKit:
     async def erase(self, shopper_id: str) -> dict[str, Any]:
         return dict(await self.admin("DELETE", f"/admin/v1/shoppers/{shopper_id}"))
 
+    async def pull_all(
+        self, store_id: str, token: str, since: str = "", *, limit: int = 1000
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every change ``store_id`` pulls after ``since`` (page after page): the changes and the last cursor."""
+        changes: list[dict[str, Any]] = []
+        while True:
+            query = f"?since={since}&limit={limit}"
+            status, page = await self.store_call("GET", f"/v1/stores/{store_id}/changes{query}", token)
+            assert status == 200, page
+            changes += page["changes"]
+            since = page["cursor"]
+            if not page["more"]:
+                return changes, since
+
     async def events(self, store_id: str | None = None) -> list[dict[str, Any]]:
         """Every event received (from ``store_id``, or from every store), in receive order."""
         found: list[dict[str, Any]] = []
@@ -298,12 +360,55 @@ async def running_profile_store(
     db_url: str | None = None,
     admin_token: str | None = None,
     clock: Clock | None = None,
+    member_days: float = DEFAULT_MEMBER_DAYS,
 ) -> AsyncIterator[ProfileStoreKit]:
     """A profile store on a free loopback port over ``db_url`` (default: a SQLite file in ``tmp_path``)."""
     url = db_url or f"sqlite://{tmp_path / 'profile-store.db'}"
-    kit = ProfileStoreKit(url, admin_token or secrets.token_urlsafe(24), clock=clock)
+    kit = ProfileStoreKit(url, admin_token or secrets.token_urlsafe(24), clock=clock, member_days=member_days)
     await kit.start()
     try:
         yield kit
     finally:
         await kit.close()
+
+
+# ----- PostgreSQL: scratch databases, and what a plan read -----
+def database_url(url: str, name: str, query: str = "") -> str:
+    """``url`` naming database ``name`` instead (and ``query``, e.g. ``search_path=...``)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", query, ""))
+
+
+async def create_database(prefix: str = "edge_profilestore") -> str:
+    """A new database on ``PG_ADMIN_URL``'s server, named ``prefix`` and random hex; its name."""
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        name = f"{prefix}_{secrets.token_hex(6)}"
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        return name
+    finally:
+        await conn.close()
+
+
+async def drop_database(name: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def plan_reads(node: dict[str, Any], table: str = "changes") -> tuple[int, int, frozenset[str]]:
+    """Of an ``EXPLAIN (ANALYZE, FORMAT JSON)`` plan node: (rows read from ``table``, of which read and thrown
+    away by a filter, the indexes used), over the node and everything under it."""
+    read = removed = 0
+    indexes = {str(node["Index Name"])} if "Index Name" in node else set()
+    if node.get("Relation Name") == table:
+        removed = int(node.get("Rows Removed by Filter", 0)) + int(
+            node.get("Rows Removed by Index Recheck", 0)
+        )
+        read = int(node["Actual Rows"]) + removed
+    for child in node.get("Plans", []):
+        more = plan_reads(child, table)
+        read, removed, indexes = read + more[0], removed + more[1], indexes | more[2]
+    return read, removed, frozenset(indexes)
