@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import random
 import tomllib
@@ -29,6 +30,7 @@ from edge.generation import Carry, Generation, build
 from edge.identity import load_public_keys
 from edge.identity.wallclock import WallClockWatch
 from edge.ledger import WRITE_ERRORS, Ledger
+from edge.ledger.retention import Retention
 from edge.transport.topics import Topics
 
 if TYPE_CHECKING:
@@ -41,8 +43,12 @@ log = logging.getLogger(__name__)
 TICK_S: Final = 0.1
 # SIGTERM to exit must fit systemd's default stop timeout with a wide margin (issue: within 5 s).
 SHUTDOWN_DEADLINE_S: Final = 4.0
-# Expired jtis and old rows are purged this often.
+# Retention is applied this often (docs/ledger.md "Retention"): every bound is in hours or days, and a
+# purge takes the single writer for one transaction and then its bounded steps (eviction, vacuum).
 PURGE_EVERY_S: Final = 3600.0
+# Shoppers' seen marks (edge/ledger/seen.py) are written this often: one statement for a few hundred marks at
+# a busy store's rate, and the memory they wait in stays small.
+SEEN_FLUSH_S: Final = 10.0
 
 Outcome = Literal["stop", "reload"]
 
@@ -175,7 +181,8 @@ class Gateway:
             self.clock,
             batch_max=settings.ledger.batch_max,
             batch_window_s=settings.ledger.batch_window_ms / 1000,
-            retention_days=settings.ledger.retention_days,
+            # The same names, bounds checked by the schema (edge/config/ledger.py).
+            retention=Retention(**settings.ledger.retention.model_dump()),
             corrupt_keep_days=settings.ledger.corrupt_keep_days,
             # Without a cloud nothing is queued for it (the outbox would only fill up).
             outbox_max_bytes=int(settings.sync.outbox_max_mb * 1_000_000) if settings.sync.enabled else None,
@@ -379,8 +386,20 @@ class Gateway:
             await asyncio.sleep(interval)
 
     async def _purge_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PURGE_EVERY_S)
+        """Seen marks written every ``SEEN_FLUSH_S``, retention applied every ``PURGE_EVERY_S``."""
+        flushes_per_purge = round(PURGE_EVERY_S / SEEN_FLUSH_S)
+        for flush in itertools.count(1):
+            await asyncio.sleep(SEEN_FLUSH_S)
+            generation = self.generation
+            if generation is None:
+                continue
+            if flush % flushes_per_purge:
+                try:
+                    await generation.ledger.seen.flush()
+                except WRITE_ERRORS as exc:
+                    # The marks wait for the next flush; a full disk is flagged in health already.
+                    log.debug("seen marks not written (%s); kept for the next try", exc)
+                continue
             try:
                 await self.purge()
             except WRITE_ERRORS:
@@ -388,16 +407,25 @@ class Gateway:
                 log.exception("ledger purge failed; trying again in %.0f s", PURGE_EVERY_S)
 
     async def purge(self) -> dict[str, int]:
-        """One purge: ended token claims (never while the clock is behind the last one), rows past retention;
-        the replay guard and the clock watch take the ledger's new marks. Returns rows deleted per table."""
+        """One purge (docs/ledger.md "Retention"): ended token claims (never while the clock is behind the last
+        one), each table's rows past its retention, evicted profiles (memory lets them go too); the replay
+        guard and the clock watch take the ledger's new marks. Returns rows deleted per table."""
         generation = self.generation
         assert generation is not None, "purge() while the gateway is not running"
-        removed = await generation.ledger.purge(self.clock.wall())
+        purged = await generation.ledger.purge(self.clock.wall())
+        for shopper_id in purged.evicted:
+            # A later visit fetches the profile again (edge/sync/profiles.py): the cache holds it no more.
+            generation.profiles.forget(shopper_id)
         marks = await generation.ledger.clock_marks()
         generation.replay.raise_floor(marks.jti_forgotten_through_wall)
         self.wall_watch.raise_to(marks.high_water_wall)
-        log.info("ledger purge: %s", removed)
-        return removed
+        log.info(
+            "ledger purge: %s; %d profiles evicted; %d pages given back",
+            purged.removed,
+            len(purged.evicted),
+            purged.vacuumed_pages,
+        )
+        return purged.removed
 
     def _publish_health(self) -> None:
         generation = self.generation

@@ -37,6 +37,7 @@ from edge.flow.floor import Floor, Recorder
 from edge.flow.parts import FloorParts
 from edge.flow.pickup import PickupFlow
 from edge.flow.pos import PosFlow
+from edge.flow.privacy import PrivacyFlow
 from edge.flow.staff import StaffFlow
 from edge.flow.stats import FlowStats
 from edge.flow.zones import ZoneCounts
@@ -48,6 +49,7 @@ from edge.presence.beacons import BeaconRegistry
 from edge.presence.ble import BlePresence
 from edge.presence.ingest import BleIngest
 from edge.presence.zones import ZonePresence
+from edge.privacy.sources import LiveExport
 from edge.sources.payloads import RejectCounter
 from edge.transport.mqtt import MqttLink
 from edge.transport.topics import Topics
@@ -104,6 +106,7 @@ class Generation:
     devices: DeviceFlow | None
     staff: StaffFlow | None
     pickup: PickupFlow
+    privacy: PrivacyFlow
 
     @property
     def board(self) -> DisplayBoard:
@@ -215,9 +218,21 @@ async def build(
     )
     pickup = PickupFlow(board=board, orders=OrderBook(), ledger=ledger, clock=clock)
 
+    privacy: PrivacyFlow | None = None
+
     def forget_shopper(shopper_id: str) -> None:
         floor.forget_shopper(shopper_id)
         pickup.forget_shopper(shopper_id)
+        if privacy is not None:
+            privacy.forget_shopper(shopper_id)
+
+    def erase_in_memory(shopper_id: str) -> None:
+        """A store-side erasure (privacy/action), after the ledger's: what a pulled erasure does to memory."""
+        consents.forget_shopper(shopper_id)
+        profiles.forget(shopper_id)
+        if resolver is not None:
+            resolver.remove_shopper(shopper_id)
+        forget_shopper(shopper_id)
 
     sync = None
     if settings.sync.enabled:
@@ -259,6 +274,24 @@ async def build(
         erased_at=ledger.replica.tombstone,
     )
     checkins.committed_listeners.append(pickup.checked_in)
+    # A committed check-in is a visit: the clock of the profile eviction (edge/ledger/seen.py).
+    checkins.committed_listeners.append(lambda shopper, _zone: ledger.seen.note(shopper))
+    privacy = PrivacyFlow(
+        topics=topics,
+        link=link,
+        clock=clock,
+        store_id=settings.store.id,
+        verifier=verifier,
+        replay=replay,
+        consents=consents,
+        ledger=ledger,
+        rejects=rejects,
+        erase=erase_in_memory,
+        build_export=LiveExport(settings, ledger, clock, presence.zone_of, lambda: decider.engine),
+        board=board,
+    )
+    checkins.my_data = privacy.show_my_data
+    floor.leave_listeners.append(privacy.left)
     acks = AckFlow(topics=topics, board=board, ledger=ledger, clock=clock, rejects=rejects, stats=stats)
     pos = PosFlow(
         topics=topics,
@@ -271,7 +304,7 @@ async def build(
         ensure_profile=ensure_profile,
         collect=pickup.collect,
     )
-    ble, scanner = _ble(settings, ble_ingest, floor, consents, rejects, link, metrics, clock)
+    ble, scanner = _ble(settings, ble_ingest, floor, consents, rejects, link, metrics, clock, ledger)
     parts = FloorParts(counts, consents, profiles, ledger, link, topics, rejects, clock)
     devices = DeviceFlow(settings.devices, parts) if settings.devices else None
     staff = StaffFlow(settings.staff, parts, pickup) if settings.staff.teams else None
@@ -281,6 +314,7 @@ async def build(
     cameras = _cameras(settings, checkins, counts, clock)
 
     checkins.register()
+    privacy.register()
     acks.register(link)
     pos.register(link)
     # A rebuild (new configuration): the screens and check-ins of the previous parts carry over.
@@ -310,6 +344,7 @@ async def build(
         devices=devices,
         staff=staff,
         pickup=pickup,
+        privacy=privacy,
     )
 
 
@@ -358,6 +393,7 @@ def _ble(
     link: MqttLink,
     metrics: Metrics,
     clock: Clock,
+    ledger: Ledger,
 ) -> tuple[BleFlow | None, BleScanner | None]:
     if ingest is None:
         return None, None
@@ -370,6 +406,7 @@ def _ble(
         espresense_prefix=ble.espresense.topic_prefix,
         espresense_rooms=ble.espresense.rooms if ble.espresense.enabled else {},
         metrics=metrics,
+        seen=ledger.seen.note,
     )
     scanner, local = None, None
     if ble.enabled:

@@ -51,6 +51,11 @@ async def test_demo_round_trip_on_the_embedded_broker(pinned_cloud: list[str]) -
     # Ana's online order: on the collection-point screen when she checks in, in her notice, handed over by staff.
     pickup = [line for line in text.splitlines() if line.startswith("pickup screen:")]
     assert summary.pickup_listed >= 1 and summary.pickup_collected == 1
+    # One shopper's export (answered to the cloud, explained here) and one erasure at the till
+    assert summary.privacy_exports == 1 and summary.privacy_erasures == 1
+    (export,) = [line for line in text.splitlines() if line.startswith("privacy: p-demo-ana's export:")]
+    assert "consents granted" in export and "why the latest offer:" in export
+    assert any(line.endswith("asked to be forgotten at the till") for line in text.splitlines())
     assert pickup[0] == "pickup screen: A-1042 at Click & collect desk, entrance" and pickup[-1].endswith(
         "idle"
     )

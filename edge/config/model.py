@@ -16,14 +16,12 @@ from edge.config.camera import CameraSettings
 from edge.config.control_plane import ControlSettings, HealthSettings, LoggingSettings
 from edge.config.decisions import DecisionSettings
 from edge.config.devices import DeviceSettings
+from edge.config.ledger import LedgerSettings
 from edge.config.staff import StaffSettings
 
 # Shopper tokens are short-lived by design (DESIGN.md: "minutes"): a stolen token works at most this long,
 # and the replay guard holds every jti in memory this long.
 MAX_TOKEN_LIFETIME_S: Final = 1_800.0
-# Decisions and exposures keep pseudonymous shopper ids: a year and a month allows a year-on-year comparison;
-# anything longer belongs in the cloud's own retention, not on a store's SD card.
-MAX_RETENTION_DAYS: Final = 400
 # Plain http is allowed only to this machine (the reference profile store in tests and demos): anywhere
 # else the store's bearer token and shopper ids would cross the network in clear.
 LOOPBACK_NAMES: Final = frozenset({"localhost"})
@@ -155,37 +153,6 @@ class DisplaySettings(_Section):
     )
     content_ttl_s: float = Field(
         default=45.0, gt=0, le=HOUR_S, description="A personal manifest expires to the fallback after this."
-    )
-
-
-class LedgerSettings(_Section):
-    path: Path = Field(
-        default=Path("state/ledger.sqlite"),
-        description="SQLite ledger file; 'state/ledger.sqlite' next to this file by default, beside "
-        "control.state_dir (an installed gateway sets /var/lib/edge-gateway/ledger.sqlite).",
-    )
-    batch_max: int = Field(default=256, ge=1, le=10_000, description="Writes committed together at most.")
-    batch_window_ms: float = Field(
-        default=0.0,
-        ge=0,
-        le=1_000,
-        description=(
-            "Wait this long for more writes after the first. 0 (default): commit what is queued now; "
-            "writes arriving during a commit form the next batch, so batching costs no latency."
-        ),
-    )
-    retention_days: int = Field(
-        default=90,
-        ge=1,
-        le=MAX_RETENTION_DAYS,
-        description="Decisions and exposures kept this long (at most 400 days: a year-on-year comparison).",
-    )
-    corrupt_keep_days: float = Field(
-        default=7.0,
-        ge=0,
-        le=30,
-        description="A ledger file moved aside as corrupt is kept this long for a post-mortem, then deleted; "
-        "an erasure deletes it at once (it cannot be edited, and may hold the shopper).",
     )
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from edge.flow.devices import DevicesStats
     from edge.flow.pickup import PickupStats
     from edge.flow.pos import PosStats
+    from edge.flow.privacy import PrivacyCounters
     from edge.flow.staff import StaffStats
     from edge.flow.stats import FlowCounts
     from edge.identity.tokens import TokenStats
@@ -74,6 +75,7 @@ class HealthReport:
     devices: DevicesStats | None
     staff: StaffStats | None
     pickup: PickupStats
+    privacy: PrivacyCounters
     metrics_error: str | None  # why the metrics endpoint is off
 
     @property
@@ -143,6 +145,7 @@ def build_report(gateway: Gateway) -> HealthReport:
         devices=None if g.devices is None else g.devices.stats(),
         staff=None if g.staff is None else g.staff.stats(),
         pickup=g.pickup.stats(),
+        privacy=g.privacy.stats(),
         metrics_error=gateway.metrics_error,
     )
 

@@ -75,6 +75,7 @@ def health_json(report: HealthReport) -> JSON:
         if report.staff is None
         else {**asdict(report.staff), "answers": dict(report.staff.answers)},
         "pickup": asdict(report.pickup),
+        "privacy": asdict(report.privacy),
         "alerts": report.alerts,
     }
 
@@ -82,9 +83,15 @@ def health_json(report: HealthReport) -> JSON:
 def _ledger(ledger: LedgerStats) -> JSON:
     figures = asdict(ledger)
     moved = figures.pop("corrupted_moved_to")
+    purge = figures.pop("purge")
     # Flags as 0/1, as they always were on the wire.
     figures["disk_full"] = int(ledger.disk_full)
-    return {**figures, "corrupt_recovered": int(ledger.corrupt_recovered), "corrupted_moved_to": moved}
+    return {
+        **figures,
+        "corrupt_recovered": int(ledger.corrupt_recovered),
+        "corrupted_moved_to": moved,
+        "purge": purge,
+    }
 
 
 def _sync(sync: SyncStats) -> JSON:

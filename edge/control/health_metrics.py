@@ -134,7 +134,36 @@ def health_families(report: HealthReport) -> Iterator[Metric]:
                 "edge_staff_answers_total", help_text, staff.answers.get(action, 0), {"action": action}
             )
     _pickup(report, out)
+    _privacy(report, out)
     return iter(out)
+
+
+def _privacy(report: HealthReport, out: Families) -> None:
+    privacy = report.privacy
+    for action, count in (("consent", privacy.consents), ("erase", privacy.erasures)):
+        out.counter(
+            "edge_privacy_actions_total",
+            "Shoppers' privacy actions applied at a touchpoint.",
+            count,
+            {"action": action},
+        )
+    out.counter(
+        "edge_privacy_exports_total",
+        "The cloud's export requests answered through the outbox.",
+        privacy.exports_answered,
+    )
+    out.counter(
+        "edge_privacy_export_duplicates_total",
+        "Export requests delivered again after they were answered (nothing sent twice).",
+        privacy.export_duplicates,
+    )
+    for outcome, count in (("shown", privacy.my_data_shown), ("refused", privacy.my_data_refused)):
+        out.counter(
+            "edge_privacy_my_data_total",
+            "Kiosk my-data summaries, shown or refused.",
+            count,
+            {"outcome": outcome},
+        )
 
 
 def _pickup(report: HealthReport, out: Families) -> None:
@@ -252,6 +281,20 @@ def _ledger(ledger: LedgerStats, out: Families) -> None:
         "edge_ledger_corrupt_recovered",
         "1 when a corrupt database was moved aside at start.",
         int(ledger.corrupt_recovered),
+    )
+    purge = ledger.purge
+    out.counter("edge_ledger_purges_total", 'Retention purges run (docs/ledger.md "Retention").', purge.runs)
+    for table, rows in purge.removed.items():
+        out.counter(
+            "edge_ledger_purged_rows_total",
+            "Rows retention deleted, by table (profiles, shopper_seen: evicted; corrupt_files: files).",
+            rows,
+            {"table": table},
+        )
+    out.counter(
+        "edge_ledger_vacuumed_pages_total",
+        "Free pages the purges gave back to the file system (incremental vacuum).",
+        purge.vacuumed_pages,
     )
 
 

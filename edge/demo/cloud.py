@@ -132,8 +132,9 @@ class DemoCloud:
         await self._call("PUT", f"/stores/{store_id}", {"token": token})
         return token
 
-    async def put_shopper(self, shopper_id: str, profile: dict[str, Any]) -> None:
-        await self._call("PUT", f"/shoppers/{shopper_id}", {"profile": profile})
+    async def put_shopper(self, shopper_id: str, profile: dict[str, Any], home_store: str) -> None:
+        """A shopper of ``home_store``: the cloud sends a store only its own shoppers (docs/profile-store.md)."""
+        await self._call("PUT", f"/shoppers/{shopper_id}", {"profile": profile, "home_store": home_store})
 
     async def put_consent(self, shopper_id: str, purpose: str, granted: bool) -> None:
         body = {"granted": granted, "at": iso_utc(SystemClock().wall()), "source": "app"}

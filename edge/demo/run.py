@@ -118,6 +118,8 @@ class DemoSummary:
     staff_answers: int = 0
     pickup_listed: int = 0  # manifests of the collection-point screen that listed an order
     pickup_collected: int = 0
+    privacy_exports: int = 0  # the cloud's export requests answered through the outbox
+    privacy_erasures: int = 0  # erasures asked for at a touchpoint
 
 
 def _shoppers(rng: random.Random, count: int) -> list[dict[str, Any]]:
@@ -288,6 +290,36 @@ async def _couple(client: aiomqtt.Client, root: str, private_pem: bytes, stay_s:
         await client.publish(f"{root}/checkin", _checkin(private_pem, str(shopper["id"]), "cafe"), qos=1)
 
 
+async def _privacy_scene(
+    client: aiomqtt.Client, root: str, private_pem: bytes, parts: Any, erased: str, out: TextIO
+) -> None:
+    """The retailer's app asks for Ana's data (a request the cloud signs); a shopper is forgotten at the till."""
+    ana = str(COUPLE[0]["id"])
+    now = int(SystemClock().wall())
+    request = {"aud": DEMO_STORE, "kind": "export", "request_id": "demo-export-1", "sub": ana, "iat": now}
+    await client.publish(
+        f"{root}/privacy/request", sign_token(private_pem, {**request, "exp": now + 600}).encode(), qos=1
+    )
+    token = json.loads(_checkin(private_pem, erased, "entrance"))["token"]
+    action = {"v": 1, "token": token, "action": "erase", "source": "till"}
+    await client.publish(f"{root}/privacy/action", json.dumps(action).encode(), qos=1)
+    doc = await parts.privacy.build_export(ana)
+    explained = next((d for d in doc["decisions"] if d["why"]), None)
+    why = "none kept"
+    if explained is not None:
+        top = explained["why"][0]
+        why = f"{explained['offer'] or explained['offer_id']}: mostly {top['label']} ({top['logit']:+.2f})"
+    granted = sum(c["granted"] for c in doc["consents"])
+    print(
+        f"privacy: {ana}'s export: {granted} consents granted, {len(doc['decisions'])} decisions kept, "
+        f"{len(doc['device_settings'])} device settings, {len(doc['staff_interactions'])} staff answers; "
+        f"why the latest offer: {why}",
+        file=out,
+        flush=True,
+    )
+    print(f"privacy: {erased} asked to be forgotten at the till", file=out, flush=True)
+
+
 def _checkin(private_pem: bytes, shopper_id: str, zone: str) -> bytes:
     now = int(SystemClock().wall())
     claims = {"sub": shopper_id, "aud": DEMO_STORE, "iat": now, "exp": now + 120, "jti": uuid.uuid4().hex}
@@ -359,7 +391,7 @@ async def run_demo(
             cloud = await stack.enter_async_context(DemoCloud(base_url, admin_token))
             store_token = await cloud.add_store(DEMO_STORE)
             for shopper in [*shoppers, *COUPLE]:
-                await cloud.put_shopper(str(shopper["id"]), shopper["profile"])
+                await cloud.put_shopper(str(shopper["id"]), shopper["profile"], DEMO_STORE)
                 for purpose, granted in shopper["consents"].items():
                     await cloud.put_consent(str(shopper["id"]), purpose, granted)
             await cloud.put_order(ANA_ORDER[0], DEMO_STORE, str(COUPLE[0]["id"]), *ANA_ORDER[1:])
@@ -410,7 +442,9 @@ async def run_demo(
                     file=out,
                     flush=True,
                 )
-                await asyncio.sleep(duration_s / 2)
+                await asyncio.sleep(duration_s / 4)
+                await _privacy_scene(phones, root, private_pem, parts, shoppers[2]["id"], out)
+                await asyncio.sleep(duration_s / 4)
                 tasks[1].cancel()
                 await asyncio.sleep(1.0)  # let the last acks come back
                 for task in tasks:
@@ -424,6 +458,8 @@ async def run_demo(
                 await parts.sync.pusher.drain()
                 summary.cloud_changes = parts.sync.puller.stats.changes
             summary.cloud_events = int((await cloud.stats()).get("events", 0))
+            summary.privacy_exports = parts.privacy.counters.exports_answered
+            summary.privacy_erasures = parts.privacy.counters.erasures
             gateway.request_stop()
             await gateway_task
     print(
@@ -434,7 +470,8 @@ async def run_demo(
         f"cloud: {summary.cloud_changes} changes pulled, {summary.cloud_events} events received; "
         f"fitting room: {summary.device_commands} device commands, {summary.staff_notices} staff notices "
         f"({summary.staff_answers} answered); pickup: {summary.pickup_listed} listings, "
-        f"{summary.pickup_collected} collected",
+        f"{summary.pickup_collected} collected; privacy: {summary.privacy_exports} export answered, "
+        f"{summary.privacy_erasures} erasure at the till",
         file=out,
         flush=True,
     )

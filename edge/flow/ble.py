@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING
@@ -47,6 +47,7 @@ class BleFlow:
         espresense_prefix: str = "espresense",
         espresense_rooms: Mapping[str, str] | None = None,
         metrics: Metrics | None = None,
+        seen: Callable[[str], None] | None = None,
     ) -> None:
         self.ingest = ingest
         self._floor = floor
@@ -56,6 +57,8 @@ class BleFlow:
         self.counters: Counter[str] = Counter()
         # The ble_advert stage (one advert through parse -> resolve -> presence); None costs one check each.
         self._metrics = metrics
+        # Told of every enter: a visit, the clock of the profile eviction (edge/ledger/seen.py).
+        self._seen = seen
         consents.subscribe(self._consent_changed)
 
     def stats(self) -> BleFlowStats:
@@ -114,6 +117,8 @@ class BleFlow:
         for change in changes:
             self.counters[change.kind] += 1
             if change.kind == "enter":
+                if self._seen is not None:
+                    self._seen(change.shopper_id)
                 await self._floor.serve(change.zone, change.shopper_id)
 
     def scanner_zones(self, local_scanner: str | None, local_zone: str | None) -> dict[str, str]:

@@ -92,6 +92,8 @@ class CheckinFlow:
         self._committing: dict[str, asyncio.Future[bool]] = {}
         # Told (shopper, zone) of every check-in once it is committed (not of redeliveries): pickup.
         self.committed_listeners: list[Callable[[str, str], None]] = []
+        # A kiosk check-in asking "my_data": (shopper, display, zone) once committed (edge/flow/privacy.py).
+        self.my_data: Callable[[str, str | None, str], Awaitable[bool]] | None = None
 
     def register(self) -> None:
         self._link.on(self._topics.checkin, self.on_checkin)
@@ -106,6 +108,7 @@ class CheckinFlow:
             self._rejects.reject(Kind.CHECKIN, parsed.reason, message.topic)
             self._reply(checkin_reply_to(message.payload), Refused(parsed.reason))
             return
+        asked: list[str] = []
         outcome = await self.checkin(
             parsed.token,
             parsed.zone,
@@ -113,8 +116,11 @@ class CheckinFlow:
             message.received_mono,
             message.topic,
             redelivered=message.redelivered,
+            committed=asked.append if parsed.request is not None else None,
         )
         self._reply(parsed.reply_to, outcome)
+        if asked and self.my_data is not None:
+            await self.my_data(asked[0], parsed.display, parsed.zone)
         metrics = self._metrics
         if outcome is ACCEPTED and metrics is not None:
             # Received (before waiting for a handler slot) -> jti claim and decisions durable.
@@ -145,6 +151,7 @@ class CheckinFlow:
         origin: str,
         *,
         redelivered: bool = False,
+        committed: Callable[[str], None] | None = None,
     ) -> Accepted | Refused:
         """One check-in from any source (app/kiosk over MQTT, a QR code seen by a camera): verify, replay,
         consent, presence, decide, record, show. Every refusal is counted under ``origin``.
@@ -209,6 +216,8 @@ class CheckinFlow:
         if fresh:
             for listener in tuple(self.committed_listeners):
                 listener(event.shopper_id, event.zone)
+            if committed is not None:
+                committed(event.shopper_id)
             return ACCEPTED
         # Memory and disk disagree (memory lost it: a clock jump); the disk is the authority.
         if redelivered:

@@ -8,7 +8,7 @@ and the zones' counts are republished.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from edge.act.displays import DisplayBoard
 from edge.events import Decision, PresenceChanged, Purpose
@@ -75,6 +75,8 @@ class Floor:
         self._link = link
         self._topics = topics
         self._stats = stats
+        # Told (shopper, zone) of every leave: a kiosk's my-data summary goes with its shopper.
+        self.leave_listeners: list[Callable[[str, str], None]] = []
         consents.subscribe(self._consent_changed)
 
     def changed(self, changes: Sequence[PresenceChanged]) -> None:
@@ -84,6 +86,8 @@ class Floor:
             zones.add(change.zone)
             if change.kind == "leave":
                 self.board.shopper_left(change.zone, change.shopper_id)
+                for listener in tuple(self.leave_listeners):
+                    listener(change.shopper_id, change.zone)
         for zone in zones:
             self.counts.publish(zone)
 

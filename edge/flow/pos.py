@@ -159,6 +159,8 @@ class PosFlow:
         if self.ensure_profile is not None:
             # A shopper new to this store: their consents from the cloud, within a short wait.
             await self.ensure_profile(verified.sub)
+        # A visit: the clock of the profile eviction (edge/ledger/seen.py).
+        self.ledger.seen.note(verified.sub)
         # Tokens are single-use (docs/identity.md): a replayed one identifies nobody. A redelivered message
         # lands here too, harmlessly: its event id is the first delivery's, so the first one stands.
         claim = self.replay.claim(verified.jti, verified.replay_until, now)

@@ -14,6 +14,8 @@ from typing import Any, Final, Protocol
 
 from edge.clock import Clock, iso_utc, parse_iso_utc
 from edge.events import Purpose
+from storecontract.profiles import PROFILE_FIELDS as PROFILE_FIELDS  # noqa: PLC0414 - re-exported
+from storecontract.profiles import minimal_profile as minimal_profile  # noqa: PLC0414
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -298,28 +300,6 @@ class ConsentStore:
         return self._row_factory(
             record.shopper_id, record.purpose, record.granted, record.at_wall, record.source
         )
-
-
-# What the gateway reads of a profile, and so all it keeps (issue 15, data minimisation): the decision
-# model's features, the devices' and kiosks' preferences and needs, what a staff notice may show. Never a
-# legal name or an e-mail: a shopper who wants staff to use a name chooses ``staff_display_name``.
-PROFILE_FIELDS: Final = frozenset(
-    {
-        "affinity",
-        "visits",
-        "device_preferences",
-        "accessibility",
-        "language",
-        "staff_display_name",
-        "sizes",
-        "interests",
-    }
-)
-
-
-def minimal_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
-    """``profile`` with only ``PROFILE_FIELDS``: whatever else the cloud sends is never stored."""
-    return {key: value for key, value in profile.items() if key in PROFILE_FIELDS}
 
 
 class ProfileCache:

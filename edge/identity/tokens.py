@@ -133,6 +133,14 @@ class TokenVerifier:
     def key_ids(self) -> frozenset[str]:
         return frozenset(self._keys)
 
+    def keys_for(self, kid: str | None) -> tuple[Ed25519PublicKey, ...]:
+        """The cloud's keys a signature naming ``kid`` may be checked with: that key, or every key when there
+        is no kid (as for tokens). They also sign the cloud's privacy requests (edge/privacy/request.py)."""
+        if kid is None:
+            return tuple(self._keys.values())
+        key = self._keys.get(kid)
+        return () if key is None else (key,)
+
     def verify(self, token: object) -> VerifiedToken | Rejection:
         """Check ``token`` completely (except replay, which the caller claims in the ledger)."""
         outcome = self._check(token)

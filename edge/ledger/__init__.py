@@ -7,6 +7,7 @@ from edge.ledger.ops import ConsentRow
 from edge.ledger.outbox import Outbox, OutboxEntry
 from edge.ledger.rebuild import Swept
 from edge.ledger.replica import ApplyResult, Replica, ReplicaSnapshot
+from edge.ledger.retention import Purged, Retention
 from edge.ledger.store import Ledger
 
 __all__ = [
@@ -18,8 +19,10 @@ __all__ = [
     "LedgerError",
     "Outbox",
     "OutboxEntry",
+    "Purged",
     "Refusal",
     "Replica",
     "ReplicaSnapshot",
+    "Retention",
     "Swept",
 ]

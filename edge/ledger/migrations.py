@@ -362,13 +362,16 @@ SCHEMA_STEPS: Final[tuple[tuple[Statement, ...], ...]] = (
     (
         # When each shopper was last seen at this store (edge/ledger/seen.py): a committed check-in, a POS sale
         # with their token, a BLE enter, a profile fetched on a cache miss; or, for a profile pulled before
-        # any visit, the first purge that found it. A shopper not seen for ledger.retention.profiles_unseen_days
-        # loses their profile and this row (docs/ledger.md "Retention"): the table holds recent visitors only.
+        # any visit, its arrival. A shopper not seen for ledger.retention.profiles_unseen_days loses their
+        # profile and this row (docs/ledger.md "Retention"): the table holds recent visitors only.
         """CREATE TABLE shopper_seen (
             shopper_id TEXT PRIMARY KEY,
             seen_wall  REAL NOT NULL
         ) WITHOUT ROWID""",
         "CREATE INDEX shopper_seen_at ON shopper_seen (seen_wall)",
+        # Profiles stored before this step count from the cloud's last change of them (a migration has no
+        # clock): at worst one is evicted early, and the shopper's next visit fetches it again.
+        "INSERT INTO shopper_seen (shopper_id, seen_wall) SELECT shopper_id, at_wall FROM profiles",
     ),
 )
 

@@ -317,6 +317,7 @@ def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
         "DELETE FROM pickup_orders WHERE shopper_id = ?",
         "DELETE FROM profiles WHERE shopper_id = ?",
         "DELETE FROM eid_keys WHERE shopper_id = ?",
+        "DELETE FROM shopper_seen WHERE shopper_id = ?",
         # The feature row holds what the profile said (visits, affinity): it goes with the link.
         "UPDATE decisions SET shopper_id = NULL, features = NULL WHERE shopper_id = ?",
         "UPDATE exposures SET shopper_id = NULL WHERE shopper_id = ?",
@@ -324,6 +325,8 @@ def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
     ):
         tx.execute(sql, (shopper_id,))
     anonymise_dead_letters(tx, shopper_id)
+    # An export not yet sent is the shopper's data itself: it goes, not just their id.
+    tx.execute("DELETE FROM outbox WHERE shopper_id = ? AND kind = 'privacy_export'", (shopper_id,))
     return anonymise_shopper_events(tx, shopper_id)
 
 
@@ -337,37 +340,6 @@ def forget_shopper(
         if report is not None:
             insert_event(tx, report, outbox_max_bytes)
         return removed
-
-    return run
-
-
-def purge(now_wall: float, cutoff_wall: float) -> Op[dict[str, int]]:
-    """Forget token claims that ended by ``now_wall`` and drop decisions/exposures older than ``cutoff_wall``.
-
-    Claims are forgotten only while the clock is not behind the last purge, and the point they were
-    forgotten through is kept in the same transaction (``clock_marks``): a token whose claim ended at or
-    before it is refused from then on (edge/identity/replay.py), whatever the clock says later.
-    """
-
-    def run(tx: Tx) -> dict[str, int]:
-        jti = forget_ended_claims(tx, now_wall, at_most=None)
-        _raise_mark(tx, MARK_HIGH_WATER, now_wall)
-        # Exposures go with their decision; deleted (and counted) here rather than by a silent cascade.
-        exposures = tx.execute(
-            "DELETE FROM exposures WHERE acked_at_wall < ? "
-            "OR decision_id IN (SELECT decision_id FROM decisions WHERE at_wall < ?)",
-            (cutoff_wall, cutoff_wall),
-        )
-        decisions = tx.execute("DELETE FROM decisions WHERE at_wall < ?", (cutoff_wall,))
-        devices = tx.execute("DELETE FROM device_settings WHERE at_wall < ?", (cutoff_wall,))
-        staff = tx.execute("DELETE FROM staff_interactions WHERE at_wall < ?", (cutoff_wall,))
-        return {
-            "jti": jti,
-            "decisions": decisions,
-            "exposures": exposures,
-            "device_settings": devices,
-            "staff_interactions": staff,
-        }
 
     return run
 
@@ -390,7 +362,7 @@ def forget_ended_claims(tx: Tx, now_wall: float, *, at_most: int | None) -> int:
             return 0
         through = float(last[0][0])
     removed = tx.execute("DELETE FROM jti WHERE until_wall <= ?", (through,))
-    _raise_mark(tx, MARK_FORGOTTEN, through)
+    raise_mark(tx, MARK_FORGOTTEN, through)
     return removed
 
 
@@ -486,12 +458,12 @@ def mark_wall(now_wall: float) -> Op[float]:
     """Raise the durable high-water mark of the wall clock; the op returns the mark."""
 
     def run(tx: Tx) -> float:
-        return _raise_mark(tx, MARK_HIGH_WATER, now_wall)
+        return raise_mark(tx, MARK_HIGH_WATER, now_wall)
 
     return run
 
 
-def _raise_mark(tx: Tx, mark: str, wall: float) -> float:
+def raise_mark(tx: Tx, mark: str, wall: float) -> float:
     rows = tx.returning(
         "INSERT INTO clock_marks (mark, wall) VALUES (?, ?) ON CONFLICT (mark) DO UPDATE "
         "SET wall = max(clock_marks.wall, excluded.wall) RETURNING wall",

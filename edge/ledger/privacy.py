@@ -18,11 +18,14 @@ from typing import Any, Final
 
 from edge.ledger import tombstones
 from edge.ledger.eventcodec import unpack_kind
+from edge.ledger.ops import DECISION_COLUMNS
 from edge.ledger.outbox import NewEvent, insert_event
 from edge.ledger.writer import Op, Tx
 
 # Rows per table an export carries at most (newest first); past that the export says how many more there are.
 MAX_ROWS: Final = 5_000
+# A decision as the export lists it: every column but the id it is listed under and the candidates' scores.
+_DECISION_FIELDS: Final = tuple(c for c in DECISION_COLUMNS if c not in ("shopper_id", "candidates"))
 # A tool writing its audit row beside the running gateway waits this long for the writer's lock.
 _BUSY_TIMEOUT_S: Final = 5.0
 
@@ -33,6 +36,7 @@ class ShopperRows:
 
     shopper_id: str
     erased_wall: float | None
+    seen_wall: float | None  # the last visit this store noted (a profile unseen for long is evicted)
     consents: list[dict[str, Any]]
     profile: dict[str, Any] | None
     profile_at_wall: float | None
@@ -63,6 +67,7 @@ def read_shopper(tx: Tx, shopper_id: str) -> ShopperRows:
     erased = tx.fetch(
         "SELECT erased_wall FROM tombstones WHERE shopper_key = edge_tombstone(?)", (shopper_id,)
     )
+    seen = tx.fetch("SELECT seen_wall FROM shopper_seen WHERE shopper_id = ?", (shopper_id,))
     consents = rows(
         "consents",
         "SELECT purpose, granted, at_wall, source FROM consents WHERE shopper_id = ? ORDER BY purpose",
@@ -80,22 +85,8 @@ def read_shopper(tx: Tx, shopper_id: str) -> ShopperRows:
     key_rows = tx.fetch("SELECT rotation_exponent FROM eid_keys WHERE shopper_id = ?", (shopper_id,))
     decisions = rows(
         "decisions",
-        "SELECT decision_id, display_id, zone, at_wall, offer_id, template, model_version, propensity, "
-        "explored, holdout, personalized, features FROM decisions WHERE shopper_id = ? ORDER BY at_wall DESC",
-        (
-            "decision_id",
-            "display_id",
-            "zone",
-            "at_wall",
-            "offer_id",
-            "template",
-            "model_version",
-            "propensity",
-            "explored",
-            "holdout",
-            "personalized",
-            "features",
-        ),
+        f"SELECT {', '.join(_DECISION_FIELDS)} FROM decisions WHERE shopper_id = ? ORDER BY at_wall DESC",  # noqa: S608
+        _DECISION_FIELDS,
     )
     for row in decisions:
         for flag in ("explored", "holdout", "personalized"):
@@ -103,6 +94,7 @@ def read_shopper(tx: Tx, shopper_id: str) -> ShopperRows:
     return ShopperRows(
         shopper_id=shopper_id,
         erased_wall=float(erased[0][0]) if erased else None,
+        seen_wall=float(seen[0][0]) if seen else None,
         consents=consents,
         profile=profile,
         profile_at_wall=profile_at,

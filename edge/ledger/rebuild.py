@@ -77,11 +77,11 @@ def _mark_queued_consents(tx: Tx) -> None:
     them yet. They are marked seen when the rebuild begins (so one delivered during the rebuild still counts)
     and again at the sweep (one made during the rebuild); the cloud has them once it has the event."""
     _mark_keys(
-        tx, [[ChangeKind.CONSENT.value, shopper_id, purpose] for shopper_id, purpose in _queued_consents(tx)]
+        tx, [[ChangeKind.CONSENT.value, shopper_id, purpose] for shopper_id, purpose in queued_consents(tx)]
     )
 
 
-def _queued_consents(tx: Tx) -> list[tuple[str, str]]:
+def queued_consents(tx: Tx) -> list[tuple[str, str]]:
     """(shopper, purpose) of every queued consent event that names its shopper (a rebuild keeps those)."""
     rows = tx.fetch(
         "SELECT shopper_id, at_ms, data FROM outbox WHERE class = ? AND kind = ? AND shopper_id IS NOT NULL",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -30,6 +31,10 @@ _CORRUPTION_CODES: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOT
 # SQLite extended result codes carry the primary code in their low byte.
 _PRIMARY_CODE_MASK: Final = 0xFF
 _SIDE_FILES: Final = ("-wal", "-shm")
+# PRAGMA auto_vacuum: freed pages stay free until ``PRAGMA incremental_vacuum`` gives them back, which the
+# purge does in bounded steps (edge/ledger/retention.py). FULL would move pages at every commit, on the path
+# of every check-in; NONE never gives anything back.
+AUTO_VACUUM_INCREMENTAL: Final = 2
 
 
 class _CorruptDatabaseError(Exception):
@@ -84,6 +89,7 @@ async def _open_checked(path: Path) -> aiosqlite.Connection:
         await _configure(db)
         await _quick_check(db)
         await migrate(db)
+        await _incremental_vacuum_mode(db, path)
         await db._execute(tombstones.install, db._conn)  # type: ignore[no-untyped-call]
     except BaseException:
         await db.close()
@@ -92,7 +98,10 @@ async def _open_checked(path: Path) -> aiosqlite.Connection:
 
 
 async def _configure(db: aiosqlite.Connection) -> None:
-    # journal_mode is the first statement to read the file header, so a non-database fails here.
+    # Before anything writes the header: a new file takes the mode with its first table (an existing file
+    # keeps its own until the VACUUM of _incremental_vacuum_mode). It reads the header, so a non-database
+    # fails here.
+    await db.execute_fetchall(f"PRAGMA auto_vacuum = {AUTO_VACUUM_INCREMENTAL:d}")
     mode = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
     if str(mode[0][0]).lower() != "wal":
         raise LedgerError(f"ledger database refused WAL mode (got {mode[0][0]!r})")
@@ -107,6 +116,45 @@ async def _configure(db: aiosqlite.Connection) -> None:
     secure = list(await db.execute_fetchall("PRAGMA secure_delete = ON"))
     if int(secure[0][0]) != 1:
         raise LedgerError("this SQLite refused secure_delete")
+
+
+async def _incremental_vacuum_mode(db: aiosqlite.Connection, path: Path) -> None:
+    """A ledger created before ``auto_vacuum = INCREMENTAL`` changes mode once, by a VACUUM (outside any
+    transaction: it rewrites the whole file, through the WAL, which is then truncated).
+
+    A failure (a disk too full for the copy) is logged and the ledger opens as it is: the purge then cannot
+    give space back (its pages stay free for SQLite to reuse) and the next start tries again.
+    """
+    if await _pragma_int(db, "auto_vacuum") == AUTO_VACUUM_INCREMENTAL:
+        return
+    size = await _pragma_int(db, "page_count") * await _pragma_int(db, "page_size")
+    _LOGGER.warning(
+        "ledger %s predates incremental vacuum: rewriting it once (VACUUM, %.1f MB) so that purges can "
+        "give space back",
+        path,
+        size / 1e6,
+    )
+    started = time.perf_counter()  # a log figure, not a decision: the injected clock does not apply
+    try:
+        await db.execute_fetchall(f"PRAGMA auto_vacuum = {AUTO_VACUUM_INCREMENTAL:d}")
+        await db.execute_fetchall("VACUUM")
+        await db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as exc:
+        if is_corruption(exc):
+            raise
+        _LOGGER.exception("ledger %s: VACUUM failed; purges cannot give space back until it succeeds", path)
+        return
+    _LOGGER.warning(
+        "ledger %s: incremental vacuum on (auto_vacuum %s) after %.1f s",
+        path,
+        await _pragma_int(db, "auto_vacuum"),
+        time.perf_counter() - started,
+    )
+
+
+async def _pragma_int(db: aiosqlite.Connection, name: str) -> int:
+    rows = list(await db.execute_fetchall(f"PRAGMA {name}"))
+    return int(rows[0][0])
 
 
 async def _quick_check(db: aiosqlite.Connection) -> None:

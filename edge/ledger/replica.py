@@ -11,10 +11,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from edge.clock import Clock
 from edge.events import Purpose
 from edge.ledger import rebuild, tombstones
 from edge.ledger.ops import ConsentRow, erase_shopper, store_consent
-from edge.ledger.rebuild import CURSOR_KEY, Swept
+from edge.ledger.rebuild import CURSOR_KEY, SEED_SOURCE, Swept, queued_consents
 from edge.ledger.writer import Op, Read, Submit, Tx
 from edge.sync.wire import Change, ChangeKind
 
@@ -40,6 +41,8 @@ class ApplyResult:
     stale: dict[str, int] = field(default_factory=dict)
     consents: tuple[ConsentRow, ...] = ()
     erased: tuple[tuple[str, float], ...] = ()
+    # (shopper, purpose) of consents the cloud no longer sends this store (its membership lapsed)
+    dropped: tuple[tuple[str, Purpose], ...] = ()
     outbox_anonymised: int = 0
     swept: Swept | None = None
 
@@ -67,6 +70,7 @@ class _Page:
     stale: dict[str, int] = field(default_factory=dict)
     consents: list[ConsentRow] = field(default_factory=list)
     erased: list[tuple[str, float]] = field(default_factory=list)
+    dropped: list[tuple[str, Purpose]] = field(default_factory=list)
     outbox_anonymised: int = 0
     swept: Swept | None = None
 
@@ -81,7 +85,23 @@ _NOT_ERASED: Final = (
 )
 
 
-def _profile(tx: Tx, change: Change, encoded: str | None) -> bool:
+def _drop_consent(tx: Tx, change: Change) -> bool:
+    """The cloud no longer sends this store the shopper (docs/sync.md "Which shoppers a store pulls"): their
+    consent row goes, unless it is newer than the delete, the operator's seed, or the store's own change
+    still waiting for the cloud (the rebuild sweep's rule). Not the shopper's choice: nothing is pushed."""
+    purpose = change.data["purpose"]
+    if (change.id, purpose.value) in set(queued_consents(tx)):
+        return False
+    return bool(
+        tx.returning(
+            "DELETE FROM consents WHERE shopper_id = ? AND purpose = ? AND at_wall <= ? AND source != ? "
+            "RETURNING 1",
+            (change.id, purpose.value, change.at_wall, SEED_SOURCE),
+        )
+    )
+
+
+def _profile(tx: Tx, change: Change, encoded: str | None, arrived_wall: float) -> bool:
     if change.op == "delete":
         # Ordered by time too, so re-applying an older page never removes a newer profile.
         tx.execute("DELETE FROM profiles WHERE shopper_id = ? AND at_wall <= ?", (change.id, change.at_wall))
@@ -92,6 +112,13 @@ def _profile(tx: Tx, change: Change, encoded: str | None) -> bool:
         "WHERE excluded.at_wall >= profiles.at_wall RETURNING 1",
         (change.id, encoded, change.at_wall, change.id, change.at_wall),
     )
+    if rows:
+        # A profile of a shopper never seen here counts from its arrival (docs/ledger.md "Retention"); a
+        # later update does not: the cloud changing a profile is no visit to this store.
+        tx.execute(
+            "INSERT INTO shopper_seen (shopper_id, seen_wall) VALUES (?, ?) ON CONFLICT (shopper_id) DO NOTHING",
+            (change.id, arrived_wall),
+        )
     return bool(rows)
 
 
@@ -211,8 +238,11 @@ def _encoded(change: Change) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def apply_page_op(changes: Sequence[Change], cursor: str, *, complete: bool = False) -> Op[_Page]:
+def apply_page_op(
+    changes: Sequence[Change], cursor: str, *, arrived_wall: float, complete: bool = False
+) -> Op[_Page]:
     """One op for a whole page: every change in order, then the cursor; any failure rolls back all of it.
+    ``arrived_wall``: now (a new profile's eviction counts from it).
 
     During a rebuild (``rebuild.begin``) the page also marks its keys, and a ``complete`` page (the cloud
     has nothing more) ends the rebuild with the sweep, in the same transaction.
@@ -231,12 +261,16 @@ def apply_page_op(changes: Sequence[Change], cursor: str, *, complete: bool = Fa
         for kind, change, encoded, consent in prepared:
             took = True
             if kind is ChangeKind.PROFILE:
-                took = _profile(tx, change, encoded)
+                took = _profile(tx, change, encoded, arrived_wall)
             elif kind is ChangeKind.CONSENT:
-                if consent is not None:  # a consent delete is not part of the contract: nothing to do
+                if consent is not None:
                     took = store_consent(tx, consent)
                     if took:
                         page.consents.append(consent)
+                else:
+                    took = _drop_consent(tx, change)
+                    if took:
+                        page.dropped.append((change.id, change.data["purpose"]))
             elif kind is ChangeKind.EID_KEY:
                 took = _eid_key(tx, change)
             elif kind is ChangeKind.TOKEN_KEY:
@@ -277,10 +311,16 @@ class Replica:
     """
 
     def __init__(
-        self, submit: Submit, read: Read, *, after_scrub: Callable[[], Awaitable[None]] | None = None
+        self,
+        submit: Submit,
+        read: Read,
+        clock: Clock,
+        *,
+        after_scrub: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._submit = submit
         self._read = read
+        self._clock = clock
         self._after_scrub = after_scrub
         # By keyed hash, as on disk (edge/ledger/tombstones.py): memory holds no erased id either.
         self._tombstones: dict[str, float] = {}
@@ -302,7 +342,8 @@ class Replica:
         Re-applying a page is harmless: every change is an idempotent upsert/delete or ordered by time.
         ``complete``: the cloud said there is no more now; it ends a rebuild (``ApplyResult.swept``).
         """
-        page = await self._submit(apply_page_op(changes, cursor, complete=complete))
+        op = apply_page_op(changes, cursor, arrived_wall=self._clock.wall(), complete=complete)
+        page = await self._submit(op)
         for shopper_id, erased_wall in page.erased:
             self.remember_tombstone(shopper_id, erased_wall)
         return ApplyResult(
@@ -311,6 +352,7 @@ class Replica:
             stale=page.stale,
             consents=tuple(page.consents),
             erased=tuple(page.erased),
+            dropped=tuple(page.dropped),
             outbox_anonymised=page.outbox_anonymised,
             swept=page.swept,
         )

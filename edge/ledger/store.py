@@ -1,8 +1,9 @@
 """``Ledger``: the gateway's one SQLite writer and reader (decisions, exposures, consents, token replay).
 
-The outbox to the cloud, the events the cloud refused and the local replica of the cloud are facades over
-the same writer and lock: ``ledger.outbox`` (edge/ledger/outbox.py), ``ledger.dead_letters``
-(edge/ledger/deadletter.py) and ``ledger.replica`` (edge/ledger/replica.py).
+The outbox to the cloud, the events the cloud refused, the local replica of the cloud and the shoppers' seen
+marks are facades over the same writer and lock: ``ledger.outbox`` (edge/ledger/outbox.py),
+``ledger.dead_letters`` (edge/ledger/deadletter.py), ``ledger.replica`` (edge/ledger/replica.py) and
+``ledger.seen`` (edge/ledger/seen.py). Retention is edge/ledger/retention.py's.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import aiosqlite
 
 from edge.clock import Clock
 from edge.events import Decision, Purpose
-from edge.ledger import ops
+from edge.ledger import ops, privacy, retention
 from edge.ledger.deadletter import DeadLetters
-from edge.ledger.errors import LedgerError
+from edge.ledger.errors import WRITE_ERRORS, LedgerError
 from edge.ledger.ops import DECISION_COLUMNS, DECISION_FLAGS, EXPOSURE_COLUMNS, ConsentRow
-from edge.ledger.outbox import Outbox, encode_event
+from edge.ledger.outbox import NewEvent, Outbox, encode_event
+from edge.ledger.privacy import ShopperRows
 from edge.ledger.recovery import drop_corrupt, open_database
 from edge.ledger.replica import Replica
+from edge.ledger.retention import FileSpace, Purged, Purger, PurgeStats, Retention
+from edge.ledger.seen import SeenMarks
 from edge.ledger.writer import BatchWriter, Op, Rows, WriterCounters
 from edge.sync.wire import EventClass
 
@@ -37,7 +41,6 @@ _LOGGER = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_SECONDS_PER_DAY: Final = 86_400.0
 # A shutdown must finish before systemd's stop timeout (90 s default); a full queue of 10k writes commits
 # in well under a second on a Pi, so 10 s only runs out when the disk itself is stuck.
 DEFAULT_CLOSE_TIMEOUT_S: Final = 10.0
@@ -78,6 +81,7 @@ class LedgerStats:
     jti_replays: int
     consent_stale: int
     corrupted_moved_to: str | None
+    purge: PurgeStats
 
     @property
     def corrupt_recovered(self) -> bool:
@@ -107,6 +111,7 @@ class Ledger:
         batch_window_s: float = 0.002,
         queue_max: int = 10_000,
         retention_days: int = 90,
+        retention: Retention | None = None,
         corrupt_keep_days: float = 7.0,
         close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
         outbox_max_bytes: int | None = DEFAULT_OUTBOX_MAX_BYTES,
@@ -127,7 +132,6 @@ class Ledger:
         self._batch_max = batch_max
         self._batch_window_s = batch_window_s
         self._queue_max = queue_max
-        self._retention_s = retention_days * _SECONDS_PER_DAY
         self._claims = 0
         self._close_timeout_s = close_timeout_s
         self._db: aiosqlite.Connection | None = None
@@ -139,8 +143,18 @@ class Ledger:
         # Batch commit latencies (the ledger_batch stage), handed to each writer; None: not measured.
         self._metrics = metrics
         self.outbox = Outbox(self._submit, self._read, clock, max_bytes=outbox_max_bytes)
-        self.replica = Replica(self._submit, self._read, after_scrub=self._drop_all_corrupt)
+        self.replica = Replica(self._submit, self._read, clock, after_scrub=self._drop_all_corrupt)
         self.dead_letters = DeadLetters(self._submit, self._read)
+        self.seen = SeenMarks(self._submit, self._read, clock)
+        self._purger = Purger(
+            self._submit,
+            self._read,
+            clock,
+            self.seen,
+            # ``retention_days`` alone: the history tables it always covered (edge/config/ledger.py).
+            retention if retention is not None else Retention.history(retention_days),
+            drop_corrupt=self._drop_old_corrupt,
+        )
 
     async def __aenter__(self) -> Ledger:
         if self._db is not None:
@@ -175,6 +189,7 @@ class Ledger:
         if db is None or writer is None:
             return
         try:
+            await self._flush_seen_at_close(writer)
             await writer.close(self._close_timeout_s)
         finally:
             await db.close()
@@ -265,6 +280,7 @@ class Ledger:
         from decisions and exposures; leave a tombstone. ``report`` queues an erasure event for the cloud.
         """
         erased_wall = self._clock.wall()
+        self.seen.forget(shopper_id)
         event = (
             encode_event("erasure", EventClass.PRIVACY, {}, at_wall=erased_wall, shopper_id=shopper_id)
             if report
@@ -275,6 +291,41 @@ class Ledger:
         )
         self.replica.remember_tombstone(shopper_id, erased_wall)
         await self.replica.scrub()
+
+    async def privacy_rows(self, shopper_id: str) -> ShopperRows:
+        """Every row about the shopper, read in one transaction (the right of access, edge/privacy/)."""
+        return await self._submit(privacy.read_shopper_op(shopper_id), durable=False)
+
+    async def cloud_offer_bodies(self) -> list[tuple[str, str]]:
+        """The cloud's offers in the replica (id, JSON body)."""
+        return [(str(r[0]), str(r[1])) for r in await self._read("SELECT offer_id, body FROM offers")]
+
+    async def privacy_answered(self, request_id: str) -> bool:
+        """Whether the cloud's privacy request ``request_id`` was answered here already."""
+        return bool(await self._read("SELECT 1 FROM privacy_audit WHERE request_id = ?", (request_id,)))
+
+    async def record_privacy_export(
+        self,
+        shopper_id: str,
+        at_wall: float,
+        via: str,
+        detail: str,
+        *,
+        request_id: str | None = None,
+        answer: Sequence[NewEvent] = (),
+    ) -> bool:
+        """The audit row of an export and its answer's events, in one durable transaction; False when
+        ``request_id`` was answered already (nothing written)."""
+        op = privacy.record_export(
+            shopper_id,
+            at_wall,
+            via,
+            detail,
+            request_id=request_id,
+            answer=answer,
+            outbox_max_bytes=self.outbox.max_bytes,
+        )
+        return await self._submit(op)
 
     async def record_device_setting(
         self, device_id: str, reason: str, applied: Mapping[str, object], shoppers: Sequence[str]
@@ -322,13 +373,27 @@ class Ledger:
         )
         return [(str(d), float(at), str(r), str(v), list(json.loads(who))) for d, at, r, v, who in rows]
 
-    async def purge(self, now_wall: float) -> dict[str, int]:
-        """Forget ended token claims (not while the clock is behind the last purge), drop decisions and
-        exposures past retention, raise the clock marks; return rows deleted per table."""
-        # Not durable: a purge lost to a power cut is simply done again by the next one.
-        purged = await self._submit(ops.purge(now_wall, now_wall - self._retention_s), durable=False)
-        dropped = await asyncio.to_thread(drop_corrupt, self._path, self._clock, self._corrupt_keep_days)
-        return {**purged, "corrupt_files": len(dropped)}
+    async def purge(self, now_wall: float) -> Purged:
+        """Apply retention by ``now_wall`` (the injected clock's); see ``retention.Purger.purge``."""
+        return await self._purger.purge(now_wall)
+
+    async def file_space(self) -> FileSpace:
+        """The file's page size, pages and free pages (what a purge can give back)."""
+        return await self._purger.file_space()
+
+    async def _drop_old_corrupt(self) -> int:
+        """Ledgers moved aside as corrupt, past ``corrupt_keep_days``, deleted; returns how many files."""
+        return len(await asyncio.to_thread(drop_corrupt, self._path, self._clock, self._corrupt_keep_days))
+
+    async def _flush_seen_at_close(self, writer: BatchWriter) -> None:
+        """A clean stop writes the pending seen marks (a failure is only logged: they are not durable)."""
+        marks = self.seen.take()
+        if not marks:
+            return
+        try:
+            await writer.submit(retention.record_seen(marks), durable=False)
+        except WRITE_ERRORS as exc:
+            _LOGGER.warning("ledger: %d seen marks not written at close: %s", len(marks), exc)
 
     async def _drop_all_corrupt(self) -> None:
         """After an erasure: ledgers moved aside as corrupt cannot be edited, so they go whole."""
@@ -367,7 +432,7 @@ class Ledger:
         return [(str(jti), float(until)) for jti, until in rows]
 
     async def clock_marks(self) -> ClockMarks:
-        """The durable marks of the wall clock (see ``ops.purge``); -inf where none was written yet."""
+        """The durable marks of the wall clock (see ``retention.purge``); -inf where none was written yet."""
         rows: dict[str, float] = dict(await self._read("SELECT mark, wall FROM clock_marks"))
         return ClockMarks(
             high_water_wall=float(rows.get(ops.MARK_HIGH_WATER, float("-inf"))),
@@ -426,6 +491,7 @@ class Ledger:
             jti_replays=outcomes.jti_replays,
             consent_stale=outcomes.consent_stale,
             corrupted_moved_to=None if self.corrupted_moved_to is None else str(self.corrupted_moved_to),
+            purge=self._purger.stats(),
         )
 
     # --- plumbing -----------------------------------------------------------------------------------------

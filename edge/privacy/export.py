@@ -47,7 +47,6 @@ class Presence:
 
     zone: str
     source: str
-    since_wall: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +95,7 @@ def build_export(rows: ShopperRows, ctx: ExportContext, explainer: Explainer | N
         "shopper_id": rows.shopper_id,
         "generated_at": _t(ctx.generated_wall),
         "erased_at": _t(rows.erased_wall),
+        "last_seen_at": _t(rows.seen_wall),
         "retention_days": {
             "decisions": keep.decisions_s / _DAY,
             "exposures": keep.exposures_s / _DAY,
@@ -218,7 +218,7 @@ def _signals(ctx: ExportContext) -> dict[str, Any]:
         return {"meaning": note, "now": None}
     return {
         "meaning": note,
-        "now": [{"zone": p.zone, "source": p.source, "since": _t(p.since_wall)} for p in ctx.presence],
+        "now": [{"zone": p.zone, "source": p.source} for p in ctx.presence],
     }
 
 

@@ -22,7 +22,8 @@ table{border-collapse:collapse;width:100%}td,th{padding:.25rem .5rem;border-bott
 vertical-align:top}.muted{color:#666}.yes{color:#075}.no{color:#a00}
 </style></head><body>
 <h1>What store {{ doc.store_id }} holds about you</h1>
-<p class="muted">Prepared {{ doc.generated_at }} (UTC) for shopper {{ doc.shopper_id }}.</p>
+<p class="muted">Prepared {{ doc.generated_at }} (UTC) for shopper {{ doc.shopper_id }}.{% if doc.last_seen_at %}
+This store last noted your visit {{ doc.last_seen_at }}.{% endif %}</p>
 {% if doc.erased_at %}<p><strong>You asked to be forgotten on {{ doc.erased_at }}.</strong> The store keeps no
 data linked to you since then, only a one-way code that stops old copies from coming back.</p>{% endif %}
 
@@ -42,7 +43,7 @@ data linked to you since then, only a one-way code that stops old copies from co
 
 <h2>Where you are</h2>
 <p>{{ doc.signals.meaning }}</p>
-{% if doc.signals.now %}<ul>{% for p in doc.signals.now %}<li>{{ p.zone }} ({{ p.source }}), since {{ p.since }}</li>
+{% if doc.signals.now %}<ul>{% for p in doc.signals.now %}<li>{{ p.zone }} ({{ p.source }})</li>
 {% endfor %}</ul>{% endif %}
 
 <h2>Why did I see this offer?</h2>

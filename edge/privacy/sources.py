@@ -3,16 +3,21 @@ the models that explain decisions, and the offers' titles."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
+from edge.clock import Clock
 from edge.config import GatewaySettings
 from edge.decide.catalog import load_catalog
 from edge.decide.lifecycle import ModelStore
 from edge.decide.manifest import ModelError
+from edge.decide.policy import DecisionEngine
+from edge.ledger import Ledger
 from edge.privacy.explain import Explainer, ScoreFn
-from edge.privacy.export import Retention
+from edge.privacy.export import ExportContext, Presence, Retention, build_export
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +25,15 @@ _DAY = 86_400.0
 
 
 def retention_of(settings: GatewaySettings) -> Retention:
-    """The retention the ledger's purge applies (edge/config/model.py ``[ledger]``), in seconds."""
-    days = float(settings.ledger.retention_days) * _DAY
-    return Retention(decisions_s=days, exposures_s=days, device_settings_s=days, staff_interactions_s=days)
+    """The retention the ledger's purge applies (``[ledger.retention]``), in seconds."""
+    kept = settings.ledger.retention
+    return Retention(
+        decisions_s=kept.decisions_days * _DAY,
+        exposures_s=kept.exposures_days * _DAY,
+        device_settings_s=kept.device_settings_days * _DAY,
+        staff_interactions_s=kept.staff_interactions_days * _DAY,
+        profile_unseen_s=kept.profiles_unseen_days * _DAY,
+    )
 
 
 def model_loader(
@@ -76,3 +87,38 @@ def titles_from_bodies(rows: list[tuple[str, str]]) -> dict[str, str]:
         if isinstance(title, str):
             titles[offer_id] = title
     return titles
+
+
+class LiveExport:
+    """The running gateway's export of one shopper: the ledger's rows, where they are now (memory), the
+    running model and the store's offers; the explanation runs off the event loop."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        ledger: Ledger,
+        clock: Clock,
+        zone_of: Callable[[str], str | None],
+        engine: Callable[[], DecisionEngine],
+    ) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self._clock = clock
+        self._zone_of = zone_of
+        self._engine = engine
+
+    async def __call__(self, shopper_id: str) -> dict[str, Any]:
+        rows = await self._ledger.privacy_rows(shopper_id)
+        bodies = await self._ledger.cloud_offer_bodies()
+        zone = self._zone_of(shopper_id)
+        ctx = ExportContext(
+            store_id=self._settings.store.id,
+            generated_wall=self._clock.wall(),
+            retention=retention_of(self._settings),
+            offer_titles=offer_titles(self._settings, titles_from_bodies(bodies)),
+            presence=[] if zone is None else [Presence(zone, "check-in")],
+            presence_timeout_s=self._settings.presence.checkin_timeout_s,
+        )
+        engine = self._engine()
+        explainer = explainer_for(self._settings, engine.scorer.score, engine.model_version)
+        return await asyncio.to_thread(build_export, rows, ctx, explainer)

@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 CHECKIN_SOURCES: Final = frozenset({"app", "kiosk", "qr"})
+# What a kiosk check-in may ask for besides service: the shopper's own data on that kiosk (docs/privacy.md).
+CHECKIN_REQUESTS: Final = ("my_data",)
 ACK_STATUSES: Final = frozenset({"shown", "failed"})
 # Zone and display ids are topic segments; the same rule as the config's id pattern.
 MAX_ID_LEN: Final = 64
@@ -89,6 +91,9 @@ class CheckinMessage:
     source: str
     # Where the app waits for the answer: ``checkin/result/{reply_to}`` (an id the app chose).
     reply_to: str | None = None
+    # A kiosk check-in may ask for the shopper's data (``"my_data"``) on the kiosk's own screen (``display``).
+    request: str | None = None
+    display: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -177,7 +182,7 @@ def parse_utc(value: object) -> float | None:
     return stamp.timestamp()
 
 
-def _has_bad_ts(body: dict[str, Any]) -> bool:
+def has_bad_ts(body: dict[str, Any]) -> bool:
     # null is the same as leaving it out, as for every optional field of the contract
     return body.get("ts") is not None and parse_utc(body["ts"]) is None
 
@@ -211,7 +216,7 @@ def parse_checkin(payload: bytes) -> CheckinMessage | Rejected:
     body = json_envelope(payload)
     if isinstance(body, Rejected):
         return body
-    if _has_bad_ts(body):
+    if has_bad_ts(body):
         return Rejected(CheckinReject.BAD_TS)
     token, zone, source = body.get("token"), body.get("zone"), body.get("source", "app")
     if not isinstance(token, str) or not token:
@@ -225,8 +230,13 @@ def parse_checkin(payload: bytes) -> CheckinMessage | Rejected:
     reply_to = body.get("reply_to")
     if reply_to is not None and not _is_id(reply_to):
         return Rejected(CheckinReject.BAD_REPLY_TO)
+    request, display = body.get("request"), body.get("display")
+    if request is not None and (request not in CHECKIN_REQUESTS or source != "kiosk" or not _is_id(display)):
+        return Rejected(CheckinReject.BAD_REQUEST)
     assert isinstance(zone, str)
-    return CheckinMessage(token=token, zone=zone, source=str(source), reply_to=reply_to)
+    return CheckinMessage(
+        token=token, zone=zone, source=str(source), reply_to=reply_to, request=request, display=display
+    )
 
 
 def checkin_reply_to(payload: bytes) -> str | None:
@@ -243,7 +253,7 @@ def parse_ack(payload: bytes) -> AckMessage | Rejected:
     body = json_envelope(payload)
     if isinstance(body, Rejected):
         return body
-    if _has_bad_ts(body):
+    if has_bad_ts(body):
         return Rejected(AckReject.BAD_TS)
     version, decision_id, status = body.get("version"), body.get("decision_id"), body.get("status")
     if type(version) is not int or not 0 < version <= MAX_ACK_VERSION:

@@ -29,6 +29,8 @@ class Kind(StrEnum):
     DEVICE = "device"
     OVERRIDE = "override"
     STAFF_ACK = "staff_ack"
+    PRIVACY = "privacy"
+    PRIVACY_REQUEST = "privacy_request"
 
 
 class Envelope(StrEnum):
@@ -47,6 +49,7 @@ class CheckinReject(StrEnum):
     BAD_ZONE = "bad_zone"
     BAD_SOURCE = "bad_source"
     BAD_REPLY_TO = "bad_reply_to"
+    BAD_REQUEST = "bad_request"
     BAD_TS = "bad_ts"
     UNKNOWN_ZONE = "unknown_zone"
     NO_CONSENT = "no_consent"
@@ -127,12 +130,50 @@ class StaffAckReject(StrEnum):
     NO_ORDER = "no_order"
 
 
+class PrivacyReject(StrEnum):
+    """A shopper's privacy action at a touchpoint (``privacy/action``), refused."""
+
+    MISSING_TOKEN = "missing_token"  # noqa: S105 - a reason's name, not a secret
+    OVERSIZED_TOKEN = "oversized_token"  # noqa: S105 - a reason's name, not a secret
+    BAD_ACTION = "bad_action"
+    BAD_PURPOSE = "bad_purpose"
+    BAD_GRANTED = "bad_granted"
+    BAD_SOURCE = "bad_source"
+    BAD_REPLY_TO = "bad_reply_to"
+    BAD_TS = "bad_ts"
+    CLOCK_BEHIND = "clock_behind"
+
+
+class PrivacyRequestReject(StrEnum):
+    """The cloud's signed request for a shopper's export (``privacy/request``), refused."""
+
+    TOO_LARGE = "too_large"
+    MALFORMED = "malformed"
+    BAD_ALGORITHM = "bad_algorithm"
+    UNKNOWN_KEY = "unknown_key"
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_STORE = "wrong_store"
+    EXPIRED = "expired"
+    BAD_CLAIMS = "bad_claims"
+
+
 _ENVELOPE: Final[Mapping[str, str]] = {
     Envelope.NOT_UTF8: "the payload is not UTF-8",
     Envelope.NOT_JSON: "not JSON (or nested beyond what the parser takes)",
     Envelope.NOT_OBJECT: "JSON, but not an object",
     Envelope.MISSING_VERSION: 'no `"v"`: every payload carries `"v": 1`',
     Envelope.UNSUPPORTED_VERSION: '`"v"` is not the integer `1` (`2`, `"1"`, `1.0` and `true` are refused)',
+}
+# A shopper's token refused (check-ins and privacy actions alike); MALFORMED, OVERSIZED and REPLAYED say more
+# per kind.
+_TOKEN: Final[Mapping[str, str]] = {
+    TokenReason.BAD_SIGNATURE: "the token's signature does not verify with the cloud's keys",
+    TokenReason.UNKNOWN_KEY: "the token's `kid` names no key the gateway holds",
+    TokenReason.EXPIRED: "the token's `exp` has passed (beyond the leeway)",
+    TokenReason.NOT_YET_VALID: "the token's `nbf` / `iat` is in the future (beyond the leeway)",
+    TokenReason.WRONG_AUDIENCE: '`aud` is neither this store\'s id nor `"stores"`',
+    TokenReason.MISSING_CLAIM: "`sub`, `exp`, `jti` or `aud` is missing",
+    TokenReason.TOO_LONG_LIVED: "`exp` is more than `identity.max_token_lifetime_s` after `iat`",
 }
 _TS = "`ts` present but not an ISO-8601 UTC date-time (`Z` or `+00:00`, at most 40 characters)"
 
@@ -147,16 +188,12 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         CheckinReject.BAD_ZONE: "`zone` is not an id (1-64 ASCII letters, digits, `-`, `_`, `.`)",
         CheckinReject.BAD_SOURCE: "`source` is not `app`, `kiosk` or `qr`",
         CheckinReject.BAD_REPLY_TO: "`reply_to` present but not an id (1-64 ASCII letters, digits, `-`, `_`, `.`)",
+        CheckinReject.BAD_REQUEST: '`request` present but not `"my_data"`, or not from a `kiosk` naming its '
+        "`display` (an id)",
         CheckinReject.UNKNOWN_ZONE: "`zone` is not one of the store's configured zones",
         TokenReason.MALFORMED: "the token is not a JWT we can read, or its claims have the wrong types",
         TokenReason.OVERSIZED: "the token is too long (a QR check-in's; an MQTT one is `oversized_token`)",
-        TokenReason.BAD_SIGNATURE: "the token's signature does not verify with the cloud's keys",
-        TokenReason.UNKNOWN_KEY: "the token's `kid` names no key the gateway holds",
-        TokenReason.EXPIRED: "the token's `exp` has passed (beyond the leeway)",
-        TokenReason.NOT_YET_VALID: "the token's `nbf` / `iat` is in the future (beyond the leeway)",
-        TokenReason.WRONG_AUDIENCE: '`aud` is neither this store\'s id nor `"stores"`',
-        TokenReason.MISSING_CLAIM: "`sub`, `exp`, `jti` or `aud` is missing",
-        TokenReason.TOO_LONG_LIVED: "`exp` is more than `identity.max_token_lifetime_s` after `iat`",
+        **_TOKEN,
         TokenReason.REPLAYED: "the token's `jti` was already used (single use until it expires); a message the "
         "broker delivers again after a crash (MQTT DUP) is not a replay: counted as `checkins_redelivered`",
         CheckinReject.REPLAYED_ON_DISK: "the `jti` was unknown in memory but already claimed in the ledger "
@@ -240,6 +277,34 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         StaffAckReject.UNKNOWN_NOTICE: "no open notice of this team has this id (withdrawn, from before a "
         "restart, or another team's)",
     },
+    Kind.PRIVACY: {
+        **_ENVELOPE,
+        PrivacyReject.BAD_TS: _TS,
+        PrivacyReject.MISSING_TOKEN: "no `token`, or not a non-empty string",
+        PrivacyReject.OVERSIZED_TOKEN: "`token` longer than 4,096 characters",
+        PrivacyReject.BAD_ACTION: '`action` is not `"consent"` or `"erase"`',
+        PrivacyReject.BAD_PURPOSE: "`purpose` (for `consent`) is not one of the consent purposes",
+        PrivacyReject.BAD_GRANTED: "`granted` (for `consent`) is not `true` or `false`",
+        PrivacyReject.BAD_SOURCE: "`source` is not `kiosk`, `staff`, `till` or `app`",
+        PrivacyReject.BAD_REPLY_TO: "`reply_to` present but not an id (1-64 ASCII letters, digits, `-`, `_`, `.`)",
+        PrivacyReject.CLOCK_BEHIND: "the wall clock is behind a purge of token claims: the token may have been used",
+        TokenReason.MALFORMED: "the token is not a JWT we can read, or its claims have the wrong types",
+        TokenReason.OVERSIZED: "the token is too long",
+        **_TOKEN,
+        TokenReason.REPLAYED: "the token's `jti` was already used (a broker's redelivery of a message that was "
+        "applied is accepted again, not counted)",
+    },
+    Kind.PRIVACY_REQUEST: {
+        PrivacyRequestReject.TOO_LARGE: "larger than 16 KiB",
+        PrivacyRequestReject.MALFORMED: "not UTF-8 text holding a compact JWS",
+        PrivacyRequestReject.BAD_ALGORITHM: "not signed with EdDSA (`none` and every other algorithm refused)",
+        PrivacyRequestReject.UNKNOWN_KEY: "its `kid` names none of the cloud's token keys this store holds",
+        PrivacyRequestReject.BAD_SIGNATURE: "the signature does not verify",
+        PrivacyRequestReject.WRONG_STORE: "`aud` does not name this store",
+        PrivacyRequestReject.EXPIRED: "`exp` has passed (beyond the leeway), or `iat` is in the future",
+        PrivacyRequestReject.BAD_CLAIMS: '`kind` is not `"export"`, or `request_id`, `sub`, `iat` or `exp` is '
+        "missing or malformed",
+    },
 }
 
 # The enums whose members make up each kind's reasons (the drift test checks MEANINGS against these).
@@ -252,6 +317,8 @@ REASONS: Final[Mapping[Kind, tuple[type[StrEnum], ...]]] = {
     Kind.DEVICE: (DeviceReject,),
     Kind.OVERRIDE: (Envelope, OverrideReject),
     Kind.STAFF_ACK: (Envelope, StaffAckReject),
+    Kind.PRIVACY: (Envelope, PrivacyReject, TokenReason),
+    Kind.PRIVACY_REQUEST: (PrivacyRequestReject,),
 }
 
 
@@ -306,6 +373,8 @@ _TITLES: Final[Mapping[Kind, str]] = {
     Kind.DEVICE: "a smart device's state or availability (its adapter's topics, docs/devices.md)",
     Kind.OVERRIDE: "staff override (`…/device/{id}/override`)",
     Kind.STAFF_ACK: "staff answer to a notice (`…/staff/{team}/ack`)",
+    Kind.PRIVACY: "a shopper's privacy action at a touchpoint (`…/privacy/action`)",
+    Kind.PRIVACY_REQUEST: "the cloud's signed request for a shopper's export (`…/privacy/request`)",
 }
 
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from edge.act.pickup import Order, OrderBook
 from edge.control.logs import shopper_ref
+from edge.events import Purpose
 from edge.identity.consent import ConsentRecord, ConsentStore, ProfileCache
 from edge.identity.eid import EidKey, EidResolver
 from edge.identity.tokens import TokenVerifier
@@ -110,7 +111,8 @@ class Mirror:
                 elif not self._is_erased(shopper, change.at_wall):
                     self._profiles.put(shopper, data["profile"])
             case ChangeKind.CONSENT:
-                if not self._is_erased(shopper, data["at_wall"]):
+                # A delete reaches memory through the page's result (``drop``): only what the ledger removed.
+                if change.op == "upsert" and not self._is_erased(shopper, data["at_wall"]):
                     record = ConsentRecord(
                         shopper, data["purpose"], data["granted"], data["at_wall"], data["source"]
                     )
@@ -164,6 +166,11 @@ class Mirror:
             self.orders.remove(change.id)
         for listener in tuple(self.order_listeners):
             listener(change.id, order)
+
+    def drop(self, consents: Sequence[tuple[str, Purpose]]) -> None:
+        """Consents the ledger removed because the cloud no longer sends this store the shopper."""
+        for shopper_id, purpose in consents:
+            self._consents.drop(shopper_id, purpose)
 
     def sweep(self, swept: Swept) -> None:
         """The end of a rebuild: what the ledger removed (the cloud's full state lacks it) leaves memory."""

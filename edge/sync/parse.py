@@ -36,7 +36,7 @@ MAX_ORDER_COUNTER_CHARS: Final = 64  # where to collect, e.g. "Click & collect, 
 IDENTITY_KEY_BYTES: Final = 16
 MAX_ROTATION_EXPONENT: Final = 15
 _COUNTER_MODULUS: Final = 2**32
-_UPSERT_ONLY: Final = frozenset({ChangeKind.CONSENT, ChangeKind.ERASURE})
+_UPSERT_ONLY: Final = frozenset({ChangeKind.ERASURE})
 
 
 class AnswerError(ValueError):
@@ -146,7 +146,14 @@ def parse_change(item: dict[str, Any]) -> Change:
         raise ChangeError("bad_op", f"{op!r} for {kind}")
     at_wall = _time(item.get("at"), "at")
     data = _object(item.get("data", {}), "data")
-    normalised: dict[str, Any] = {} if op == "delete" else _DATA[kind](data)
+    if op == "delete":
+        # A consent delete names its purpose: the store no longer holds the shopper (their membership
+        # lapsed, docs/sync.md "Which shoppers a store pulls"); it is not the shopper's choice.
+        normalised: dict[str, Any] = (
+            {"purpose": _purpose(data.get("purpose"))} if kind is ChangeKind.CONSENT else {}
+        )
+    else:
+        normalised = _DATA[kind](data)
     if kind is ChangeKind.OFFER and op == "upsert" and normalised["offer"]["id"] != change_id:
         raise ChangeError("bad_offer", "the offer's id is not the change's id")
     return Change(item["seq"], kind, change_id, op, at_wall, normalised)
@@ -157,12 +164,16 @@ def _profile_data(data: dict[str, Any]) -> dict[str, Any]:
     return {"profile": minimal_profile(_object(data.get("profile"), "profile"))}
 
 
-def _consent_data(data: dict[str, Any]) -> dict[str, Any]:
-    purpose, granted, source = data.get("purpose"), data.get("granted"), data.get("source", "cloud")
+def _purpose(purpose: object) -> Purpose:
     try:
-        known = Purpose(str(purpose))
+        return Purpose(str(purpose))
     except ValueError:
         raise ChangeError("unknown_purpose", str(purpose)[:40]) from None
+
+
+def _consent_data(data: dict[str, Any]) -> dict[str, Any]:
+    purpose, granted, source = data.get("purpose"), data.get("granted"), data.get("source", "cloud")
+    known = _purpose(purpose)
     if not isinstance(granted, bool):
         raise ChangeError("bad_data", "granted is not a boolean")
     if not isinstance(source, str) or not 0 < len(source) <= MAX_SOURCE_CHARS:

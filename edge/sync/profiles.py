@@ -1,9 +1,10 @@
-"""Cache misses: a verified shopper the store has never seen -> one bounded profile fetch from the cloud.
+"""Cache misses: a verified shopper whose profile the store does not hold (never seen here, evicted after
+``ledger.retention.profiles_unseen_days``, or fetched before a restart) -> one bounded profile fetch.
 
 The check-in waits at most ``timeout_s`` (a quarter second by default) and not at all while the cloud is
 known to be down: the screen never waits on the internet. A fetch that outlives the wait still completes in
-the background, so the shopper's next check-in is personal. Unknown shoppers are remembered for a while so
-a stream of tokens for them cannot hammer the cloud.
+the background, so the shopper's next check-in is personal. Unknown shoppers (and those the cloud holds no profile for) are
+remembered for a while so a stream of tokens for them cannot hammer the cloud.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class ProfileFetcher:
         cloud_down: Callable[[], bool] = lambda: False,
         is_erased: Callable[[str], bool] = lambda _shopper: False,
         negative_ttl_s: float = 300.0,
+        seen: Callable[[str], None] | None = None,
     ) -> None:
         self._client = client
         self._consents = consents
@@ -64,6 +66,8 @@ class ProfileFetcher:
         self._cloud_down = cloud_down
         self._is_erased = is_erased
         self._negative_ttl_s = negative_ttl_s
+        # Told of every profile fetched: a visit, the clock of the profile eviction (edge/ledger/seen.py).
+        self._seen = seen
         self._unknown: OrderedDict[str, float] = (
             OrderedDict()
         )  # shopper -> monotonic time it may be asked again
@@ -73,7 +77,10 @@ class ProfileFetcher:
         self.outcomes: Counter[str] = Counter()
 
     def _known(self, shopper_id: str) -> bool:
-        return shopper_id in self._profiles or bool(self._consents.granted(shopper_id))
+        # The profile, not the consents: a shopper whose profile was evicted (not seen for
+        # ledger.retention.profiles_unseen_days) or fetched before a restart keeps their consents, and their
+        # next visit must fetch the profile again rather than go without it for ever.
+        return shopper_id in self._profiles
 
     async def ensure(self, shopper_id: str) -> str:
         """Make the shopper's profile and consents local if we can within the wait; returns what happened."""
@@ -112,9 +119,7 @@ class ProfileFetcher:
             log.debug("profile fetch failed: %s", error.reason)
             return f"failed.{error.reason}"
         if fetched is None:
-            self._unknown[shopper_id] = self._clock.monotonic() + self._negative_ttl_s
-            while len(self._unknown) > NEGATIVE_MAX:
-                self._unknown.popitem(last=False)
+            self._remember_unknown(shopper_id)
             return "not_found"
         if self._is_erased(shopper_id):
             return "erased"
@@ -125,13 +130,23 @@ class ProfileFetcher:
             except (ValueError, LedgerError) as error:
                 # Not applied means not granted: the check-in goes ahead without it (context-only).
                 log.warning("fetched consent of %s not applied: %s", purpose, error)
-        if fetched.profile is not None:
-            self._profiles.put(shopper_id, fetched.profile)
-            self._fetched[shopper_id] = None
-            self._fetched.move_to_end(shopper_id)
-            while len(self._fetched) > PROFILE_CACHE_MAX:  # the cache forgot the oldest of them already
-                self._fetched.popitem(last=False)
+        if fetched.profile is None:
+            # Known to the cloud without a profile: asked again only after the negative TTL, like a 404.
+            self._remember_unknown(shopper_id)
+            return "fetched"
+        self._profiles.put(shopper_id, fetched.profile)
+        if self._seen is not None:
+            self._seen(shopper_id)
+        self._fetched[shopper_id] = None
+        self._fetched.move_to_end(shopper_id)
+        while len(self._fetched) > PROFILE_CACHE_MAX:  # the cache forgot the oldest of them already
+            self._fetched.popitem(last=False)
         return "fetched"
+
+    def _remember_unknown(self, shopper_id: str) -> None:
+        self._unknown[shopper_id] = self._clock.monotonic() + self._negative_ttl_s
+        while len(self._unknown) > NEGATIVE_MAX:
+            self._unknown.popitem(last=False)
 
     def reset(self) -> None:
         """A cursor reset: the cloud is another database now. What it said before (profiles fetched, shoppers

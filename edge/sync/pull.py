@@ -89,6 +89,8 @@ class Puller:
             result = await self._replica.apply_page(page.changes, page.cursor, complete=not page.more)
             # Durable with the cursor from here on; now every stage sees it.
             self._mirror.apply(page.changes)
+            if result.dropped:
+                self._mirror.drop(result.dropped)
             if result.erased:
                 # After memory let go: the erased rows leave the WAL and the file's free pages too.
                 await self._replica.scrub()

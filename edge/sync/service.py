@@ -84,6 +84,7 @@ class SyncService:
             fetch_timeout_s=settings.request_timeout_s,
             cloud_down=self.cloud_down,
             is_erased=lambda shopper_id: ledger.replica.tombstone(shopper_id) is not None,
+            seen=ledger.seen.note,
         )
         self.puller = Puller(
             ledger.replica, self.client, mirror, page_limit=settings.page_limit, on_reset=self.fetcher.reset

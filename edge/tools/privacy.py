@@ -9,12 +9,12 @@ shopper is right now lives in the running gateway's memory, never on disk: the e
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import TextIO
 
 from edge.clock import Clock, SystemClock
 from edge.ledger.privacy import beside, cloud_offer_bodies, read_shopper, record_export
+from edge.ledger.readonly import READ_ERRORS
 from edge.privacy.export import ExportContext, build_export
 from edge.privacy.page import render_html
 from edge.privacy.sources import explainer_for, offer_titles, retention_of, titles_from_bodies
@@ -47,7 +47,7 @@ def run(
             rows = read_shopper(tx, shopper_id)
             bodies = cloud_offer_bodies(tx)
             record_export(shopper_id, now, "cli", detail)(tx)
-    except (sqlite3.Error, OSError) as exc:
+    except READ_ERRORS as exc:
         print(f"{path}: cannot read the ledger or record the export ({exc})", file=err)
         return 1
     ctx = ExportContext(

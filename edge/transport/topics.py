@@ -76,6 +76,17 @@ class Topics:
     def device_override(self, device_id: str) -> str:
         return f"{self.root}/device/{device_id}/override"
 
+    @property
+    def privacy_action(self) -> str:
+        return f"{self.root}/privacy/action"
+
+    def privacy_result(self, reply_to: str) -> str:
+        return f"{self.root}/privacy/result/{reply_to}"
+
+    @property
+    def privacy_request(self) -> str:
+        return f"{self.root}/privacy/request"
+
     def staff_notice(self, team: str) -> str:
         return f"{self.root}/staff/notice/{team}"
 

@@ -82,6 +82,7 @@ COUNTER_MAPS: Mapping[str, frozenset[str]] = {
 # Values that are null or of one type depending on what happened last (a screen shows an offer or the
 # fallback): both are in the contract, so the shape says both whichever this run saw.
 NULLABLE: Mapping[str, str] = {
+    "ledger.purge.last_age_s": "float",
     "displays.screen-cafe.offer_id": "str",
     "displays.screen-entrance.offer_id": "str",
     "devices.by_device.cafe-light.available": "bool",

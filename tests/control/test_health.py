@@ -20,7 +20,9 @@ def test_the_payload_keeps_its_byte_form() -> None:
     for fragment in (
         b'"mqtt":{"state":"connected","outbox":3,"received":40,"published":90,',
         b'"last_commit_ms":1.5,"backpressure_waits":0,"disk_full":0,"disk_full_errors":0,"dropped":0,',
-        b'"consent_stale":0,"corrupt_recovered":0,"corrupted_moved_to":null},"queues":{"mqtt_outbox":3,"ledger":5}',
+        b'"consent_stale":0,"corrupt_recovered":0,"corrupted_moved_to":null,"purge":{"runs":2,"last_age_s":600.0,',
+        b'"decisions":40,"device_settings":0,',
+        b'"corrupt_files":0},"vacuumed_pages":96}},"queues":{"mqtt_outbox":3,"ledger":5}',
         b'"drops":{"mqtt_outbox":0,"rejected":{"checkin.bad_json":4,"ack.unknown_display":1}}',
         b'"pos":{"transactions":5,"identified":2,"anonymous":3,"redelivered":0}',
         b'"tokens":{"accepted":12,"rejected":{"expired":3,"bad_signature":1}}',
@@ -32,7 +34,15 @@ def test_the_payload_keeps_its_byte_form() -> None:
         b'"alerts":[]}',
     ):
         assert fragment in payload, fragment
-    assert list(json.loads(payload))[-6:] == ["cameras", "control", "devices", "staff", "pickup", "alerts"]
+    assert list(json.loads(payload))[-7:] == [
+        "cameras",
+        "control",
+        "devices",
+        "staff",
+        "pickup",
+        "privacy",
+        "alerts",
+    ]
 
 
 def test_alerts_and_problems_read_the_typed_report() -> None:

@@ -33,6 +33,7 @@ from edge.flow.decider import DeciderStats
 from edge.flow.devices import DevicesStats, DeviceStats
 from edge.flow.pickup import PickupStats
 from edge.flow.pos import PosStats
+from edge.flow.privacy import PrivacyCounters
 from edge.flow.staff import StaffStats
 from edge.flow.stats import FlowCounts
 from edge.identity.eid import EidStats
@@ -40,6 +41,7 @@ from edge.identity.tokens import RejectReason, TokenStats
 from edge.identity.wallclock import ClockStats
 from edge.ledger.deadletter import DeadLetterStats, ParkedStats
 from edge.ledger.outbox import ClassStats, OutboxStats
+from edge.ledger.retention import REMOVED_KEYS, PurgeStats
 from edge.ledger.store import LedgerStats
 from edge.ledger.writer import BatchWriter, Tx, WriterCounters
 from edge.presence.beacons import BeaconStats
@@ -158,7 +160,28 @@ def health_report(*, state: LinkState = LinkState.CONNECTED, alerts: bool = Fals
                 "outbox_dropped": 12 if alerts else 0,
             },
         ),
-        ledger=LedgerStats(5, 10000, 17, 0, 33, 1, 44, 6, 1.5, 0, False, 0, 0, 2, 0, 0, 1, 0, None),
+        ledger=LedgerStats(
+            5,
+            10000,
+            17,
+            0,
+            33,
+            1,
+            44,
+            6,
+            1.5,
+            0,
+            False,
+            0,
+            0,
+            2,
+            0,
+            0,
+            1,
+            0,
+            None,
+            PurgeStats(2, 600.0, {**dict.fromkeys(REMOVED_KEYS, 0), "decisions": 40, "shopper_seen": 3}, 96),
+        ),
         rejected={"checkin.bad_json": 4, "ack.unknown_display": 1},
         flow=FlowCounts(12, 9, 0, 0, 0, {}, 0, 1_800_000_000.0 - 2.5),
         decider=DeciderStats(20, "offers-7"),
@@ -213,6 +236,7 @@ def health_report(*, state: LinkState = LinkState.CONNECTED, alerts: bool = Fals
         ),
         staff=StaffStats(notices=3, withdrawn=2, open=1, answers={"assisting": 1}, answers_repeated=0),
         pickup=PickupStats(open_orders=2, listed=1, shown=3, collected={"staff": 1}),
+        privacy=PrivacyCounters(consents=2, erasures=1, exports_answered=1, my_data_shown=1),
         metrics_error=None,
     )
 
@@ -293,6 +317,14 @@ async def test_scrape_has_stage_histograms_and_health_gauges() -> None:
     assert result.value("edge_ledger_batches_committed_total") == 17
     assert result.value("edge_ledger_last_commit_seconds") == 0.0015
     assert result.value("edge_ledger_outcomes_total", outcome="jti_replays") == 1
+    assert result.value("edge_ledger_purges_total") == 2
+    assert result.value("edge_privacy_actions_total", action="consent") == 2
+    assert result.value("edge_privacy_actions_total", action="erase") == 1
+    assert result.value("edge_privacy_exports_total") == 1
+    assert result.value("edge_privacy_my_data_total", outcome="refused") == 0
+    assert result.value("edge_ledger_purged_rows_total", table="decisions") == 40
+    assert result.value("edge_ledger_purged_rows_total", table="privacy_audit") == 0
+    assert result.value("edge_ledger_vacuumed_pages_total") == 96
     assert result.value("edge_last_signal_age_seconds", signal="checkin") == 2.5
     assert result.value("edge_last_signal_age_seconds", signal="ble_advert") == 0.25
     assert result.value("edge_last_signal_age_seconds", signal="sync_push") == 0.5

@@ -142,6 +142,8 @@ async def test_walk_from_a_to_b(tmp_path: Path, mosquitto: Mosquitto, seed: int)
         await probe.wait_for(lambda: offers("screen-a") and offers("screen-b"))
         assert ble.counters["enter"] == 2
         assert ble.counters["leave"] == 2
+        # each enter is a visit of the walker (the profile eviction's clock); the opted-out phone is none
+        assert gateway.ledger is not None and gateway.ledger.seen.stats().noted == 2
         assert len(offers("screen-a")) == 1
         assert len(offers("screen-b")) == 1
         # A's screen came first

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import getpass
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from edge.events import Purpose
 from tests.support.broker import Mosquitto
@@ -58,6 +62,18 @@ def _found(root: Path) -> list[tuple[str, str]]:
         for what, needle in _needles().items()
         if needle in data
     ]
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker that really persists: run as this user (mosquitto started as root would otherwise become the
+    'mosquitto' user, which cannot write under pytest's private tmp_path, and persist nothing)."""
+    broker = Mosquitto(tmp_path / "broker", run_as=getpass.getuser())
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 async def test_after_an_erasure_no_byte_of_the_store_holds_the_shopper(
@@ -124,3 +140,7 @@ async def test_after_an_erasure_no_byte_of_the_store_holds_the_shopper(
         if needle in payload
     ]
     assert said == []
+    # The broker's persistence (retained messages, sessions; written on a clean stop) and its log.
+    mosquitto.stop()
+    assert (mosquitto.workdir / "mosquitto.db").is_file()
+    assert _found(mosquitto.workdir) == []

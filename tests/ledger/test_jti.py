@@ -24,7 +24,7 @@ async def test_purge_drops_only_expired_claims(ledger: Ledger, clock: ManualCloc
     now = clock.wall()
     assert await ledger.claim_jti("short", now + 10)
     assert await ledger.claim_jti("long", now + 1000)
-    assert (await ledger.purge(now + 10))["jti"] == 1
+    assert (await ledger.purge(now + 10)).removed["jti"] == 1
     assert (await ledger.table_counts())["jti"] == 1
     clock.advance(20)
     assert await ledger.claim_jti("long", now + 1000) is False
@@ -43,18 +43,18 @@ async def test_a_purge_keeps_its_floor_and_forgets_nothing_while_the_clock_is_be
     start = clock.wall()
     async with Ledger(db_path, clock) as ledger:
         assert await ledger.claim_jti("old", start + 330)
-        assert (await ledger.purge(start + 3600))["jti"] == 1
+        assert (await ledger.purge(start + 3600)).removed["jti"] == 1
         marks = await ledger.clock_marks()
         assert marks.jti_forgotten_through_wall == marks.high_water_wall == start + 3600
         # The clock is now behind the purge (a restart with an old time): a claim that ended by "now"
         # is kept, because the floor, not "now", says what may have been forgotten.
         assert await ledger.claim_jti("recent", start + 100)
-        assert (await ledger.purge(start + 200))["jti"] == 0
+        assert (await ledger.purge(start + 200)).removed["jti"] == 0
         assert (await ledger.table_counts())["jti"] == 1
         assert (await ledger.clock_marks()).jti_forgotten_through_wall == start + 3600  # never lowered
     async with Ledger(db_path, clock) as ledger:  # durable across a restart
         assert (await ledger.clock_marks()).jti_forgotten_through_wall == start + 3600
-        assert (await ledger.purge(start + 3700))["jti"] == 1  # the clock caught up: purging again
+        assert (await ledger.purge(start + 3700)).removed["jti"] == 1  # the clock caught up: purging again
         assert await ledger.mark_wall(start + 50) == start + 3700  # the high-water mark never goes down
 
 
@@ -92,7 +92,7 @@ async def test_claims_forget_a_bounded_number_and_nothing_while_the_clock_is_beh
         # One step forgets at most FORGET_AT_MOST, the oldest first.
         assert (await ledger.table_counts())["jti"] == before + FORGET_EVERY_CLAIMS - FORGET_AT_MOST
         assert (await ledger.clock_marks()).jti_forgotten_through_wall == start + FORGET_AT_MOST
-        assert (await ledger.purge(clock.wall() + 3600))["jti"] > 0
+        assert (await ledger.purge(clock.wall() + 3600)).removed["jti"] > 0
     # A restart with a clock behind that purge (a Pi without a real-time clock): claims that ended by the
     # clock's own "now" are not forgotten, since the floor, not "now", says what may be forgotten.
     behind_clock = ManualClock(wall=start + 500)

@@ -147,7 +147,7 @@ async def test_purge_applies_retention(db_path, clock: ManualClock, make_decisio
         await ledger.claim_jti("expired", now - 1)
         await ledger.claim_jti("live", now + 60)
 
-        deleted = await ledger.purge(now)
+        deleted = (await ledger.purge(now)).removed
 
         assert deleted == {
             "jti": 1,
@@ -155,12 +155,17 @@ async def test_purge_applies_retention(db_path, clock: ManualClock, make_decisio
             "exposures": 1,
             "device_settings": 0,
             "staff_interactions": 0,
+            "privacy_audit": 0,
+            "dead_letters": 0,
+            "collected_orders": 0,
+            "profiles": 0,
+            "shopper_seen": 0,
             "corrupt_files": 0,
         }
         assert await ledger.decision("old") is None
         assert await ledger.decision("new") is not None
         assert await ledger.table_counts() == {"decisions": 1, "exposures": 1, "consents": 0, "jti": 1}
-        assert set((await ledger.purge(now)).values()) == {0}
+        assert set((await ledger.purge(now)).removed.values()) == {0}
 
 
 async def test_device_settings_keep_their_shoppers_until_erasure_or_retention(
@@ -178,7 +183,7 @@ async def test_device_settings_keep_their_shoppers_until_erasure_or_retention(
         await ledger.forget_shopper("a")
         assert (await ledger.device_settings())[0][4] == ["b"]  # the setting stays, unlinked from a
         clock.advance(6.5 * DAY)
-        assert (await ledger.purge(clock.wall()))["device_settings"] == 1
+        assert (await ledger.purge(clock.wall())).removed["device_settings"] == 1
         assert [row[2] for row in await ledger.device_settings()] == ["default"]
 
 
@@ -205,5 +210,5 @@ async def test_staff_answers_are_stored_once_unlinked_by_erasure_and_purged(
         assert [row[5] for row in await ledger.staff_interactions()] == [None, None]
         assert [row[1] for row in await ledger.staff_interactions()] == ["assisting", "dismissed"]
         clock.advance(8 * DAY)
-        assert (await ledger.purge(clock.wall()))["staff_interactions"] == 2
+        assert (await ledger.purge(clock.wall())).removed["staff_interactions"] == 2
         assert await ledger.staff_interactions() == []

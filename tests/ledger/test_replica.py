@@ -296,3 +296,29 @@ async def test_orders_are_kept_until_the_cloud_deletes_them_and_collected_once(
     await ledger.forget_shopper("s1", report=False)
     await ledger.replica.apply_page([change(5, ChangeKind.ORDER, "ord-2", **ORDER, shopper_id="s1")], "c5")
     assert (await ledger.replica.load()).orders == ()
+
+
+async def test_a_consent_delete_forgets_the_row_unless_newer_seeded_or_still_queued(ledger: Ledger) -> None:
+    """The cloud no longer sends this store the shopper (membership lapsed): their consent rows go, but never a
+    newer choice, the operator's seed, or the store's own change the cloud has not heard of yet; and nothing is
+    pushed (it is not the shopper's choice)."""
+    await ledger.replica.apply_page(
+        [
+            consent(1, "p-old", True, AT - 100, source="cloud"),
+            consent(2, "p-newer", True, AT + 100, source="cloud"),
+            consent(3, "p-seed", True, AT - 100, source="seed"),
+        ],
+        "c3",
+    )
+    # p-queued withdrew at this store's kiosk: the event waits in the outbox
+    await ledger.set_consent(ConsentRow("p-queued", Purpose.PERSONALIZATION, False, AT - 50, "kiosk"))
+    queued_before = (await ledger.outbox.stats()).events
+    drop = [
+        change(10 + i, ChangeKind.CONSENT, shopper, "delete", purpose=Purpose.PERSONALIZATION)
+        for i, shopper in enumerate(("p-old", "p-newer", "p-seed", "p-queued", "p-unknown"))
+    ]
+    result = await ledger.replica.apply_page(drop, "c15")
+    assert result.dropped == (("p-old", Purpose.PERSONALIZATION),)
+    held = {row.shopper_id for row in await ledger.load_consents()}
+    assert held == {"p-newer", "p-seed", "p-queued"}
+    assert (await ledger.outbox.stats()).events == queued_before

@@ -228,3 +228,37 @@ def test_a_missing_ledger_or_a_bad_id_is_reported(tmp_path: Path, capsys: pytest
     assert cli.main(["privacy", "export", "--config", config, "--shopper", SHOPPER]) == 1
     assert "cannot read the ledger" in capsys.readouterr().err
     assert cli.main(["privacy", "export", "--config", config, "--shopper", "a\nb"]) == 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.text(max_size=300), max_size=400),
+    st.lists(st.integers(), max_size=50),
+    st.integers(min_value=4096, max_value=65536),
+)
+def test_export_parts_fit_a_push_and_join_back_into_the_document(
+    decisions: list[str], small: list[int], limit: int
+) -> None:
+    from edge.flow.privacy import export_parts  # noqa: PLC0415 - the flow's own splitting
+
+    doc = {
+        "format": "x",
+        "decisions": [{"offer": d} for d in decisions],
+        "exposures": [{"offer": d} for d in decisions[:60]],
+        "device_settings": [{"offer": d} for d in decisions[60:120]],
+        "staff_interactions": [{"offer": d} for d in decisions[120:180]],
+        "pickup_orders": [{"offer": d} for d in decisions[180:240]],
+        "exports": small,
+        "profile": None,
+    }
+    parts = export_parts("r-9", doc, max_bytes=limit)
+    assert [p["part"] for p in parts] == list(range(1, len(parts) + 1))
+    assert all(p["parts"] == len(parts) and p["request_id"] == "r-9" for p in parts)
+    for part in parts:
+        text = json.dumps(part["export"], separators=(",", ":"), ensure_ascii=False)
+        assert len(text.encode("utf-8", "surrogatepass")) <= limit
+    joined: dict[str, object] = dict(parts[0]["export"])
+    for part in parts[1:]:
+        for key, items in part["export"].items():
+            joined[key] = [*joined[key], *items]  # type: ignore[misc]
+    assert joined == doc

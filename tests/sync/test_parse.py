@@ -88,7 +88,7 @@ def test_every_kind_is_normalised() -> None:
         (change(1, "weather"), "unknown_kind"),
         (change(1, "consent", purpose="telepathy", granted=True, at=AT), "unknown_purpose"),
         (change(1, "consent", purpose="measurement", granted="yes", at=AT), "bad_data"),
-        (change(1, "consent", op="delete"), "bad_op"),
+        (change(1, "consent", op="delete"), "unknown_purpose"),  # a consent delete names its purpose
         (change(1, "erasure", op="delete"), "bad_op"),
         (change(1, "profile", profile=[1, 2]), "bad_data"),
         (change(1, "eid_key", identity_key="AAAA", rotation_exponent=1), "bad_eid_key"),
@@ -295,3 +295,11 @@ def test_every_change_is_taken_or_counted_by_its_reason(item: dict[str, object])
         assert isinstance(page, Page)
         assert len(page.changes) + page.rejected.total() == 1
         assert set(page.rejected) <= CHANGE_REASONS
+
+
+def test_a_consent_delete_names_its_purpose_and_nothing_else() -> None:
+    """The cloud stopped sending this store the shopper: which purpose's row to forget, no choice, no time."""
+    parsed = parse_page(page(change(1, "consent", op="delete", purpose="presence_ble", granted=False)))
+    assert not parsed.rejected
+    assert parsed.changes[0].op == "delete"
+    assert parsed.changes[0].data == {"purpose": Purpose.PRESENCE_BLE}

@@ -95,3 +95,30 @@ async def test_fetch_policies(tmp_path: Path) -> None:
         assert await fetcher.ensure("p-4") == "failed.unreachable"
         assert "p-4" not in profiles
         await fetcher.close()
+
+
+async def test_an_evicted_profile_is_fetched_again_and_the_fetch_is_a_visit(tmp_path: Path) -> None:
+    clock = ManualClock()
+    cloud = Cloud()
+    async with Ledger(tmp_path / "l.sqlite", clock) as ledger:
+        consents, profiles = ConsentStore(ledger, clock), ProfileCache()
+        seen: list[str] = []
+        fetcher = ProfileFetcher(
+            cloud, consents, profiles, clock, timeout_s=1, fetch_timeout_s=5, seen=seen.append
+        )
+        cloud.known["p-1"] = fetched("p-1", clock.wall() - 10)
+        assert await fetcher.ensure("p-1") == "fetched"
+        assert seen == ["p-1"]
+        # evicted (ledger.retention.profiles_unseen_days): the consents stay, the profile goes
+        profiles.forget("p-1")
+        assert consents.has("p-1", Purpose.PERSONALIZATION)
+        assert await fetcher.ensure("p-1") == "fetched"
+        assert profiles.get("p-1") == {"visits": 3} and seen == ["p-1", "p-1"]
+        # the cloud holds consents but no profile: asked once, then remembered like a 404
+        cloud.known["p-2"] = FetchedProfile(
+            "p-2", None, [(Purpose.MEASUREMENT, True, clock.wall(), "app")], None
+        )
+        assert await fetcher.ensure("p-2") == "fetched"
+        assert await fetcher.ensure("p-2") == "unknown"
+        assert cloud.calls.count("p-2") == 1 and seen == ["p-1", "p-1"]
+        await fetcher.close()
