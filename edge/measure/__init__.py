@@ -1,0 +1,1 @@
+"""What the touchpoints achieved (issue 16): the estimates the report shows, as pure functions of counts."""
