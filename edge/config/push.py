@@ -121,7 +121,8 @@ PUSHABLE: Final[tuple[KeyRule, ...]] = (
     KeyRule("staff.teams", "which staff team looks after which zones"),
     KeyRule("health.interval_s", "how often gateway/health is published"),
     KeyRule(
-        "logging.level", "INFO, WARNING or ERROR; DEBUG only from the store's file (it logs device addresses)"
+        "logging.level",
+        "INFO, WARNING or ERROR; DEBUG only from the store's file (a line per message: the store's choice, on its SD card)",
     ),
 )
 
@@ -331,4 +332,7 @@ def _level_problems(overlay: Mapping[str, Any]) -> Iterator[str]:
     level = _section(overlay, "logging").get("level")
     # Other unknown names are the schema's to refuse (invalid_config); DEBUG is valid, but not by push.
     if level == "DEBUG":
-        yield "logging.level: DEBUG only from the store's file (it logs every MQTT topic, device addresses included)"
+        yield (
+            "logging.level: DEBUG only from the store's file (a line per message: the store's choice, on its "
+            "SD card)"
+        )
