@@ -166,8 +166,9 @@ class PrivacyFlow:
             return
         try:
             await self._apply(parsed, verified.sub, now)
-            # Claimed on disk after the action is durable: a crash in between redelivers the message, and
-            # applying it again changes nothing (the same choice, a later time; an erasure of nobody).
+            # Claimed on disk after the action is durable: at least once, never lost. A crash in between
+            # redelivers the message and the action is applied again: the same choice at a later time (one
+            # more consent event for the cloud, which latest-wins makes harmless) or an erasure of nobody.
             await self._ledger.claim_jti(verified.jti, verified.replay_until)
         except WRITE_ERRORS as exc:
             self._replay.release(verified.jti)
