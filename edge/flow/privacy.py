@@ -165,26 +165,33 @@ class PrivacyFlow:
                 self._refuse(TokenReason.REPLAYED, message.topic, parsed.reply_to)
             return
         try:
-            await self._apply(parsed, verified.sub, now)
-            # Claimed on disk after the action is durable: at least once, never lost. A crash in between
-            # redelivers the message and the action is applied again: the same choice at a later time (one
-            # more consent event for the cloud, which latest-wins makes harmless) or an erasure of nobody.
-            await self._ledger.claim_jti(verified.jti, verified.replay_until)
+            # The action and its token's claim commit in one transaction: exactly once. A crash before
+            # the commit redelivers the message and nothing was done; after it, the redelivery finds the
+            # claim on disk and changes nothing.
+            await self._apply(parsed, verified.sub, now, (verified.jti, verified.replay_until))
         except WRITE_ERRORS as exc:
             self._replay.release(verified.jti)
             raise RetryLater(str(exc)) from exc
         self._answer(parsed, "accepted")
 
-    async def _apply(self, action: PrivacyAction, shopper_id: str, now: float) -> None:
+    async def _apply(
+        self, action: PrivacyAction, shopper_id: str, now: float, claim: tuple[str, float]
+    ) -> None:
         if action.action == "erase":
-            await self._ledger.forget_shopper(shopper_id, report=True)
+            await self._ledger.forget_shopper(shopper_id, report=True, claim=claim)
             self._erase(shopper_id)
             self.counters.erasures += 1
             log.info("erasure asked at a %s: applied here and queued for the cloud", action.source)
             return
         assert action.purpose is not None
         assert action.granted is not None
-        await self._consents.apply(shopper_id, action.purpose, action.granted, now, action.source)
+        values = (shopper_id, action.purpose, action.granted, now, action.source)
+        if self._consents.would_change(*values):
+            await self._consents.apply(*values, claim=claim)
+        else:
+            await self._ledger.claim_jti(
+                *claim
+            )  # nothing to change (a newer choice is held): the token is spent
         self.counters.consents += 1
 
     def _refuse(self, reason: str, topic: str, reply_to: str | None) -> None:

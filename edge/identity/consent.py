@@ -50,8 +50,9 @@ class ConsentView(Protocol):
 class ConsentSink(Protocol):
     """Where consents become durable: ``edge.ledger.Ledger`` (this module does not import it)."""
 
-    async def set_consent(self, row: Any) -> None:
-        """Upsert ``row`` (made by the store's row factory); durable when it returns."""
+    async def set_consent(self, row: Any, *, claim: tuple[str, float] | None = None) -> None:
+        """Upsert ``row`` (made by the store's row factory); durable when it returns. ``claim``: a token id
+        and until when, claimed in the same transaction (nothing is written if it was claimed before)."""
         ...
 
     async def load_consents(self) -> Sequence[ConsentView]: ...
@@ -118,6 +119,12 @@ class ConsentStore:
         records = self._records.get(shopper_id, {})
         return any(record.granted and record.at_wall > wall for record in records.values())
 
+    def would_change(
+        self, shopper_id: str, purpose: Purpose, granted: bool, at_wall: float, source: str
+    ) -> bool:
+        """Whether ``apply`` with these values would store anything (it outranks what is held)."""
+        return self._outranks(ConsentRecord(shopper_id, Purpose(purpose), granted, float(at_wall), source))
+
     def stats(self) -> dict[str, int]:
         records = sum(len(purposes) for purposes in self._records.values())
         return {"shoppers": len(self._records), "records": records, "unsynced": len(self._unsynced)}
@@ -143,7 +150,14 @@ class ConsentStore:
         return len(rows)
 
     async def apply(
-        self, shopper_id: str, purpose: Purpose, granted: bool, at_wall: float, source: str
+        self,
+        shopper_id: str,
+        purpose: Purpose,
+        granted: bool,
+        at_wall: float,
+        source: str,
+        *,
+        claim: tuple[str, float] | None = None,
     ) -> bool:
         """Apply one consent change (latest wins, a withdrawal wins a tie); True if the grant state changed.
 
@@ -167,10 +181,10 @@ class ConsentStore:
                 if changed:
                     self._notify(record)
             finally:
-                await self._write_withdrawal(key, record)
+                await self._write_withdrawal(key, record, claim)
             return changed
         # A grant counts only once durable: no stage ever acts on a consent that a crash could lose.
-        await self._sink.set_consent(self._row(record))
+        await self._write(record, claim)
         if not self._outranks(record):
             return False  # a newer change (say a withdrawal) landed while we waited; the ledger kept it too
         changed = self._remember(record)
@@ -275,9 +289,17 @@ class ConsentStore:
         current = self._records.get(record.shopper_id, {}).get(record.purpose)
         return current is None or _rank(record) > _rank(current)
 
-    async def _write_withdrawal(self, key: tuple[str, Purpose], record: ConsentRecord) -> None:
+    async def _write(self, record: ConsentRecord, claim: tuple[str, float] | None) -> None:
+        if claim is None:
+            await self._sink.set_consent(self._row(record))
+        else:
+            await self._sink.set_consent(self._row(record), claim=claim)
+
+    async def _write_withdrawal(
+        self, key: tuple[str, Purpose], record: ConsentRecord, claim: tuple[str, float] | None = None
+    ) -> None:
         # Until this write returns the withdrawal stays unsynced (also when it raises or is cancelled).
-        await self._sink.set_consent(self._row(record))
+        await self._write(record, claim)
         if self._unsynced.get(key) == record:
             del self._unsynced[key]
 

@@ -10,7 +10,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from edge.clock import iso_utc
 from edge.events import Candidates, Decision, Purpose
@@ -18,6 +18,8 @@ from edge.ledger.deadletter import anonymise_dead_letters
 from edge.ledger.outbox import NewEvent, anonymise_shopper_events, encode_event, event_id_for, insert_event
 from edge.ledger.writer import Op, Tx
 from edge.sync.wire import EventClass
+
+T = TypeVar("T")
 
 DECISION_COLUMNS: Final = (
     "decision_id",
@@ -184,6 +186,18 @@ def claim_jti(jti: str, until_wall: float, now_wall: float, *, forget: bool = Fa
         if forget:
             forget_ended_claims(tx, now_wall, at_most=FORGET_AT_MOST)
         return True
+
+    return run
+
+
+def claimed(op: Op[T], jti: str, until_wall: float, now_wall: float) -> Op[T | None]:
+    """``op`` and the claim of the token id ``jti`` in one transaction: exactly once per token. None, and
+    nothing done, when the token was claimed before (a broker's redelivery of a message already applied)."""
+
+    def run(tx: Tx) -> T | None:
+        if not _claim(tx, jti, until_wall, now_wall):
+            return None
+        return op(tx)
 
     return run
 

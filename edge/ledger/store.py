@@ -264,7 +264,7 @@ class Ledger:
         # Not forced to disk: losing the last few marks to a power cut only makes the mark a little older.
         return await self._submit(ops.mark_wall(now_wall), durable=False)
 
-    async def set_consent(self, row: ConsentRow) -> None:
+    async def set_consent(self, row: ConsentRow, *, claim: tuple[str, float] | None = None) -> None:
         """Upsert one consent: the latest ``at_wall`` wins; on a tie a withdrawal beats a grant.
 
         Remaining ties (same time, same choice) go to the larger ``source`` string, so the stored state is
@@ -272,10 +272,18 @@ class Ledger:
         A consent at or before the shopper's erasure (tombstone) is refused too. A stored change whose
         source is not ``"cloud"`` queues a privacy event for the cloud.
         """
-        if not await self._submit(ops.upsert_consent(row, outbox_max_bytes=self.outbox.max_bytes)):
+        op = ops.upsert_consent(row, outbox_max_bytes=self.outbox.max_bytes)
+        if claim is None:
+            stored = await self._submit(op)
+        else:
+            # A shopper's own action (privacy/action): its token's claim in the same transaction.
+            stored = await self._submit(ops.claimed(op, *claim, self._clock.wall())) is not False
+        if not stored:
             self._outcomes.consent_stale += 1
 
-    async def forget_shopper(self, shopper_id: str, *, report: bool = True) -> None:
+    async def forget_shopper(
+        self, shopper_id: str, *, report: bool = True, claim: tuple[str, float] | None = None
+    ) -> None:
         """Erase the shopper locally: consents, profile, EID key, queued non-privacy events; unlink their id
         from decisions and exposures; leave a tombstone. ``report`` queues an erasure event for the cloud.
         """
@@ -286,9 +294,14 @@ class Ledger:
             if report
             else None
         )
-        await self._submit(
-            ops.forget_shopper(shopper_id, erased_wall, report=event, outbox_max_bytes=self.outbox.max_bytes)
-        )
+        op = ops.forget_shopper(shopper_id, erased_wall, report=event, outbox_max_bytes=self.outbox.max_bytes)
+        if claim is not None:
+            # A shopper's own action (privacy/action): its token's claim in the same transaction; None when
+            # that token was claimed before (the erasure was done then).
+            if await self._submit(ops.claimed(op, *claim, erased_wall)) is None:
+                return
+        else:
+            await self._submit(op)
         self.replica.remember_tombstone(shopper_id, erased_wall)
         await self.replica.scrub()
 
