@@ -65,7 +65,7 @@ ANYDAY_INSTANT ?= 2027-03-07T21:30:00Z
 ANYDAY_TZ ?= Pacific/Kiritimati
 ANYDAY_TESTS ?= tests/decide tests/gateway tests/control/test_remote_config.py tests/test_demo.py tests/test_timeline.py \
 	--deselect tests/decide/test_model_rebuild.py --deselect tests/gateway/test_ble_walk.py \
-	--deselect tests/gateway/test_crash_safety.py
+	--deselect tests/gateway/test_crash_safety.py --deselect tests/gateway/test_crash_privacy.py
 
 pytest-anyday: venv
 	EDGE_TEST_INSTANT=$(ANYDAY_INSTANT) TZ=$(ANYDAY_TZ) $(PY) -m pytest -q $(ANYDAY_TESTS)
