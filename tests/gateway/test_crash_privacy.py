@@ -18,12 +18,10 @@ from pathlib import Path
 
 import aiomqtt
 
-from edge.clock import SystemClock
 from edge.events import Purpose
 from edge.identity.keys import sign_token
-from edge.ledger import ConsentRow, Ledger
 from edge.ledger.eventcodec import KIND_CODES
-from tests.gateway.test_crash_safety import Traffic, kill, online_since, rows, wait_until
+from tests.gateway.test_crash_safety import Traffic, kill, online_since, rows, seed_consents, wait_until
 from tests.gateway.test_process import start_gateway
 from tests.support import clock as timeline
 from tests.support.broker import Mosquitto, free_port
@@ -42,17 +40,6 @@ def shopper(index: int) -> str:
 class Sent:
     actions: dict[str, str] = field(default_factory=dict)  # jti -> shopper
     requests: dict[str, str] = field(default_factory=dict)  # request id -> shopper
-
-
-async def seed(db: Path) -> None:
-    async with Ledger(db, SystemClock()) as ledger:
-        for start in range(0, SHOPPERS, 500):
-            await asyncio.gather(
-                *(
-                    ledger.set_consent(ConsentRow(shopper(i), Purpose.PERSONALIZATION, True, 1.0, "cloud"))
-                    for i in range(start, min(start + 500, SHOPPERS))
-                )
-            )
 
 
 async def status_watch(port: int, traffic: Traffic) -> None:
@@ -107,7 +94,7 @@ async def test_sigkill_at_random_instants_applies_and_answers_each_exactly_once(
     unreachable = f"http://127.0.0.1:{free_port()}"
     store = make_store(workdir, broker.port, seed=False, sync=sync_section(unreachable, "t", workdir))
     db = store.workdir / "ledger.sqlite"
-    await seed(db)
+    await seed_consents(db, [shopper(i) for i in range(SHOPPERS)], Purpose.PERSONALIZATION)
     traffic, sent, stop = Traffic(), Sent(), asyncio.Event()
     watch = asyncio.create_task(status_watch(broker.port, traffic))
     sender: asyncio.Task[None] | None = None

@@ -55,14 +55,17 @@ class Traffic:
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)  # the screens listen from now on
 
 
-async def seed_consents(db: Path) -> None:
-    """The store already holds its shoppers' consents (as after a cloud sync): measurement for everyone."""
+async def seed_consents(
+    db: Path, shoppers: list[str] | None = None, purpose: Purpose = Purpose.MEASUREMENT
+) -> None:
+    """The store already holds its shoppers' consents (as after a cloud sync): ``purpose`` for everyone."""
+    who = [shopper(i) for i in range(SHOPPERS)] if shoppers is None else shoppers
     async with Ledger(db, SystemClock()) as ledger:
-        for start in range(0, SHOPPERS, 500):
+        for start in range(0, len(who), 500):
             await asyncio.gather(
                 *(
-                    ledger.set_consent(ConsentRow(shopper(i), Purpose.MEASUREMENT, True, 1.0, "cloud"))
-                    for i in range(start, min(start + 500, SHOPPERS))
+                    ledger.set_consent(ConsentRow(s, purpose, True, 1.0, "cloud"))
+                    for s in who[start : start + 500]
                 )
             )
 
