@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from edge.act.displays import DisplayBoard
 from edge.clock import Clock, iso_utc
@@ -41,7 +41,11 @@ MY_DATA_TEMPLATE: Final = "my-data"
 # One privacy_export event's JSON at most: a push request carries up to 1 MiB (docs/sync-openapi.yaml).
 PART_MAX_BYTES: Final = 128 * 1024
 
-BuildExport = Callable[[str], Awaitable[dict[str, Any]]]
+
+class BuildExport(Protocol):
+    """The running gateway's export of one shopper (``edge.privacy.sources.LiveExport``)."""
+
+    def __call__(self, shopper_id: str, *, explain: bool = True) -> Awaitable[dict[str, Any]]: ...
 
 
 @dataclass(slots=True)
@@ -257,7 +261,7 @@ class PrivacyFlow:
         ):
             self.counters.my_data_refused += 1
             return False
-        doc = await self.build_export(shopper_id)
+        doc = await self.build_export(shopper_id, explain=False)  # counts only: no model runs
         data = summary(doc)
         self._showing[display_id] = shopper_id
         self._board.show_content(

@@ -107,10 +107,18 @@ class LiveExport:
         self._zone_of = zone_of
         self._engine = engine
 
-    async def __call__(self, shopper_id: str) -> dict[str, Any]:
+    async def __call__(self, shopper_id: str, *, explain: bool = True) -> dict[str, Any]:
+        """The export; ``explain`` False (a kiosk's summary, which shows counts): no model runs, no offer titles."""
         rows = await self._ledger.privacy_rows(shopper_id)
-        bodies = await self._ledger.cloud_offer_bodies()
         zone = self._zone_of(shopper_id)
+        if not explain:
+            plain = ExportContext(
+                store_id=self._settings.store.id,
+                generated_wall=self._clock.wall(),
+                retention=retention_of(self._settings),
+            )
+            return build_export(rows, plain, None)
+        bodies = await self._ledger.cloud_offer_bodies()
         ctx = ExportContext(
             store_id=self._settings.store.id,
             generated_wall=self._clock.wall(),
