@@ -182,10 +182,10 @@ class PrivacyFlow:
         self, action: PrivacyAction, shopper_id: str, now: float, claim: tuple[str, float]
     ) -> None:
         if action.action == "erase":
-            await self._ledger.forget_shopper(shopper_id, report=True, claim=claim)
-            self._erase(shopper_id)
-            self.counters.erasures += 1
-            log.info("erasure asked at a %s: applied here and queued for the cloud", action.source)
+            if await self._ledger.forget_shopper(shopper_id, report=True, claim=claim):
+                self._erase(shopper_id)
+                self.counters.erasures += 1
+                log.info("erasure asked at a %s: applied here and queued for the cloud", action.source)
             return
         assert action.purpose is not None
         assert action.granted is not None

@@ -283,9 +283,10 @@ class Ledger:
 
     async def forget_shopper(
         self, shopper_id: str, *, report: bool = True, claim: tuple[str, float] | None = None
-    ) -> None:
+    ) -> bool:
         """Erase the shopper locally: consents, profile, EID key, queued non-privacy events; unlink their id
         from decisions and exposures; leave a tombstone. ``report`` queues an erasure event for the cloud.
+        False (nothing done) only when ``claim``'s token was claimed before: that erasure was done then.
         """
         erased_wall = self._clock.wall()
         self.seen.forget(shopper_id)
@@ -299,11 +300,12 @@ class Ledger:
             # A shopper's own action (privacy/action): its token's claim in the same transaction; None when
             # that token was claimed before (the erasure was done then).
             if await self._submit(ops.claimed(op, *claim, erased_wall)) is None:
-                return
+                return False
         else:
             await self._submit(op)
         self.replica.remember_tombstone(shopper_id, erased_wall)
         await self.replica.scrub()
+        return True
 
     async def privacy_rows(self, shopper_id: str) -> ShopperRows:
         """Every row about the shopper, read in one transaction (the right of access, edge/privacy/)."""

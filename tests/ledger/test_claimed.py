@@ -33,9 +33,9 @@ async def test_a_claimed_consent_is_written_once_whatever_the_redeliveries(
 async def test_a_claimed_erasure_is_done_once(ledger: Ledger, clock: ManualClock) -> None:
     until = clock.wall() + 300
     await ledger.set_consent(ConsentRow("p-2", Purpose.MEASUREMENT, True, clock.wall() - 10, "cloud"))
-    await ledger.forget_shopper("p-2", claim=("jti-2", until))
+    assert await ledger.forget_shopper("p-2", claim=("jti-2", until)) is True
     clock.advance(2)
-    await ledger.forget_shopper("p-2", claim=("jti-2", until))
+    assert await ledger.forget_shopper("p-2", claim=("jti-2", until)) is False  # done before: nothing now
     assert await _kinds(ledger) == ["erasure"]
     tombstone = ledger.replica.tombstone("p-2")
     assert tombstone is not None and tombstone < clock.wall()  # the first erasure's time, not the replay's
