@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -70,8 +70,24 @@ class ZoneCount:
 
 
 @dataclass(slots=True, frozen=True)
+class Weather:
+    """The store's weather as a decision sees it; stale weather is no weather (None), never an old value."""
+
+    temp_c: float  # now, degrees Celsius
+    precipitation: bool  # raining or snowing now, or forecast for the rest of today
+    forecast_max_c: float | None  # today's forecast maximum, if known
+    observed_wall: float  # when it was measured or forecast (Unix seconds)
+    source: str  # "cloud" | "sensor"
+
+
+@dataclass(slots=True, frozen=True)
 class DecisionContext:
-    """Everything a decision may look at. ``profile`` is present only with personalization consent."""
+    """Everything a decision may look at. ``profile`` is present only with personalization consent.
+
+    ``basket`` (the SKUs the shopper holds: this visit's POS sale, an app cart) only for an identified
+    shopper with personalization consent; ``weather`` and ``trends`` (this store's share of sales per
+    category over the last 7 days) are the store's, for everyone.
+    """
 
     display_id: str
     zone: str
@@ -79,7 +95,9 @@ class DecisionContext:
     audience: int
     shopper_id: str | None = None
     profile: dict[str, Any] | None = None
-    weather: str | None = None
+    weather: Weather | None = None
+    basket: tuple[str, ...] = ()
+    trends: Mapping[str, float] | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -373,6 +373,63 @@ SCHEMA_STEPS: Final[tuple[tuple[Statement, ...], ...]] = (
         # clock): at worst one is evicted early, and the shopper's next visit fetches it again.
         "INSERT INTO shopper_seen (shopper_id, seen_wall) SELECT shopper_id, at_wall FROM profiles",
     ),
+    (
+        # Sales kept at the store for measurement (docs/measurement.md): one row per POS sale (its id is the
+        # sale's outbox event id, so a redelivered sale is one row), its lines in conversion_items. The shopper
+        # id only with `measurement`; an erasure deletes their rows, retention deletes old ones.
+        """CREATE TABLE conversions (
+            event_id      TEXT PRIMARY KEY,
+            at_wall       REAL NOT NULL,
+            received_wall REAL NOT NULL,
+            lane          TEXT NOT NULL,
+            shopper_id    TEXT,
+            total         REAL NOT NULL,
+            currency      TEXT
+        ) WITHOUT ROWID""",
+        "CREATE INDEX conversions_at ON conversions (at_wall)",
+        "CREATE INDEX conversions_shopper ON conversions (shopper_id, at_wall) WHERE shopper_id IS NOT NULL",
+        """CREATE TABLE conversion_items (
+            event_id TEXT NOT NULL REFERENCES conversions (event_id) ON DELETE CASCADE,
+            line     INTEGER NOT NULL,
+            sku      TEXT NOT NULL,
+            category TEXT,
+            qty      REAL NOT NULL,
+            price    REAL NOT NULL,
+            PRIMARY KEY (event_id, line)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX conversion_items_sku ON conversion_items (sku)",
+    ),
+    (
+        # The decision's context as the model saw it (edge/decide/logged.py), for every decision: what an
+        # off-policy evaluation of a candidate model rebuilds each candidate's features from. Set to NULL
+        # with the shopper id on erasure.
+        "ALTER TABLE decisions ADD COLUMN context BLOB",
+    ),
+    (
+        # Campaign exposures the cloud sends down (change kind `campaign_exposure`): a shopper who saw an
+        # online campaign, so a sale in this store can be attributed online -> store. Shopper data: an
+        # erasure deletes the shopper's rows, retention deletes old ones.
+        """CREATE TABLE campaign_exposures (
+            exposure_id TEXT PRIMARY KEY,
+            shopper_id  TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            at_wall     REAL NOT NULL,
+            skus        TEXT NOT NULL,
+            category    TEXT
+        ) WITHOUT ROWID""",
+        "CREATE INDEX campaign_exposures_shopper ON campaign_exposures (shopper_id, at_wall)",
+        "CREATE INDEX campaign_exposures_at ON campaign_exposures (at_wall)",
+    ),
+    (
+        # The store's context for decisions (docs/context.md): the latest weather from the cloud or a local
+        # sensor, kept across a restart and judged stale by its own time, never by when it was stored.
+        """CREATE TABLE store_context (
+            name          TEXT PRIMARY KEY,
+            source        TEXT NOT NULL,
+            observed_wall REAL NOT NULL,
+            data          TEXT NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION: Final[int] = len(SCHEMA_STEPS)
