@@ -2,6 +2,9 @@
 
 Usage: python bench/bench_decision.py [--repeats 5]   (prints JSON)
 Target (DESIGN.md): p50 <= 100 us, p99 <= 300 us, p99 ratio to the bare run <= 4.
+
+Every decision carries the store's weather and 7-day trends; a third of the shoppers hold a basket of SKUs the
+shipped model's basket rules know (running shoes, a phone, ...), with SKUs on some offers (issue 16).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -30,7 +34,7 @@ from edge.decide.features import FeatureBuilder  # noqa: E402
 from edge.decide.policy import DecisionEngine  # noqa: E402
 from edge.decide.record import candidates_of  # noqa: E402
 from edge.decide.scorer import load_model  # noqa: E402
-from edge.events import DecisionContext, Purpose  # noqa: E402
+from edge.events import DecisionContext, Purpose, Weather  # noqa: E402
 
 OFFERS = 50
 WARMUP = 500
@@ -40,6 +44,14 @@ DISPLAYS = tuple((f"display-{i}", ZONES[i % len(ZONES)]) for i in range(8))
 SHOPPERS = 400
 STEP_S = 7.0  # clock moves between decisions so windows, days, caps and cooldowns all change
 CONSENTS = frozenset({Purpose.PERSONALIZATION, Purpose.MEASUREMENT})
+# SKUs of the shipped model's synthetic store (scripts/build_model.py): offers promote some, baskets hold some.
+OFFER_SKUS = ("APP-RUN-SOCKS", "ELE-PHONE-CASE", "GRO-MILK", "SPT-BOTTLE", "GRO-COLD-DRINK")
+BASKETS = (("SPT-RUN-SHOE",), ("ELE-PHONE", "NOT-A-SKU"), ("COF-BEANS", "KID-TOY", "APP-JEANS"))
+WEATHER = Weather(temp_c=27.5, precipitation=False, forecast_max_c=30.0, observed_wall=0.0, source="cloud")
+# Read-only, as the context service hands its trends out (edge/context/trends.py).
+TRENDS = MappingProxyType(
+    {"apparel": 0.22, "beauty": 0.08, "coffee": 0.18, "electronics": 0.1, "grocery": 0.2, "home": 0.07}
+)
 
 
 def bench_catalog() -> Catalog:
@@ -56,6 +68,7 @@ def bench_catalog() -> Catalog:
                     "id": f"offer-{i:02d}",
                     "title": f"Offer {i}",
                     "category": CATEGORIES[i % len(CATEGORIES)],
+                    "skus": [OFFER_SKUS[i % len(OFFER_SKUS)]] if i % 3 == 1 else [],
                     "value": float(1 + (i * 7) % 40),
                     "discount": (i % 6) * 0.05,
                     "zones": [] if i % 4 == 0 else [ZONES[i % len(ZONES)], ZONES[(i + 1) % len(ZONES)]],
@@ -95,9 +108,12 @@ def one_repeat(model_dir: Path, seed: int) -> dict[str, float]:
     for i in range(WARMUP + DECISIONS):
         display, zone = DISPLAYS[i % len(DISPLAYS)]
         shopper = i % SHOPPERS
-        contexts.append((display, zone, f"shopper-{shopper}", profiles[shopper], 1 + i % 4))
-    first = DecisionContext("display-0", "cafe", clock.wall(), 2, "shopper-0", profiles[0])
-    matrix = FeatureBuilder(catalog, "Europe/Berlin").build(first)
+        basket = BASKETS[shopper % len(BASKETS)] if shopper % 3 == 0 else ()
+        contexts.append((display, zone, f"shopper-{shopper}", profiles[shopper], 1 + i % 4, basket))
+    first = DecisionContext(
+        "display-0", "cafe", clock.wall(), 2, "shopper-0", profiles[0], WEATHER, BASKETS[0], TRENDS
+    )
+    matrix = FeatureBuilder(catalog, "Europe/Berlin", scorer.basket_rules).build(first)
     session = scorer.session
     feeds = {"features": matrix}
     outputs = ["score"]
@@ -106,9 +122,9 @@ def one_repeat(model_dir: Path, seed: int) -> dict[str, float]:
     baseline_ns: list[int] = []
     bound_ns: list[int] = []
     offers_shown = 0
-    for i, (display, zone, shopper, prof, audience) in enumerate(contexts):
+    for i, (display, zone, shopper, prof, audience, basket) in enumerate(contexts):
         clock.advance(STEP_S)
-        ctx = DecisionContext(display, zone, clock.wall(), audience, shopper, prof)
+        ctx = DecisionContext(display, zone, clock.wall(), audience, shopper, prof, WEATHER, basket, TRENDS)
         # Interleaved, so a noisy moment on the machine hits both series alike.
         t0 = time.perf_counter_ns()
         decision = engine.decide(ctx, CONSENTS)

@@ -87,6 +87,14 @@ class Offer(BaseModel):
         default_factory=dict, description="Free JSON handed to the display template."
     )
     category: Category = Field(description="Product category; one of the model's fixed categories.")
+    skus: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
+        default=(),
+        max_length=64,
+        description=(
+            "SKUs the offer promotes (POS sale lines match them for attribution; the model's basket rules"
+            " look them up); empty = the whole category."
+        ),
+    )
     value: float = Field(ge=0, allow_inf_nan=False, description="Business value of one conversion.")
     discount: float = Field(default=0.0, ge=0, le=1, description="Discount as a fraction (0.2 = 20% off).")
     zones: tuple[str, ...] = Field(default=(), description="Zones where it may be shown; empty = every zone.")

@@ -9,21 +9,25 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
+from edge.decide.basket import CATEGORY_PREFIX, EMPTY_RULES, SKU_PREFIX, BasketRules
 from edge.decide.catalog import CATEGORIES
 from edge.decide.manifest import CONTEXT_NAMES, FEATURE_NAMES, N_FEATURES
 
 if TYPE_CHECKING:
     from edge.decide.catalog import Catalog, Offer
-    from edge.events import DecisionContext
+    from edge.events import DecisionContext, Weather
 
 _N_CONTEXT: Final = len(CONTEXT_NAMES)
 _AFFINITY: Final = FEATURE_NAMES.index("affinity")
+_BASKET: Final = FEATURE_NAMES.index("basket_complement")
+_TREND: Final = FEATURE_NAMES.index("trend_share")
 _VALUE: Final = FEATURE_NAMES.index("offer_value_log")
 _DISCOUNT: Final = FEATURE_NAMES.index("offer_discount")
 _ONE_HOT: Final = FEATURE_NAMES.index(f"cat_{CATEGORIES[0]}")
@@ -40,6 +44,16 @@ _MAX_VISITS: Final = 1_000_000.0  # more visits than any shopper makes in a life
 _MAX_AUDIENCE: Final = 10_000.0  # more people than fit in front of one screen
 _MINUTES_PER_DAY: Final = 1440
 _WEEKEND_FROM: Final = 5  # Saturday, with Monday = 0 as in datetime.weekday()
+# Temperature: clamped to what a store's weather can be, then centred and scaled to about -3.5..2.5.
+_TEMP_MIN: Final = -20.0
+_TEMP_MAX: Final = 40.0
+_TEMP_CENTRE: Final = 15.0
+_TEMP_SCALE: Final = 10.0
+_NO_WEATHER: Final = (0.0, 0.0, 0.0)  # weather_known, temp_scaled, precipitation
+# A store without trends (no sales yet, none computed): every category the same share, so the column says
+# "nothing stands out" (0 would say "this category does not sell here", which the data did not say).
+UNIFORM_SHARE: Final = 1.0 / len(CATEGORIES)
+MAX_BASKET: Final = 64  # basket SKUs looked at per decision (the context bounds the cart anyway)
 
 FloatMatrix = npt.NDArray[np.float32]
 
@@ -104,26 +118,136 @@ def _unit(value: Any) -> float:
     return min(max(_finite(value), 0.0), 1.0)
 
 
+def weather_columns(weather: Weather | None) -> tuple[float, float, float]:
+    """(weather_known, temp_scaled, precipitation); unknown weather (None, or a non-finite temperature) is
+    (0, 0, 0), never an older value."""
+    if weather is None:
+        return _NO_WEATHER
+    raw: object = getattr(weather, "temp_c", None)  # not a Weather at all: unknown
+    if isinstance(raw, float):
+        temp = raw
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        try:
+            temp = float(raw)
+        except OverflowError:
+            return _NO_WEATHER
+    else:
+        return _NO_WEATHER
+    if not math.isfinite(temp):
+        return _NO_WEATHER
+    temp = min(max(temp, _TEMP_MIN), _TEMP_MAX)
+    wet = getattr(weather, "precipitation", False) is True
+    return (1.0, (temp - _TEMP_CENTRE) / _TEMP_SCALE, 1.0 if wet else 0.0)
+
+
+def trend_values(trends: Mapping[str, float] | None) -> tuple[float, ...]:
+    """Per category (CATEGORIES order) the share in [0, 1]; no trends (None or empty) -> the uniform share.
+
+    A category the mapping does not name sold nothing (0); an ill-typed or non-finite share counts as 0.
+    """
+    if trends is None or not (trends.__class__ is dict or isinstance(trends, Mapping)) or not trends:
+        return (UNIFORM_SHARE,) * len(CATEGORIES)
+    try:
+        raw = [trends.get(category, 0.0) for category in CATEGORIES]
+    except Exception:  # noqa: BLE001 - a hostile Mapping explains nothing; the decision goes on
+        return (UNIFORM_SHARE,) * len(CATEGORIES)
+    return tuple(v if v.__class__ is float and 0.0 <= v <= 1.0 else _unit(v) for v in raw)
+
+
+Complements = Mapping[str, FloatMatrix]  # basket SKU -> its [N] basket_complement column
+
+
+def compile_complements(rules: BasketRules, offers: Sequence[Offer]) -> dict[str, FloatMatrix]:
+    """Per basket SKU, the [N] ``basket_complement`` column it alone gives (rows = ``offers``).
+
+    A row's value is the best confidence of a rule whose antecedent is the SKU (``sku:S``) or its category
+    (``cat:C``; the category from the rules' SKU table, else from a catalog offer listing the SKU) and whose
+    consequent is what the offer promotes: one of its ``skus`` when some rule names one of them, else its
+    category. SKUs whose column would be all 0 are left out, so an unknown SKU costs one dict miss.
+    """
+    category_of: dict[str, str] = {}
+    for offer in offers:
+        for sku in offer.skus:
+            category_of.setdefault(sku, offer.category)
+    category_of.update(rules.skus)
+    consequents = {rule.consequent for rule in rules.rules}
+    targets: list[frozenset[str]] = []
+    for offer in offers:
+        by_sku = frozenset(SKU_PREFIX + sku for sku in offer.skus) & consequents
+        targets.append(by_sku or frozenset({CATEGORY_PREFIX + offer.category}))
+    by_antecedent: dict[str, npt.NDArray[np.float32]] = {}
+    for rule in rules.rules:
+        column = by_antecedent.get(rule.antecedent)
+        if column is None:
+            column = by_antecedent[rule.antecedent] = np.zeros(len(offers), dtype=np.float32)
+        for row, wanted in enumerate(targets):
+            if rule.consequent in wanted and rule.confidence > column[row]:
+                column[row] = rule.confidence
+    compiled: dict[str, npt.NDArray[np.float32]] = {}
+    for sku in {*category_of, *(a[len(SKU_PREFIX) :] for a in by_antecedent if a.startswith(SKU_PREFIX))}:
+        parts = [
+            part
+            for part in (
+                by_antecedent.get(SKU_PREFIX + sku),
+                by_antecedent.get(CATEGORY_PREFIX + category_of[sku]) if sku in category_of else None,
+            )
+            if part is not None
+        ]
+        if parts:
+            column = np.maximum.reduce(parts) if len(parts) > 1 else parts[0].copy()
+            if column.any():
+                column.flags.writeable = False
+                compiled[sku] = column
+    return compiled
+
+
 class FeatureBuilder:
     """Builds the [N, F] float32 matrix for a fixed sequence of offers.
 
     ``fill`` writes into one reusable buffer (the engine is thread-confined and consumes it at once);
-    ``build`` returns a fresh copy for everyone else.
+    ``build`` returns a fresh copy for everyone else. ``rules`` are the basket rules ``build`` and ``fill``
+    use unless ``fill`` is given other compiled ones (the engine passes its model's: ``compile``).
     """
 
-    __slots__ = ("_buf", "_category_of_row", "_last_had_affinity", "offer_ids", "resolver")
+    __slots__ = (
+        "_buf",
+        "_category_of_row",
+        "_complements",
+        "_last_had_affinity",
+        "_last_had_basket",
+        "_offers",
+        "_trends",
+        "_trends_src",
+        "_weather",
+        "_weather_src",
+        "offer_ids",
+        "resolver",
+    )
 
-    def __init__(self, offers: Catalog | Sequence[Offer], tz: str | ZoneInfo = "UTC") -> None:
+    def __init__(
+        self,
+        offers: Catalog | Sequence[Offer],
+        tz: str | ZoneInfo = "UTC",
+        rules: BasketRules = EMPTY_RULES,
+    ) -> None:
         rows = list(offers) if isinstance(offers, Sequence) else list(offers.offers)
+        self._offers = tuple(rows)
         self.offer_ids: tuple[str, ...] = tuple(offer.id for offer in rows)
         self.resolver = LocalTimeResolver(tz)
         self._category_of_row = np.array([_CATEGORY_INDEX[offer.category] for offer in rows], dtype=np.intp)
         buf = np.zeros((len(rows), N_FEATURES), dtype=np.float32)
         buf[:, _VALUE] = [math.log1p(offer.value) for offer in rows]
         buf[:, _DISCOUNT] = [offer.discount for offer in rows]
+        buf[:, _TREND] = UNIFORM_SHARE
         buf[np.arange(len(rows)), _ONE_HOT + self._category_of_row] = 1.0
         self._buf = buf
         self._last_had_affinity = False
+        self._last_had_basket = False
+        self._trends: tuple[float, ...] = (UNIFORM_SHARE,) * len(CATEGORIES)
+        self._trends_src: object = None  # the last read-only trends mapping (its shares are self._trends)
+        self._weather: tuple[float, float, float] = _NO_WEATHER
+        self._weather_src: object = None  # the last Weather (frozen: the same object, the same columns)
+        self._complements = self.compile(rules)
 
     def __len__(self) -> int:
         return len(self.offer_ids)
@@ -133,11 +257,44 @@ class FeatureBuilder:
         """The [N, F] matrix ``fill`` writes into (C-contiguous, lives as long as the builder)."""
         return self._buf
 
-    def fill(self, profile: object, audience: object, when: LocalTime) -> FloatMatrix:
-        """Write the context columns into the shared buffer and return it (valid until the next call)."""
+    def compile(self, rules: BasketRules) -> Complements:
+        """``rules`` against this builder's offers, for ``fill(..., complements=)`` (a few ms; once per model)."""
+        return compile_complements(rules, self._offers)
+
+    def fill(
+        self,
+        profile: object,
+        audience: object,
+        when: LocalTime,
+        weather: Weather | None = None,
+        basket: Sequence[str] = (),
+        trends: Mapping[str, float] | None = None,
+        complements: Complements | None = None,
+    ) -> FloatMatrix:
+        """Write the context columns into the shared buffer and return it (valid until the next call).
+
+        ``basket`` is used as given: the caller passes it only where the shopper's consent allows.
+        """
+        buf = self._buf
+        # The store's trends change a few times a day, the weather every few minutes: usually the same
+        # objects as last time. A read-only mapping (the context service's) is trusted by identity.
+        if trends is not self._trends_src or trends is None or trends.__class__ is not MappingProxyType:
+            shares = trend_values(trends)
+            if shares != self._trends:
+                buf[:, _TREND] = np.array(shares, dtype=np.float32).take(self._category_of_row)
+                self._trends = shares
+            self._trends_src = trends
+        if basket:
+            self._fill_basket(basket, self._complements if complements is None else complements)
+        elif self._last_had_basket:
+            buf[:, _BASKET] = 0.0
+            self._last_had_basket = False
         minute = when.minute
         weekend = 1.0 if when.weekday >= _WEEKEND_FROM else 0.0
-        buf = self._buf
+        if weather is not self._weather_src:
+            self._weather = weather_columns(weather)
+            self._weather_src = weather
+        known, temp, wet = self._weather
         if not (profile.__class__ is dict or isinstance(profile, Mapping)):
             buf[:, :_N_CONTEXT] = (
                 _HOUR_SIN[minute],
@@ -146,6 +303,9 @@ class FeatureBuilder:
                 _log1p(audience, _MAX_AUDIENCE),
                 0.0,
                 0.0,
+                known,
+                temp,
+                wet,
             )
             if self._last_had_affinity:
                 buf[:, _AFFINITY] = 0.0
@@ -159,6 +319,9 @@ class FeatureBuilder:
             _log1p(audience, _MAX_AUDIENCE),
             1.0,
             visits,
+            known,
+            temp,
+            wet,
         )
         affinity = profile.get("affinity")
         if (affinity.__class__ is dict or isinstance(affinity, Mapping)) and affinity:
@@ -172,15 +335,32 @@ class FeatureBuilder:
             self._last_had_affinity = False
         return buf
 
+    def _fill_basket(self, basket: object, complements: Complements) -> None:
+        if not (basket.__class__ is tuple or isinstance(basket, Sequence)):
+            basket = ()  # an odd context: no basket rather than a failed decision
+        get = complements.get
+        found = [
+            column for sku in basket[:MAX_BASKET] if sku.__class__ is str and (column := get(sku)) is not None
+        ]
+        if found:
+            self._buf[:, _BASKET] = found[0] if len(found) == 1 else np.maximum.reduce(found)
+            self._last_had_basket = True
+        elif self._last_had_basket:
+            self._buf[:, _BASKET] = 0.0
+            self._last_had_basket = False
+
     def build(self, ctx: DecisionContext, when: LocalTime | None = None) -> FloatMatrix:
-        """A fresh matrix for ``ctx`` (its profile used as given; consent is the caller's business)."""
+        """A fresh matrix for ``ctx`` (its profile and basket used as given; consent is the caller's business)."""
         if when is None:
             when = self.resolver.resolve(ctx.at_wall)
-        return self.fill(ctx.profile, ctx.audience, when).copy()
+        return self.fill(ctx.profile, ctx.audience, when, ctx.weather, ctx.basket, ctx.trends).copy()
 
 
 def build_features(
-    offers: Catalog | Sequence[Offer], ctx: DecisionContext, tz: str | ZoneInfo = "UTC"
+    offers: Catalog | Sequence[Offer],
+    ctx: DecisionContext,
+    tz: str | ZoneInfo = "UTC",
+    rules: BasketRules = EMPTY_RULES,
 ) -> FloatMatrix:
-    """Pure one-shot form of ``FeatureBuilder(offers, tz).build(ctx)``: [len(offers), N_FEATURES] float32."""
-    return FeatureBuilder(offers, tz).build(ctx)
+    """Pure one-shot form of ``FeatureBuilder(offers, tz, rules).build(ctx)``: [len(offers), N_FEATURES]."""
+    return FeatureBuilder(offers, tz, rules).build(ctx)

@@ -39,9 +39,10 @@ import numpy.typing as npt
 
 from edge.decide.catalog import CATEGORIES, Offer
 from edge.decide.features import FeatureBuilder, LocalTime
-from edge.decide.manifest import ModelError, ModelManifest, parse_manifest, read_model
+from edge.decide.manifest import FEATURE_NAMES, ModelError, ModelManifest, parse_manifest, read_model
 from edge.decide.policy import DecisionEngine
 from edge.decide.scorer import OnnxScorer, Scorer, load_model
+from edge.events import Weather
 from edge.fsutil import TMP_PREFIX, fsync_dir, write_atomic, write_new
 from edge.onnxrt import ORT_ERRORS
 
@@ -159,15 +160,22 @@ def probe_matrix() -> npt.NDArray[np.float32]:
     ]
     builder = FeatureBuilder(offers)
     full = {"visits": 1_000_000, "affinity": dict.fromkeys(CATEGORIES, 1.0)}
-    contexts: list[tuple[object, int, LocalTime]] = [
-        (None, 0, LocalTime(0, 0, 1)),
-        (None, 3, LocalTime(2, 9 * 60, 1)),
-        ({"visits": 3, "affinity": {"coffee": 0.5}}, 40, LocalTime(5, 17 * 60 + 30, 1)),
-        (full, 10_000, LocalTime(6, 1439, 1)),
+    # Weather, basket and trends at their extremes too (the basket column's extreme, 1, set directly: the
+    # probe has no rules of its own).
+    hot = Weather(40.0, True, 40.0, 0.0, "probe")
+    cold = Weather(-20.0, False, None, 0.0, "probe")
+    contexts: list[tuple[object, int, LocalTime, Weather | None, dict[str, float] | None]] = [
+        (None, 0, LocalTime(0, 0, 1), None, None),
+        (None, 3, LocalTime(2, 9 * 60, 1), cold, {"coffee": 1.0}),
+        ({"visits": 3, "affinity": {"coffee": 0.5}}, 40, LocalTime(5, 17 * 60 + 30, 1), hot, None),
+        (full, 10_000, LocalTime(6, 1439, 1), hot, dict.fromkeys(CATEGORIES, 1.0)),
     ]
-    matrix = np.concatenate(
-        [builder.fill(profile, people, when).copy() for profile, people, when in contexts]
-    )
+    blocks = [
+        builder.fill(profile, people, when, weather, (), trends).copy()
+        for profile, people, when, weather, trends in contexts
+    ]
+    blocks[-1][:, FEATURE_NAMES.index("basket_complement")] = 1.0
+    matrix = np.concatenate(blocks)
     matrix.flags.writeable = False
     return matrix
 

@@ -18,8 +18,33 @@ from edge.decide.catalog import CATEGORIES
 INPUT_NAME: Final = "features"
 # Context columns first (one value broadcast to every row), then per-offer columns, then the one-hot block of
 # the catalog's categories: the order the shipped model was trained on (scripts/build_model.py).
-CONTEXT_NAMES: Final = ("hour_sin", "hour_cos", "weekend", "audience_log", "personalized", "visits_log")
-OFFER_NAMES: Final = ("affinity", "offer_value_log", "offer_discount")
+CONTEXT_NAMES: Final = (
+    "hour_sin",
+    "hour_cos",
+    "weekend",
+    "audience_log",
+    "personalized",
+    "visits_log",
+    "weather_known",  # 1 with fresh weather; 0 (and the two below 0) when unknown or stale
+    "temp_scaled",  # (temperature now, clamped to -20..40 C, - 15) / 10
+    "precipitation",  # raining or snowing now, or forecast for the rest of today
+)
+OFFER_NAMES: Final = (
+    "affinity",
+    "basket_complement",  # best confidence of a basket rule from the basket's SKUs to this offer
+    "trend_share",  # the offer's category's share of this store's sales over 7 days (unknown: 1/8)
+    "offer_value_log",
+    "offer_discount",
+)
+# The columns the context-free baseline of scripts/build_model.py is trained without (held at their neutral
+# values): what issue 16 added to the decision.
+DECISION_CONTEXT_NAMES: Final = (
+    "weather_known",
+    "temp_scaled",
+    "precipitation",
+    "basket_complement",
+    "trend_share",
+)
 FEATURE_NAMES: Final[tuple[str, ...]] = (
     *CONTEXT_NAMES,
     *OFFER_NAMES,
@@ -40,6 +65,35 @@ class TrainedOn(BaseModel):
     seed: int = Field(description="Seed of the synthetic data generator.")
     rows: int = Field(ge=1, description="Training rows (offer impressions).")
     holdout_auc: float = Field(ge=0, le=1, description="ROC AUC on the held-out synthetic rows.")
+    # Optional so that an older manifest still parses and check_fit can say what does not fit.
+    context_free_auc: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Held-out ROC AUC of the same network trained on the same rows without the decision "
+        "context (weather, basket, trends held neutral).",
+    )
+    top_choice_conversion: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Mean true conversion probability of this model's top offer per held-out visit.",
+    )
+    context_free_top_choice_conversion: float | None = Field(
+        default=None, ge=0, le=1, description="The same for the context-free model's top offer."
+    )
+    uplift: float | None = Field(
+        default=None,
+        description="top_choice_conversion - context_free_top_choice_conversion (absolute, per visit).",
+    )
+    basket_rules: int | None = Field(
+        default=None, ge=0, description="Association rules shipped inside the .onnx file."
+    )
+    context_free_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of models/<name>.context-free.onnx, the baseline kept for the evaluation test.",
+    )
 
 
 class ModelManifest(BaseModel):
@@ -93,9 +147,21 @@ def check_fit(manifest: ModelManifest) -> None:
     """Raise ``ModelError`` unless the manifest's inputs and categories are this code's features, in order."""
     expected_inputs = {INPUT_NAME: list(FEATURE_NAMES)}
     if manifest.inputs != expected_inputs:
+        got = manifest.inputs.get(INPUT_NAME)
+        if got is None or len(manifest.inputs) != 1:
+            detail = f"inputs {json.dumps(sorted(manifest.inputs))}, expected only '{INPUT_NAME}'"
+        else:
+            missing = [name for name in FEATURE_NAMES if name not in got]
+            unknown = [name for name in got if name not in FEATURE_NAMES]
+            detail = (
+                f"missing {missing}, unknown {unknown}"
+                if missing or unknown
+                else "the same names in another order"
+            )
         raise ModelError(
-            f"manifest inputs {json.dumps(manifest.inputs)} differ from this gateway's features "
-            f"{json.dumps(expected_inputs)}; rebuild the model (scripts/build_model.py)"
+            f"model {manifest.name} {manifest.version}: its inputs differ from this gateway's features "
+            f"({detail}); install a model built for these {N_FEATURES} features by this version's "
+            f"scripts/build_model.py (docs/models.md). Expected {json.dumps(expected_inputs)}"
         )
     if manifest.categories != list(CATEGORIES):
         raise ModelError(f"manifest categories {manifest.categories} differ from {list(CATEGORIES)}")

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from edge.decide.basket import EMPTY_RULES, RULES_KEY, BasketRules, parse_rules
 from edge.decide.manifest import INPUT_NAME, N_FEATURES, ModelError, ModelManifest, check_fit, read_model
 from edge.onnxrt import ORT_ERRORS
 
@@ -26,6 +27,9 @@ class Scorer(Protocol):
     @property
     def version(self) -> str: ...
 
+    @property
+    def basket_rules(self) -> BasketRules: ...
+
     def score(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
 
     def bind(self, features: npt.NDArray[np.float32]) -> ScoreFn: ...
@@ -39,11 +43,14 @@ class OnnxScorer:
     engine's thread, like the buffers it binds.
     """
 
-    __slots__ = ("_feeds_name", "_outputs", "manifest", "session")
+    __slots__ = ("_feeds_name", "_outputs", "basket_rules", "manifest", "session")
 
-    def __init__(self, session: Any, manifest: ModelManifest) -> None:
+    def __init__(
+        self, session: Any, manifest: ModelManifest, basket_rules: BasketRules = EMPTY_RULES
+    ) -> None:
         self.session = session
         self.manifest = manifest
+        self.basket_rules = basket_rules  # shipped inside the .onnx: the model's sha256 covers them
         self._feeds_name = INPUT_NAME
         self._outputs = [manifest.output]
 
@@ -118,8 +125,35 @@ def load_model(onnx_path: str | Path, manifest_path: str | Path) -> OnnxScorer:
     except ORT_ERRORS as exc:
         raise ModelError(f"onnxruntime cannot load {onnx_path}: {exc}") from exc
     _check_graph(session, manifest, onnx_path)
-    log.info("loaded model %s version %s (%d features)", manifest.name, manifest.version, N_FEATURES)
-    return OnnxScorer(session, manifest)
+    try:
+        metadata = session.get_modelmeta().custom_metadata_map
+    except ORT_ERRORS as exc:
+        raise ModelError(f"onnxruntime cannot read the metadata of {onnx_path}: {exc}") from exc
+    rules = _basket_rules(metadata.get(RULES_KEY), manifest, onnx_path)
+    log.info(
+        "loaded model %s version %s (%d features, %d basket rules)",
+        manifest.name,
+        manifest.version,
+        N_FEATURES,
+        len(rules.rules),
+    )
+    return OnnxScorer(session, manifest, rules)
+
+
+def _basket_rules(text: str | None, manifest: ModelManifest, onnx_path: Path) -> BasketRules:
+    """The rules inside the model (their count checked against the manifest's); a model without any uses no
+    basket rules (its basket column stays 0), logged when its manifest promised some."""
+    expected = manifest.trained_on.basket_rules
+    if text is None:
+        if expected:
+            log.warning("model %s carries no basket rules, its manifest says %d", onnx_path, expected)
+        return EMPTY_RULES
+    rules = parse_rules(text, str(onnx_path))
+    if expected is not None and len(rules.rules) != expected:
+        raise ModelError(
+            f"model {onnx_path} carries {len(rules.rules)} basket rules, its manifest says {expected}"
+        )
+    return rules
 
 
 def _check_graph(session: Any, manifest: ModelManifest, onnx_path: Path) -> None:

@@ -27,18 +27,23 @@ def ctx(profile: Any = None, audience: Any = 2, at: float | None = None) -> Deci
 
 
 def test_names_are_fixed_and_one_hot_follows_categories() -> None:
-    assert FEATURE_NAMES[:9] == (
+    assert FEATURE_NAMES[:14] == (
         "hour_sin",
         "hour_cos",
         "weekend",
         "audience_log",
         "personalized",
         "visits_log",
+        "weather_known",
+        "temp_scaled",
+        "precipitation",
         "affinity",
+        "basket_complement",
+        "trend_share",
         "offer_value_log",
         "offer_discount",
     )
-    assert FEATURE_NAMES[9:] == tuple(f"cat_{c}" for c in CATEGORIES)
+    assert FEATURE_NAMES[14:] == tuple(f"cat_{c}" for c in CATEGORIES)
 
 
 def test_values_for_a_known_context() -> None:
@@ -70,7 +75,10 @@ def test_context_only_clears_the_profile_columns() -> None:
     assert np.all(personal[:, COL["affinity"]] == 1)
     for name in ("personalized", "visits_log", "affinity"):
         assert np.all(anonymous[:, COL[name]] == 0), name
-    assert np.array_equal(np.delete(personal, [4, 5, 6], axis=1), np.delete(anonymous, [4, 5, 6], axis=1))
+    profile_columns = [COL["personalized"], COL["visits_log"], COL["affinity"]]
+    assert np.array_equal(
+        np.delete(personal, profile_columns, axis=1), np.delete(anonymous, profile_columns, axis=1)
+    )
 
 
 def test_local_time_drives_hour_and_weekend() -> None:

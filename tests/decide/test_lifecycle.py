@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 
 from edge.clock import ManualClock
 from edge.config.decisions import PolicySettings
@@ -37,9 +37,10 @@ from edge.decide.manifest import FEATURE_NAMES, ModelError
 from edge.decide.policy import RECENT_DECISIONS, DecisionEngine
 from edge.decide.scorer import Scorer
 from tests.decide.conftest import MANIFEST, MODEL, PERSONAL, context, offer
+from tests.support.onnxgraphs import gemm_model
 
 F = len(FEATURE_NAMES)
-SHIPPED = "2026.11.1"
+SHIPPED = "2026.12.1"
 CATEGORIES_USED = ("coffee", "grocery", "electronics", "apparel", "beauty", "kids")
 
 
@@ -59,27 +60,8 @@ def graph_model(
     width: int = F, input_name: str = "features", *, last: str = "Sigmoid", nan: bool = False
 ) -> bytes:
     """Gemm -> ``last`` (-> + NaN): small graphs that load but must be refused for what they are or do."""
-    nodes = [helper.make_node("Gemm", [input_name, "w", "b"], ["z"]), helper.make_node(last, ["z"], ["p"])]
-    initializers = [
-        numpy_helper.from_array(np.full((width, 1), 0.5, dtype=np.float32), "w"),
-        numpy_helper.from_array(np.full(1, 3.0, dtype=np.float32), "b"),
-    ]
-    if nan:
-        nodes.append(helper.make_node("Add", ["p", "nan"], ["score"]))
-        initializers.append(numpy_helper.from_array(np.array([np.nan], dtype=np.float32), "nan"))
-    else:
-        nodes.append(helper.make_node("Identity", ["p"], ["score"]))
-    graph = helper.make_graph(
-        nodes,
-        "test",
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", width])],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1])],
-        initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    return bytes(model.SerializeToString())
+    w = np.full((width, 1), 0.5, dtype=np.float32)
+    return gemm_model(w, 3.0, input_name=input_name, last=last, nan=nan)
 
 
 def write_model(folder: Path, blob: bytes, version: str, **manifest: Any) -> tuple[Path, Path]:
@@ -181,10 +163,10 @@ def test_start_installs_the_configured_model_and_points_at_it(store: ModelStore,
 def test_an_identical_model_agrees_completely(
     store: ModelStore, engine: DecisionEngine, tmp_path: Path
 ) -> None:
-    result = store.install(*write_model(tmp_path / "in", MODEL.read_bytes(), "2026.11.1-copy"), engine=engine)
+    result = store.install(*write_model(tmp_path / "in", MODEL.read_bytes(), "2026.12.1-copy"), engine=engine)
     comparison = result.comparison
     assert not result.already_installed
-    assert (comparison.candidate_version, comparison.running_version) == ("2026.11.1-copy", SHIPPED)
+    assert (comparison.candidate_version, comparison.running_version) == ("2026.12.1-copy", SHIPPED)
     assert comparison.decisions == comparison.compared == 40
     assert comparison.agreement == 1.0
     assert comparison.mean_abs_diff == 0.0
@@ -199,7 +181,7 @@ def test_an_identical_model_agrees_completely(
 def test_a_retrained_model_is_compared_installed_and_swapped_in(
     store: ModelStore, engine: DecisionEngine, running: Scorer, clock: ManualClock, tmp_path: Path
 ) -> None:
-    paths = write_model(tmp_path / "in", retrained(w1=1.3, w2=0.8), "2026.12.1")
+    paths = write_model(tmp_path / "in", retrained(w1=1.3, w2=0.8), "2027.1.1")
     recent = engine.recent_decisions()
     result = store.install_and_activate(engine, *paths)
     assert result.install is not None
@@ -228,12 +210,12 @@ def test_a_retrained_model_is_compared_installed_and_swapped_in(
     assert 0.5 < comparison.agreement < 1.0  # a mild retraining: mostly the same choices, not all
 
     # Swapped: the engine decides with the new model; the pointer and history follow.
-    assert (result.version, result.previous, result.swapped) == ("2026.12.1", SHIPPED, True)
+    assert (result.version, result.previous, result.swapped) == ("2027.1.1", SHIPPED, True)
     assert engine.scorer is new
-    assert traffic(engine, clock, 5) == ["2026.12.1"] * 5
-    assert store.current_version() == "2026.12.1"
-    assert store.history() == [SHIPPED, "2026.12.1"]
-    assert installed(store) == [SHIPPED, "2026.12.1"]
+    assert traffic(engine, clock, 5) == ["2027.1.1"] * 5
+    assert store.current_version() == "2027.1.1"
+    assert store.history() == [SHIPPED, "2027.1.1"]
+    assert installed(store) == [SHIPPED, "2027.1.1"]
     assert store.rollback_target() == SHIPPED
 
 
@@ -242,14 +224,14 @@ def test_inverted_preferences_never_agree_and_a_gate_can_refuse_them(
 ) -> None:
     engine = make_engine(running, clock, equal_values=True)  # equal values: top choice = top score
     traffic(engine, clock, 20)
-    inverted = write_model(tmp_path / "in", retrained(w2=-1.0, b2=-1.0), "2026.12.9")
+    inverted = write_model(tmp_path / "in", retrained(w2=-1.0, b2=-1.0), "2027.1.9")
     report = ModelStore.open(state).install(*inverted, engine=engine).comparison
     assert report.agreement == 0.0
     assert report.chosen_agreement == 0.0
     gated = ModelStore.open(state, min_agreement=0.9)
-    shutil.rmtree(gated.root / "2026.12.9")
+    shutil.rmtree(gated.root / "2027.1.9")
     with pytest.raises(
-        ModelRefusedError, match=r"agrees with 2026.11.1 on 0.0% of 20 recent decisions"
+        ModelRefusedError, match=r"agrees with 2026.12.1 on 0.0% of 20 recent decisions"
     ) as error:
         gated.install_and_activate(engine, *inverted)
     assert error.value.comparison is not None
@@ -261,13 +243,13 @@ def test_without_recent_decisions_the_probe_rows_still_check_the_model(
     store: ModelStore, running: Scorer, clock: ManualClock, tmp_path: Path
 ) -> None:
     engine = make_engine(running, clock)
-    result = store.install(*write_model(tmp_path / "in", retrained(1.1), "2026.12.1"), engine=engine)
+    result = store.install(*write_model(tmp_path / "in", retrained(1.1), "2027.1.1"), engine=engine)
     assert (result.comparison.decisions, result.comparison.agreement, result.comparison.mean_abs_diff) == (
         0,
         None,
         None,
     )
-    nan = write_model(tmp_path / "in", graph_model(nan=True), "2026.12.2")
+    nan = write_model(tmp_path / "in", graph_model(nan=True), "2027.1.2")
     with pytest.raises(ModelRefusedError, match="probe rows"):
         store.install(*nan, engine=engine)
 
@@ -276,7 +258,7 @@ def test_without_recent_decisions_the_probe_rows_still_check_the_model(
 def test_a_wrong_sha256_is_refused(
     store: ModelStore, engine: DecisionEngine, running: Scorer, tmp_path: Path
 ) -> None:
-    onnx_path, manifest_path = write_model(tmp_path / "in", retrained(1.2), "2026.12.1")
+    onnx_path, manifest_path = write_model(tmp_path / "in", retrained(1.2), "2027.1.1")
     good = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     with pytest.raises(ModelError, match="the configuration expects " + "0" * 64):
         store.install_and_activate(engine, onnx_path, manifest_path, expected_sha256="0" * 64)
@@ -290,9 +272,9 @@ def test_a_wrong_sha256_is_refused(
         store.install_and_activate(engine, onnx_path, manifest_path, expected_sha256=good)
     assert_unchanged(store, engine, running, [SHIPPED])
     # Upper-case hex from a config push is the same hash.
-    onnx_path, manifest_path = write_model(tmp_path / "in", retrained(1.2), "2026.12.1")
+    onnx_path, manifest_path = write_model(tmp_path / "in", retrained(1.2), "2027.1.1")
     result = store.install_and_activate(engine, onnx_path, manifest_path, expected_sha256=good.upper())
-    assert result.version == engine.model_version == "2026.12.1"
+    assert result.version == engine.model_version == "2027.1.1"
 
 
 @pytest.mark.parametrize(
@@ -307,7 +289,7 @@ def test_a_wrong_sha256_is_refused(
 def test_a_graph_that_does_not_load_or_fit_is_refused(
     store: ModelStore, engine: DecisionEngine, running: Scorer, tmp_path: Path, blob: bytes, message: str
 ) -> None:
-    paths = write_model(tmp_path / "in", blob, "2026.12.1")
+    paths = write_model(tmp_path / "in", blob, "2027.1.1")
     with pytest.raises(ModelError, match=message):
         store.install_and_activate(engine, *paths)
     assert_unchanged(store, engine, running, [SHIPPED])
@@ -318,7 +300,7 @@ def test_a_manifest_that_does_not_fit_is_refused(
 ) -> None:
     swapped = list(FEATURE_NAMES)
     swapped[0], swapped[1] = swapped[1], swapped[0]
-    paths = write_model(tmp_path / "in", retrained(1.2), "2026.12.1", inputs={"features": swapped})
+    paths = write_model(tmp_path / "in", retrained(1.2), "2027.1.1", inputs={"features": swapped})
     with pytest.raises(ModelError, match="differ from this gateway's features"):
         store.install_and_activate(engine, *paths)
     for version in ("../escape", "current", ""):
@@ -339,18 +321,18 @@ def test_a_model_producing_nan_or_non_probabilities_is_refused_in_shadow(
     store: ModelStore, engine: DecisionEngine, running: Scorer, tmp_path: Path, blob: bytes, message: str
 ) -> None:
     with pytest.raises(ModelRefusedError, match=message):
-        store.install_and_activate(engine, *write_model(tmp_path / "in", blob, "2026.12.1"))
+        store.install_and_activate(engine, *write_model(tmp_path / "in", blob, "2027.1.1"))
     assert_unchanged(store, engine, running, [SHIPPED])
 
 
 def test_a_version_is_immutable(
     store: ModelStore, engine: DecisionEngine, running: Scorer, tmp_path: Path
 ) -> None:
-    first = write_model(tmp_path / "a", retrained(1.2), "2026.12.1")
+    first = write_model(tmp_path / "a", retrained(1.2), "2027.1.1")
     assert not store.install(*first, engine=engine).already_installed
     assert store.install(*first, engine=engine).already_installed  # the same bytes again: nothing to copy
     with pytest.raises(ModelError, match="already installed with sha256"):
-        store.install(*write_model(tmp_path / "b", retrained(1.4), "2026.12.1"), engine=engine)
+        store.install(*write_model(tmp_path / "b", retrained(1.4), "2027.1.1"), engine=engine)
     assert engine.scorer is running
 
 
@@ -359,29 +341,29 @@ def test_the_last_three_are_kept(store: ModelStore, engine: DecisionEngine, tmp_
     pruned = []
     for i in (1, 2, 3, 4):
         result = store.install_and_activate(
-            engine, *write_model(tmp_path / "in", retrained(1 + i / 10), f"2026.12.{i}")
+            engine, *write_model(tmp_path / "in", retrained(1 + i / 10), f"2027.1.{i}")
         )
         pruned.append(result.pruned)
-    assert pruned == [(), (), (SHIPPED,), ("2026.12.1",)]
-    assert installed(store) == ["2026.12.2", "2026.12.3", "2026.12.4"]
-    assert store.history() == ["2026.12.2", "2026.12.3", "2026.12.4"]
+    assert pruned == [(), (), (SHIPPED,), ("2027.1.1",)]
+    assert installed(store) == ["2027.1.2", "2027.1.3", "2027.1.4"]
+    assert store.history() == ["2027.1.2", "2027.1.3", "2027.1.4"]
     # Activating a kept version again moves it to the top; nothing else is lost.
-    assert store.activate("2026.12.2", engine).pruned == ()
-    assert store.history() == ["2026.12.3", "2026.12.4", "2026.12.2"]
-    assert engine.model_version == "2026.12.2"
+    assert store.activate("2027.1.2", engine).pruned == ()
+    assert store.history() == ["2027.1.3", "2027.1.4", "2027.1.2"]
+    assert engine.model_version == "2027.1.2"
     # A version installed but never activated is pruned at the next activation.
-    store.install(*write_model(tmp_path / "in", retrained(2.0), "2026.12.9"))
-    assert "2026.12.9" in installed(store)
-    assert store.activate("2026.12.4", engine).pruned == ("2026.12.9",)
+    store.install(*write_model(tmp_path / "in", retrained(2.0), "2027.1.9"))
+    assert "2027.1.9" in installed(store)
+    assert store.activate("2027.1.4", engine).pruned == ("2027.1.9",)
 
 
 def test_rollback_restores_the_previous_model(
     store: ModelStore, engine: DecisionEngine, running: Scorer, clock: ManualClock, tmp_path: Path
 ) -> None:
-    store.install_and_activate(engine, *write_model(tmp_path / "in", retrained(1.3), "2026.12.1"))
+    store.install_and_activate(engine, *write_model(tmp_path / "in", retrained(1.3), "2027.1.1"))
     new = engine.scorer
     result = store.rollback(engine)
-    assert (result.version, result.previous, result.swapped) == (SHIPPED, "2026.12.1", True)
+    assert (result.version, result.previous, result.swapped) == (SHIPPED, "2027.1.1", True)
     assert engine.model_version == SHIPPED
     assert engine.scorer is not running  # loaded and checked again from the store
     assert traffic(engine, clock, 3) == [SHIPPED] * 3
@@ -392,7 +374,7 @@ def test_rollback_restores_the_previous_model(
     assert engine.decide(ctx, PERSONAL).model_version == SHIPPED
     assert store.current_version() == SHIPPED
     assert store.history() == [SHIPPED]
-    assert "2026.12.1" in installed(store)  # kept: a push may bring it back
+    assert "2027.1.1" in installed(store)  # kept: a push may bring it back
     with pytest.raises(ModelError, match="nothing to roll back to"):
         store.rollback(engine)
     assert engine.model_version == SHIPPED
@@ -402,52 +384,50 @@ def test_rollback_restores_the_previous_model(
 def test_rollback_to_a_damaged_copy_changes_nothing(
     store: ModelStore, engine: DecisionEngine, tmp_path: Path
 ) -> None:
-    store.install_and_activate(engine, *write_model(tmp_path / "in", retrained(1.3), "2026.12.1"))
+    store.install_and_activate(engine, *write_model(tmp_path / "in", retrained(1.3), "2027.1.1"))
     new = engine.scorer
     (store.root / SHIPPED / MODEL_FILE).write_bytes(b"bit rot")
     with pytest.raises(ModelError, match="sha256"):
         store.rollback(engine)
     assert engine.scorer is new
-    assert store.current_version() == "2026.12.1"
-    assert store.history() == [SHIPPED, "2026.12.1"]
+    assert store.current_version() == "2027.1.1"
+    assert store.history() == [SHIPPED, "2027.1.1"]
 
 
 # ----- crashes and restarts -----
 def test_a_crash_mid_install_is_cleaned_and_ignored(
     state: Path, store: ModelStore, running: Scorer, tmp_path: Path
 ) -> None:
-    half = store.root / ".tmp-2026.12.1-0badc0de"
+    half = store.root / ".tmp-2027.1.1-0badc0de"
     half.mkdir()
     (half / MODEL_FILE).write_bytes(retrained(1.3)[:100])  # cut short by the crash
-    (store.root / ".tmp-current-1234abcd").write_text("2026.12.1")  # a pointer write that never landed
+    (store.root / ".tmp-current-1234abcd").write_text("2027.1.1")  # a pointer write that never landed
     assert installed(store) == [SHIPPED]  # ignored while it is there
     reopened = ModelStore.open(state)
     assert sorted(p.name for p in reopened.root.iterdir()) == sorted([".lock", HISTORY, POINTER, SHIPPED])
     assert reopened.current_version() == SHIPPED
-    result = reopened.install(*write_model(tmp_path / "in", retrained(1.3), "2026.12.1"))
+    result = reopened.install(*write_model(tmp_path / "in", retrained(1.3), "2027.1.1"))
     assert not result.already_installed
 
 
 def test_a_crash_between_history_and_pointer_leaves_the_pointer_in_charge(
     state: Path, store: ModelStore, running: Scorer, tmp_path: Path
 ) -> None:
-    store.install(*write_model(tmp_path / "in", retrained(1.3), "2026.12.1"))
+    store.install(*write_model(tmp_path / "in", retrained(1.3), "2027.1.1"))
     # The history was written for an activation whose pointer write never happened: one step ahead.
-    (store.root / HISTORY).write_text(
-        json.dumps({"stack": [SHIPPED, "2026.12.1"], "configured_sha256": None})
-    )
+    (store.root / HISTORY).write_text(json.dumps({"stack": [SHIPPED, "2027.1.1"], "configured_sha256": None}))
     assert store.history() == [SHIPPED]
     assert store.rollback_target() is None
-    store.activate("2026.12.1")
+    store.activate("2027.1.1")
     # A rollback whose pointer write never happened: the history dropped the version the pointer names.
     (store.root / HISTORY).write_text(json.dumps({"stack": [SHIPPED], "configured_sha256": None}))
-    assert store.history() == [SHIPPED, "2026.12.1"]
+    assert store.history() == [SHIPPED, "2027.1.1"]
     assert store.rollback_target() == SHIPPED
     (store.root / HISTORY).write_text("{torn")
-    assert store.history() == ["2026.12.1"]
+    assert store.history() == ["2027.1.1"]
     loaded = ModelStore.open(state).load_current()
     assert loaded is not None
-    assert loaded.version == "2026.12.1"
+    assert loaded.version == "2027.1.1"
 
 
 def test_restart_rules_pointer_versus_configured_model(
@@ -456,22 +436,22 @@ def test_restart_rules_pointer_versus_configured_model(
     store = ModelStore.open(state)
     engine = make_engine(store.start(MODEL, MANIFEST), clock)
     # A push: the configuration now names the new model, which is installed and activated.
-    pushed = write_model(tmp_path / "in", retrained(1.3), "2026.12.1")
+    pushed = write_model(tmp_path / "in", retrained(1.3), "2027.1.1")
     store.install_and_activate(engine, *pushed)
-    assert ModelStore.open(state).start(*pushed).version == "2026.12.1"
+    assert ModelStore.open(state).start(*pushed).version == "2027.1.1"
     # The operator rolls back; restarts with the same configuration keep what they rolled back to.
     store.rollback(engine)
     assert ModelStore.open(state).start(*pushed).version == SHIPPED
     assert ModelStore.open(state).start(*pushed).version == SHIPPED
     # A configuration edited to name a new model (another sha256) wins once, at the next start...
-    edited = write_model(tmp_path / "cfg", retrained(1.5), "2027.1.1")
-    assert ModelStore.open(state).start(*edited).version == "2027.1.1"
-    assert store.history() == [SHIPPED, "2027.1.1"]
+    edited = write_model(tmp_path / "cfg", retrained(1.5), "2027.9.1")
+    assert ModelStore.open(state).start(*edited).version == "2027.9.1"
+    assert store.history() == [SHIPPED, "2027.9.1"]
     store.rollback()
     assert ModelStore.open(state).start(*edited).version == SHIPPED
     # ...and so does an edit back to a model the store already holds.
-    assert ModelStore.open(state).start(*pushed).version == "2026.12.1"
-    assert store.history() == [SHIPPED, "2026.12.1"]
+    assert ModelStore.open(state).start(*pushed).version == "2027.1.1"
+    assert store.history() == [SHIPPED, "2027.1.1"]
 
 
 def test_start_falls_back_to_the_configured_model_when_the_current_copy_is_damaged(
@@ -479,20 +459,20 @@ def test_start_falls_back_to_the_configured_model_when_the_current_copy_is_damag
 ) -> None:
     store = ModelStore.open(state)
     engine = make_engine(store.start(MODEL, MANIFEST), clock)
-    pushed = write_model(tmp_path / "in", retrained(1.3), "2026.12.1")
+    pushed = write_model(tmp_path / "in", retrained(1.3), "2027.1.1")
     store.install_and_activate(engine, *pushed)
     store.rollback(engine)
     (store.root / SHIPPED / MODEL_FILE).write_bytes(b"bit rot")
     # The pointer names the damaged copy: the configured model runs, loaded from its own path.
     scorer = ModelStore.open(state).start(*pushed)
-    assert scorer.version == "2026.12.1"
+    assert scorer.version == "2027.1.1"
     assert f"current model {SHIPPED} cannot be loaded" in caplog.text
     assert store.current_version() == SHIPPED  # the pointer stays: an operator decides
     with pytest.raises(ModelError, match="sha256"):
         ModelStore.open(state).load_current()
     # A configured model that is itself unusable with no pointer to fall back on: the daemon cannot start.
     empty = ModelStore.open(tmp_path / "other")
-    broken = write_model(tmp_path / "cfg", graph_model(nan=True), "2027.1.1")
+    broken = write_model(tmp_path / "cfg", graph_model(nan=True), "2027.9.1")
     with pytest.raises(ModelRefusedError, match="non-finite"):
         empty.start(*broken)
     assert empty.current_version() is None
@@ -501,13 +481,13 @@ def test_start_falls_back_to_the_configured_model_when_the_current_copy_is_damag
 def test_reload_pointer_runs_what_another_process_pointed_at(
     state: Path, store: ModelStore, engine: DecisionEngine, tmp_path: Path
 ) -> None:
-    store.install_and_activate(engine, *write_model(tmp_path / "in", retrained(1.3), "2026.12.1"))
+    store.install_and_activate(engine, *write_model(tmp_path / "in", retrained(1.3), "2027.1.1"))
     assert store.reload_pointer(engine) is None  # already running it
     ModelStore.open(state).rollback()  # the CLI, on its own store object
-    assert engine.model_version == "2026.12.1"
+    assert engine.model_version == "2027.1.1"
     result = store.reload_pointer(engine)
     assert result is not None
-    assert (result.version, result.previous) == (SHIPPED, "2026.12.1")
+    assert (result.version, result.previous) == (SHIPPED, "2027.1.1")
     assert engine.model_version == SHIPPED
     assert store.reload_pointer(engine) is None
 
@@ -539,7 +519,7 @@ def test_decisions_on_another_thread_switch_models_cleanly(
     store: ModelStore, engine: DecisionEngine, clock: ManualClock, tmp_path: Path
 ) -> None:
     """A swap from another thread lands between two decisions: never a mix, never back."""
-    paths = write_model(tmp_path / "in", retrained(1.3), "2026.12.1")
+    paths = write_model(tmp_path / "in", retrained(1.3), "2027.1.1")
     versions: list[str] = []
     swapped = threading.Event()
     base = context(clock)
@@ -557,6 +537,6 @@ def test_decisions_on_another_thread_switch_models_cleanly(
     store.install_and_activate(engine, *paths)
     swapped.set()
     worker.join()
-    first_new = versions.index("2026.12.1")
+    first_new = versions.index("2027.1.1")
     assert set(versions[:first_new]) <= {SHIPPED}
-    assert set(versions[first_new:]) == {"2026.12.1"}
+    assert set(versions[first_new:]) == {"2027.1.1"}

@@ -13,7 +13,7 @@ from tests.decide.conftest import MANIFEST, MODEL
 from tests.decide.test_lifecycle import SHIPPED, retrained, write_model
 from tests.support.store import make_store
 
-NEW = "2026.12.1"
+NEW = "2027.1.1"
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The shipped model is exactly what scripts/build_model.py makes, and it learned the intended effects."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -36,6 +37,10 @@ def test_rebuilt_manifest_equals_the_shipped_one(rebuilt: Path) -> None:
 
 def test_rebuilt_model_is_byte_identical(rebuilt: Path) -> None:
     assert (rebuilt / "offers.onnx").read_bytes() == MODEL.read_bytes()
+    baseline = REPO / "models" / "offers.context-free.onnx"
+    assert (rebuilt / "offers.context-free.onnx").read_bytes() == baseline.read_bytes()
+    shipped = json.loads(MANIFEST.read_text())["trained_on"]
+    assert hashlib.sha256(baseline.read_bytes()).hexdigest() == shipped["context_free_sha256"]
 
 
 def test_holdout_auc_beats_chance() -> None:

@@ -80,6 +80,31 @@ def test_holdout_shoppers_get_the_fallback(make_engine: EngineFactory, clock: Ma
     assert (shown.offer_id, shown.holdout) == ("o", False)
 
 
+def test_a_held_out_shopper_is_recorded_with_the_offer_they_would_have_been_shown(
+    make_engine: EngineFactory, clock: ManualClock
+) -> None:
+    offers = [offer("cheap", value=1.0), offer("dear", value=50.0), offer("mid", value=10.0)]
+    # The same draws: an engine holding everybody out records what one holding nobody out shows, exploration
+    # included (distinct shoppers and screens, so no cap or cooldown tells the two apart).
+    held = make_engine(offers, seed=3, epsilon=0.5, holdout_percent=50.0)
+    shown = make_engine(offers, seed=3, epsilon=0.5, holdout_percent=0.0)
+    shoppers = [s for s in SHOPPERS if is_holdout(s, "edge-holdout-v1", 50.0)][:40]
+    would, did = [], []
+    for i, shopper in enumerate(shoppers):
+        h = held.decide(context(clock, shopper=shopper, display=f"d{i}"), PERSONAL)
+        d = shown.decide(context(clock, shopper=shopper, display=f"d{i}"), PERSONAL)
+        assert (h.holdout, h.offer_id, d.counterfactual_offer_id) == (True, None, None)
+        would.append(h.counterfactual_offer_id)
+        did.append(d.offer_id)
+    assert would == did
+    assert {"cheap", "mid"} & set(did) and "dear" in did  # exploration drew others too
+    assert held.shopper_counts(shoppers[0]) == {}  # a counterfactual is never counted against caps
+    # Nothing eligible (an offer for another zone): no counterfactual either
+    nowhere = make_engine([offer("o", zones=("elsewhere",))], holdout_percent=50.0)
+    decision = nowhere.decide(context(clock, shopper=shoppers[0]), PERSONAL)
+    assert (decision.holdout, decision.counterfactual_offer_id) == (True, None)
+
+
 def test_anonymous_shoppers_are_never_held_out(make_engine: EngineFactory, clock: ManualClock) -> None:
     # A salt under which an empty or placeholder id would be held out, so only the rule can keep them in.
     salt = next(
@@ -127,7 +152,7 @@ def test_chosen_offer_brings_its_template_and_data(make_engine: EngineFactory, c
     assert (decision.template, decision.data) == ("coupon", {"headline": "hi", "n": [1, 2]})
     assert (decision.display_id, decision.zone, decision.shopper_id) == ("screen-7", "cafe", "s1")
     assert decision.at_wall == clock.wall()
-    assert decision.model_version == "2026.11.1"
+    assert decision.model_version == "2026.12.1"
 
 
 # ----- exploration -----

@@ -55,7 +55,7 @@ def install(onnx_path: Path, manifest_path: Path, blob: bytes) -> None:
 
 
 def test_loads_the_shipped_model(scorer: OnnxScorer) -> None:
-    assert scorer.version == "2026.11.1"
+    assert scorer.version == "2026.12.1"
     scores = scorer.score(np.zeros((5, F), dtype=np.float32))
     assert scores.shape == (5,)
     assert ((scores > 0) & (scores < 1)).all()
