@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 from edge.clock import Clock
 from edge.decide.catalog import Catalog
 from edge.decide.policy import DecisionEngine, FallbackSource
-from edge.events import Decision, DecisionContext, Purpose
+from edge.events import Decision, DecisionContext, Purpose, Weather
 from edge.identity import ConsentStore, ProfileCache
 
 if TYPE_CHECKING:
+    from edge.context.service import StoreContext
     from edge.control.metrics import Histogram, Metrics
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Decider:
         fallbacks: Mapping[str, FallbackSource] | None = None,
         metrics: Metrics | None = None,
         observers: Sequence[Callable[[Decision], None]] = (),
+        context: StoreContext | None = None,
     ) -> None:
         self._engine = engine
         self._consents = consents
@@ -75,6 +77,8 @@ class Decider:
         self._metrics = metrics
         # Observers of every decision (the demo prints them).
         self._observers = tuple(observers)
+        # The store's weather and trends, the shopper's basket (edge/context/); None: decide without them.
+        self._context = context
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide")
         self.decisions = 0
         self.by_kind: Counter[str] = Counter()
@@ -92,16 +96,27 @@ class Decider:
 
     async def decide(self, display_id: str, zone: str, shopper_id: str | None) -> Decision:
         consents = self._consents.granted(shopper_id) if shopper_id else frozenset()
-        profile = None
-        if shopper_id is not None and Purpose.PERSONALIZATION in consents:
-            profile = self._profiles.get(shopper_id)
+        personal = shopper_id is not None and Purpose.PERSONALIZATION in consents
+        profile = self._profiles.get(shopper_id) if personal and shopper_id is not None else None
+        now = self._clock.wall()
+        weather: Weather | None = None
+        basket: tuple[str, ...] = ()
+        trends: Mapping[str, float] | None = None
+        if self._context is not None:
+            # The basket is the shopper's, like the profile: only with personalization consent.
+            weather, basket, trends = self._context.decision_inputs(
+                shopper_id, personal=personal, now_wall=now
+            )
         context = DecisionContext(
             display_id=display_id,
             zone=zone,
-            at_wall=self._clock.wall(),
+            at_wall=now,
             audience=self._audience(zone),
             shopper_id=shopper_id,
             profile=profile,
+            weather=weather,
+            basket=basket,
+            trends=trends,
         )
         loop = asyncio.get_running_loop()
         fallback = self._fallbacks.get(display_id)

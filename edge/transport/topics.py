@@ -87,6 +87,11 @@ class Topics:
     def privacy_request(self) -> str:
         return f"{self.root}/privacy/request"
 
+    @property
+    def context_weather(self) -> str:
+        """A local weather sensor's readings (retained; docs/context.md)."""
+        return f"{self.root}/context/weather"
+
     def staff_notice(self, team: str) -> str:
         return f"{self.root}/staff/notice/{team}"
 
