@@ -11,7 +11,13 @@ from pydantic import BaseModel, ValidationError
 
 from profilestore.auth import AdminAuth, token_digest
 from profilestore.clock import Clock
-from profilestore.const import DEFAULT_PAGE, MAX_DOCUMENT_BYTES, MAX_PAGE, PAGE_BUDGET_BYTES
+from profilestore.const import (
+    DEFAULT_PAGE,
+    MAX_CONSENT_AHEAD_S,
+    MAX_DOCUMENT_BYTES,
+    MAX_PAGE,
+    PAGE_BUDGET_BYTES,
+)
 from profilestore.http import ApiError, json_response, path_value, query_int, query_value, read_json
 from profilestore.jsonbody import dumps, json_problem
 from profilestore.models import (
@@ -28,6 +34,7 @@ from profilestore.models import (
     ProfilePut,
     StorePut,
     TokenKeyPut,
+    WeatherPut,
     check_profile,
     consent_at,
     cursor_ahead,
@@ -59,7 +66,8 @@ def _invalid(detail: str) -> ApiError:
     return ApiError(400, "invalid", detail)
 
 
-async def _body(request: web.Request, model: type[Model]) -> Model:
+async def body_of(request: web.Request, model: type[Model]) -> Model:
+    """The request's JSON body validated by ``model``; 400 ``bad_json`` or ``invalid`` with the reason."""
     document = await read_json(request)
     problem = json_problem(document)
     if problem is not None:
@@ -104,6 +112,7 @@ class AdminApi:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.put("/admin/v1/stores/{store_id}", self.put_store),
+            web.put("/admin/v1/stores/{store_id}/weather", self.put_weather),
             web.put("/admin/v1/shoppers/{shopper_id}", self.put_shopper),
             web.delete("/admin/v1/shoppers/{shopper_id}", self.erase_shopper),
             web.put("/admin/v1/shoppers/{shopper_id}/consents/{purpose}", self.put_consent),
@@ -131,17 +140,38 @@ class AdminApi:
     # ----- stores -----
     async def put_store(self, request: web.Request) -> web.Response:
         store_id = self._path(request, "store_id", STORE_ID_PATTERN)
-        body = await _body(request, StorePut)
+        body = await body_of(request, StorePut)
         try:
             created = await self._storage.put_store(store_id, token_digest(body.token), self._now())
         except TokenInUseError as exc:
             raise ApiError(409, "conflict", str(exc)) from exc
         return json_response({"store_id": store_id, "created": created})
 
+    async def put_weather(self, request: web.Request) -> web.Response:
+        store_id = self._path(request, "store_id", STORE_ID_PATTERN)
+        body = await body_of(request, WeatherPut)
+        now = self._now()
+        observed_us = now if body.observed_at is None else parse_timestamp(body.observed_at)
+        # The allowance a consent's `at` has: a reading from the future would outrank every true one at the
+        # store until that time came (the gateway refuses it too, docs/context.md).
+        if observed_us > now + round(MAX_CONSENT_AHEAD_S * 1_000_000):
+            raise _invalid(f"observed_at: more than {MAX_CONSENT_AHEAD_S:.0f} s in the future")
+        weather = {
+            "temp_c": body.temp_c,
+            "precipitation": body.precipitation,
+            "forecast_max_c": body.forecast_max_c,
+            "observed_at": render_timestamp(observed_us),
+        }
+        try:
+            seq = await self._storage.put_weather(store_id, weather, now)
+        except UnknownStoreError as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+        return json_response({"seq": seq})
+
     # ----- shoppers -----
     async def put_shopper(self, request: web.Request) -> web.Response:
         shopper_id = self._path(request, "shopper_id", SHOPPER_ID_PATTERN)
-        body = await _body(request, ProfilePut)
+        body = await body_of(request, ProfilePut)
         try:
             check_profile(body.profile)
         except ValueError as exc:
@@ -162,6 +192,7 @@ class AdminApi:
             "eid_key": outcome.eid_key,
             "events": outcome.events,
             "orders": outcome.orders,
+            "campaign_exposures": outcome.campaign_exposures,
         }
         return json_response({"seq": outcome.seq, "removed": removed, "stores": outcome.stores})
 
@@ -170,7 +201,7 @@ class AdminApi:
         purpose = request.match_info["purpose"]
         if purpose not in PURPOSES:
             raise ApiError(400, "bad_request", f"purpose: one of {', '.join(PURPOSES)}")
-        body = await _body(request, ConsentPut)
+        body = await body_of(request, ConsentPut)
         now = self._now()
         try:
             at_us = consent_at(body.at, now)
@@ -184,7 +215,7 @@ class AdminApi:
 
     async def put_eid_key(self, request: web.Request) -> web.Response:
         shopper_id = self._path(request, "shopper_id", SHOPPER_ID_PATTERN)
-        body = await _body(request, EidKeyPut)
+        body = await body_of(request, EidKeyPut)
         try:
             key = EidKeyState(body.key_bytes(), body.rotation_exponent, body.clock_offset_s)
         except ValueError as exc:
@@ -199,7 +230,7 @@ class AdminApi:
     # ----- token keys -----
     async def put_token_key(self, request: web.Request) -> web.Response:
         kid = self._path(request, "kid", KID_PATTERN)
-        body = await _body(request, TokenKeyPut)
+        body = await body_of(request, TokenKeyPut)
         try:
             pem = body.checked_pem()
         except (ValueError, TypeError) as exc:
@@ -213,7 +244,7 @@ class AdminApi:
     # ----- offers and inventory -----
     async def put_offer(self, request: web.Request) -> web.Response:
         offer_id = self._path(request, "offer_id", OFFER_ID_PATTERN)
-        offer = await _body(request, Offer)
+        offer = await body_of(request, Offer)
         if offer.id != offer_id:
             raise _invalid(f"id: {offer.id!r} differs from the path's offer id")
         document = offer.model_dump(mode="json")
@@ -227,7 +258,7 @@ class AdminApi:
 
     async def put_inventory(self, request: web.Request) -> web.Response:
         offer_id = self._path(request, "offer_id", OFFER_ID_PATTERN)
-        body = await _body(request, InventoryPut)
+        body = await body_of(request, InventoryPut)
         seq = await self._storage.put_inventory(offer_id, body.available, body.quantity, self._now())
         return json_response({"seq": seq})
 
@@ -238,7 +269,7 @@ class AdminApi:
     # ----- pickup orders -----
     async def put_order(self, request: web.Request) -> web.Response:
         order_id = self._path(request, "order_id", ORDER_ID_PATTERN)
-        body = await _body(request, OrderPut)
+        body = await body_of(request, OrderPut)
         now = self._now()
         ready_us = now if body.ready_at is None else parse_timestamp(body.ready_at)
         try:

@@ -1,4 +1,5 @@
-"""The ``profile-store`` command: run the reference profile store until SIGTERM/SIGINT.
+"""The ``profile-store`` command: run the reference profile store until SIGTERM/SIGINT; ``profile-store report``
+prints the chain's cross-channel table (``profilestore.report``).
 
 Importing this module is cheap (argparse only); the server is imported when the command runs.
 """
@@ -127,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="profile-store",
         description="The reference cloud profile store: the sync API of docs/sync-openapi.yaml over HTTP",
+        epilog="`profile-store report --db URL --since D --until D` prints the chain's cross-channel table"
+        " (`profile-store report --help`).",
     )
     parser.add_argument("--version", action="version", version=f"profile-store {__version__}")
     add_arguments(parser)
@@ -164,4 +167,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["report"]:  # a command of its own: reads the database, serves nothing
+        from profilestore.report import run_report  # noqa: PLC0415
+
+        return run_report(args[1:])
+    return run(build_parser().parse_args(args))

@@ -50,3 +50,18 @@ MEMBER_REFRESH_S: Final = 3600.0
 LAPSES_PER_PULL: Final = 200
 # Seconds a stopping server waits for requests in flight.
 SHUTDOWN_TIMEOUT_S: Final = 5.0
+# Online and offline together (issue 16). Lines of one posted sale: a large basket is ~100 lines; 500 keeps one
+# sale's insert (and a page of the report's join over its lines) bounded.
+MAX_SALE_LINES: Final = 500
+# SKUs a campaign exposure names: as many as an offer may (storecontract.offers.Offer.skus), each as long.
+MAX_CAMPAIGN_SKUS: Final = 64
+MAX_SKU_CHARS: Final = 64
+# A sale or campaign exposure dated further ahead of the server's clock than NTP-level skew is a wrong clock
+# (the shop's, the campaign tool's): refused, never attributed to anything.
+MAX_POSTED_AHEAD_S: Final = 300.0
+# A sale is attributed to a touch at most this long before it (the report's --attribution-days): two weeks
+# covers a considered purchase after an offer or a campaign; the gateway's own window has the same default.
+DEFAULT_ATTRIBUTION_DAYS: Final = 14
+MAX_ATTRIBUTION_DAYS: Final = 365
+# Money: a sale's total and a line's price, as any till or shop could send (and float64 holds exactly to cents).
+MAX_AMOUNT: Final = 1e9

@@ -231,6 +231,22 @@ class OrderPut(_Strict):
     ready_at: Timestamp | None = None
 
 
+# The same bounds as the gateway's (edge/context/weather.py): past the coldest and hottest air ever measured,
+# a value is a unit mistake (Fahrenheit, Kelvin), not weather.
+MIN_TEMP_C: Final = -90.0
+MAX_TEMP_C: Final = 60.0
+Celsius = Annotated[float, Field(strict=True, ge=MIN_TEMP_C, le=MAX_TEMP_C, allow_inf_nan=False)]
+
+
+class WeatherPut(_Strict):
+    """A store's weather now and today's forecast (a `weather` change only that store pulls)."""
+
+    temp_c: Celsius
+    precipitation: StrictBool
+    forecast_max_c: Celsius | None = None
+    observed_at: Timestamp | None = None
+
+
 def check_profile(profile: dict[str, Any]) -> None:
     """ValueError naming the key if a known profile key has the wrong shape."""
     try:

@@ -12,8 +12,14 @@ Dialect = Literal["sqlite", "postgresql"]
 
 _TYPES: Final[dict[Dialect, dict[str, str]]] = {
     # SQLite's INTEGER is 64-bit; booleans are 0/1.
-    "sqlite": {"INT": "INTEGER", "BOOL": "INTEGER", "BLOB": "BLOB", "UUID": "TEXT"},
-    "postgresql": {"INT": "BIGINT", "BOOL": "BOOLEAN", "BLOB": "BYTEA", "UUID": "UUID"},
+    "sqlite": {"INT": "INTEGER", "BOOL": "INTEGER", "BLOB": "BLOB", "UUID": "TEXT", "REAL": "REAL"},
+    "postgresql": {
+        "INT": "BIGINT",
+        "BOOL": "BOOLEAN",
+        "BLOB": "BYTEA",
+        "UUID": "UUID",
+        "REAL": "DOUBLE PRECISION",
+    },
 }
 
 # Version 1. Times are integer microseconds since the epoch (UTC); JSON documents are stored as text, so a
@@ -81,7 +87,48 @@ _V3: Final = (
     "UPDATE changes SET compact_key = 'order:' || store_id || '/' || id WHERE kind = 'order'",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
+# Version 4: online and offline together (issue 16; docs/profile-store.md, "Online and offline together").
+# Sales of both channels (online orders the web shop posts, store sales the gateways push as `conversion`
+# events) and touches (offers shown in a store, online campaigns seen) are kept in plain columns, one row per
+# sale line and per match key, so the cross-channel report is one SQL aggregation over indexed columns.
+_V4: Final = (
+    # channel: online (posted: sale_id is the shop's id) or store (pushed: the conversion event's id).
+    # shopper_id NULL: anonymous, or erased since (the sale still counts in the totals, never attributed).
+    "CREATE TABLE sales (channel TEXT NOT NULL, sale_id TEXT NOT NULL, store_id TEXT, shopper_id TEXT,"
+    " at_us {INT} NOT NULL, total {REAL} NOT NULL, currency TEXT, received_us {INT} NOT NULL,"
+    " PRIMARY KEY (channel, sale_id))",
+    "CREATE INDEX sales_at ON sales (at_us)",
+    "CREATE INDEX sales_shopper ON sales (shopper_id, at_us)",
+    "CREATE TABLE sale_lines (channel TEXT NOT NULL, sale_id TEXT NOT NULL, line {INT} NOT NULL,"
+    " sku TEXT NOT NULL, category TEXT, qty {INT} NOT NULL, price {REAL} NOT NULL,"
+    " PRIMARY KEY (channel, sale_id, line))",
+    # A touch: something a shopper was shown that a later sale may be attributed to. channel store: an
+    # offer's acked exposure (touch_id the exposure event's id, ref_id the offer); online: a campaign
+    # exposure (touch_id its id, ref_id the campaign). Only identified shoppers' touches are kept.
+    "CREATE TABLE touches (channel TEXT NOT NULL, touch_id TEXT NOT NULL, touchpoint TEXT NOT NULL,"
+    " ref_id TEXT NOT NULL, store_id TEXT, shopper_id TEXT NOT NULL, at_us {INT} NOT NULL,"
+    " PRIMARY KEY (channel, touch_id))",
+    "CREATE INDEX touches_shopper ON touches (shopper_id, at_us)",
+    "CREATE INDEX touches_at ON touches (at_us)",
+    # What a touch promoted, as it was when shown: 'sku:<sku>' and 'category:<category>'.
+    "CREATE TABLE touch_keys (channel TEXT NOT NULL, touch_id TEXT NOT NULL, key TEXT NOT NULL,"
+    " PRIMARY KEY (channel, touch_id, key))",
+    # Posted campaign exposures, as posted (skus: a JSON list): what the stores holding the shopper are
+    # sent while their measurement consent is granted. shopper_id NULL: dated before the shopper's erasure.
+    "CREATE TABLE campaign_exposures (exposure_id TEXT PRIMARY KEY, shopper_id TEXT, campaign_id TEXT NOT NULL,"
+    " at_us {INT} NOT NULL, skus TEXT NOT NULL, category TEXT, received_us {INT} NOT NULL)",
+    "CREATE INDEX campaign_exposures_shopper ON campaign_exposures (shopper_id, at_us)",
+    # The offer of each identified decision a store pushed, so its exposure (which names only the decision)
+    # finds what was shown.
+    "CREATE TABLE store_decisions (store_id TEXT NOT NULL, decision_id TEXT NOT NULL, offer_id TEXT,"
+    " at_us {INT} NOT NULL, PRIMARY KEY (store_id, decision_id))",
+    # Pushed events the join could not use, by reason (docs/profile-store.md): counted in the report.
+    "CREATE TABLE crosschannel_skipped (event_id TEXT PRIMARY KEY, store_id TEXT NOT NULL, reason TEXT NOT NULL,"
+    " at_us {INT} NOT NULL)",
+    "CREATE INDEX crosschannel_skipped_at ON crosschannel_skipped (at_us)",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

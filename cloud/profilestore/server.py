@@ -20,6 +20,7 @@ from profilestore.admin_api import AdminApi
 from profilestore.auth import AdminAuth
 from profilestore.clock import Clock, SystemClock
 from profilestore.const import DEFAULT_MEMBER_DAYS, MAX_WIRE_BYTES, SHUTDOWN_TIMEOUT_S
+from profilestore.cross_api import CrossChannelApi
 from profilestore.http import json_errors, json_response
 from profilestore.storage import Storage, open_storage
 from profilestore.store_api import StoreApi
@@ -75,6 +76,7 @@ def create_app(
     )
     app.router.add_routes(StoreApi(storage, clock, member_days=member_days).routes())
     app.router.add_routes(AdminApi(storage, AdminAuth(admin_token), clock).routes())
+    app.router.add_routes(CrossChannelApi(storage, AdminAuth(admin_token), clock).routes())
     return app
 
 

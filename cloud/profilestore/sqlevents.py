@@ -1,10 +1,12 @@
-"""Pushed events in SQL: stored once by id in receive order, and read back page by page."""
+"""Pushed events in SQL: stored once by id in receive order (with what the cross-channel join needs of them,
+``profilestore.sqlcross``, in the same transaction), and read back page by page."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 
+from profilestore import sqlcross
 from profilestore.jsonbody import dumps
 from profilestore.sqldb import ENTRY_OVERHEAD, LAST, Connection, Database, Lane, next_value, one
 from profilestore.storage import EventPage, EventRecord, PushOutcome, StoredEvent
@@ -38,6 +40,7 @@ async def push_events(db: Database, store_id: str, events: Sequence[EventRecord]
                 foreign.append(index)
         if fresh:
             await _insert(conn, store_id, fresh, now_us)
+            await sqlcross.index_events(conn, store_id, fresh, now_us)
     return PushOutcome(
         accepted=len(fresh),
         duplicates=duplicates,

@@ -16,14 +16,21 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
+from profilestore.models import render_timestamp
 from profilestore.served import consent_wire, eid_key_wire, served_key, served_profile
 from profilestore.sqldb import Connection, append_change, one
 from profilestore.storage import ConsentState, EidKeyState, ShopperState
 from storecontract.purposes import Purpose
 from storecontract.sync import ChangeKind, Op
 
-# The kinds written per store. An erasure is too, but it is not "what the store was sent": a lapse keeps it.
-SHOPPER_KINDS: Final = (ChangeKind.EID_KEY, ChangeKind.PROFILE, ChangeKind.CONSENT)
+# The kinds written per store, in the order a lapse deletes them (the key first, the consents last). An erasure
+# is too, but it is not "what the store was sent": a lapse keeps it.
+SHOPPER_KINDS: Final = (
+    ChangeKind.EID_KEY,
+    ChangeKind.CAMPAIGN_EXPOSURE,
+    ChangeKind.PROFILE,
+    ChangeKind.CONSENT,
+)
 _KINDS_SQL: Final = ", ".join(f"'{kind.value}'" for kind in SHOPPER_KINDS)
 # Reasons recorded in store_shoppers.reason: why the store holds (or last held) the shopper.
 HOME: Final = "home"
@@ -62,6 +69,91 @@ def _delete_data(kind: str, upsert_data: str) -> dict[str, Any]:
     if kind == ChangeKind.CONSENT.value:
         return {"purpose": json.loads(upsert_data)["purpose"]}
     return {}
+
+
+def campaign_key(store_id: str, exposure_id: str) -> str:
+    """The compaction key of a campaign exposure for one store: exposure ids are unique, and an exposure's
+    shopper never changes (a repost is a duplicate), so (store, exposure) names it."""
+    return f"{ChangeKind.CAMPAIGN_EXPOSURE.value}:{store_id}/{exposure_id}"
+
+
+async def measured(conn: Connection, shopper_id: str) -> bool:
+    """Whether the shopper's latest ``measurement`` consent is a grant (campaign exposures follow it)."""
+    row = await one(
+        conn,
+        "SELECT granted FROM consents WHERE shopper_id = $1 AND purpose = $2",
+        shopper_id,
+        Purpose.MEASUREMENT.value,
+    )
+    return row is not None and bool(row[0])
+
+
+def campaign_wire(
+    shopper_id: str, campaign_id: str, at_us: int, skus: Sequence[str], category: str | None
+) -> dict[str, Any]:
+    """A campaign exposure as the wire carries it (a ``campaign_exposure`` change's data)."""
+    return {
+        "shopper_id": shopper_id,
+        "campaign_id": campaign_id,
+        "at": render_timestamp(at_us),
+        "skus": list(skus),
+        "category": category,
+    }
+
+
+async def tell_campaigns(
+    conn: Connection, stores: Sequence[str], shopper_id: str, now_us: int, *, exposure_id: str | None = None
+) -> int | None:
+    """The shopper's campaign exposures (or only ``exposure_id``) to each of ``stores``, if their
+    ``measurement`` consent is a grant; the last seq, or None."""
+    if not stores or not await measured(conn, shopper_id):
+        return None
+    rows = await conn.fetch(
+        "SELECT exposure_id, campaign_id, at_us, skus, category FROM campaign_exposures"
+        " WHERE shopper_id = $1 AND ($2 = '' OR exposure_id = $2) ORDER BY at_us, exposure_id",
+        shopper_id,
+        exposure_id or "",
+    )
+    seq = None
+    for exposure, campaign, at_us, skus, category in rows:
+        data = campaign_wire(
+            shopper_id,
+            str(campaign),
+            int(at_us),
+            json.loads(skus),
+            None if category is None else str(category),
+        )
+        for store_id in stores:
+            seq = await append_change(
+                conn,
+                ChangeKind.CAMPAIGN_EXPOSURE,
+                str(exposure),
+                "upsert",
+                data,
+                now_us,
+                key=campaign_key(store_id, str(exposure)),
+                shopper_id=shopper_id,
+                store_id=store_id,
+            )
+    return seq
+
+
+async def untell_campaigns(
+    conn: Connection, stores: Sequence[str], shopper_id: str, now_us: int
+) -> int | None:
+    """Deletes of every campaign exposure of the shopper each of ``stores`` holds (a ``measurement``
+    withdrawal); the last seq, or None."""
+    seq = None
+    for store_id in stores:
+        rows = await conn.fetch(
+            "SELECT kind, compact_key, data, id FROM changes WHERE store_id = $1 AND shopper_id = $2"
+            " AND op = 'upsert' AND kind = $3 ORDER BY seq",
+            store_id,
+            shopper_id,
+            ChangeKind.CAMPAIGN_EXPOSURE.value,
+        )
+        seq = await _deletes(conn, rows, shopper_id, store_id, now_us) or seq
+    return seq
 
 
 async def read_state(conn: Connection, shopper_id: str) -> ShopperState | None:
@@ -166,14 +258,14 @@ async def join(conn: Connection, store_id: str, shopper_id: str, now_us: int) ->
     key = served_key(state)
     if key is not None:
         seq = await tell(conn, stores, shopper_id, ChangeKind.EID_KEY, "upsert", eid_key_wire(key), now_us)
-    return seq
+    return await tell_campaigns(conn, stores, shopper_id, now_us) or seq
 
 
 async def retract(conn: Connection, store_id: str, shopper_id: str, now_us: int) -> int | None:
     """Append, for ``store_id``, a delete of everything it was sent of the shopper and holds (the EID key
     first): "forget this data", never a consent withdrawal. The last seq, or None if there was nothing."""
     rows = await conn.fetch(
-        f"SELECT kind, compact_key, data FROM changes WHERE store_id = $1 AND shopper_id = $2"  # noqa: S608
+        f"SELECT kind, compact_key, data, id FROM changes WHERE store_id = $1 AND shopper_id = $2"  # noqa: S608
         f" AND op = 'upsert' AND kind IN ({_KINDS_SQL}) ORDER BY seq",
         store_id,
         shopper_id,
@@ -186,7 +278,7 @@ async def scope_legacy(conn: Connection, shopper_id: str, now_us: int) -> int | 
     them by deletes for every store, so the stores that do not hold the shopper forget them; the stores that
     do get what they hold written for them after it. The last seq, or None if there was nothing to replace."""
     rows = await conn.fetch(
-        f"SELECT kind, compact_key, data FROM changes WHERE shopper_id = $1 AND store_id IS NULL"  # noqa: S608
+        f"SELECT kind, compact_key, data, id FROM changes WHERE shopper_id = $1 AND store_id IS NULL"  # noqa: S608
         f" AND op = 'upsert' AND kind IN ({_KINDS_SQL}) ORDER BY seq",
         shopper_id,
     )
@@ -198,11 +290,12 @@ async def _deletes(
 ) -> int | None:
     order = {kind.value: rank for rank, kind in enumerate(SHOPPER_KINDS)}
     seq = None
-    for kind, key, data in sorted(rows, key=lambda row: order[str(row[0])]):
+    # The change's own id: the shopper's for most kinds, the exposure's for a campaign exposure.
+    for kind, key, data, change_id in sorted(rows, key=lambda row: order[str(row[0])]):
         seq = await append_change(
             conn,
             ChangeKind(str(kind)),
-            shopper_id,
+            str(change_id),
             "delete",
             _delete_data(str(kind), str(data)),
             now_us,

@@ -191,6 +191,13 @@ async def put_consent(db: Database, shopper_id: str, new: ConsentState, now_us: 
                 else await sqlscope.tell(conn, stores, shopper_id, ChangeKind.EID_KEY, "delete", {}, now_us)
             )
             seq = key_seq or seq
+        if purpose == Purpose.MEASUREMENT.value:  # campaign exposures follow the consent
+            campaign_seq = (
+                await sqlscope.tell_campaigns(conn, stores, shopper_id, now_us)
+                if granted
+                else await sqlscope.untell_campaigns(conn, stores, shopper_id, now_us)
+            )
+            seq = campaign_seq or seq
         return ConsentOutcome(applied=True, seq=seq or legacy, current=new, stores=len(stores))
 
 

@@ -13,17 +13,20 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from profilestore import sqlscope, sqlshoppers
+from profilestore import sqlcross, sqlscope, sqlshoppers
 from profilestore.jsonbody import dumps
 from profilestore.models import render_timestamp
 from profilestore.sqldb import ENTRY_OVERHEAD, LAST, Connection, Database, Lane, append_change, one
 from profilestore.sqlevents import list_events, push_events
 from profilestore.storage import (
     KEEP,
+    CampaignExposureRecord,
     ChangePage,
     ChangeRecord,
     ConsentOutcome,
     ConsentState,
+    CrossRow,
+    CrossTotals,
     DeleteOutcome,
     EidKeyState,
     EnrolOutcome,
@@ -32,8 +35,10 @@ from profilestore.storage import (
     EventRecord,
     HomeStore,
     OrderStoreError,
+    PostOutcome,
     ProfileOutcome,
     PushOutcome,
+    SaleRecord,
     ShopperState,
     ShopperWrite,
     Sighting,
@@ -187,6 +192,7 @@ class SqlStorage:
                 "SELECT order_id, store_id FROM orders WHERE shopper_id = $1 ORDER BY order_id", shopper_id
             )
             await conn.execute("DELETE FROM orders WHERE shopper_id = $1", shopper_id)
+            campaign_exposures = await sqlcross.erase(conn, shopper_id)
             await conn.execute("DELETE FROM store_shoppers WHERE shopper_id = $1", shopper_id)
             await conn.execute("DELETE FROM changes WHERE shopper_id = $1", shopper_id)
             # A store may hold the order already: it pulls a delete (which names no shopper).
@@ -201,7 +207,14 @@ class SqlStorage:
                 seq,
             )
             return ErasureOutcome(
-                seq, profile > 0, consents, eid_key > 0, events, len(orders), stores=len(holders)
+                seq,
+                profile > 0,
+                consents,
+                eid_key > 0,
+                events,
+                len(orders),
+                stores=len(holders),
+                campaign_exposures=campaign_exposures,
             )
 
     async def shopper(self, shopper_id: str) -> ShopperState | None:
@@ -314,6 +327,22 @@ class SqlStorage:
                 store_id=store_id,
             )
 
+    async def put_weather(self, store_id: str, weather: dict[str, Any], now_us: int) -> int:
+        async with self._db.writing(Lane.CHANGES) as conn:
+            if await one(conn, "SELECT 1 FROM stores WHERE store_id = $1", store_id) is None:
+                raise UnknownStoreError(f"no store {store_id!r} is registered")
+            # No table: the change log holds the store's one current reading (compacted by its key).
+            return await append_change(
+                conn,
+                ChangeKind.WEATHER,
+                store_id,
+                "upsert",
+                weather,
+                now_us,
+                key=f"weather:{store_id}",
+                store_id=store_id,
+            )
+
     async def delete_order(self, order_id: str, now_us: int) -> DeleteOutcome | None:
         async with self._db.writing(Lane.CHANGES) as conn:
             row = await one(conn, "SELECT store_id FROM orders WHERE order_id = $1", order_id)
@@ -343,6 +372,18 @@ class SqlStorage:
     async def events(self, store_id: str | None, after: int, limit: int, budget_bytes: int) -> EventPage:
         return await list_events(self._db, store_id, after, limit, budget_bytes)
 
+    # ----- online and offline together -----
+    async def post_sale(self, sale: SaleRecord, now_us: int) -> PostOutcome:
+        return await sqlcross.post_sale(self._db, sale, now_us)
+
+    async def post_campaign_exposure(self, exposure: CampaignExposureRecord, now_us: int) -> PostOutcome:
+        return await sqlcross.post_campaign_exposure(self._db, exposure, now_us)
+
+    async def cross_channel(
+        self, since_us: int, until_us: int, window_us: int
+    ) -> tuple[list[CrossRow], CrossTotals]:
+        return await sqlcross.cross_channel(self._db, since_us, until_us, window_us)
+
     async def stats(self) -> dict[str, Any]:
         tables = (
             "stores",
@@ -354,6 +395,8 @@ class SqlStorage:
             "inventory",
             "orders",
             "erasures",
+            "sales",
+            "campaign_exposures",
         )
         async with self._db.reading() as conn:
             counts = {}

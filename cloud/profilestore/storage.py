@@ -132,6 +132,7 @@ class ErasureOutcome:
     events: int  # pushed events whose shopper_id was removed
     orders: int  # pickup orders of the shopper (each store that had one pulls its delete)
     stores: int  # the stores the erasure was written for; 0: for every store (none was known to hold them)
+    campaign_exposures: int = 0  # the shopper's campaign exposures (and their touches) removed
 
 
 @dataclass(slots=True, frozen=True)
@@ -184,6 +185,77 @@ class EventPage:
     events: list[StoredEvent]
     more: bool
     last_recv_seq: int
+
+
+@dataclass(slots=True, frozen=True)
+class SaleLine:
+    sku: str
+    qty: int
+    price: float
+    category: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class SaleRecord:
+    """A sale of either channel: ``online`` (posted by the web shop) or ``store`` (a pushed conversion)."""
+
+    sale_id: str
+    channel: str
+    store_id: str | None
+    shopper_id: str | None
+    at_us: int
+    total: float
+    currency: str | None
+    lines: tuple[SaleLine, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class CampaignExposureRecord:
+    """An online campaign a shopper saw, with what it promoted (SKUs and/or one category)."""
+
+    exposure_id: str
+    shopper_id: str
+    campaign_id: str
+    at_us: int
+    skus: tuple[str, ...]
+    category: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class PostOutcome:
+    """A posted sale or campaign exposure: ``duplicate`` when its id was stored before (the first content
+    stands, as for pushed events); ``anonymous`` when it was dated at or before its shopper's erasure (kept
+    without the shopper); ``stores``: the stores a campaign exposure was sent to (0 for a sale)."""
+
+    duplicate: bool
+    anonymous: bool = False
+    stores: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class CrossRow:
+    """One cell group of the cross-channel report: sales of ``to_channel`` attributed to touches of
+    ``from_channel``/``touchpoint`` (``ref_id``: the offer or campaign; None: summed over them)."""
+
+    basis: str  # last_touch | any_touch
+    from_channel: str
+    touchpoint: str
+    ref_id: str | None
+    to_channel: str
+    conversions: int
+    revenue: float
+
+
+@dataclass(slots=True, frozen=True)
+class CrossTotals:
+    """What the report's window held: sales (all, identified) per channel, touches per touchpoint, pushed
+    events the join could not use per reason, and the currencies of the sales."""
+
+    sales: dict[str, int]
+    identified_sales: dict[str, int]
+    touches: dict[str, int]
+    skipped: dict[str, int]
+    currencies: tuple[str, ...]
 
 
 class Storage(Protocol):
@@ -280,6 +352,11 @@ class Storage(Protocol):
         """Remove the order (a delete change for its store); None, and no change, if there is no such order."""
         ...
 
+    async def put_weather(self, store_id: str, weather: dict[str, Any], now_us: int) -> int:
+        """Set the store's weather (a `weather` change only ``store_id`` pulls, replacing its last one); the
+        change's seq. UnknownStoreError if the store is not registered."""
+        ...
+
     async def collect_orders(self, store_id: str, order_ids: Sequence[str], now_us: int) -> int:
         """Remove the orders of ``store_id`` among ``order_ids`` (collected there; other ids are ignored),
         each with a delete change for the store; how many were removed."""
@@ -289,9 +366,29 @@ class Storage(Protocol):
     async def shopper(self, shopper_id: str) -> ShopperState | None: ...
 
     # events
-    async def push_events(self, store_id: str, events: Sequence[EventRecord], now_us: int) -> PushOutcome: ...
+    async def push_events(self, store_id: str, events: Sequence[EventRecord], now_us: int) -> PushOutcome:
+        """Store each event once by id; in the same transaction, what the cross-channel join needs of the
+        fresh ones (``profilestore.sqlcross.index_events``)."""
+        ...
 
     async def events(self, store_id: str | None, after: int, limit: int, budget_bytes: int) -> EventPage: ...
+
+    # online and offline together (profilestore.sqlcross)
+    async def post_sale(self, sale: SaleRecord, now_us: int) -> PostOutcome:
+        """Store an online sale once by id (a resend is a duplicate: the first content stands)."""
+        ...
+
+    async def post_campaign_exposure(self, exposure: CampaignExposureRecord, now_us: int) -> PostOutcome:
+        """Store a campaign exposure once by id, and send it to the stores holding the shopper while their
+        ``measurement`` consent is granted."""
+        ...
+
+    async def cross_channel(
+        self, since_us: int, until_us: int, window_us: int
+    ) -> tuple[list[CrossRow], CrossTotals]:
+        """Sales in ``[since_us, until_us)`` attributed to touches of the same shopper at most ``window_us``
+        before them, matching a SKU or the category: rows per touch and per touchpoint, and the totals."""
+        ...
 
     async def stats(self) -> dict[str, Any]: ...
 

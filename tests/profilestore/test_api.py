@@ -268,7 +268,14 @@ async def test_erasure_forgets_the_shopper_everywhere(kit: ProfileStoreKit, toke
 
     erased = check("ErasureResult", await kit.erase("p1"))
 
-    assert erased["removed"] == {"profile": True, "consents": 1, "eid_key": True, "events": 2, "orders": 0}
+    assert erased["removed"] == {
+        "profile": True,
+        "consents": 1,
+        "eid_key": True,
+        "events": 2,
+        "orders": 0,
+        "campaign_exposures": 0,
+    }
     status, body = await kit.store_call("GET", "/v1/stores/s1/profiles/p1", token)
     assert (status, body["error"]) == (404, "not_found")
     changes, _ = await pull_all(kit, token)

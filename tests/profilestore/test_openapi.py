@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from profilestore import const, models
+from profilestore import const, cross_api, models
 from profilestore.server import create_app
 from storecontract.offers import Offer
 from storecontract.purposes import Purpose
@@ -55,6 +55,16 @@ def test_the_document_agrees_with_the_code() -> None:
     assert set(schemas["OrderPut"]["properties"]) == set(order_put["properties"])
     assert set(schemas["OrderPut"]["required"]) == set(order_put["required"])
     assert schemas["Label"]["pattern"] == models.LABEL_PATTERN
+    # Online and offline together: the posted bodies are the server's models, field for field.
+    for name, model in (
+        ("SalePost", cross_api.SalePost),
+        ("CampaignExposurePost", cross_api.CampaignExposurePost),
+    ):
+        fields = model.model_json_schema()
+        assert set(schemas[name]["properties"]) == set(fields["properties"])
+        assert set(schemas[name]["required"]) == set(fields["required"])
+    assert schemas["SaleId"]["pattern"] == cross_api.SALE_ID_PATTERN
+    assert schemas["Category"]["enum"] == catalog_categories()
     assert schemas["Cursor"]["pattern"].replace("(", "(?:") == models.CURSOR_PATTERN
     catalog = Offer.model_json_schema()
     assert set(schemas["Offer"]["properties"]) == set(catalog["properties"])
@@ -70,6 +80,10 @@ def test_the_document_agrees_with_the_code() -> None:
     wire_classes = [event_class.wire for event_class in EventClass]
     assert sorted(schemas["Event"]["properties"]["class"]["enum"]) == sorted(wire_classes)
     assert sorted(get_args(models.EventIn.model_fields["event_class"].annotation)) == sorted(wire_classes)
+
+
+def catalog_categories() -> list[str]:
+    return list(Offer.model_json_schema()["properties"]["category"]["enum"])
 
 
 def test_every_route_of_the_server_is_documented() -> None:

@@ -193,7 +193,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_data(db_url: str) 
     assert await schema_version(db_url) == 1
     async with open_storage(db_url) as storage:
         assert storage.instance == "0123456789abcdef"
-        assert await schema_version(db_url) == SCHEMA_VERSION == 3
+        assert await schema_version(db_url) == SCHEMA_VERSION == 4
         shopper = await storage.shopper("p1")
         assert shopper is not None
         assert shopper.profile == {"visits": 1}

@@ -56,7 +56,7 @@ async def test_a_version_2_database_keeps_its_shoppers_for_every_store_until_the
 ) -> None:
     await make_database(db_url, 2, VERSION_2)
     async with open_storage(db_url) as storage:
-        assert await schema_version(db_url) == SCHEMA_VERSION == 3
+        assert await schema_version(db_url) == SCHEMA_VERSION == 4
         legacy = [("profile", "p-old"), ("consent", "p-old"), ("eid_key", "p-old"), ("profile", "p-other")]
         assert [change[:2] for change in await pulled(storage, "sb")] == legacy
         assert [change[:2] for change in await pulled(storage, "sa")] == [
