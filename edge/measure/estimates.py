@@ -105,13 +105,37 @@ def mean_difference(treated: Moments, holdout: Moments, confidence: float = 0.95
 def minimum_detectable_effect(
     baseline: float, treated_n: int, holdout_n: int, confidence: float = 0.95, power: float = 0.8
 ) -> float:
-    """The smallest absolute difference in rate detectable at ``power`` (two-sided test at ``confidence``)."""
+    """The smallest absolute difference in rate detectable at ``power`` (two-sided test at ``confidence``).
+
+    The variance is each arm's own at the alternative (the holdout at ``baseline``, the treated arm at
+    ``baseline + effect``), so the effect is the root of ``effect = k * se(effect)``, found by bisection. With
+    the variance at the baseline only, a holdout that never (or always) converted would give 0: "any effect
+    is detectable", the opposite of the truth. A baseline above one half is mirrored (a fall is as
+    detectable as the same rise from the complement). When even the largest possible effect is not
+    detectable, that largest effect is returned: the sample cannot tell anything.
+    """
     if treated_n <= 0 or holdout_n <= 0 or not 0.0 <= baseline <= 1.0:
         raise ValueError("need positive arms and a baseline rate in 0..1")
     if not 0.0 < power < 1.0:
         raise ValueError("power must be between 0 and 1")
-    spread = math.sqrt(baseline * (1.0 - baseline) * (1.0 / treated_n + 1.0 / holdout_n))
-    return (_z(confidence) + _STANDARD.inv_cdf(power)) * spread
+    k = _z(confidence) + _STANDARD.inv_cdf(power)
+    p = min(baseline, 1.0 - baseline)
+    fixed = p * (1.0 - p) / holdout_n
+
+    def short(effect: float) -> float:  # > 0 once the effect is detectable
+        q = p + effect
+        return effect - k * math.sqrt(fixed + q * (1.0 - q) / treated_n)
+
+    low, high = 0.0, 1.0 - p
+    if short(high) <= 0.0:
+        return high
+    for _ in range(60):  # 2**-60 of the range: far below any rate a report prints
+        middle = (low + high) / 2.0
+        if short(middle) > 0.0:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from edge.config import ConfigError, GatewaySettings, load_settings
+from edge.decide.catalog import Catalog, load_catalog, merged_catalog
+from edge.ledger.privacy import cloud_offer_bodies
+from edge.ledger.writer import Tx
 
 
 def settings_for_tool(config: Path, err: TextIO) -> GatewaySettings | None:
@@ -18,3 +23,17 @@ def settings_for_tool(config: Path, err: TextIO) -> GatewaySettings | None:
         for problem in exc.problems:
             print(f"  {problem}", file=err)
         return None
+
+
+def store_catalog(conn: Any, offers_file: Path) -> Catalog:
+    """The store's offers as its gateway decides with them: the offers file with the cloud's offers (the
+    ledger's replica, read on ``conn``, a read-only connection) over it. Raises CatalogError for a bad file."""
+    cloud: dict[str, Mapping[str, Any]] = {}
+    for offer_id, body in cloud_offer_bodies(Tx(conn)):
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            cloud[offer_id] = parsed
+    return merged_catalog(load_catalog(offers_file), cloud, ())

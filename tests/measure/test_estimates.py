@@ -70,6 +70,21 @@ def test_the_minimum_detectable_effect_is_detected_about_as_often_as_its_power()
     assert 0.70 <= detected / 400 <= 0.90  # power 0.8 by construction
 
 
+@pytest.mark.parametrize("baseline", [0.0, 1.0])
+def test_a_holdout_that_never_or_always_converted_still_has_a_detectable_effect_above_zero(
+    baseline: float,
+) -> None:
+    # With the baseline's variance only, both gave 0 ("any effect is detectable"). At p = 0 the effect
+    # solves d = k * sqrt(d (1 - d) / n), d = k^2 / (n + k^2), with k = 1.96 + 0.8416.
+    k = 1.959964 + 0.841621
+    mde = minimum_detectable_effect(baseline, 500, 500)
+    assert mde == pytest.approx(k * k / (500 + k * k), rel=1e-4)
+
+
+def test_an_effect_no_sample_this_small_can_detect_is_the_largest_possible() -> None:
+    assert minimum_detectable_effect(0.5, 2, 2) == pytest.approx(0.5)
+
+
 def test_off_policy_estimates_recover_a_known_candidates_value() -> None:
     contexts, actions, n, epsilon = 4, 5, 20_000, 0.3
     covered = {"ips": 0, "snips": 0, "dr": 0}
