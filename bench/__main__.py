@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench import (
     bench_decision,
+    bench_report,
     ble_dbus,
     ble_ingest,
     board_scale,
@@ -67,6 +68,8 @@ TARGETS = {
     # DESIGN.md: steady RSS <= 80 MB with the camera off (the e2e gateway after 5 s at 200 check-ins/s).
     # check-config has no target; issue 13 asks that it load neither numpy nor onnxruntime (a test checks).
     "footprint": [("rss_mb", "<=", 80.0)],
+    # DESIGN.md / issue 16: `edge-gateway report` over 1,000,000 exposures and 200,000 sales, one process.
+    "report": [("seconds", "<=", 10.0), ("rss_mb", "<=", 300.0)],
 }
 
 
@@ -131,6 +134,7 @@ def main() -> None:
     keep("footprint", footprint.run(repeats=repeats))
     keep("metrics_scrape", metrics_scrape.run(repeats=repeats if quick else 5))
     keep("fleet", fleet.run(repeats=repeats, seconds=5 if quick else 10))
+    keep("report", bench_report.run(repeats=repeats))
     print(f"machine: {results['machine']}")
     print(f"{'benchmark':<26} {'figure':<16} {'value':>10}  target")
     for name, checks in TARGETS.items():

@@ -76,7 +76,7 @@ def _run(path: Path) -> int:
     return 0
 
 
-def _demo(duration: float, broker: str | None) -> int:
+def _demo(duration: float, broker: str | None, report_dir: Path | None = None) -> int:
     from edge.demo.broker import BrokerUnavailableError  # noqa: PLC0415
     from edge.demo.cloud import CloudUnavailableError  # noqa: PLC0415
     from edge.demo.run import run_demo  # noqa: PLC0415
@@ -87,7 +87,7 @@ def _demo(duration: float, broker: str | None) -> int:
         host, _, port = broker.rpartition(":")
         address = (host or "127.0.0.1", int(port))
     try:
-        summary = asyncio.run(run_demo(duration, out=sys.stdout, broker=address))
+        summary = asyncio.run(run_demo(duration, out=sys.stdout, broker=address, report_dir=report_dir))
     except (BrokerUnavailableError, CloudUnavailableError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=10.0, help="seconds of simulated traffic")
     demo.add_argument(
         "--broker", default=None, help="host:port of a broker to use instead of the embedded one"
+    )
+    demo.add_argument(
+        "--report-dir",
+        type=Path,
+        default=None,
+        help="folder for the run's report (default: a new temp folder)",
     )
     token = commands.add_parser(
         "token", help="trial keys and signed check-ins (the cloud's part, for integrators)"
@@ -156,6 +162,23 @@ def build_parser() -> argparse.ArgumentParser:
         "rollback", help="point back to the previous version (checked first); then systemctl reload"
     )
     model_rollback.add_argument("--config", type=Path, required=True)
+    model_evaluate = model_commands.add_parser(
+        "evaluate",
+        help="a candidate model's value on the logged decisions (off-policy) against the running model's",
+    )
+    model_evaluate.add_argument("--config", type=Path, required=True)
+    model_evaluate.add_argument("--candidate", type=Path, required=True, help="the candidate model (.onnx)")
+    model_evaluate.add_argument(
+        "--manifest", type=Path, default=None, help="its manifest (default: the .onnx path with .json)"
+    )
+    model_evaluate.add_argument(
+        "--since",
+        default=None,
+        help="first day (YYYY-MM-DD, store time zone) or ISO-8601 instant (4 weeks ago)",
+    )
+    model_evaluate.add_argument(
+        "--until", default=None, help="last day, included (YYYY-MM-DD), or ISO-8601 instant, excluded (now)"
+    )
     dead = commands.add_parser(
         "dead-letter", help="events the cloud refused: given up, or parked and retried"
     )
@@ -180,6 +203,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--shopper", required=True, help="the shopper's id")
     export.add_argument("--format", choices=("json", "html"), default="json")
     export.add_argument("--operator", default="", help="who asks (kept in the audit row, 64 characters)")
+    report = commands.add_parser(
+        "report", help="what the touchpoints achieved: report.html and summary.json (docs/measurement.md)"
+    )
+    report.add_argument("--config", type=Path, required=True)
+    report.add_argument(
+        "--since", required=True, help="first day (YYYY-MM-DD, store time zone) or ISO-8601 instant"
+    )
+    report.add_argument(
+        "--until", required=True, help="last day, included (YYYY-MM-DD), or ISO-8601 instant, excluded"
+    )
+    report.add_argument("--out", type=Path, required=True, help="folder for report.html and summary.json")
+    report.add_argument(
+        "--candidate", type=Path, default=None, help="a candidate model (.onnx) to evaluate off-policy"
+    )
     # The reference cloud is its own program now: the old command says where it went (any options).
     commands.add_parser(
         "profile-store", add_help=False, help="moved: the reference cloud is the `profile-store` command"
@@ -247,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         return _ble(args)
     if args.command == "camera":
         return _camera(args)
+    if args.command == "model" and args.tool == "evaluate":
+        from edge.tools import model_evaluate  # noqa: PLC0415 - onnxruntime only when asked for
+
+        return model_evaluate.run(
+            args.config, args.candidate, args.manifest, args.since, args.until, sys.stdout, sys.stderr
+        )
     if args.command == "model":
         from edge.tools import model  # noqa: PLC0415 - onnxruntime only when asked for
 
@@ -261,7 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         return privacy.run(
             args.config, args.shopper, args.format, sys.stdout, sys.stderr, operator=args.operator
         )
-    return _demo(args.duration, args.broker)
+    if args.command == "report":
+        from edge.tools import report  # noqa: PLC0415 - Jinja2 and matplotlib only when asked for
+
+        return report.run(
+            args.config, args.since, args.until, args.out, sys.stdout, sys.stderr, candidate=args.candidate
+        )
+    return _demo(args.duration, args.broker, args.report_dir)
 
 
 if __name__ == "__main__":

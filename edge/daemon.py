@@ -453,6 +453,7 @@ def _source_tasks(group: asyncio.TaskGroup, generation: Generation) -> list[asyn
         tasks.append(group.create_task(camera.run(), name=f"camera-{camera.settings.id}"))
     if generation.sync is not None:
         tasks.append(group.create_task(generation.sync.run(), name="sync"))
+    tasks.append(group.create_task(generation.context.run(), name="context"))
     if generation.devices is not None:
         tasks.append(group.create_task(generation.devices.run(), name="devices"))
     return tasks

@@ -156,3 +156,9 @@ class Decision:
     candidates: Candidates = NO_CANDIDATES
     # The chosen offer's model input (float32 bytes) when a shopper was identified; what explains the choice.
     features: bytes | None = None
+    # What the model saw apart from the catalog (edge/decide/logged.py), for every decision the policy made:
+    # what an off-policy evaluation rebuilds every candidate's features from.
+    context: bytes | None = None
+    # A holdout decision: the offer the policy would have shown (same rule, same exploration draw), so the
+    # report compares each offer's treated shoppers with the held-out ones it would have reached.
+    counterfactual_offer_id: str | None = None

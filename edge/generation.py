@@ -22,6 +22,7 @@ from edge.act.displays import DisplayBoard
 from edge.act.pickup import OrderBook
 from edge.clock import Clock
 from edge.config import GatewaySettings, read_mqtt_password, read_sync_token
+from edge.context.service import StoreContext
 from edge.decide.catalog import load_catalog
 from edge.decide.devices.resolve import ui_preferences
 from edge.decide.lifecycle import ModelStore
@@ -107,6 +108,7 @@ class Generation:
     staff: StaffFlow | None
     pickup: PickupFlow
     privacy: PrivacyFlow
+    context: StoreContext
 
     @property
     def board(self) -> DisplayBoard:
@@ -179,6 +181,24 @@ async def build(
         topics=topics,
         clock=clock,
     )
+    rejects = RejectCounter()
+    context = StoreContext(
+        settings.context,
+        ledger=ledger,
+        clock=clock,
+        topics=topics,
+        rejects=rejects,
+        consents=consents,
+        in_store=lambda shopper: (
+            presence.zone_of(shopper) is not None
+            or (ble_ingest is not None and ble_ingest.presence.zone_of(shopper) is not None)
+        ),
+        # A sale line without the POS's category takes the category of the offer that lists its SKU.
+        sku_categories=lambda: {
+            sku: offer.category for offer in decider.engine.catalog.offers for sku in offer.skus
+        },
+    )
+    await context.load()
     decider = Decider(
         engine,
         consents=consents,
@@ -188,6 +208,7 @@ async def build(
         fallbacks={display.id: display.fallback for display in settings.displays},
         metrics=metrics,
         observers=carry.observers,
+        context=context,
     )
     watch = carry.wall_watch
     board = DisplayBoard(
@@ -204,7 +225,7 @@ async def build(
             else {}
         ),
     )
-    stats, rejects = FlowStats(), RejectCounter()
+    stats = FlowStats()
     floor = Floor(
         presence=presence,
         counts=counts,
@@ -222,6 +243,7 @@ async def build(
 
     def forget_shopper(shopper_id: str) -> None:
         floor.forget_shopper(shopper_id)
+        context.baskets.forget(shopper_id)
         pickup.forget_shopper(shopper_id)
         if privacy is not None:
             privacy.forget_shopper(shopper_id)
@@ -257,6 +279,7 @@ async def build(
             metrics=metrics,
             orders=pickup.orders,
             order_listener=pickup.order_changed,
+            weather_listener=context.cloud_weather,
         )
     ensure_profile = sync.fetcher.ensure if sync is not None else None
     checkins = CheckinFlow(
@@ -272,6 +295,7 @@ async def build(
         metrics=metrics,
         ensure_profile=ensure_profile,
         erased_at=ledger.replica.tombstone,
+        on_cart=context.cart,
     )
     checkins.committed_listeners.append(pickup.checked_in)
     # A committed check-in is a visit: the clock of the profile eviction (edge/ledger/seen.py).
@@ -292,6 +316,7 @@ async def build(
     )
     checkins.my_data = privacy.show_my_data
     floor.leave_listeners.append(privacy.left)
+    floor.leave_listeners.append(context.left)
     acks = AckFlow(topics=topics, board=board, ledger=ledger, clock=clock, rejects=rejects, stats=stats)
     pos = PosFlow(
         topics=topics,
@@ -303,6 +328,7 @@ async def build(
         rejects=rejects,
         ensure_profile=ensure_profile,
         collect=pickup.collect,
+        on_sale=context.baskets.sale,
     )
     ble, scanner = _ble(settings, ble_ingest, floor, consents, rejects, link, metrics, clock, ledger)
     parts = FloorParts(counts, consents, profiles, ledger, link, topics, rejects, clock)
@@ -317,6 +343,7 @@ async def build(
     privacy.register()
     acks.register(link)
     pos.register(link)
+    context.register(link)
     # A rebuild (new configuration): the screens and check-ins of the previous parts carry over.
     kept = floor.adopt(previous.floor) if previous is not None else frozenset()
     floor.publish_initial_state(keep=kept)
@@ -345,6 +372,7 @@ async def build(
         staff=staff,
         pickup=pickup,
         privacy=privacy,
+        context=context,
     )
 
 

@@ -5,13 +5,16 @@ The reference cloud runs as the demo runs it, a child process, started on the te
 """
 
 import io
+import json
 import sys
+from pathlib import Path
 
 import pytest
 
 from edge.cli import main
 from edge.demo import cloud as demo_cloud
 from edge.demo.run import run_demo
+from tests.measure.report_sample import assert_self_contained
 from tests.support.launch import child_env, cloud_command
 
 
@@ -24,17 +27,33 @@ def pinned_cloud(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return command
 
 
-async def test_demo_round_trip_on_the_embedded_broker(pinned_cloud: list[str]) -> None:
+async def test_demo_round_trip_on_the_embedded_broker(pinned_cloud: list[str], tmp_path: Path) -> None:
     out = io.StringIO()
-    summary = await run_demo(3.0, out=out, rate_per_s=6.0, seed=3, cloud_command=pinned_cloud)
+    report_dir = tmp_path / "report"
+    summary = await run_demo(
+        3.0, out=out, rate_per_s=6.0, seed=3, cloud_command=pinned_cloud, report_dir=report_dir
+    )
     text = out.getvalue()
     assert summary.checkins_sent > 5
     assert summary.decisions > 0
     assert summary.exposure_rows > 0
     assert summary.replays_sent == 0 or summary.rejected >= summary.replays_sent
     assert text.count("decision ") == summary.decisions
-    assert text.strip().splitlines()[-1].startswith("summary: ")
+    assert text.strip().splitlines()[-2].startswith("summary: ")
     assert f"acked exposures {summary.exposure_rows}" in text
+    # It ends with the run's report: where it is, self-contained, the run's numbers in it.
+    assert text.strip().splitlines()[-1] == f"report: {report_dir / 'report.html'} (summary.json beside it)"
+    assert summary.report == report_dir / "report.html"
+    page = assert_self_contained(summary.report.read_text())
+    assert page.svgs >= 1
+    report = json.loads((report_dir / "summary.json").read_text())
+    assert report["store"] == "demo-store"
+    assert 0 < report["counts"]["exposures"] <= summary.exposures_acked
+    assert 0 < report["counts"]["decisions"] <= summary.decisions
+    assert summary.sales_sent >= 1 and report["counts"]["conversions"] >= 1
+    assert page.row("table-glance", "Acked exposures (an offer seen on a screen)")[1] == str(
+        report["counts"]["exposures"]
+    )
     # Shoppers, profiles and consents came from the reference cloud, and the events went back up.
     assert summary.cloud_changes >= 12 * 2
     assert summary.cloud_events >= summary.decisions
@@ -62,11 +81,14 @@ async def test_demo_round_trip_on_the_embedded_broker(pinned_cloud: list[str]) -
     assert any("'pickup': [{'reference': 'A-1042'" in line for line in staff)
 
 
-def test_demo_against_a_given_broker(mosquitto, capsys, pinned_cloud) -> None:
-    assert main(["demo", "--duration", "2", "--broker", f"127.0.0.1:{mosquitto.port}"]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
+def test_demo_against_a_given_broker(mosquitto, capsys, pinned_cloud, tmp_path) -> None:
+    broker = f"127.0.0.1:{mosquitto.port}"
+    assert main(["demo", "--duration", "2", "--broker", broker, "--report-dir", str(tmp_path)]) == 0
+    *_, last, report = capsys.readouterr().out.strip().splitlines()
     assert last.startswith("summary: ")
     assert "acked exposures 0" not in last
+    assert report.startswith(f"report: {tmp_path / 'report.html'}")
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "summary.json").is_file()
 
 
 def test_without_the_demo_extra_or_the_cloud_it_says_what_to_install(monkeypatch, capsys) -> None:

@@ -70,7 +70,11 @@ def test_a_store_installs_neither_the_cloud_driver_nor_the_demo_broker() -> None
     gateway = dependencies(REPO / "pyproject.toml")
     assert "edge-store-contract" in gateway
     assert not {"asyncpg", "amqtt", "edge-profile-store"} & gateway
-    assert dependencies(REPO / "pyproject.toml", "demo") == {"amqtt"}
+    assert dependencies(REPO / "pyproject.toml", "demo") == {"amqtt", "matplotlib"}
+    # The report's plots are an extra too (a Pi need not install matplotlib), imported by one module only.
+    assert "matplotlib" not in gateway
+    assert dependencies(REPO / "pyproject.toml", "report") == {"matplotlib"}
+    assert importers(GATEWAY, "matplotlib") == {"edge/measure/plots.py"}
     assert {"asyncpg", "edge-store-contract"} <= dependencies(REPO / "cloud" / "pyproject.toml")
     assert dependencies(REPO / "contract" / "pyproject.toml") == {"pydantic"}
 

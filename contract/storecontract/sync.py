@@ -21,6 +21,10 @@ class ChangeKind(StrEnum):
     INVENTORY = "inventory"
     ERASURE = "erasure"
     ORDER = "order"  # an online order ready for pickup at the pulling store (only that store sees it)
+    WEATHER = "weather"  # the pulling store's weather now and today's forecast (only that store sees it)
+    # An online campaign a shopper saw (only while their `measurement` consent is granted; only the stores that
+    # hold the shopper see it): a sale in the store is attributed to it (online -> store).
+    CAMPAIGN_EXPOSURE = "campaign_exposure"
 
 
 Op = Literal["upsert", "delete"]

@@ -89,6 +89,22 @@ class RetentionSettings(Section):
         description="A pickup order collected here is deleted this long after its collection, even if the "
         "cloud's delete never comes (open orders are the cloud's state: they stay until it deletes them).",
     )
+    conversions_days: int = Field(
+        default=DEFAULT_HISTORY_DAYS,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="POS sales kept for measurement (the report's attribution; a shopper's only with "
+        "`measurement`) are deleted this long after the gateway heard them. Keep it longer than "
+        "measurement.attribution_window_days, or late touches lose their sales.",
+    )
+    campaign_exposures_days: int = Field(
+        default=30,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="Online campaigns a shopper saw, sent by the cloud (only with `measurement`), are "
+        "deleted this long after the shopper saw them: a sale is attributed to one only within the "
+        "attribution window, so keep it at least that long.",
+    )
     profiles_unseen_days: int = Field(
         default=30,
         ge=1,

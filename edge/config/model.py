@@ -13,10 +13,12 @@ from edge.config.base import HOUR_S
 from edge.config.base import Section as _Section
 from edge.config.ble import BleSettings
 from edge.config.camera import CameraSettings
+from edge.config.context import ContextSettings
 from edge.config.control_plane import ControlSettings, HealthSettings, LoggingSettings
 from edge.config.decisions import DecisionSettings
 from edge.config.devices import DeviceSettings
 from edge.config.ledger import LedgerSettings
+from edge.config.measurement import MeasurementSettings
 from edge.config.staff import StaffSettings
 
 # Shopper tokens are short-lived by design (DESIGN.md: "minutes"): a stolen token works at most this long,
@@ -261,6 +263,8 @@ class GatewaySettings(_Section):
         description="Smart devices that follow the opted-in people of their zone (docs/devices.md).",
     )
     staff: StaffSettings = Field(default_factory=StaffSettings)
+    context: ContextSettings = Field(default_factory=ContextSettings)
+    measurement: MeasurementSettings = Field(default_factory=MeasurementSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

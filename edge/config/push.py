@@ -119,6 +119,16 @@ PUSHABLE: Final[tuple[KeyRule, ...]] = (
         for key in ("min_interval_s", "revert_after_s", "others_weight", "confirm_s")
     ),
     KeyRule("staff.teams", "which staff team looks after which zones"),
+    KeyRule(
+        "context",
+        "how old the weather may be, how long a basket lasts and how much it holds, how often the local "
+        "trends are read: bounded tunings of what decisions see; no data goes anywhere",
+    ),
+    KeyRule(
+        "measurement",
+        "how the report credits sales to touches (bounded windows, the POS clock tolerance): it changes no "
+        "decision and keeps or sends no data",
+    ),
     KeyRule("health.interval_s", "how often gateway/health is published"),
     KeyRule(
         "logging.level",

@@ -13,6 +13,7 @@ from edge import __version__
 
 if TYPE_CHECKING:
     from edge.act.displays import DisplayStats
+    from edge.context.service import ContextStats
     from edge.control.remote import ControlStats
     from edge.daemon import Gateway
     from edge.flow.ble import BleFlowStats
@@ -77,6 +78,7 @@ class HealthReport:
     pickup: PickupStats
     privacy: PrivacyCounters
     metrics_error: str | None  # why the metrics endpoint is off
+    context: ContextStats | None = None  # weather, baskets, trends (docs/context.md)
 
     @property
     def last_checkin_age_s(self) -> float | None:
@@ -147,6 +149,7 @@ def build_report(gateway: Gateway) -> HealthReport:
         pickup=g.pickup.stats(),
         privacy=g.privacy.stats(),
         metrics_error=gateway.metrics_error,
+        context=g.context.stats(),
     )
 
 

@@ -76,6 +76,7 @@ def health_json(report: HealthReport) -> JSON:
         else {**asdict(report.staff), "answers": dict(report.staff.answers)},
         "pickup": asdict(report.pickup),
         "privacy": asdict(report.privacy),
+        "context": None if report.context is None else asdict(report.context),
         "alerts": report.alerts,
     }
 

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from edge.control.health import alert_name
 
 if TYPE_CHECKING:
+    from edge.context.service import ContextStats
     from edge.control.health import BleReport, HealthReport
     from edge.flow.camera import CameraFlowStats
     from edge.flow.devices import DevicesStats
@@ -135,6 +136,8 @@ def health_families(report: HealthReport) -> Iterator[Metric]:
             )
     _pickup(report, out)
     _privacy(report, out)
+    if report.context is not None:
+        _context(report.context, out)
     return iter(out)
 
 
@@ -164,6 +167,31 @@ def _privacy(report: HealthReport, out: Families) -> None:
             count,
             {"outcome": outcome},
         )
+
+
+def _context(context: ContextStats, out: Families) -> None:
+    weather, basket, trends = context.weather, context.basket, context.trends
+    out.gauge(
+        "edge_context_weather_known",
+        "1 while the store's weather is fresh enough to decide with.",
+        int(weather.known),
+    )
+    if weather.age_s is not None:
+        out.gauge(
+            "edge_context_weather_age_seconds", "Age of the newest weather reading held.", weather.age_s
+        )
+    for source in ("cloud", "sensor"):
+        out.counter(
+            "edge_context_weather_readings_total",
+            "Weather readings taken (newer than the one held), by source.",
+            weather.readings.get(source, 0),
+            {"source": source},
+        )
+    out.gauge("edge_context_baskets", "Shoppers whose basket (sale, cart) is held now.", basket.shoppers)
+    out.counter("edge_context_basket_skus_dropped_total", "SKUs past a basket's bound.", basket.skus_dropped)
+    out.counter("edge_context_baskets_evicted_total", "Baskets dropped for room.", basket.evicted)
+    if trends.age_s is not None:
+        out.gauge("edge_context_trends_age_seconds", "Since the local trends were last read.", trends.age_s)
 
 
 def _pickup(report: HealthReport, out: Families) -> None:

@@ -10,7 +10,7 @@ import logging
 import random
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -19,8 +19,9 @@ import numpy.typing as npt
 from edge.clock import Clock
 from edge.config.decisions import PolicySettings
 from edge.decide.catalog import Catalog
-from edge.decide.eligibility import Eligibility
+from edge.decide.eligibility import Eligibility, Verdict
 from edge.decide.features import FeatureBuilder, LocalTime
+from edge.decide.logged import ContextEncoder
 from edge.decide.manifest import N_FEATURES
 from edge.decide.record import DecisionIds, candidates_of
 from edge.decide.scorer import Scorer
@@ -32,7 +33,7 @@ HOLDOUT_BUCKETS: Final = 10_000  # percent * 100: holdout shares settable to 0.0
 _PERSONALIZATION: Final = Purpose.PERSONALIZATION
 MAX_CACHED_BUCKETS: Final = 50_000  # holdout buckets remembered (a sha256 each); a day's shoppers fit
 # Recent decisions kept for shadow-scoring a new model (edge/decide/lifecycle.py): at most this many, and at
-# most RECENT_BYTES of feature matrices (200 x 50 offers x 17 features x 4 bytes = 680 kB).
+# most RECENT_BYTES of feature matrices (200 x 50 offers x 22 features x 4 bytes = 880 kB).
 RECENT_DECISIONS: Final = 200
 RECENT_BYTES: Final = 8_000_000
 
@@ -74,12 +75,40 @@ def is_holdout(shopper_id: str, salt: str, percent: float) -> bool:
 class _Model:
     """The scorer the engine runs, with its run bound to the engine's feature buffer: swapped as one object."""
 
-    __slots__ = ("run", "scorer", "version")
+    __slots__ = ("complements", "run", "scorer", "version")
 
-    def __init__(self, scorer: Scorer, buffer: npt.NDArray[np.float32]) -> None:
+    def __init__(self, scorer: Scorer, features: FeatureBuilder) -> None:
         self.scorer = scorer
-        self.run = scorer.bind(buffer)
+        self.run = scorer.bind(features.buffer)
         self.version = scorer.version
+        # The model's basket rules compiled against the catalog: a swap changes model and rules together.
+        self.complements = features.compile(scorer.basket_rules)
+
+
+def greedy_index(
+    scores: npt.NDArray[np.float32],
+    value_weight: npt.NDArray[np.float32],
+    penalty: npt.NDArray[np.float32],
+    blocked: Iterable[int],
+    out: npt.NDArray[np.float32],
+) -> int:
+    """The offer the policy shows unless it explores: the highest expected value ``score * (1 + value)`` among
+    eligible offers (``penalty`` -inf and ``blocked`` are not), the first in candidate order on a tie.
+
+    ``out`` is scratch space of the same shape (the engine reuses one). An off-policy evaluation calls this
+    with a candidate model's scores (edge/measure/ope.py), so both choose by the same rule.
+    """
+    np.multiply(scores, value_weight, out=out)
+    out += penalty
+    for index in blocked:
+        out[index] = -np.inf
+    return int(out.argmax())
+
+
+def choice_propensity(*, greedy: bool, epsilon: float, n_eligible: int) -> float:
+    """P(an eligible offer | context) under the policy: the greedy offer's share plus its share of exploration
+    (``epsilon`` of decisions pick uniformly among the ``n_eligible`` eligible offers)."""
+    return (1.0 - epsilon) * greedy + epsilon / n_eligible
 
 
 def recent_capacity(n_offers: int) -> int:
@@ -109,7 +138,7 @@ class DecisionEngine:
         self._epsilon = settings.epsilon
         self._holdout_below = settings.holdout_percent * (HOLDOUT_BUCKETS / 100)
         self._features = FeatureBuilder(offers, settings.tz)
-        self._model = _Model(scorer, self._features.buffer)
+        self._model = _Model(scorer, self._features)
         # Bounded ring of recent decisions for shadow scoring; a deque's append is O(1) and thread-safe.
         self._recent: deque[_Stored] = deque(maxlen=recent_capacity(len(offers)))
         self._remember = self._recent.append
@@ -119,6 +148,7 @@ class DecisionEngine:
         self._value_weight = np.array([1.0 + offer.value for offer in offers], dtype=np.float32)
         self._value = np.empty(len(offers), dtype=np.float32)
         self._buckets: dict[str, int] = {}
+        self._context = ContextEncoder()
         self.counters: Counter[str] = Counter()  # odd inputs survived, for health
 
     @property
@@ -154,7 +184,7 @@ class DecisionEngine:
         The new scorer is bound to the feature buffer first; the swap itself is a single attribute
         assignment, and ``decide`` reads that attribute once, so no decision mixes two models.
         """
-        model = _Model(scorer, self._features.buffer)
+        model = _Model(scorer, self._features)
         previous = self._model
         self._model = model
         return previous.scorer
@@ -194,7 +224,16 @@ class DecisionEngine:
             shopper_id is not None and _PERSONALIZATION in consents and isinstance(profile, Mapping)
         )
         model = self._model  # read once: a concurrent swap_scorer affects the next decision, not this one
-        features = self._features.fill(profile if personalized else None, ctx.audience, when)
+        # The basket is the shopper's: like the profile, only with personalization consent.
+        features = self._features.fill(
+            profile if personalized else None,
+            ctx.audience,
+            when,
+            ctx.weather,
+            ctx.basket if personalized else (),
+            ctx.trends,
+            model.complements,
+        )
         scores = model.run()  # one session run for every offer, eligible or not
         now = self._clock.monotonic()
         verdict = self._eligibility.verdict(
@@ -208,23 +247,29 @@ class DecisionEngine:
         candidates = candidates_of(self._ids, verdict.eligible, scores.tolist(), verdict.reasons)
         n_eligible = verdict.n_eligible
         holdout = shopper_id is not None and self._in_holdout(shopper_id)
+        context = self._context.encode(ctx, personalized=personalized)
         if holdout or n_eligible == 0:
             self._remember((features.tobytes(), verdict.eligible, -1))
-            return self._record_fallback(
-                ctx, at_wall, fallback, candidates, model.version, holdout=holdout, personalized=personalized
+            decision = self._record_fallback(
+                ctx,
+                at_wall,
+                fallback,
+                candidates,
+                model.version,
+                holdout=holdout,
+                personalized=personalized,
+                context=context,
             )
+            if not holdout or n_eligible == 0:
+                return decision
+            # What a held-out shopper would have been shown, chosen exactly as below (the exploration draw
+            # too), recorded for the holdout comparison (docs/measurement.md); nothing is counted for caps.
+            chosen, _, _ = self._choose(scores, verdict, n_eligible)
+            return replace(decision, counterfactual_offer_id=self._offers[chosen].id)
 
-        value = self._value
-        np.multiply(scores, self._value_weight, out=value)
-        value += verdict.penalty
-        for index in verdict.blocked:
-            value[index] = -np.inf
-        greedy = int(value.argmax())
+        chosen, greedy, explored = self._choose(scores, verdict, n_eligible)
         epsilon = self._epsilon
-        explored = epsilon > 0 and self._rng.random() < epsilon
-        chosen = verdict.indices()[self._rng.randrange(n_eligible)] if explored else greedy
-        # P(this offer | context) under the policy: the greedy arm's share plus its share of exploration.
-        propensity = (1.0 - epsilon) * (chosen == greedy) + epsilon / n_eligible
+        propensity = choice_propensity(greedy=chosen == greedy, epsilon=epsilon, n_eligible=n_eligible)
         self._eligibility.record(chosen, shopper_id, ctx.display_id, when.day, now)
         self._remember((features.tobytes(), verdict.eligible, chosen))
         offer = self._offers[chosen]
@@ -244,6 +289,7 @@ class DecisionEngine:
             personalized=personalized,
             candidates=candidates,
             features=None if shopper_id is None else features[chosen].tobytes(),
+            context=context,
         )
 
     def fallback(self, display_id: str, zone: str, template: str, data: dict[str, Any]) -> Decision:
@@ -281,6 +327,16 @@ class DecisionEngine:
         return self._eligibility.shopper_counts(shopper_id)
 
     # ----- helpers -----
+    def _choose(
+        self, scores: npt.NDArray[np.float32], verdict: Verdict, n_eligible: int
+    ) -> tuple[int, int, bool]:
+        """(chosen, greedy, explored): the greedy offer, or with probability epsilon a uniform eligible one."""
+        greedy = greedy_index(scores, self._value_weight, verdict.penalty, verdict.blocked, self._value)
+        epsilon = self._epsilon
+        explored = epsilon > 0 and self._rng.random() < epsilon
+        chosen = verdict.indices()[self._rng.randrange(n_eligible)] if explored else greedy
+        return chosen, greedy, explored
+
     def _local(self, at_wall: float) -> tuple[float, LocalTime]:
         try:
             return at_wall, self._features.resolver.resolve(at_wall)
@@ -313,6 +369,7 @@ class DecisionEngine:
         *,
         holdout: bool,
         personalized: bool,
+        context: bytes,
     ) -> Decision:
         return Decision(
             decision_id=self._ids_gen.next(at_wall),
@@ -329,4 +386,5 @@ class DecisionEngine:
             holdout=holdout,
             personalized=personalized,
             candidates=candidates,
+            context=context,
         )

@@ -14,7 +14,7 @@ import random
 import secrets
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -24,10 +24,13 @@ import aiomqtt
 from edge.clock import SystemClock, iso_utc
 from edge.config import GatewaySettings, parse_settings
 from edge.daemon import Gateway
+from edge.decide.catalog import CatalogError, Offer, load_catalog
 from edge.demo.broker import EmbeddedBroker
 from edge.demo.cloud import DemoCloud, reference_cloud
 from edge.events import Decision, Purpose
 from edge.identity import ConsentStore, generate_keypair, sign_token
+from edge.ledger.readonly import READ_ERRORS
+from edge.tools.report import Period, write_report
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEMO_STORE: Final = "demo-store"
@@ -35,6 +38,10 @@ ZONES: Final = ("entrance", "fitting-rooms", "cafe", "electronics")
 CATEGORIES: Final = ("apparel", "beauty", "coffee", "electronics", "grocery", "home", "kids", "sports")
 # One check-in in this many is a replay of an earlier token, to show that replays are refused.
 REPLAY_EVERY: Final = 9
+# One shopper in this many buys something at a till a moment after their check-in (a sale the report
+# attributes to the offer they were shown, when it is of that offer's category).
+BUY_EVERY: Final = 3
+BUY_AFTER_S: Final = 0.5
 
 
 # The fitting room's couple (issue 14): Ana asked for personal service and shares a name with staff; both let
@@ -120,6 +127,8 @@ class DemoSummary:
     pickup_collected: int = 0
     privacy_exports: int = 0  # the cloud's export requests answered through the outbox
     privacy_erasures: int = 0  # erasures asked for at a touchpoint
+    sales_sent: int = 0  # POS sales at the till, with the shopper's token
+    report: Path | None = None  # the run's report.html (summary.json beside it)
 
 
 def _shoppers(rng: random.Random, count: int) -> list[dict[str, Any]]:
@@ -196,11 +205,15 @@ def demo_settings(
     return parse_settings(document, base_dir=REPO_ROOT, source="demo defaults")
 
 
-async def _display_players(client: aiomqtt.Client, root: str, out: TextIO, summary: DemoSummary) -> None:
-    """Screens that render whatever they are told and ack it, as a signage player would."""
+async def _display_players(
+    client: aiomqtt.Client, root: str, out: TextIO, summary: DemoSummary, ready: asyncio.Event
+) -> None:
+    """Screens that render whatever they are told and ack it, as a signage player would; ``ready`` once they
+    are online and listening (a manifest sent before would arrive retained, as if shown before)."""
     for display in [*(f"screen-{zone}-1" for zone in ZONES), PICKUP_SCREEN]:
         await client.publish(f"{root}/display/{display}/availability", b"online", qos=1, retain=True)
     await client.subscribe(f"{root}/display/+/content", qos=1)
+    ready.set()
     async for message in client.messages:
         if not isinstance(message.payload, bytes | bytearray) or not message.payload or message.retain:
             continue  # a retained manifest is one already shown before we subscribed
@@ -231,18 +244,31 @@ async def _shopper_traffic(
     rate_per_s: float,
     rng: random.Random,
     summary: DemoSummary,
+    shown: tuple[dict[str, str], Mapping[str, Offer]],
 ) -> None:
     sent: list[bytes] = []
+    buyers: list[tuple[float, dict[str, Any]]] = []  # (when, shopper): a sale due a moment after a check-in
+    loop = asyncio.get_running_loop()
     while True:
         if sent and summary.checkins_sent % REPLAY_EVERY == REPLAY_EVERY - 1:
             payload = rng.choice(sent)
             summary.replays_sent += 1
         else:
-            payload = _checkin(private_pem, rng.choice(shoppers)["id"], rng.choice(ZONES))
+            shopper = rng.choice(shoppers)
+            payload = _checkin(private_pem, shopper["id"], rng.choice(ZONES))
             sent.append(payload)
+            if not summary.checkins_sent or rng.randrange(BUY_EVERY) == 0:  # the first shopper buys
+                buyers.append((loop.time() + BUY_AFTER_S, shopper))
         await client.publish(f"{root}/checkin", payload, qos=1)
         summary.checkins_sent += 1
         await asyncio.sleep(rng.expovariate(rate_per_s))
+        while buyers and buyers[0][0] <= loop.time():
+            _, buyer = buyers.pop(0)
+            offer = shown[1].get(shown[0].get(buyer["id"], ""))
+            await client.publish(
+                f"{root}/pos/lane-1/transaction", _sale(private_pem, buyer, rng, offer), qos=1
+            )
+            summary.sales_sent += 1
 
 
 async def _fitting_room_devices(client: aiomqtt.Client, out: TextIO, summary: DemoSummary) -> None:
@@ -280,8 +306,12 @@ async def _staff_tablet(client: aiomqtt.Client, root: str, out: TextIO, summary:
             summary.pickup_collected += len(notice["pickup"])
 
 
-async def _couple(client: aiomqtt.Client, root: str, private_pem: bytes, stay_s: float) -> None:
-    """Ana walks into the fitting room, Ben joins her; after ``stay_s`` both go to the café."""
+async def _couple(
+    client: aiomqtt.Client, root: str, private_pem: bytes, stay_s: float, screens: asyncio.Event
+) -> None:
+    """Once the screens are on, Ana walks into the fitting room, Ben joins her; after ``stay_s`` both go to
+    the café. (Ana's check-in lists her order on the collection-point screen: it must be listening.)"""
+    await screens.wait()
     for shopper, zone in ((COUPLE[0], FITTING), (COUPLE[1], FITTING)):
         await client.publish(f"{root}/checkin", _checkin(private_pem, str(shopper["id"]), zone), qos=1)
         await asyncio.sleep(0.3)
@@ -320,6 +350,37 @@ async def _privacy_scene(
     print(f"privacy: {erased} asked to be forgotten at the till", file=out, flush=True)
 
 
+def _sale(private_pem: bytes, shopper: dict[str, Any], rng: random.Random, offer: Offer | None) -> bytes:
+    """A till's sale for ``shopper`` (their token scanned): one or two lines of the categories they like, and
+    two times in three what the offer they were shown promotes."""
+    now = int(SystemClock().wall())
+    claims = {"sub": shopper["id"], "aud": DEMO_STORE, "iat": now, "exp": now + 120, "jti": uuid.uuid4().hex}
+    liked = list(shopper["profile"]["affinity"])
+    items = [
+        {
+            "sku": f"demo-{category}-{rng.randrange(20)}",
+            "qty": 1,
+            "price": round(rng.uniform(3, 60), 2),
+            "category": category,
+        }
+        for category in rng.sample(liked, rng.randint(1, len(liked)))
+    ]
+    if offer is not None and rng.randrange(3) != 0:
+        sku = offer.skus[0] if offer.skus else f"demo-{offer.category}-offer"
+        items.append(
+            {"sku": sku, "qty": 1, "price": round(rng.uniform(3, 30), 2), "category": offer.category}
+        )
+    body = {
+        "v": 1,
+        "ts": iso_utc(now),
+        "txn_id": uuid.uuid4().hex[:16],
+        "token": sign_token(private_pem, claims),
+        "items": items,
+        "currency": "EUR",
+    }
+    return json.dumps(body).encode()
+
+
 def _checkin(private_pem: bytes, shopper_id: str, zone: str) -> bytes:
     now = int(SystemClock().wall())
     claims = {"sub": shopper_id, "aud": DEMO_STORE, "iat": now, "exp": now + 120, "jti": uuid.uuid4().hex}
@@ -343,8 +404,10 @@ async def _couple_known(consents: ConsentStore) -> None:
         unsubscribe()
 
 
-def _print_decision(out: TextIO, summary: DemoSummary) -> Any:
+def _print_decision(out: TextIO, summary: DemoSummary, shown: dict[str, str]) -> Any:
     def show(decision: Decision) -> None:
+        if decision.shopper_id is not None and decision.offer_id is not None:
+            shown[decision.shopper_id] = decision.offer_id
         summary.decisions += 1
         summary.personalized += decision.personalized
         summary.holdout += decision.holdout
@@ -369,11 +432,14 @@ async def run_demo(
     rate_per_s: float = 3.0,
     seed: int = 7,
     cloud_command: Sequence[str] | None = None,
+    report_dir: Path | None = None,
 ) -> DemoSummary:
     """Run the simulated store for ``duration_s``; ``cloud_command`` starts the reference cloud (default
-    ``python -m profilestore``)."""
+    ``python -m profilestore``). The run ends with its report in ``report_dir`` (default: a new folder under
+    the system's temporary directory), which outlives the demo's own files."""
     rng = random.Random(seed)
     summary = DemoSummary()
+    started_wall = SystemClock().wall()
     with tempfile.TemporaryDirectory(prefix="edge-demo-") as tmp:
         workdir = Path(tmp)
         private_pem, public_pem = generate_keypair()
@@ -398,12 +464,16 @@ async def run_demo(
             held = len(shoppers) + len(COUPLE)
             print(f"demo: cloud profile store on {base_url} holds {held} shoppers", file=out)
             settings = demo_settings(workdir, public_pem, shoppers, host, port, cloud=(base_url, store_token))
+            # The offer each shopper was shown last: their sale at the till often takes it (what the report
+            # then attributes to it).
+            shown: dict[str, str] = {}
+            offers = {offer.id: offer for offer in load_catalog(settings.decisions.offers_file).offers}
             # Its exploration draws from the demo's seed too: the same seed, the same choices.
             gateway = Gateway(
                 settings,
                 config_version="demo",
                 rng=random.Random(seed),
-                observers=[_print_decision(out, summary)],
+                observers=[_print_decision(out, summary, shown)],
             )
             gateway_task = asyncio.create_task(gateway.run(), name="gateway")
             await asyncio.wait_for(gateway.ready.wait(), timeout=10)
@@ -424,14 +494,17 @@ async def run_demo(
                 aiomqtt.Client(host, port, identifier="demo-devices") as devices,
                 aiomqtt.Client(host, port, identifier="demo-staff") as tablet,
             ):
+                screens_on = asyncio.Event()
                 tasks = [
-                    asyncio.create_task(_display_players(screens, root, out, summary)),
+                    asyncio.create_task(_display_players(screens, root, out, summary, screens_on)),
                     asyncio.create_task(
-                        _shopper_traffic(phones, root, private_pem, shoppers, rate_per_s, rng, summary)
+                        _shopper_traffic(
+                            phones, root, private_pem, shoppers, rate_per_s, rng, summary, (shown, offers)
+                        )
                     ),
                     asyncio.create_task(_fitting_room_devices(devices, out, summary)),
                     asyncio.create_task(_staff_tablet(tablet, root, out, summary)),
-                    asyncio.create_task(_couple(phones, root, private_pem, duration_s * 0.4)),
+                    asyncio.create_task(_couple(phones, root, private_pem, duration_s * 0.4, screens_on)),
                 ]
                 await asyncio.sleep(duration_s / 2)
                 # Half-way, the cloud changes its mind about two shoppers; the store follows within a pull.
@@ -462,6 +535,7 @@ async def run_demo(
             summary.privacy_erasures = parts.privacy.counters.erasures
             gateway.request_stop()
             await gateway_task
+            summary.report = await _report(settings, started_wall, report_dir, out)
     print(
         f"summary: check-ins sent {summary.checkins_sent} (replays {summary.replays_sent}), "
         f"accepted {summary.checkins_accepted}, rejected {summary.rejected}; decisions {summary.decisions} "
@@ -471,8 +545,22 @@ async def run_demo(
         f"fitting room: {summary.device_commands} device commands, {summary.staff_notices} staff notices "
         f"({summary.staff_answers} answered); pickup: {summary.pickup_listed} listings, "
         f"{summary.pickup_collected} collected; privacy: {summary.privacy_exports} export answered, "
-        f"{summary.privacy_erasures} erasure at the till",
+        f"{summary.privacy_erasures} erasure at the till; till: {summary.sales_sent} sales",
         file=out,
         flush=True,
     )
+    if summary.report is not None:
+        print(f"report: {summary.report} (summary.json beside it)", file=out, flush=True)
     return summary
+
+
+async def _report(settings: GatewaySettings, since: float, folder: Path | None, out: TextIO) -> Path | None:
+    """The run's report (``edge-gateway report`` over the demo's ledger, once the gateway has stopped)."""
+    folder = folder or Path(tempfile.mkdtemp(prefix="edge-demo-report-"))
+    period = Period(since - 1.0, SystemClock().wall() + 1.0)
+    now = SystemClock().wall()
+    try:
+        return await asyncio.to_thread(write_report, settings, period, folder, now=now)
+    except (*READ_ERRORS, CatalogError) as exc:  # the demo's summary still stands; say why there is no report
+        print(f"report: not written ({exc})", file=out, flush=True)
+        return None

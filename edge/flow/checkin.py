@@ -73,6 +73,7 @@ class CheckinFlow:
         metrics: Metrics | None = None,
         ensure_profile: EnsureProfile | None = None,
         erased_at: Callable[[str], float | None] | None = None,
+        on_cart: Callable[[str, tuple[str, ...]], None] | None = None,
     ) -> None:
         self._topics = topics
         self._link = link
@@ -88,6 +89,8 @@ class CheckinFlow:
         self._ensure_profile = ensure_profile
         # An erased shopper's token may still be valid for minutes: refused until the cloud says otherwise.
         self._erased_at = erased_at
+        # An app check-in's cart, handed over before its decision (the basket, docs/context.md).
+        self._on_cart = on_cart
         # jti -> outcome of a check-in whose claim is committing (True: committed).
         self._committing: dict[str, asyncio.Future[bool]] = {}
         # Told (shopper, zone) of every check-in once it is committed (not of redeliveries): pickup.
@@ -117,6 +120,7 @@ class CheckinFlow:
             message.topic,
             redelivered=message.redelivered,
             committed=asked.append if parsed.request is not None else None,
+            cart=parsed.cart,
         )
         self._reply(parsed.reply_to, outcome)
         if asked and self.my_data is not None:
@@ -152,6 +156,7 @@ class CheckinFlow:
         *,
         redelivered: bool = False,
         committed: Callable[[str], None] | None = None,
+        cart: tuple[str, ...] = (),
     ) -> Accepted | Refused:
         """One check-in from any source (app/kiosk over MQTT, a QR code seen by a camera): verify, replay,
         consent, presence, decide, record, show. Every refusal is counted under ``origin``.
@@ -188,6 +193,8 @@ class CheckinFlow:
             self._stats.checkins += 1
             self._stats.last_checkin_wall = now
             self._floor.changed(self._floor.presence.checkin(event))
+            if cart and self._on_cart is not None:
+                self._on_cart(event.shopper_id, cart)
 
             fresh = True
 

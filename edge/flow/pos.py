@@ -1,9 +1,11 @@
-"""POS sales: ``pos/{lane}/transaction`` -> one ``conversion`` event in the outbox.
+"""POS sales: ``pos/{lane}/transaction`` -> one ``conversions`` row and its ``conversion`` event in the outbox.
 
 A sale is never lost for want of a shopper: a missing, refused or replayed token makes it anonymous, and the
 shopper's id is attached only with their ``measurement`` consent. Neither the token nor anything derived
-from it ever reaches the event. The handler returns (and the message is acknowledged) only once the event is
-durable; the event id is derived from the sale itself, so a redelivered message queues nothing new.
+from it ever reaches the event. The sale is kept in the ledger for measurement (edge/ledger/conversions.py)
+in the same transaction as its event, also when no cloud is configured. The handler returns (and the message
+is acknowledged) only once both are durable; the row's and the event's id is derived from the sale itself,
+so a redelivered message writes and queues nothing new.
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ from edge.events import Purpose
 from edge.flow.checkin import EnsureProfile
 from edge.identity import Claim, ConsentStore, Rejection, ReplayGuard, TokenVerifier
 from edge.ledger import WRITE_ERRORS, Ledger
-from edge.ledger.outbox import event_id_for
-from edge.sources.payloads import RejectCounter, Rejected, TransactionMessage, is_id, parse_transaction
+from edge.ledger.conversions import Conversion, SaleLine
+from edge.ledger.outbox import encode_event, event_id_for
+from edge.sources.payloads import (
+    RejectCounter,
+    Rejected,
+    TransactionItem,
+    TransactionMessage,
+    is_id,
+    parse_transaction,
+)
 from edge.sources.rejections import Kind, PosReject
 from edge.sync.wire import EventClass
 from edge.transport.mqtt import Inbound, MqttLink, RetryLater
@@ -31,6 +41,10 @@ log = logging.getLogger(__name__)
 KIND: Final = Kind.POS  # the rejection counter's kind: drops.rejected["pos.<reason>"]
 EVENT_KIND: Final = "conversion"
 _DAY_S: Final = 86_400.0
+
+# Called after a sale is durable with the verified shopper and the sale's lines: every sale whose token
+# verified and was fresh, whatever the shopper's consents (the decision context's basket, docs/context.md).
+OnSale = Callable[[str, tuple[TransactionItem, ...]], None]
 
 
 @dataclass(slots=True)
@@ -80,6 +94,7 @@ class PosFlow:
         rejects: RejectCounter,
         ensure_profile: EnsureProfile | None = None,
         collect: Callable[[Sequence[str], str], Awaitable[list[str]]] | None = None,
+        on_sale: OnSale | None = None,
     ) -> None:
         self.topics = topics
         self.clock = clock
@@ -91,6 +106,8 @@ class PosFlow:
         self.ensure_profile = ensure_profile
         # Hands over the pickup orders a sale names (``collected_orders``, docs/pickup.md).
         self.collect = collect
+        # The basket's hook (``OnSale``); its failure is logged, never the sale's.
+        self.on_sale = on_sale
         self.counters = PosCounters()
 
     def stats(self) -> PosStats:
@@ -114,19 +131,41 @@ class PosFlow:
         if isinstance(sale, Rejected):
             self.rejects.reject(KIND, sale.reason, message.topic)
             return
+        if sale.bad_categories:
+            # Kept, those lines without a category: counted once per sale.
+            self.rejects.reject(KIND, PosReject.BAD_CATEGORY, message.topic)
         now = self.clock.wall()
-        shopper_id, jti = await self._shopper(sale, message.topic, now, redelivered=message.redelivered)
+        shopper_id, verified, jti = await self._shopper(
+            sale, message.topic, now, redelivered=message.redelivered
+        )
+        event_id = sale_event_id(self.topics.root, lane, sale.txn_id, sale.ts_wall, now)
+        at_wall = sale.ts_wall if sale.ts_wall is not None else now
         outbox = self.ledger.outbox
+        event = None
+        if outbox.max_bytes is not None:  # None: no cloud sync configured, nothing to queue for it
+            event = encode_event(
+                EVENT_KIND,
+                EventClass.CONVERSION,
+                self._data(sale, lane),
+                at_wall=at_wall,
+                shopper_id=shopper_id,
+                event_id=event_id,
+            )
+        conversion = Conversion(
+            event_id=event_id,
+            at_wall=at_wall,
+            received_wall=now,
+            lane=lane,
+            shopper_id=shopper_id,
+            total=sale.amount,
+            currency=sale.currency,
+            lines=tuple(
+                SaleLine(sku=item.sku, qty=item.qty, price=item.price, category=item.category)
+                for item in sale.items
+            ),
+        )
         try:
-            if outbox.max_bytes is not None:  # None: no cloud sync configured, nothing to queue for it
-                await outbox.enqueue(
-                    EVENT_KIND,
-                    EventClass.CONVERSION,
-                    self._data(sale, lane),
-                    shopper_id=shopper_id,
-                    at_wall=sale.ts_wall if sale.ts_wall is not None else now,
-                    event_id=sale_event_id(self.topics.root, lane, sale.txn_id, sale.ts_wall, now),
-                )
+            await self.ledger.record_conversion(conversion, event)
             if sale.collected_orders and self.collect is not None:
                 # After the sale is durable and before the token's claim: a redelivery collects again,
                 # harmlessly (an order is collected once).
@@ -144,18 +183,24 @@ class PosFlow:
         if not fresh:
             # Only if memory and disk disagree (a clock jump); the disk is the authority, and it is counted.
             self.rejects.reject(KIND, PosReject.REPLAYED_ON_DISK, message.topic)
+        elif verified is not None and self.on_sale is not None:
+            try:
+                self.on_sale(verified, sale.items)
+            except Exception:  # a hook's bug must not fail a durable sale (the message would be redelivered)
+                log.exception("the POS sale hook failed (the sale is recorded)")
 
     async def _shopper(
         self, sale: TransactionMessage, topic: str, now: float, *, redelivered: bool
-    ) -> tuple[str | None, tuple[str, float] | None]:
-        """The shopper id the event may carry, and the (jti, exp) claimed in memory for it, if any."""
+    ) -> tuple[str | None, str | None, tuple[str, float] | None]:
+        """The shopper id the event may carry, the verified shopper of a fresh token (whatever their
+        consents), and the (jti, exp) claimed in memory for it, if any."""
         if sale.token is None:
-            return None, None
+            return None, None, None
         verified = self.verifier.verify(sale.token)
         if isinstance(verified, Rejection):
             # A bad token never costs the store its sale: recorded anonymously, the token counted.
             self.rejects.reject(KIND, PosReject.BAD_TOKEN, topic)
-            return None, None
+            return None, None, None
         if self.ensure_profile is not None:
             # A shopper new to this store: their consents from the cloud, within a short wait.
             await self.ensure_profile(verified.sub)
@@ -171,11 +216,11 @@ class PosFlow:
                 self.rejects.reject(KIND, PosReject.CLOCK_BEHIND, topic)
             else:
                 self.rejects.reject(KIND, PosReject.REPLAYED_TOKEN, topic)
-            return None, None
+            return None, None, None
         jti = (verified.jti, verified.replay_until)
         if not self.consents.has(verified.sub, Purpose.MEASUREMENT):
-            return None, jti
-        return verified.sub, jti
+            return None, verified.sub, jti
+        return verified.sub, verified.sub, jti
 
     @staticmethod
     def _data(sale: TransactionMessage, lane: str) -> dict[str, Any]:

@@ -387,6 +387,9 @@ SCHEMA_STEPS: Final[tuple[tuple[Statement, ...], ...]] = (
             currency      TEXT
         ) WITHOUT ROWID""",
         "CREATE INDEX conversions_at ON conversions (at_wall)",
+        # Retention goes by when the gateway heard the sale (its own clock): a POS stamp years off cannot
+        # keep a row for ever nor delete it at once.
+        "CREATE INDEX conversions_received ON conversions (received_wall)",
         "CREATE INDEX conversions_shopper ON conversions (shopper_id, at_wall) WHERE shopper_id IS NOT NULL",
         """CREATE TABLE conversion_items (
             event_id TEXT NOT NULL REFERENCES conversions (event_id) ON DELETE CASCADE,
@@ -398,6 +401,11 @@ SCHEMA_STEPS: Final[tuple[tuple[Statement, ...], ...]] = (
             PRIMARY KEY (event_id, line)
         ) WITHOUT ROWID""",
         "CREATE INDEX conversion_items_sku ON conversion_items (sku)",
+        # A holdout decision's counterfactual: the offer the policy would have shown (edge/decide/policy.py),
+        # what the holdout comparison groups held-out shoppers by, offer by offer.
+        "ALTER TABLE decisions ADD COLUMN counterfactual_offer_id TEXT",
+        # The holdout decisions of a period, without reading every decision (a tenth of them, or fewer).
+        "CREATE INDEX decisions_holdout ON decisions (at_wall) WHERE holdout = 1",
     ),
     (
         # The decision's context as the model saw it (edge/decide/logged.py), for every decision: what an

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, TypeVar
 
 from edge.clock import iso_utc
+from edge.decide.logged import without_personal
 from edge.events import Candidates, Decision, Purpose
 from edge.ledger.deadletter import anonymise_dead_letters
 from edge.ledger.outbox import NewEvent, anonymise_shopper_events, encode_event, event_id_for, insert_event
@@ -36,6 +37,8 @@ DECISION_COLUMNS: Final = (
     "personalized",
     "candidates",
     "features",
+    "context",
+    "counterfactual_offer_id",
 )
 DECISION_FLAGS: Final = frozenset({"explored", "holdout", "personalized"})
 EXPOSURE_COLUMNS: Final = (
@@ -99,6 +102,9 @@ def insert_decision(decision: Decision, *, keep_shopper: bool, outbox_max_bytes:
         int(decision.personalized),
         candidates_json(decision.candidates),
         decision.features if keep_shopper else None,
+        # A shopper not kept leaves the store's part of the context only (their profile and basket go).
+        decision.context if keep_shopper else without_personal(decision.context),
+        decision.counterfactual_offer_id,
     )
     event = encode_event(
         "decision",
@@ -277,6 +283,10 @@ def store_consent(tx: Tx, row: ConsentRow) -> bool:
             row.at_wall,
         ),
     )
+    if rows and row.purpose is Purpose.MEASUREMENT and not row.granted:
+        # Campaign exposures are kept for measurement only: a withdrawal here takes them at once, before
+        # the cloud's deletes arrive.
+        tx.execute("DELETE FROM campaign_exposures WHERE shopper_id = ?", (row.shopper_id,))
     return bool(rows)
 
 
@@ -329,11 +339,14 @@ def erase_shopper(tx: Tx, shopper_id: str, erased_wall: float) -> int:
         "DELETE FROM consents WHERE shopper_id = ?",
         "DELETE FROM device_setting_shoppers WHERE shopper_id = ?",
         "DELETE FROM pickup_orders WHERE shopper_id = ?",
+        # Their sales kept for measurement (the lines go by the cascade); the cloud erases its own copy.
+        "DELETE FROM conversions WHERE shopper_id = ?",
+        "DELETE FROM campaign_exposures WHERE shopper_id = ?",
         "DELETE FROM profiles WHERE shopper_id = ?",
         "DELETE FROM eid_keys WHERE shopper_id = ?",
         "DELETE FROM shopper_seen WHERE shopper_id = ?",
-        # The feature row holds what the profile said (visits, affinity): it goes with the link.
-        "UPDATE decisions SET shopper_id = NULL, features = NULL WHERE shopper_id = ?",
+        # The feature row and the logged context hold what the profile and basket said: they go with the link.
+        "UPDATE decisions SET shopper_id = NULL, features = NULL, context = NULL WHERE shopper_id = ?",
         "UPDATE exposures SET shopper_id = NULL WHERE shopper_id = ?",
         "UPDATE staff_interactions SET shopper_id = NULL WHERE shopper_id = ?",
     ):

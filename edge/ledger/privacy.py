@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -50,6 +50,10 @@ class ShopperRows:
     refused_events: list[dict[str, Any]]
     exports: list[dict[str, Any]]
     truncated: dict[str, int]
+    # Their POS sales kept for measurement (edge/ledger/conversions.py), newest first, each with its lines.
+    conversions: list[dict[str, Any]] = field(default_factory=list)
+    # Online campaigns the cloud says they saw (only with `measurement`), newest first.
+    campaign_exposures: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_shopper(tx: Tx, shopper_id: str) -> ShopperRows:
@@ -144,7 +148,36 @@ def read_shopper(tx: Tx, shopper_id: str) -> ShopperRows:
             ("at_wall", "action", "via", "request_id"),
         ),
         truncated=truncated,
+        conversions=_conversions(tx, shopper_id, rows),
+        campaign_exposures=rows(
+            "campaign_exposures",
+            "SELECT exposure_id, campaign_id, at_wall, skus, category FROM campaign_exposures "
+            "WHERE shopper_id = ? ORDER BY at_wall DESC, exposure_id",
+            ("exposure_id", "campaign_id", "at_wall", "skus", "category"),
+        ),
     )
+
+
+def _conversions(
+    tx: Tx, shopper_id: str, rows: Callable[[str, str, Sequence[str]], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """The shopper's kept sales (at most ``MAX_ROWS``, newest first), each with its lines in till order."""
+    sales = rows(
+        "conversions",
+        "SELECT event_id, at_wall, received_wall, lane, total, currency FROM conversions "
+        "WHERE shopper_id = ? ORDER BY at_wall DESC, event_id",
+        ("event_id", "at_wall", "received_wall", "lane", "total", "currency"),
+    )
+    by_id = {sale["event_id"]: {**sale, "items": []} for sale in sales}
+    for event_id, sku, category, qty, price in tx.fetch(
+        "SELECT i.event_id, i.sku, i.category, i.qty, i.price FROM conversion_items i "
+        "JOIN conversions c ON c.event_id = i.event_id WHERE c.shopper_id = ? ORDER BY i.event_id, i.line",
+        (shopper_id,),
+    ):
+        sale = by_id.get(event_id)
+        if sale is not None:
+            sale["items"].append({"sku": sku, "category": category, "qty": qty, "price": price})
+    return list(by_id.values())
 
 
 def read_shopper_op(shopper_id: str) -> Op[ShopperRows]:

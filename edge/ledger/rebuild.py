@@ -35,6 +35,7 @@ _TABLES: Final = (
     ("offers", "offer_id", ChangeKind.OFFER),
     ("inventory", "offer_id", ChangeKind.INVENTORY),
     ("pickup_orders", "order_id", ChangeKind.ORDER),
+    ("campaign_exposures", "exposure_id", ChangeKind.CAMPAIGN_EXPOSURE),
 )
 
 
@@ -49,6 +50,7 @@ class Swept:
     inventory: tuple[str, ...] = ()
     consents: tuple[tuple[str, Purpose], ...] = ()
     orders: tuple[str, ...] = ()
+    campaign_exposures: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
         return {
@@ -59,6 +61,7 @@ class Swept:
             "inventory": len(self.inventory),
             "consents": len(self.consents),
             "orders": len(self.orders),
+            "campaign_exposures": len(self.campaign_exposures),
         }
 
 
@@ -150,6 +153,7 @@ def sweep(tx: Tx) -> Swept:
         offers=removed["offers"],
         inventory=removed["inventory"],
         orders=removed["pickup_orders"],
+        campaign_exposures=removed["campaign_exposures"],
         consents=tuple(
             sorted((str(shopper), Purpose(purpose)) for shopper, purpose in consents if purpose in _PURPOSES)
         ),

@@ -1,7 +1,7 @@
 """The gateway's local replica of the cloud: pulled change pages applied atomically with their cursor.
 
-Profiles, consents, EID keys, token keys, offers, inventory and erasures (tombstones). See docs/ledger.md
-"Replica" and docs/sync.md for the wire contract.
+Profiles, consents, EID keys, token keys, offers, inventory, pickup orders, campaign exposures and erasures
+(tombstones). See docs/ledger.md "Replica" and docs/sync.md for the wire contract.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Final
 from edge.clock import Clock
 from edge.events import Purpose
 from edge.ledger import rebuild, tombstones
+from edge.ledger.context import WEATHER_AHEAD_S, store_weather
 from edge.ledger.ops import ConsentRow, erase_shopper, store_consent
 from edge.ledger.rebuild import CURSOR_KEY, SEED_SOURCE, Swept, queued_consents
 from edge.ledger.writer import Op, Read, Submit, Tx
@@ -214,6 +215,47 @@ def _order(tx: Tx, change: Change) -> bool:
     return bool(rows)
 
 
+def _campaign_exposure(tx: Tx, change: Change) -> bool:
+    """Kept only while the shopper's ``measurement`` consent here is a grant (a withdrawal at the store may
+    be ahead of the cloud) and they were not erased since; a delete (withdrawal, lapse) removes it."""
+    if change.op == "delete":
+        tx.execute("DELETE FROM campaign_exposures WHERE exposure_id = ?", (change.id,))
+        return True
+    data = change.data
+    shopper = str(data["shopper_id"])
+    rows = tx.returning(
+        "INSERT INTO campaign_exposures (exposure_id, shopper_id, campaign_id, at_wall, skus, category) "  # noqa: S608
+        f"SELECT ?, ?, ?, ?, ?, ? WHERE {_NOT_ERASED} AND EXISTS (SELECT 1 FROM consents "
+        "WHERE shopper_id = ? AND purpose = ? AND granted = 1) ON CONFLICT (exposure_id) DO UPDATE SET "
+        "shopper_id = excluded.shopper_id, campaign_id = excluded.campaign_id, at_wall = excluded.at_wall, "
+        "skus = excluded.skus, category = excluded.category RETURNING 1",
+        (
+            change.id,
+            shopper,
+            str(data["campaign_id"]),
+            float(data["at_wall"]),
+            json.dumps(list(data["skus"]), separators=(",", ":"), ensure_ascii=False),
+            data["category"],
+            shopper,
+            change.at_wall,
+            shopper,
+            Purpose.MEASUREMENT.value,
+        ),
+    )
+    return bool(rows)
+
+
+def _weather(tx: Tx, change: Change, arrived_wall: float) -> bool:
+    """The store's weather from the cloud: kept if newer than the one kept (the sensor's too), and not dated
+    beyond the skew ahead of the gateway's clock (it would outrank every true reading until then)."""
+    data = change.data
+    observed = float(data["observed_wall"])
+    if observed > arrived_wall + WEATHER_AHEAD_S:
+        return False
+    reading = {key: data[key] for key in ("temp_c", "precipitation", "forecast_max_c")}
+    return store_weather(tx, "cloud", observed, reading)
+
+
 def _consent_row(change: Change) -> ConsentRow:
     data = change.data
     return ConsentRow(
@@ -281,6 +323,10 @@ def apply_page_op(
                 took = _inventory(tx, change)
             elif kind is ChangeKind.ORDER:
                 took = _order(tx, change)
+            elif kind is ChangeKind.WEATHER:
+                took = _weather(tx, change, arrived_wall)
+            elif kind is ChangeKind.CAMPAIGN_EXPOSURE:
+                took = _campaign_exposure(tx, change)
             elif kind is ChangeKind.ERASURE:
                 if change.op == "upsert":
                     # No erasure event: the cloud is where this one came from.

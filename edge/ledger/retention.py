@@ -47,6 +47,8 @@ REMOVED_KEYS: Final = (
     "privacy_audit",
     "dead_letters",
     "collected_orders",
+    "conversions",
+    "campaign_exposures",
     "profiles",
     "shopper_seen",
     "corrupt_files",
@@ -64,6 +66,8 @@ class Retention:
     privacy_audit_days: float = 365.0
     dead_letters_days: float = 30.0
     collected_orders_days: float = 30.0
+    conversions_days: float = 90.0
+    campaign_exposures_days: float = 30.0
     profiles_unseen_days: float = 30.0
 
     def __post_init__(self) -> None:
@@ -114,6 +118,14 @@ _BY_AGE: Final = (
         "DELETE FROM pickup_orders WHERE collected_wall IS NOT NULL AND collected_wall < ?",
         ("collected_orders",),
     ),
+    # POS sales kept for measurement, by when the gateway heard them; their lines go by the cascade.
+    ("conversions", "DELETE FROM conversions WHERE received_wall < ?", ("conversions",)),
+    # Campaign exposures, by when the shopper saw the campaign (the cloud deletes them on a withdrawal too).
+    (
+        "campaign_exposures",
+        "DELETE FROM campaign_exposures WHERE at_wall < ?",
+        ("campaign_exposures",),
+    ),
 )
 
 # A seen mark of a shopper erased at or after it is never written (an erasure leaves nothing behind).
@@ -152,6 +164,8 @@ def purge(now_wall: float, retention: Retention, seen: Sequence[SeenMark] = ()) 
         "privacy_audit": retention.privacy_audit_days,
         "dead_letters": retention.dead_letters_days,
         "collected_orders": retention.collected_orders_days,
+        "conversions": retention.conversions_days,
+        "campaign_exposures": retention.campaign_exposures_days,
     }
     cutoff = {name: now_wall - days * DAY_S for name, days in cutoffs.items()}
 

@@ -22,6 +22,8 @@ import aiosqlite
 from edge.clock import Clock
 from edge.events import Decision, Purpose
 from edge.ledger import ops, privacy, retention
+from edge.ledger.context import ContextStore
+from edge.ledger.conversions import Conversion, insert_conversion
 from edge.ledger.deadletter import DeadLetters
 from edge.ledger.errors import WRITE_ERRORS, LedgerError
 from edge.ledger.ops import DECISION_COLUMNS, DECISION_FLAGS, EXPOSURE_COLUMNS, ConsentRow
@@ -146,6 +148,7 @@ class Ledger:
         self.replica = Replica(self._submit, self._read, clock, after_scrub=self._drop_all_corrupt)
         self.dead_letters = DeadLetters(self._submit, self._read)
         self.seen = SeenMarks(self._submit, self._read, clock)
+        self.context = ContextStore(self._submit, self._read, path)
         self._purger = Purger(
             self._submit,
             self._read,
@@ -363,6 +366,12 @@ class Ledger:
             shopper_id,
             outbox_max_bytes=self.outbox.max_bytes,
         )
+        return await self._submit(op)
+
+    async def record_conversion(self, conversion: Conversion, event: NewEvent | None) -> bool:
+        """A POS sale kept for measurement, durable with its ``conversion`` event (None, or no cloud configured:
+        the row alone); False if this sale (its event id) was recorded before: nothing written or queued."""
+        op = insert_conversion(conversion, event, outbox_max_bytes=self.outbox.max_bytes)
         return await self._submit(op)
 
     async def collect_orders(self, order_ids: Sequence[str], via: str) -> list[str]:

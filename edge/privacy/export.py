@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from edge.clock import iso_utc
+from edge.decide.logged import personal_parts
 from edge.ledger.privacy import ShopperRows
 from edge.privacy.explain import Explainer
 
@@ -39,6 +40,8 @@ class Retention:
     device_settings_s: float
     staff_interactions_s: float
     profile_unseen_s: float | None = None
+    conversions_s: float | None = None  # the POS sales kept for measurement (None: not said)
+    campaign_exposures_s: float | None = None  # online campaigns seen, from the cloud (None: not said)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,8 @@ def build_export(rows: ShopperRows, ctx: ExportContext, explainer: Explainer | N
                 "explored": d["explored"],
                 "holdout": d["holdout"],
                 "propensity": round(float(d["propensity"]), 6),
+                # What the decision's logged context says about the shopper (profile used, basket), if anything.
+                "context": personal_parts(d.get("context")),
                 "why": None
                 if why is None
                 else [{"feature": c.feature, "label": c.label, "logit": c.logit} for c in why],
@@ -102,6 +107,10 @@ def build_export(rows: ShopperRows, ctx: ExportContext, explainer: Explainer | N
             "device_settings": keep.device_settings_s / _DAY,
             "staff_interactions": keep.staff_interactions_s / _DAY,
             "profile_unseen": None if keep.profile_unseen_s is None else keep.profile_unseen_s / _DAY,
+            "purchases": None if keep.conversions_s is None else keep.conversions_s / _DAY,
+            "campaign_exposures": None
+            if keep.campaign_exposures_s is None
+            else keep.campaign_exposures_s / _DAY,
         },
         "consents": [
             {
@@ -171,6 +180,34 @@ def build_export(rows: ShopperRows, ctx: ExportContext, explainer: Explainer | N
             }
             for o in rows.pickup_orders
         ],
+        # Sales kept here to measure offers (only with `measurement`), deleted by when the store heard them.
+        "purchases": [
+            {
+                "at": _t(c["at_wall"]),
+                "lane": c["lane"],
+                "total": c["total"],
+                "currency": c["currency"],
+                "items": [{**item, "qty": _quantity(item["qty"])} for item in c["items"]],
+                "deleted_by": None
+                if keep.conversions_s is None
+                else _t(float(c["received_wall"]) + keep.conversions_s),
+            }
+            for c in rows.conversions
+        ],
+        # Online campaigns the retailer says the shopper saw (only with `measurement`): a sale here may be
+        # attributed to one (online -> store); deleted by when they saw it.
+        "campaign_exposures": [
+            {
+                "campaign": x["campaign_id"],
+                "at": _t(x["at_wall"]),
+                "skus": json.loads(x["skus"]),
+                "category": x["category"],
+                "deleted_by": None
+                if keep.campaign_exposures_s is None
+                else _t(float(x["at_wall"]) + keep.campaign_exposures_s),
+            }
+            for x in rows.campaign_exposures
+        ],
         "conversions": [
             {"at": _t(e["at_wall"]), "state": "waiting to be sent to the retailer"}
             for e in rows.queued_events
@@ -190,6 +227,11 @@ def build_export(rows: ShopperRows, ctx: ExportContext, explainer: Explainer | N
         ],
         "truncated": rows.truncated,
     }
+
+
+def _quantity(qty: object) -> object:
+    """A line's quantity as the till sent it: a whole number stays one (the ledger keeps it as REAL)."""
+    return int(qty) if isinstance(qty, float) and qty.is_integer() else qty
 
 
 def _days(seconds: float | None) -> str:
@@ -233,6 +275,8 @@ def summary(doc: Mapping[str, Any]) -> dict[str, Any]:
         "device_settings": len(doc.get("device_settings") or []),
         "staff_interactions": len(doc.get("staff_interactions") or []),
         "pickup_orders": len(doc.get("pickup_orders") or []),
+        "purchases": len(doc.get("purchases") or []),
+        "campaign_exposures": len(doc.get("campaign_exposures") or []),
         "waiting_for_cloud": len((doc.get("sent_to_cloud") or {}).get("waiting") or []),
         "beacon_key": doc.get("beacon_key") is not None,
         "retention_days": doc.get("retention_days"),

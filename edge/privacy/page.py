@@ -76,6 +76,12 @@ how the store learns what works).{% elif d.personalized %}Chosen for you by mode
 {% if o.collected_at %}(collected {{ o.collected_at }}){% else %}(ready since {{ o.ready_at }}){% endif %}</li>
 {% endfor %}</ul>{% else %}<p>None.</p>{% endif %}
 
+<h2>Purchases kept to measure offers</h2>
+{% if doc.purchases %}<ul>{% for c in doc.purchases %}<li>{{ c.at }}, till {{ c.lane }}: {{ c.total }}
+{{ c.currency or '' }} ({% for i in c["items"] %}{{ i.qty }} x {{ i.sku }}{% if not loop.last %}, {% endif %}{% endfor %})
+{% if c.deleted_by %}<span class="muted">(deleted by {{ c.deleted_by }})</span>{% endif %}</li>{% endfor %}</ul>
+{% else %}<p>None kept linked to you.</p>{% endif %}
+
 <h2>What the store sends to the retailer</h2>
 <p>{{ doc.sent_to_cloud.meaning }}.</p>
 {% if doc.sent_to_cloud.waiting %}<ul>{% for e in doc.sent_to_cloud.waiting %}<li>{{ e.kind }}, {{ e.at }}</li>

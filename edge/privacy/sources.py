@@ -33,6 +33,8 @@ def retention_of(settings: GatewaySettings) -> Retention:
         device_settings_s=kept.device_settings_days * _DAY,
         staff_interactions_s=kept.staff_interactions_days * _DAY,
         profile_unseen_s=kept.profiles_unseen_days * _DAY,
+        conversions_s=kept.conversions_days * _DAY,
+        campaign_exposures_s=kept.campaign_exposures_days * _DAY,
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from edge.clock import parse_iso_utc
 from edge.sources.rejections import (
@@ -20,6 +20,7 @@ from edge.sources.rejections import (
     PosReject,
     RejectCounter,
 )
+from storecontract.offers import Category
 
 __all__ = [
     "AckMessage",
@@ -48,7 +49,12 @@ MAX_ID_LEN: Final = 64
 MAX_TOKEN_LEN: Final = 4096
 # A POS transaction: ~70 bytes per item, so 200 items is about the 16 KiB payload cap anyway.
 MAX_TXN_ITEMS: Final = 200
+# A sale line's optional ``category``: one of the contract's (the offers' categories).
+SALE_CATEGORIES: Final = frozenset(get_args(Category))
 MAX_COLLECTED_ORDERS: Final = 16  # pickup orders handed over at one sale
+# A scan-and-go cart sent with an app check-in: as many lines as a POS sale may have (its SKUs are ids too);
+# how many of them a basket keeps is `[context] cart_max_items` (docs/context.md).
+MAX_CART_ITEMS: Final = MAX_TXN_ITEMS
 # Beyond these a quantity or an amount is junk or a POS bug, not a sale; they also keep every total
 # finite (200 items x 1e6 x 1e12 is far below a float's range), so no sum can overflow.
 MAX_ITEM_QTY: Final = 1_000_000
@@ -94,6 +100,8 @@ class CheckinMessage:
     # A kiosk check-in may ask for the shopper's data (``"my_data"``) on the kiosk's own screen (``display``).
     request: str | None = None
     display: str | None = None
+    # An app's scan-and-go cart: the SKUs in the shopper's hands (docs/context.md "Basket").
+    cart: tuple[str, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -109,6 +117,8 @@ class TransactionItem:
     sku: str
     qty: int
     price: float
+    # One of the contract's categories (attribution matches an offer's category by it), or None.
+    category: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -123,6 +133,8 @@ class TransactionMessage:
     ts_wall: float | None = None
     # Pickup orders handed over at this sale (docs/pickup.md)
     collected_orders: tuple[str, ...] = ()
+    # Lines whose ``category`` was not one of the contract's: kept without it (the caller counts them).
+    bad_categories: int = 0
 
     @property
     def amount(self) -> float:
@@ -233,9 +245,25 @@ def parse_checkin(payload: bytes) -> CheckinMessage | Rejected:
     request, display = body.get("request"), body.get("display")
     if request is not None and (request not in CHECKIN_REQUESTS or source != "kiosk" or not _is_id(display)):
         return Rejected(CheckinReject.BAD_REQUEST)
+    # A bad cart refuses the check-in, as every other bad field does: the app is the one sender, and a cart
+    # dropped quietly would hide its bug behind decisions that merely look worse.
+    cart = body.get("cart")
+    if cart is not None and (
+        source != "app"
+        or not isinstance(cart, list)
+        or len(cart) > MAX_CART_ITEMS
+        or not all(_is_id(sku) for sku in cart)
+    ):
+        return Rejected(CheckinReject.BAD_CART)
     assert isinstance(zone, str)
     return CheckinMessage(
-        token=token, zone=zone, source=str(source), reply_to=reply_to, request=request, display=display
+        token=token,
+        zone=zone,
+        source=str(source),
+        reply_to=reply_to,
+        request=request,
+        display=display,
+        cart=tuple(cart or ()),
     )
 
 
@@ -287,7 +315,8 @@ def exposure_time(shown_at_wall: float | None, decided_wall: float, acked_wall: 
     return acked_wall, True
 
 
-def _item(value: object) -> TransactionItem | Rejected:
+def _item(value: object) -> tuple[TransactionItem, bool] | Rejected:
+    """A sale line, and whether it named a category that is not one of the contract's (dropped)."""
     if not isinstance(value, dict):
         return Rejected(PosReject.BAD_ITEM)
     sku, qty = value.get("sku"), value.get("qty")
@@ -299,7 +328,12 @@ def _item(value: object) -> TransactionItem | Rejected:
     if price is None:
         return Rejected(PosReject.BAD_PRICE)
     assert isinstance(sku, str)
-    return TransactionItem(sku=sku, qty=qty, price=price)
+    category = value.get("category")
+    if category is not None and not (isinstance(category, str) and category in SALE_CATEGORIES):
+        # The sale stays (a category the gateway does not know yet must not cost the store its sales); the
+        # line only loses its category, and the caller counts it.
+        return TransactionItem(sku=sku, qty=qty, price=price), True
+    return TransactionItem(sku=sku, qty=qty, price=price, category=category), False
 
 
 def parse_transaction(payload: bytes) -> TransactionMessage | Rejected:
@@ -320,10 +354,13 @@ def parse_transaction(payload: bytes) -> TransactionMessage | Rejected:
     if len(raw_items) > MAX_TXN_ITEMS:
         return Rejected(PosReject.TOO_MANY_ITEMS)
     items: list[TransactionItem] = []
+    bad_categories = 0
     for raw in raw_items:
-        item = _item(raw)
-        if isinstance(item, Rejected):
-            return item
+        line = _item(raw)
+        if isinstance(line, Rejected):
+            return line
+        item, bad_category = line
+        bad_categories += bad_category
         items.append(item)
     total: float | None = None
     if body.get("total") is not None:
@@ -359,6 +396,7 @@ def parse_transaction(payload: bytes) -> TransactionMessage | Rejected:
         currency=currency,
         ts_wall=ts_wall,
         collected_orders=tuple(collected),
+        bad_categories=bad_categories,
     )
 
 

@@ -31,6 +31,7 @@ class Kind(StrEnum):
     STAFF_ACK = "staff_ack"
     PRIVACY = "privacy"
     PRIVACY_REQUEST = "privacy_request"
+    WEATHER = "weather"
 
 
 class Envelope(StrEnum):
@@ -50,6 +51,7 @@ class CheckinReject(StrEnum):
     BAD_SOURCE = "bad_source"
     BAD_REPLY_TO = "bad_reply_to"
     BAD_REQUEST = "bad_request"
+    BAD_CART = "bad_cart"
     BAD_TS = "bad_ts"
     UNKNOWN_ZONE = "unknown_zone"
     NO_CONSENT = "no_consent"
@@ -90,6 +92,7 @@ class PosReject(StrEnum):
     BAD_CURRENCY = "bad_currency"
     BAD_TS = "bad_ts"
     BAD_COLLECTED_ORDERS = "bad_collected_orders"
+    BAD_CATEGORY = "bad_category"
     BAD_TOKEN = "bad_token"  # noqa: S105 - a reason's name, not a secret
     REPLAYED_TOKEN = "replayed_token"  # noqa: S105 - a reason's name, not a secret
     REPLAYED_ON_DISK = "replayed_on_disk"
@@ -144,6 +147,17 @@ class PrivacyReject(StrEnum):
     CLOCK_BEHIND = "clock_behind"
 
 
+class WeatherReject(StrEnum):
+    """A local weather sensor's reading (``context/weather``), refused (the cloud's are sync rejections)."""
+
+    BAD_TS = "bad_ts"
+    BAD_TEMP = "bad_temp"
+    BAD_PRECIPITATION = "bad_precipitation"
+    BAD_FORECAST = "bad_forecast"
+    BAD_OBSERVED_AT = "bad_observed_at"
+    FUTURE = "future"
+
+
 class PrivacyRequestReject(StrEnum):
     """The cloud's signed request for a shopper's export (``privacy/request``), refused."""
 
@@ -176,6 +190,7 @@ _TOKEN: Final[Mapping[str, str]] = {
     TokenReason.TOO_LONG_LIVED: "`exp` is more than `identity.max_token_lifetime_s` after `iat`",
 }
 _TS = "`ts` present but not an ISO-8601 UTC date-time (`Z` or `+00:00`, at most 40 characters)"
+_TEMP = "a number of degrees Celsius from -90 to 60 (a bool is not a number)"
 
 # What each reason means, by kind, in the order docs/mqtt.md lists them. Every member of the kind's enums
 # must be here (tests/sources/test_rejections.py), so the documentation cannot fall behind the code.
@@ -190,6 +205,8 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         CheckinReject.BAD_REPLY_TO: "`reply_to` present but not an id (1-64 ASCII letters, digits, `-`, `_`, `.`)",
         CheckinReject.BAD_REQUEST: '`request` present but not `"my_data"`, or not from a `kiosk` naming its '
         "`display` (an id)",
+        CheckinReject.BAD_CART: "`cart` present but not a list of at most 200 SKUs (ids, as a POS sale's), or "
+        "not from the `app`",
         CheckinReject.UNKNOWN_ZONE: "`zone` is not one of the store's configured zones",
         TokenReason.MALFORMED: "the token is not a JWT we can read, or its claims have the wrong types",
         TokenReason.OVERSIZED: "the token is too long (a QR check-in's; an MQTT one is `oversized_token`)",
@@ -236,6 +253,8 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         PosReject.BAD_CURRENCY: "`currency` is not three upper-case letters",
         PosReject.BAD_TS: "`ts` is not an ISO-8601 date-time in the years 2000-2099",
         PosReject.BAD_COLLECTED_ORDERS: "`collected_orders` is not a list of at most 16 order ids",
+        PosReject.BAD_CATEGORY: "an item's `category` is not one of the offers' categories; **the sale is kept**, "
+        "that line without a category (counted once per sale)",
         PosReject.BAD_TOKEN: "the token was refused (reason in `tokens.rejected`); **the sale is kept**, "
         "anonymous",
         PosReject.REPLAYED_TOKEN: "the token was already used; **the sale is kept**, anonymous",
@@ -305,6 +324,15 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         PrivacyRequestReject.BAD_CLAIMS: '`kind` is not `"export"`, or `request_id`, `sub`, `iat` or `exp` is '
         "missing or malformed",
     },
+    Kind.WEATHER: {
+        **_ENVELOPE,
+        WeatherReject.BAD_TS: _TS,
+        WeatherReject.BAD_TEMP: f"`temp_c` is not {_TEMP}",
+        WeatherReject.BAD_PRECIPITATION: "`precipitation` is not `true` or `false`",
+        WeatherReject.BAD_FORECAST: f"`forecast_max_c` present but not {_TEMP}",
+        WeatherReject.BAD_OBSERVED_AT: "`observed_at` missing or not an ISO-8601 UTC date-time",
+        WeatherReject.FUTURE: "`observed_at` more than 300 s ahead of the gateway's clock",
+    },
 }
 
 # The enums whose members make up each kind's reasons (the drift test checks MEANINGS against these).
@@ -319,6 +347,7 @@ REASONS: Final[Mapping[Kind, tuple[type[StrEnum], ...]]] = {
     Kind.STAFF_ACK: (Envelope, StaffAckReject),
     Kind.PRIVACY: (Envelope, PrivacyReject, TokenReason),
     Kind.PRIVACY_REQUEST: (PrivacyRequestReject,),
+    Kind.WEATHER: (Envelope, WeatherReject),
 }
 
 
@@ -375,6 +404,7 @@ _TITLES: Final[Mapping[Kind, str]] = {
     Kind.STAFF_ACK: "staff answer to a notice (`…/staff/{team}/ack`)",
     Kind.PRIVACY: "a shopper's privacy action at a touchpoint (`…/privacy/action`)",
     Kind.PRIVACY_REQUEST: "the cloud's signed request for a shopper's export (`…/privacy/request`)",
+    Kind.WEATHER: "a local weather sensor's reading (`…/context/weather`)",
 }
 
 

@@ -82,6 +82,8 @@ class Mirror:
         self.order_listeners: list[Callable[[str, Order | None], None]] = []
         self.erasure_listeners: list[Callable[[str], None]] = []
         self.offer_listeners: list[Callable[[OfferOverlay], None]] = []
+        # The store's weather from the cloud (docs/context.md), after the ledger kept it (if it was newer).
+        self.weather_listeners: list[Callable[[Change], None]] = []
         self.applied: Counter[str] = Counter()
 
     def apply(self, changes: Sequence[Change]) -> None:
@@ -152,6 +154,9 @@ class Mirror:
                 self._order(change)
             case ChangeKind.ERASURE:
                 self.erase(shopper)
+            case ChangeKind.WEATHER:
+                for listener in tuple(self.weather_listeners):
+                    listener(change)
         return False
 
     def _order(self, change: Change) -> None:

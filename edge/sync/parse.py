@@ -22,9 +22,11 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import ValidationError
 
 from edge.clock import parse_iso_utc
-from edge.decide.catalog import Offer
+from edge.context.weather import read_fields
+from edge.decide.catalog import CATEGORIES, Offer
 from edge.events import Purpose
 from edge.identity.consent import minimal_profile
+from edge.sources.rejections import WeatherReject
 from edge.sync.wire import Change, ChangeKind
 
 MAX_ID_CHARS: Final = 128
@@ -34,9 +36,13 @@ MAX_REASON_CHARS: Final = 300  # the reference server's own cap on a rejection's
 MAX_ORDER_REFERENCE_CHARS: Final = 32  # what a pickup screen shows, e.g. "A-1042"
 MAX_ORDER_COUNTER_CHARS: Final = 64  # where to collect, e.g. "Click & collect, ground floor"
 IDENTITY_KEY_BYTES: Final = 16
+# A campaign exposure's SKUs: as many as an offer may list (the contract's Offer.skus), each as long.
+MAX_CAMPAIGN_SKUS: Final = 64
+MAX_SKU_CHARS: Final = 64
 MAX_ROTATION_EXPONENT: Final = 15
 _COUNTER_MODULUS: Final = 2**32
-_UPSERT_ONLY: Final = frozenset({ChangeKind.ERASURE})
+# A store's weather is replaced by a newer reading or goes stale by itself (docs/context.md): never deleted.
+_UPSERT_ONLY: Final = frozenset({ChangeKind.ERASURE, ChangeKind.WEATHER})
 
 
 class AnswerError(ValueError):
@@ -264,6 +270,46 @@ def _order_data(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _campaign_exposure_data(data: dict[str, Any]) -> dict[str, Any]:
+    """An online campaign the shopper saw: who, which campaign, when, and what it promoted (SKUs, category)."""
+    shopper, campaign, skus, category = (
+        data.get("shopper_id"),
+        data.get("campaign_id"),
+        data.get("skus"),
+        data.get("category"),
+    )
+    if not is_id(shopper) or not is_id(campaign):
+        raise ChangeError("bad_campaign_exposure", "shopper_id and campaign_id must be ids")
+    if not isinstance(skus, list) or len(skus) > MAX_CAMPAIGN_SKUS:
+        raise ChangeError("bad_campaign_exposure", f"skus must be a list of at most {MAX_CAMPAIGN_SKUS}")
+    if not all(_short_text(sku, MAX_SKU_CHARS) is not None for sku in skus):
+        raise ChangeError("bad_campaign_exposure", f"each sku must be 1-{MAX_SKU_CHARS} printable characters")
+    if category is not None and category not in CATEGORIES:
+        raise ChangeError("bad_campaign_exposure", "category is not one of the contract's categories")
+    if not skus and category is None:
+        raise ChangeError("bad_campaign_exposure", "neither skus nor a category: it could match no sale")
+    return {
+        "shopper_id": shopper,
+        "campaign_id": campaign,
+        "at_wall": _time(data.get("at"), "data.at"),
+        "skus": tuple(dict.fromkeys(skus)),
+        "category": category,
+    }
+
+
+def _weather_data(data: dict[str, Any]) -> dict[str, Any]:
+    """The store's weather (docs/context.md): the sensor's fields and bounds, counted as ``bad_weather``."""
+    reading = read_fields(data)
+    if isinstance(reading, WeatherReject):
+        raise ChangeError("bad_weather", str(reading))
+    return {
+        "temp_c": reading.temp_c,
+        "precipitation": reading.precipitation,
+        "forecast_max_c": reading.forecast_max_c,
+        "observed_wall": reading.observed_wall,
+    }
+
+
 _DATA: Final = {
     ChangeKind.PROFILE: _profile_data,
     ChangeKind.CONSENT: _consent_data,
@@ -273,6 +319,8 @@ _DATA: Final = {
     ChangeKind.INVENTORY: _inventory_data,
     ChangeKind.ERASURE: _erasure_data,
     ChangeKind.ORDER: _order_data,
+    ChangeKind.WEATHER: _weather_data,
+    ChangeKind.CAMPAIGN_EXPOSURE: _campaign_exposure_data,
 }
 
 

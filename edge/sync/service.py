@@ -30,6 +30,7 @@ from edge.sync.profiles import ProfileFetcher
 from edge.sync.pull import Puller
 from edge.sync.push import Pusher
 from edge.sync.stats import PullHealth, PushHealth, SyncStats
+from edge.sync.wire import Change
 
 if TYPE_CHECKING:
     from edge.control.metrics import Metrics
@@ -209,6 +210,7 @@ async def build_sync(
     metrics: Metrics | None = None,
     orders: OrderBook | None = None,
     order_listener: Callable[[str, Order | None], None] | None = None,
+    weather_listener: Callable[[Change], None] | None = None,
 ) -> SyncService:
     """Wire sync into the running stages, after loading what earlier pulls stored.
 
@@ -238,6 +240,8 @@ async def build_sync(
     mirror.erasure_listeners.append(forget_shopper)
     if order_listener is not None:
         mirror.order_listeners.append(order_listener)
+    if weather_listener is not None:
+        mirror.weather_listeners.append(weather_listener)
     offers = OfferUpdater(catalogs, base_catalog, mirror, ledger, day_start)
     service = SyncService(
         settings,

@@ -28,6 +28,8 @@ class Change:
     - ERASURE: ``{}`` (upsert only; ``at_wall`` is when the shopper was erased)
     - ORDER: ``{"shopper_id": str, "reference": str, "counter": str, "ready_wall": float}`` (an online
       order ready for pickup at this store; only this store pulls it)
+    - CAMPAIGN_EXPOSURE: ``{"shopper_id": str, "campaign_id": str, "at_wall": float, "skus": tuple[str, ...],
+      "category": str | None}`` (an online campaign the shopper saw; sent only while ``measurement`` is granted)
 
     A delete carries ``{}``.
     """

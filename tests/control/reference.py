@@ -281,7 +281,11 @@ async def _drive(kit: Equipped) -> None:
     await probe.publish(f"{ROOT}/pos/1/transaction", _sale("T1", store.token("p-full")))
     await probe.publish(f"{ROOT}/pos/1/transaction", _sale("T2"))
     await probe.publish("espresense/devices/eid:0badc0ffee0ddf00/room-a", {"rssi": -60})
+    weather = {"v": 1, "temp_c": 18.5, "precipitation": False, "observed_at": iso_utc(clock.now() - 60)}
+    await probe.publish(f"{ROOT}/context/weather", weather)
     stats, pos, ble = generation.stats, generation.pos, generation.ble
+    await _until(lambda: generation.context.weather.stats().known, "a local weather reading")
+    await _until(lambda: generation.context.trends.stats().refreshes, "the local trends read")
     await _until(lambda: stats.exposures >= 1 and pos.counters.transactions >= 2, "an exposure and two sales")
     await _until(lambda: ble.counters["enter"] >= 1, "the phone entering the cafe")
     await _until(lambda: generation.verifier.rejections, "an expired token refused")

@@ -34,13 +34,14 @@ def test_the_payload_keeps_its_byte_form() -> None:
         b'"alerts":[]}',
     ):
         assert fragment in payload, fragment
-    assert list(json.loads(payload))[-7:] == [
+    assert list(json.loads(payload))[-8:] == [
         "cameras",
         "control",
         "devices",
         "staff",
         "pickup",
         "privacy",
+        "context",
         "alerts",
     ]
 

@@ -280,8 +280,8 @@ async def test_model_pushes_swap_live_a_broken_graph_never_runs_and_rollback_goe
 ) -> None:
     """A retrained model by push (pinned by sha256), a broken one refused, then `model rollback` + SIGHUP."""
     store = control.store
-    good_model, good_manifest = write_model(control.files_dir, retrained(w1=1.1), "2026.12.1")
-    broken_model, broken_manifest = write_model(control.files_dir, b"\x08\x07 not a graph", "2026.12.2")
+    good_model, good_manifest = write_model(control.files_dir, retrained(w1=1.1), "2027.1.1")
+    broken_model, broken_manifest = write_model(control.files_dir, b"\x08\x07 not a graph", "2027.1.2")
     pin = hashlib.sha256(good_model.read_bytes()).hexdigest()
     async with (
         Probe(store.port, REPORTED) as reports,
@@ -292,8 +292,8 @@ async def test_model_pushes_swap_live_a_broken_graph_never_runs_and_rollback_goe
         push = {"decisions": {"model": good_model.name, "manifest": good_manifest.name, "model_sha256": pin}}
         await reports.publish(DESIRED, control.push(1, push), retain=True)
         assert (await _report(reports, 1))["status"] == "applied"
-        assert gateway.model_version == "2026.12.1"
-        assert [model.version for model in gateway.models.versions()] == [shipped, "2026.12.1"]
+        assert gateway.model_version == "2027.1.1"
+        assert [model.version for model in gateway.models.versions()] == [shipped, "2027.1.1"]
 
         broken_pin = hashlib.sha256(broken_model.read_bytes()).hexdigest()
         broken = {
@@ -307,7 +307,7 @@ async def test_model_pushes_swap_live_a_broken_graph_never_runs_and_rollback_goe
         report = await _report(reports, 2)
         assert report["status"] == "rejected" and report["error"].startswith("apply_failed"), report
         assert (
-            gateway.model_version == "2026.12.1"
+            gateway.model_version == "2027.1.1"
         )  # a model that fails to load never replaces the running one
 
         # the installer's `edge-gateway model rollback`, then `systemctl reload` (SIGHUP)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import getpass
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,16 @@ async def test_after_an_erasure_no_byte_of_the_store_holds_the_shopper(
             await until(lambda: generation.consents.has(SHOPPER, Purpose.MEASUREMENT))
             await probe.publish(f"{ROOT}/checkin", store.checkin(SHOPPER, zone="cafe"))
             await until(lambda: any(b"Inga" in payload for _, payload, _ in probe.messages))  # the notice
+            # A sale with their token: kept for measurement with their id (ledger.conversions)
+            sale = {
+                "v": 1,
+                "txn_id": "T-erase",
+                "token": store.token(SHOPPER),
+                "items": [{"sku": "FLAT-WHITE", "qty": 1, "price": 3.5, "category": "coffee"}],
+            }
+            await probe.publish(f"{ROOT}/pos/1/transaction", json.dumps(sale).encode())
+            assert generation.pos is not None
+            await until(lambda: generation.pos is not None and generation.pos.counters.identified == 1)
 
             async def pushed() -> bool:
                 return (await ledger.outbox.stats()).events == 0 and bool(await cloud.events(STORE))
@@ -125,6 +136,7 @@ async def test_after_an_erasure_no_byte_of_the_store_holds_the_shopper(
                 ("decisions", "shopper_id"),
                 ("consents", "shopper_id"),
                 ("outbox", "shopper_id"),
+                ("conversions", "shopper_id"),
             ):
                 count = conn.execute(
                     f"SELECT count(*) FROM {table} WHERE {column} = ?", (SHOPPER,)

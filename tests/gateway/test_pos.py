@@ -13,6 +13,7 @@ from edge.flow.pos import PosFlow, PosStats, sale_event_id
 from edge.generation import Generation
 from edge.identity import fingerprint, generate_keypair
 from edge.ledger import Ledger
+from edge.ledger.readonly import read_only
 from edge.transport.topics import Topics
 from tests.support.broker import Mosquitto
 from tests.support.gateway import running_gateway
@@ -256,6 +257,51 @@ async def test_without_cloud_sync_sales_are_counted_and_nothing_is_queued(
         await until(lambda: pos_flow.counters.transactions == 1)
         assert (await ledger.outbox.stats()).events == 0
         assert gateway.health().pos == PosStats(transactions=1, identified=1, anonymous=0, redelivered=0)
+
+
+async def test_every_sale_is_kept_for_measurement_once_and_its_verified_shopper_handed_to_the_basket(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    store = make_store(tmp_path / "store", mosquitto.port)  # no cloud: the sales are kept all the same
+    async with running_gateway(store.settings()) as gateway, Probe(mosquitto.port) as pos:
+        flow, pos_flow, ledger = parts(gateway)
+        heard: list[tuple[str, list[str]]] = []
+        pos_flow.on_sale = lambda shopper, items: heard.append((shopper, [item.sku for item in items]))
+        lines = [
+            {"sku": "SOCK-1", "qty": 2, "price": 5, "category": "sports"},
+            {"sku": "GADGET", "qty": 1, "price": 2.5, "category": "spaceships"},  # not a category: dropped
+            {"sku": "BREAD", "qty": 1, "price": 1.5},
+        ]
+        full = store.token("p-full")
+        await pos.publish(lane_topic("2"), sale("T-full", full, items=lines))
+        await until(lambda: pos_flow.counters.transactions == 1)
+        # The same sale again (its token now replayed): the same id, still one row, still p-full's
+        await pos.publish(lane_topic("2"), sale("T-full", full, items=lines))
+        await pos.publish(lane_topic("2"), sale("T-nomeasure", store.token("p-nomeasure")))
+        await pos.publish(lane_topic("2"), sale("T-anon"))
+        await until(lambda: pos_flow.counters.transactions == 4)
+
+        with read_only(store.config_path.parent / "ledger.sqlite") as db:
+            sales = db.execute(
+                "SELECT lane, shopper_id, total FROM conversions ORDER BY total DESC, shopper_id"
+            ).fetchall()
+            items = db.execute(
+                "SELECT i.sku, i.category, i.qty, i.price FROM conversion_items i "
+                "JOIN conversions c USING (event_id) WHERE c.shopper_id = 'p-full' ORDER BY i.line"
+            ).fetchall()
+        assert sales == [("2", "p-full", 14.0), ("2", None, 8.25), ("2", None, 8.25)]
+        assert items == [
+            ("SOCK-1", "sports", 2.0, 5.0),
+            ("GADGET", None, 1.0, 2.5),
+            ("BREAD", None, 1.0, 1.5),
+        ]
+        # every fresh verified token, whatever the consent; not a replay, not an anonymous sale
+        assert heard == [
+            ("p-full", ["SOCK-1", "GADGET", "BREAD"]),
+            ("p-nomeasure", ["FLAT-WHITE", "4006381333931"]),
+        ]
+        assert flow.rejects.as_dict()["pos.bad_category"] == 2  # once per message that named one
+        assert ledger.outbox.max_bytes is None
 
 
 def test_lane_of_and_filter() -> None:

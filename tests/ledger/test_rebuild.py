@@ -66,6 +66,7 @@ async def test_a_rebuild_keeps_what_the_new_cloud_has_and_sweeps_the_rest(
         "inventory": 2,
         "consents": 2,
         "orders": 1,
+        "campaign_exposures": 0,
     }
     assert last.swept.orders == ("ord-gone",)
     assert _rows(db_path, "SELECT order_id FROM pickup_orders") == [("ord-kept",)]

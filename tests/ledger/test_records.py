@@ -25,12 +25,14 @@ async def test_decision_round_trip(ledger: Ledger, make_decision, clock: ManualC
         "propensity": 0.25,
         "explored": True,
         "holdout": False,
+        "counterfactual_offer_id": None,
         "personalized": True,
         "candidates": [
             {"offer_id": "offer-a", "eligible": True, "score": 1.5, "reason": ""},
             {"offer_id": "offer-b", "eligible": False, "score": None, "reason": "zone"},
         ],
         "features": None,
+        "context": None,
     }
     assert await ledger.decision("nope") is None
 
@@ -158,6 +160,8 @@ async def test_purge_applies_retention(db_path, clock: ManualClock, make_decisio
             "privacy_audit": 0,
             "dead_letters": 0,
             "collected_orders": 0,
+            "conversions": 0,
+            "campaign_exposures": 0,
             "profiles": 0,
             "shopper_seen": 0,
             "corrupt_files": 0,

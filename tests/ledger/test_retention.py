@@ -20,6 +20,7 @@ from edge.config import ConfigError, load_settings
 from edge.events import Purpose
 from edge.ledger import ConsentRow, Ledger, Refusal, Retention, retention
 from edge.ledger import seen as seen_module
+from edge.ledger.conversions import Conversion, SaleLine
 from edge.ledger.migrations import SCHEMA_STEPS, SCHEMA_VERSION, migrate
 from edge.ledger.retention import VACUUM_STEP_PAGES
 from edge.ledger.seen import SEEN_EVERY_S
@@ -35,6 +36,8 @@ RETENTION = Retention(
     privacy_audit_days=90,
     dead_letters_days=3,
     collected_orders_days=2,
+    conversions_days=5,
+    campaign_exposures_days=6,
     profiles_unseen_days=4,
 )
 # Every table of the schema and the column that names a row of it (what the checks compare).
@@ -47,6 +50,9 @@ TABLES = {
     "privacy_audit": "detail",
     "dead_letter": "reason",
     "pickup_orders": "order_id",
+    "conversions": "lane",
+    "conversion_items": "sku",
+    "campaign_exposures": "exposure_id",
     "profiles": "shopper_id",
     "shopper_seen": "shopper_id",
     "jti": "jti",
@@ -65,6 +71,7 @@ TABLES = {
     "outbox_totals": "class",
     "outbox_parked": "reason",
     "dead_letter_totals": "id",
+    "store_context": "name || ':' || source",
 }
 STATE = {
     "consents": ["p-kept:measurement"],
@@ -80,6 +87,8 @@ STATE = {
     "outbox_totals": [0, 1, 2],
     "outbox_parked": [],
     "dead_letter_totals": [0],
+    # the store's weather: one row, replaced by a newer reading, judged stale when read (never purged)
+    "store_context": ["weather:cloud"],
 }
 
 
@@ -132,6 +141,16 @@ async def _state(ledger: Ledger, start: float) -> None:
             change(3, ChangeKind.TOKEN_KEY, "kid-gone", start, op="delete"),
             change(4, ChangeKind.OFFER, "offer-1", start, offer={"id": "offer-1"}),
             change(5, ChangeKind.INVENTORY, "offer-1", start, available=True, quantity=3),
+            change(
+                6,
+                ChangeKind.WEATHER,
+                "store-1",
+                start,
+                temp_c=20.0,
+                precipitation=False,
+                forecast_max_c=None,
+                observed_wall=start,
+            ),
         ],
         "cursor-1",
     )
@@ -230,6 +249,37 @@ async def test_every_table_keeps_a_row_exactly_until_its_bound(
             timeline.at(wall, give_up)
         for name, wall in zip(("old", "young"), aged(RETENTION.collected_orders_days), strict=True):
             timeline.at(wall, lambda n=name: ledger.collect_orders([f"order-{n}"], "pos"))
+        # campaign exposures from the cloud, by when the shopper saw the campaign (p-kept has measurement)
+        await ledger.replica.apply_page(
+            [
+                change(
+                    seq,
+                    ChangeKind.CAMPAIGN_EXPOSURE,
+                    f"cx-{name}",
+                    start,
+                    shopper_id="p-kept",
+                    campaign_id="spring",
+                    at_wall=wall,
+                    skus=("SKU-1",),
+                    category=None,
+                )
+                for seq, name, wall in zip(
+                    (20, 21), ("old", "young"), aged(RETENTION.campaign_exposures_days), strict=True
+                )
+            ],
+            "cursor-3",
+        )
+        for name, wall in zip(("old", "young"), aged(RETENTION.conversions_days), strict=True):
+            # by when the gateway heard the sale, whatever the POS stamped on it
+            timeline.at(
+                wall,
+                lambda n=name, w=wall: ledger.record_conversion(
+                    Conversion(
+                        f"sale-{n}", w + DAY, w, f"c-{n}", "p-kept", 1.0, None, (SaleLine(f"s-{n}", 1, 1.0),)
+                    ),
+                    None,
+                ),
+            )
         old, young = aged(RETENTION.profiles_unseen_days)
 
         async def seen(shopper: str) -> None:
@@ -262,6 +312,8 @@ async def test_every_table_keeps_a_row_exactly_until_its_bound(
             "privacy_audit": 1,
             "dead_letters": 1,
             "collected_orders": 1,
+            "conversions": 1,
+            "campaign_exposures": 1,
             "profiles": 2,
             "shopper_seen": 3,
             "corrupt_files": 0,
@@ -276,6 +328,9 @@ async def test_every_table_keeps_a_row_exactly_until_its_bound(
             "privacy_audit": ["audit-young"],
             "dead_letter": ["dl-young"],
             "pickup_orders": ["order-open", "order-young"],
+            "conversions": ["c-young"],
+            "conversion_items": ["s-young"],
+            "campaign_exposures": ["cx-young"],
             "profiles": ["p-now", "p-seen-young"],
             "shopper_seen": ["p-now", "p-seen-young"],
             "jti": ["j-later", "j-live"],
@@ -298,6 +353,9 @@ async def test_every_table_keeps_a_row_exactly_until_its_bound(
             "privacy_audit": [],
             "dead_letter": [],
             "pickup_orders": ["order-open"],
+            "conversions": [],
+            "conversion_items": [],
+            "campaign_exposures": [],
             "profiles": ["p-now"],
             "shopper_seen": ["p-now"],
             "jti": [],
@@ -464,6 +522,11 @@ def _config(tmp_path: Path, ledger: str) -> Path:
             "ledger.retention.dead_letters_days: Input should be",
         ),
         ("[ledger.retention]\ncollected_orders_days = 0\n", "ledger.retention.collected_orders_days: Input"),
+        ("[ledger.retention]\nconversions_days = 401\n", "ledger.retention.conversions_days: Input"),
+        (
+            "[ledger.retention]\ncampaign_exposures_days = 0\n",
+            "ledger.retention.campaign_exposures_days: Input",
+        ),
         ("[ledger.retention]\nprofiles_unseen_days = 401\n", "ledger.retention.profiles_unseen_days: Input"),
         ("[ledger.retention]\nprofiles_unseen_days = 1.5\n", "ledger.retention.profiles_unseen_days: Input"),
         (
@@ -496,6 +559,8 @@ def test_retention_days_still_sets_the_tables_it_always_covered(tmp_path: Path) 
         "privacy_audit_days": 365,
         "dead_letters_days": 30,
         "collected_orders_days": 30,
+        "conversions_days": 90,
+        "campaign_exposures_days": 30,
         "profiles_unseen_days": 30,
     }
     # a configuration written before [ledger.retention]

@@ -15,13 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge import cli
-from edge.clock import ManualClock
+from edge.clock import ManualClock, iso_utc
 from edge.decide.lifecycle import ModelStore
 from edge.decide.manifest import FEATURE_NAMES, N_FEATURES
 from edge.events import Candidates, Decision, Purpose
 from edge.ledger import Ledger
+from edge.ledger.conversions import Conversion, SaleLine
 from edge.ledger.ops import ConsentRow
-from edge.privacy.explain import GROUPS, contributions
+from edge.privacy.explain import BASELINE, GROUPS, contributions
 from edge.sync.wire import Change, ChangeKind
 from tests.support.store import make_store
 
@@ -53,7 +54,7 @@ def test_for_a_linear_model_a_contribution_is_the_groups_weighted_inputs(
     index = {name: i for i, name in enumerate(FEATURE_NAMES)}
     by_key = {c.feature: c.logit for c in found}
     for key, _, names in GROUPS:
-        expected = sum(float(x[index[n]]) * w[index[n]] for n in names)
+        expected = sum((float(x[index[n]]) - BASELINE.get(n, 0.0)) * w[index[n]] for n in names)
         # float32 scores through the logit: close, not exact
         assert by_key[key] == pytest.approx(expected, abs=2e-3 + 2e-3 * abs(expected))
     assert [abs(c.logit) for c in found] == sorted((abs(c.logit) for c in found), reverse=True)
@@ -133,6 +134,11 @@ async def test_export_lists_what_the_ledger_holds_explains_each_offer_and_is_aud
         await ledger.record_decision(
             _decision("d-3", t0 - 10, SHOPPER, row.tobytes(), "1999.1.1"), keep_shopper=True
         )
+        for sale_id, who, sku in (("sale-1", SHOPPER, "SOCK-1"), ("sale-2", OTHER, "HAT-9")):
+            line = SaleLine(sku, 2, 3.5, "sports")
+            await ledger.record_conversion(
+                Conversion(sale_id, t0 - 5, t0 - 4, "2", who, 7.0, "EUR", (line,)), None
+            )
 
     config = str(store.config_path)
     assert (
@@ -155,16 +161,28 @@ async def test_export_lists_what_the_ledger_holds_explains_each_offer_and_is_aud
     for entry in explained["why"]:
         names = next(names for key, _, names in GROUPS if key == entry["feature"])
         zeroed = row.copy()
-        zeroed[[index[n] for n in names]] = 0.0
+        for n in names:
+            zeroed[index[n]] = BASELINE.get(n, 0.0)
         without = float(session.run(None, {name: zeroed[np.newaxis, :]})[0].reshape(-1)[0])
         assert entry["logit"] == pytest.approx(_logit(full) - _logit(without), abs=1e-3)
     # A version no longer installed: listed, not explained
     assert doc["decisions"][0]["why"] is None
     assert doc["exports"] == []  # this export's own row is the first
+    assert doc["purchases"] == [
+        {
+            "at": iso_utc(t0 - 5),
+            "lane": "2",
+            "total": 7.0,
+            "currency": "EUR",
+            "items": [{"sku": "SOCK-1", "category": "sports", "qty": 2, "price": 3.5}],
+            "deleted_by": iso_utc(t0 - 4 + 90 * 86_400),
+        }
+    ]
 
     assert cli.main(["privacy", "export", "--config", config, "--shopper", SHOPPER, "--format", "html"]) == 0
     page = capsys.readouterr().out
     assert "Why did I see this offer?" in page and "What weighed most" in page
+    assert "2 x SOCK-1" in page and "HAT-9" not in page
     with sqlite3.connect(settings_.ledger.path) as db:
         audit = db.execute("SELECT shopper_key, via, detail FROM privacy_audit ORDER BY id").fetchall()
     assert [row_[1] for row_ in audit] == ["cli", "cli"]

@@ -65,6 +65,23 @@ def test_full_sale_keeps_only_known_fields() -> None:
     assert parsed.items == (TransactionItem("SKU-1", 2, 3.5),)
 
 
+def test_a_lines_category_is_one_of_the_offers_or_dropped_and_counted() -> None:
+    parsed = parse_transaction(
+        _sale(
+            items=[
+                {"sku": "A", "qty": 1, "price": 1, "category": "sports"},
+                {"sku": "B", "qty": 1, "price": 1, "category": "Sports"},
+                {"sku": "C", "qty": 1, "price": 1, "category": ["sports"]},
+                {"sku": "D", "qty": 1, "price": 1, "category": None},
+            ]
+        )
+    )
+    assert isinstance(parsed, TransactionMessage)
+    assert [item.category for item in parsed.items] == ["sports", None, None, None]
+    assert parsed.bad_categories == 2
+    assert parse_transaction(_sale()).bad_categories == 0  # type: ignore[union-attr]
+
+
 def test_token_never_in_repr() -> None:
     parsed = parse_transaction(_sale(token="secret.jwt.value"))
     assert "secret" not in repr(parsed)

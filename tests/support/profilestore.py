@@ -221,9 +221,14 @@ class ProfileStoreKit:
             answer = await response.json()
             assert response.status == expect, f"{method} {path}: {response.status} {answer}"
         store = path.removeprefix(_STORES_PATH)
-        if method == "PUT" and expect == 200 and path.startswith(_STORES_PATH) and store not in self.stores:
+        registered = method == "PUT" and expect == 200 and path.startswith(_STORES_PATH) and "/" not in store
+        if registered and store not in self.stores:
             self.stores.append(store)
         return answer
+
+    async def put_weather(self, store_id: str, **weather: Any) -> dict[str, Any]:
+        """A store's weather (``temp_c``, ``precipitation``, ``forecast_max_c``, ``observed_at``)."""
+        return dict(await self.admin("PUT", f"{_STORES_PATH}{store_id}/weather", weather))
 
     async def store_call(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
         """Call the store API with ``token``: (status, parsed answer)."""

@@ -85,7 +85,7 @@ def test_every_kind_is_normalised() -> None:
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
-        (change(1, "weather"), "unknown_kind"),
+        (change(1, "coupon"), "unknown_kind"),
         (change(1, "consent", purpose="telepathy", granted=True, at=AT), "unknown_purpose"),
         (change(1, "consent", purpose="measurement", granted="yes", at=AT), "bad_data"),
         (change(1, "consent", op="delete"), "unknown_purpose"),  # a consent delete names its purpose
@@ -229,6 +229,7 @@ CHANGE_REASONS = frozenset(
         "bad_order",
         "bad_time",
         "bad_token_key",
+        "bad_weather",
         "unknown_kind",
         "unknown_purpose",
     }

@@ -159,6 +159,7 @@ async def test_a_cursor_reset_rebuilds_the_mirror_exactly_and_keeps_local_events
             "inventory": 1,
             "consents": 4,  # p-gone x2, p-both presence_ble, p-delivered
             "orders": 1,
+            "campaign_exposures": 0,
         }
 
 
