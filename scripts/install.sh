@@ -139,6 +139,11 @@ install -d -m 0755 "$MOSQ" "$MOSQ/conf.d"
 relocate <"$SRC/config/mosquitto/mosquitto.conf" >"$WORK/mosquitto.conf"
 install_config "$WORK/mosquitto.conf" "$MOSQ/conf.d/edge-gateway.conf" 0644
 install_config "$SRC/config/mosquitto/edge-gateway.acl" "$MOSQ/edge-gateway.acl" 0644
+# The browser pages (player/, kiosks, staff tablets) speak MQTT over WebSockets on port 9001 (an older,
+# kept drop-in may lack that listener: the shipped one is then beside it as .dist).
+if ! grep -q "^protocol websockets" "$MOSQ/conf.d/edge-gateway.conf"; then
+    warn "$MOSQ/conf.d/edge-gateway.conf has no websockets listener: the browser pages need one (docs/player.md; see the shipped edge-gateway.conf.dist)"
+fi
 relocate <"$SRC/config/mosquitto/bridge.conf.example" >"$WORK/bridge.conf.example"
 install -m 0644 "$WORK/bridge.conf.example" "$MOSQ/edge-gateway-bridge.conf.example"
 if [ -f "$MOSQ/mosquitto.conf" ] && ! grep -q "^include_dir /etc/mosquitto/conf.d" "$MOSQ/mosquitto.conf"; then

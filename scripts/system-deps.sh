@@ -10,8 +10,11 @@ if [ "${1:-test}" = "install" ]; then
 fi
 if [ "${1:-test}" = "test" ]; then
     # systemd: systemd-analyze verify and security of the unit (tests/ops); tzdata: the time zones the
-    # tests run in (make pytest-anyday sets TZ; without the zone files libc silently stays on UTC)
+    # tests run in (make pytest-anyday sets TZ; without the zone files libc silently stays on UTC);
+    # chromium: the browser tests (tests/browser) drive Debian's headless Chromium through Playwright, which
+    # downloads no browser of its own; fonts-dejavu-core: text to paint in the pages' screenshots
     want="$want mosquitto mosquitto-clients dbus libdbus-1-dev libglib2.0-dev pkg-config gcc systemd tzdata"
+    want="$want chromium fonts-dejavu-core"
 fi
 missing=""
 for pkg in $want; do

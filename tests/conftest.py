@@ -19,6 +19,9 @@ from edge.clock import ManualClock
 from tests.support import clock as timeline
 from tests.support.broker import Mosquitto
 
+# The browser tests' fixtures (`chromium`, `page`) and the hook that screenshots a failing page.
+pytest_plugins = ("tests.support.browser",)
+
 # Derandomized: a failure found once is found again on the next run and in CI; `explore` hunts wider by hand.
 settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
 settings.register_profile("explore", derandomize=False, max_examples=2000, print_blob=True)

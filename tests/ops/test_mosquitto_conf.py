@@ -36,14 +36,15 @@ def rewrite(text: str, pattern: str, replacement: str) -> str:
 class ConfiguredMosquitto(Mosquitto):
     """The shared helper's start/stop/log around a configuration written by the test."""
 
-    def __init__(self, workdir: Path, conf: Callable[[int], str]) -> None:
+    def __init__(self, workdir: Path, conf: Callable[[int, int], str]) -> None:
         super().__init__(workdir, persistence=False)
-        self.conf.write_text(conf(self.port))
+        self.conf.write_text(conf(self.port, self.ws_port))
 
 
 @dataclass(frozen=True)
 class Brokers:
     store_port: int
+    store_ws_port: int
     cloud_port: int
     store_passwords: dict[str, str]
     cloud_passwords: dict[str, str]
@@ -63,7 +64,8 @@ class Brokers:
         )
 
 
-def cloud_conf(folder: Path, passwd: Path, port: int) -> str:
+def cloud_conf(folder: Path, passwd: Path, port: int, _ws_port: int) -> str:
+    """The cloud's broker: TLS on ``port``, no websockets listener."""
     pki = make_server_pki(folder, CLOUD_HOST)
     return (
         f"listener {port} 127.0.0.1\n"
@@ -73,12 +75,15 @@ def cloud_conf(folder: Path, passwd: Path, port: int) -> str:
     )
 
 
-def store_conf(folder: Path, port: int, *, cloud_port: int, cloud_ca: Path, bridge_password: str) -> str:
+def store_conf(
+    folder: Path, port: int, ws_port: int, *, cloud_port: int, cloud_ca: Path, bridge_password: str
+) -> str:
     """Debian's main mosquitto.conf, with the shipped drop-in and the bridge example in conf.d/."""
     conf_d = folder / "conf.d"
     conf_d.mkdir()
     dropin = (SHIPPED / "mosquitto.conf").read_text()
     dropin = rewrite(dropin, r"^listener 1883$", f"listener {port} 127.0.0.1")
+    dropin = rewrite(dropin, r"^listener 9001$", f"listener {ws_port} 127.0.0.1")
     dropin = rewrite(dropin, r"^password_file /etc/mosquitto/", f"password_file {folder}/")
     dropin = rewrite(dropin, r"^acl_file /etc/mosquitto/", f"acl_file {folder}/")
     (conf_d / "edge-gateway.conf").write_text(dropin)
@@ -124,7 +129,12 @@ def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brokers]:
         store.start()
         try:
             yield Brokers(
-                store.port, cloud.port, store_passwords, cloud_passwords, cloud_dir / "cloud-ca.pem"
+                store.port,
+                store.ws_port,
+                cloud.port,
+                store_passwords,
+                cloud_passwords,
+                cloud_dir / "cloud-ca.pem",
             )
         finally:
             store.stop()
@@ -157,6 +167,28 @@ async def test_the_store_broker_applies_the_acl(brokers: Brokers) -> None:
         async with brokers.store("screen-a") as display:
             await display.publish(f"{ROOT}/display/screen-a/content", bad)
             await display.publish(f"{ROOT}/display/screen-a/ack", good)
+        await gateway.wait_for_message(f"{ROOT}/display/screen-a/ack", good)
+        assert gateway.payloads(f"{ROOT}/display/screen-a/content") == []
+
+
+async def test_the_websockets_listener_has_the_same_users_and_acl(brokers: Brokers) -> None:
+    """The browser pages' listener (MQTT over WebSockets): no anonymous clients, and a display may write
+    its ack but not its own content, exactly as over TCP."""
+
+    def over_websockets(user: str | None) -> aiomqtt.Client:
+        password = None if user is None else brokers.store_passwords[user]
+        return aiomqtt.Client(
+            "127.0.0.1", brokers.store_ws_port, username=user, password=password, transport="websockets"
+        )
+
+    with pytest.raises(aiomqtt.MqttError):
+        async with over_websockets(None):
+            pass
+    bad, good = token(), token()
+    async with brokers.store("gateway", f"{ROOT}/#") as gateway:
+        async with over_websockets("screen-a") as display:
+            await display.publish(f"{ROOT}/display/screen-a/content", bad, qos=1)
+            await display.publish(f"{ROOT}/display/screen-a/ack", good, qos=1)
         await gateway.wait_for_message(f"{ROOT}/display/screen-a/ack", good)
         assert gateway.payloads(f"{ROOT}/display/screen-a/content") == []
 

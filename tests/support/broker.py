@@ -17,7 +17,12 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    """One broker process; ``restart`` keeps its port and its persisted sessions."""
+    """One broker process; ``restart`` keeps its ports and its persisted sessions.
+
+    Two listeners on loopback: MQTT over TCP on ``port`` and MQTT over WebSockets on ``ws_port`` (what the
+    browser pages connect to: ``ws://127.0.0.1:{ws_port}``), with the same users and ACL
+    (``per_listener_settings false``, as the shipped config).
+    """
 
     def __init__(
         self,
@@ -41,11 +46,14 @@ class Mosquitto:
             raise RuntimeError(msg)
         self.binary = binary
         self.port = free_port()
+        self.ws_port = free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
+            "per_listener_settings false\n"
             f"listener {self.port} 127.0.0.1\n"
+            f"listener {self.ws_port} 127.0.0.1\nprotocol websockets\n"
             f"allow_anonymous {'true' if allow_anonymous else 'false'}\n"
             "set_tcp_nodelay true\n"
             + (f"user {run_as}\n" if run_as is not None else "")
@@ -78,6 +86,22 @@ class Mosquitto:
                 return False
 
         until_blocking(listening, 10, what=f"mosquitto to listen on {self.port}", detail=self.log)
+        if f"listener {self.ws_port} " not in self.conf.read_text():
+            return  # a subclass wrote a configuration of its own (tests/ops)
+        until_blocking(
+            lambda: self._accepts(self.ws_port),
+            10,
+            what=f"mosquitto's websockets listener on {self.ws_port}",
+            detail=self.log,
+        )
+
+    @staticmethod
+    def _accepts(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
