@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench import (
     bench_decision,
+    bench_player,
     bench_report,
     ble_dbus,
     ble_ingest,
@@ -70,12 +71,16 @@ TARGETS = {
     "footprint": [("rss_mb", "<=", 80.0)],
     # DESIGN.md / issue 16: `edge-gateway report` over 1,000,000 exposures and 200,000 sales, one process.
     "report": [("seconds", "<=", 10.0), ("rss_mb", "<=", 300.0)],
+    # Issue 17: the reference player in headless Chromium, manifest publish to painted content (its ack back),
+    # and its JS heap after 10,000 manifests.
+    "player_render": [("p95_ms", "<=", 50.0), ("heap_growth_mb", "<=", 5.0)],
 }
 
 
 # Figures printed beside the targets, with what they are.
 ALSO_SHOWN = {
     "baseline_p99_ms": "baseline, same run",
+    "baseline_p95_ms": "baseline, same run",
     "baseline_p99_us": "baseline, same run",
     "baseline_fps": "baseline, same run",
     "rss_mb_metrics_off": "the same gateway with metrics_port = 0",
@@ -135,6 +140,7 @@ def main() -> None:
     keep("metrics_scrape", metrics_scrape.run(repeats=repeats if quick else 5))
     keep("fleet", fleet.run(repeats=repeats, seconds=5 if quick else 10))
     keep("report", bench_report.run(repeats=repeats))
+    keep("player_render", bench_player.run(repeats=repeats))
     print(f"machine: {results['machine']}")
     print(f"{'benchmark':<26} {'figure':<16} {'value':>10}  target")
     for name, checks in TARGETS.items():

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from edge.clock import Clock, SystemClock
 from edge.config import GatewaySettings
 from edge.control import health, health_json
+from edge.control.dashboard_view import RecentDecisions
 from edge.control.live import LEDGER_SECTIONS, LiveApplier, changed_sections, live_possible, sections
 from edge.control.metrics import Metrics, MetricsServer
 from edge.control.remote import ApplyError, RemoteConfig
@@ -34,6 +35,7 @@ from edge.ledger.retention import Retention
 from edge.transport.topics import Topics
 
 if TYPE_CHECKING:
+    from edge.control.dashboard import DashboardServer
     from edge.sync.stats import SyncStats
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,12 @@ class Gateway:
         self.models = _open_models(settings)
         self.control = self._make_control() if settings.control.enabled else None
         self._observers = tuple(observers)
+        # The store dashboard (docs/dashboard.md): its last decisions as anonymous rows, kept across rebuilds.
+        self.dashboard: DashboardServer | None = None
+        self.recent_decisions: RecentDecisions | None = None
+        if settings.dashboard.enabled:
+            self.recent_decisions = RecentDecisions(settings.dashboard.decisions_shown)
+            self._observers = (*self._observers, self._dashboard_observe)
         self._live = LiveApplier(models=self.models, clock=self.clock, rng=self.rng)
         self.generation: Generation | None = None
         self.sync_health: SyncStats | None = None
@@ -148,6 +156,16 @@ class Gateway:
     async def run(self) -> None:
         if self.control is not None:
             self.settings = self.control.startup(self.settings)
+        # The dashboard's settings are the store's file's alone (no push changes them): one server per run.
+        self.dashboard = await self._start_dashboard()
+        try:
+            await self._run()
+        finally:
+            dashboard, self.dashboard = self.dashboard, None
+            if dashboard is not None:
+                await dashboard.stop()
+
+    async def _run(self) -> None:
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -300,6 +318,36 @@ class Gateway:
             return None
         self.metrics_error = None
         return server
+
+    async def _start_dashboard(self) -> DashboardServer | None:
+        if not self.settings.dashboard.enabled or self.recent_decisions is None:
+            return None
+        from edge.config.load import read_dashboard_password  # noqa: PLC0415 - only with a dashboard
+        from edge.control.dashboard import DashboardServer  # noqa: PLC0415
+        from edge.control.dashboard_view import snapshot  # noqa: PLC0415
+
+        recent = self.recent_decisions
+        server = DashboardServer(
+            self.settings.dashboard,
+            password=read_dashboard_password(self.settings),
+            snapshot=lambda: snapshot(self, recent),
+            clock=self.clock,
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            # Like the metrics endpoint: a busy port must not keep the store from serving shoppers.
+            log.error(  # noqa: TRY400 - errno says it
+                "dashboard is off: %s:%d: %s", server.host, server.port, exc.strerror or exc
+            )
+            return None
+        return server
+
+    def _dashboard_observe(self, decision: Decision) -> None:
+        if self.recent_decisions is not None:
+            self.recent_decisions.observe(decision)
+        if self.dashboard is not None:
+            self.dashboard.changed()
 
     async def _until_stop_or_reload(self) -> Outcome:
         stop = asyncio.ensure_future(self.stop_event.wait())

@@ -35,6 +35,7 @@ from edge.flow.checkin import CheckinFlow
 from edge.flow.decider import Decider
 from edge.flow.devices import DeviceFlow
 from edge.flow.floor import Floor, Recorder
+from edge.flow.pairing import KioskPairing
 from edge.flow.parts import FloorParts
 from edge.flow.pickup import PickupFlow
 from edge.flow.pos import PosFlow
@@ -297,6 +298,14 @@ async def build(
         erased_at=ledger.replica.tombstone,
         on_cart=context.cart,
     )
+    checkins.pairing = KioskPairing(
+        {d.id: (d.zone, d.pairing_rotate_s) for d in settings.displays if d.ui and not d.pickup},
+        store_id=settings.store.id,
+        topics=topics,
+        publish=lambda topic, payload, retain: link.publish(topic, payload, retain=retain),
+        clock=clock,
+    )
+    checkins.pairing.publish_all()
     checkins.committed_listeners.append(pickup.checked_in)
     # A committed check-in is a visit: the clock of the profile eviction (edge/ledger/seen.py).
     checkins.committed_listeners.append(lambda shopper, _zone: ledger.seen.note(shopper))

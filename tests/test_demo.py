@@ -58,6 +58,10 @@ async def test_demo_round_trip_on_the_embedded_broker(pinned_cloud: list[str], t
     assert summary.cloud_changes >= 12 * 2
     assert summary.cloud_events >= summary.decisions
     assert "cloud profile store on http://127.0.0.1:" in text
+    # The browser pages, served while it runs (docs/player.md): the kiosk and the fitting team's tablet
+    assert "demo: kiosk on http://127.0.0.1:" in text and "/player/kiosk.html?display=kiosk-cafe&" in text
+    assert "demo: staff tablet on http://127.0.0.1:" in text and "/player/staff.html?team=fitting&" in text
+    assert "demo: store dashboard on http://127.0.0.1:" in text
     # The fitting room: its devices follow the couple, the fitting team hears about Ana (never her id).
     devices = [line for line in text.splitlines() if line.startswith("device fitting room")]
     assert len(devices) == summary.device_commands >= 4  # the couple, then each leaving (thermostat, light)

@@ -136,6 +136,17 @@ class DisplayBoard:
     def version(self, display_id: str) -> int:
         return self._screens[display_id].version
 
+    def showing(self, display_id: str) -> tuple[str, bool, float | None]:
+        """(template, whether it is the fallback, expiry wall time) of what ``display_id`` shows: never who,
+        never the data (a kiosk's ``my-data`` content is the shopper's own). For the store dashboard."""
+        screen = self._screens[display_id]
+        if screen.content is not None:
+            return screen.content[0], False, screen.expires_wall
+        decision = screen.decision
+        if decision is None or decision.offer_id is None:
+            return screen.settings.fallback.template, True, screen.expires_wall
+        return decision.template, False, screen.expires_wall
+
     def stats(self) -> dict[str, DisplayStats]:
         """Each display's state for gateway/health, by display id."""
         return {
@@ -204,13 +215,17 @@ class DisplayBoard:
             return
         self._show(screen, None, content=(template, data), expires_at_mono=expires_at_mono)
 
-    async def request(self, zone: str, shopper_id: str, commit: CommitFn) -> list[Decision]:
+    async def request(
+        self, zone: str, shopper_id: str, commit: CommitFn, *, only: str | None = None
+    ) -> list[Decision]:
         """A shopper asks for service in ``zone``: decide for every free screen, ``commit``, then show.
 
         ``commit`` runs even when no screen is free (a check-in's claim commits on its own then). Returns
-        the decisions shown; none if ``commit`` refused them.
+        the decisions shown; none if ``commit`` refused them. ``only``: that one screen (a paired kiosk).
         """
         screens = self._in_zone(zone)
+        if only is not None:
+            screens = [screen for screen in screens if screen.settings.id == only]
         while (busy := next((s for s in screens if s.reserved_for is not None), None)) is not None:
             await busy.free.wait()
         # From here to the reservations below nothing awaits: the arbitration sees one state.

@@ -102,6 +102,9 @@ def _resolve_paths(settings: GatewaySettings, base: Path) -> GatewaySettings:
             "files_dir": _resolve(base, settings.control.files_dir),
         }
     )
+    dashboard = settings.dashboard.model_copy(
+        update={"password_file": _resolve(base, settings.dashboard.password_file)}
+    )
     cameras = [
         camera.model_copy(
             update={
@@ -122,6 +125,7 @@ def _resolve_paths(settings: GatewaySettings, base: Path) -> GatewaySettings:
             "sync": sync,
             "cameras": cameras,
             "control": control,
+            "dashboard": dashboard,
         }
     )
 
@@ -139,6 +143,7 @@ def missing_files(settings: GatewaySettings, *, show_paths: bool = True) -> list
         ("decisions.offers_file", settings.decisions.offers_file),
         ("ble.eid_keys_file", settings.ble.eid_keys_file),
         ("sync.token_file", settings.sync.token_file if settings.sync.enabled else None),
+        ("dashboard.password_file", settings.dashboard.password_file if settings.dashboard.enabled else None),
     ]
     wanted += [
         (f"cameras.{index}.detector_model", camera.detector_model)
@@ -165,6 +170,9 @@ def missing_files(settings: GatewaySettings, *, show_paths: bool = True) -> list
         )
     if settings.sync.enabled and settings.sync.token_env and settings.sync.token_env not in os.environ:
         problems.append(f"sync.token_env: environment variable {settings.sync.token_env} is not set")
+    dashboard = settings.dashboard
+    if dashboard.enabled and dashboard.password_env and dashboard.password_env not in os.environ:
+        problems.append(f"dashboard.password_env: environment variable {dashboard.password_env} is not set")
     no_keys = not settings.identity.public_key_files and not settings.identity.public_key_env
     if no_keys and not settings.sync.enabled:
         problems.append(
@@ -188,4 +196,14 @@ def read_mqtt_password(settings: GatewaySettings) -> str | None:
         return os.environ.get(settings.mqtt.password_env)
     if settings.mqtt.password_file:
         return settings.mqtt.password_file.read_text(encoding="utf-8").strip()
+    return None
+
+
+def read_dashboard_password(settings: GatewaySettings) -> str | None:
+    """The dashboard's password from the environment or a file; never from the TOML. None: none configured."""
+    dashboard = settings.dashboard
+    if dashboard.password_env:
+        return os.environ.get(dashboard.password_env) or None
+    if dashboard.password_file:
+        return dashboard.password_file.read_text(encoding="utf-8").strip() or None
     return None

@@ -15,6 +15,7 @@ from edge.config.ble import BleSettings
 from edge.config.camera import CameraSettings
 from edge.config.context import ContextSettings
 from edge.config.control_plane import ControlSettings, HealthSettings, LoggingSettings
+from edge.config.dashboard import DashboardSettings
 from edge.config.decisions import DecisionSettings
 from edge.config.devices import DeviceSettings
 from edge.config.ledger import LedgerSettings
@@ -156,6 +157,13 @@ class DisplaySettings(_Section):
     content_ttl_s: float = Field(
         default=45.0, gt=0, le=HOUR_S, description="A personal manifest expires to the fallback after this."
     )
+    pairing_rotate_s: float = Field(
+        default=60.0,
+        ge=10,
+        le=HOUR_S,
+        description="A kiosk (`ui = true`): its pairing code (the QR a shopper's app scans) rotates this often; "
+        "the previous code stays valid one more period, and a used code is replaced at once (docs/identity.md).",
+    )
 
 
 class SyncSettings(_Section):
@@ -268,6 +276,7 @@ class GatewaySettings(_Section):
     control: ControlSettings = Field(default_factory=ControlSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     @model_validator(mode="after")
     def _references(self) -> GatewaySettings:

@@ -167,6 +167,11 @@ REFUSED: Final[tuple[KeyRule, ...]] = (
     KeyRule("cameras[].loop", "video files only (tests, demos)"),
     KeyRule("health", "what listens on the network (the metrics endpoint) and the systemd watchdog"),
     KeyRule("logging.json_format", "the log format that journald's readers parse"),
+    KeyRule(
+        "dashboard",
+        "what listens on the network and with which password: a push could open the store's state to the "
+        "LAN or point the password at another secret",
+    ),
 )
 
 

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 from edge.config import ConfigError, GatewaySettings, load_settings, missing_files
+from edge.config.dashboard import is_loopback_bind
+from edge.config.load import read_dashboard_password
 from edge.decide.catalog import CatalogError, load_catalog
 from edge.decide.manifest import ModelError, verify_model
 from edge.identity import ConsentFileError, KeyLoadError, load_public_keys, parse_seed
@@ -47,7 +49,23 @@ def check_settings(settings: GatewaySettings) -> list[str]:
             problems.append(f"identity.consents_file: not valid JSON ({exc})")
         except ConsentFileError as exc:
             problems.append(f"identity.consents_file: {exc}")
+    problems += _dashboard_problems(settings)
     return problems
+
+
+def _dashboard_problems(settings: GatewaySettings) -> list[str]:
+    """A dashboard off loopback whose password file or variable is empty (the schema saw only its name)."""
+    dashboard = settings.dashboard
+    if not dashboard.enabled or is_loopback_bind(dashboard.bind):
+        return []
+    try:
+        password = read_dashboard_password(settings)
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"dashboard.password_file: cannot read ({exc.__class__.__name__})"]
+    if password:
+        return []
+    key = "dashboard.password_env" if dashboard.password_env else "dashboard.password_file"
+    return [f"{key}: empty; a dashboard on {dashboard.bind!r} needs a password"]
 
 
 def warnings_for(settings: GatewaySettings) -> list[str]:

@@ -21,10 +21,12 @@ class BrokerUnavailableError(RuntimeError):
 
 
 class EmbeddedBroker:
-    """amqtt on a free loopback port, anonymous, for the demo only (production uses mosquitto)."""
+    """amqtt on a free loopback port, anonymous, for the demo only (production uses mosquitto); MQTT over
+    WebSockets on ``ws_port`` for the browser pages (player/)."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_loopback_port()
+        self.ws_port = free_loopback_port()
         self._broker: Any = None
 
     async def __aenter__(self) -> EmbeddedBroker:
@@ -41,7 +43,10 @@ class EmbeddedBroker:
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
         config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            "listeners": {
+                "default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"},
+                "ws": {"type": "ws", "bind": f"127.0.0.1:{self.ws_port}"},
+            },
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
         self._broker = Broker(config)

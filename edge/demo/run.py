@@ -27,6 +27,7 @@ from edge.daemon import Gateway
 from edge.decide.catalog import CatalogError, Offer, load_catalog
 from edge.demo.broker import EmbeddedBroker
 from edge.demo.cloud import DemoCloud, reference_cloud
+from edge.demo.pages import serve_pages
 from edge.events import Decision, Purpose
 from edge.identity import ConsentStore, generate_keypair, sign_token
 from edge.ledger.readonly import READ_ERRORS
@@ -80,6 +81,8 @@ FITTING: Final = "fitting-rooms"
 # Ana ordered online; the order waits at the collection desk by the entrance (docs/pickup.md).
 ANA_ORDER: Final = ("o-demo-ana", "A-1042", "Click & collect desk, entrance")
 PICKUP_SCREEN: Final = "screen-pickup"
+# The cafe's kiosk (docs/player.md "Kiosk"): for a browser page, so the simulated screens leave it alone.
+KIOSK: Final = "kiosk-cafe"
 DEVICES: Final = (
     {
         "id": "fitting-climate",
@@ -194,6 +197,7 @@ def demo_settings(
                 for zone in ZONES
             ),
             {"id": PICKUP_SCREEN, "zone": "entrance", "pickup": True, "content_ttl_s": 60.0},
+            {"id": KIOSK, "zone": "cafe", "ui": True, "min_display_s": 5.0, "content_ttl_s": 30.0},
         ],
         "devices": list(DEVICES),
         "staff": {"teams": {"fitting": [FITTING]}},
@@ -201,8 +205,20 @@ def demo_settings(
         "control": {"state_dir": str(workdir / "state")},  # the demo's model store, in its own folder
         "sync": sync,
         "health": {"interval_s": 5},
+        # The store dashboard on this machine only (no password): a free port, printed at start.
+        "dashboard": {"enabled": True, "bind": "127.0.0.1", "port": 0},
     }
     return parse_settings(document, base_dir=REPO_ROOT, source="demo defaults")
+
+
+def _overridable() -> list[tuple[str, str]]:
+    """The fitting team's devices and the first capability of each: what its tablet offers to override."""
+    pairs = []
+    for device in DEVICES:
+        capabilities = device["capabilities"]
+        assert isinstance(capabilities, dict)
+        pairs.append((str(device["id"]), str(next(iter(capabilities)))))
+    return pairs
 
 
 async def _display_players(
@@ -218,6 +234,8 @@ async def _display_players(
         if not isinstance(message.payload, bytes | bytearray) or not message.payload or message.retain:
             continue  # a retained manifest is one already shown before we subscribed
         manifest = json.loads(message.payload)
+        if manifest["display"] == KIOSK:
+            continue  # the kiosk page acks for itself when a browser shows it
         if manifest["display"] == PICKUP_SCREEN:
             listed = [f"{o['reference']} at {o['counter']}" for o in manifest["data"].get("orders", [])]
             print(f"pickup screen: {', '.join(listed) or 'idle'}", file=out, flush=True)
@@ -447,9 +465,10 @@ async def run_demo(
         async with contextlib.AsyncExitStack() as stack:
             if broker is None:
                 embedded = await stack.enter_async_context(EmbeddedBroker())
-                host, port = "127.0.0.1", embedded.port
+                host, port, ws_port = "127.0.0.1", embedded.port, embedded.ws_port
             else:
                 host, port = broker
+                ws_port = 9001  # the shipped mosquitto's websockets listener (docs/operations.md)
             admin_token = secrets.token_urlsafe(24)
             base_url = await stack.enter_async_context(
                 reference_cloud(workdir, admin_token, command=cloud_command)
@@ -486,6 +505,14 @@ async def run_demo(
                 f"demo: store {DEMO_STORE} on mqtt://{host}:{port}, {len(shoppers)} simulated shoppers",
                 file=out,
             )
+            if gateway.dashboard is not None:
+                print(f"demo: store dashboard on {gateway.dashboard.url}", file=out, flush=True)
+            pages = await stack.enter_async_context(
+                serve_pages(REPO_ROOT / "player", store=DEMO_STORE, broker_ws=f"ws://{host}:{ws_port}")
+            )
+            print(f"demo: display player on {pages.player('screen-cafe-1')}", file=out)
+            print(f"demo: kiosk on {pages.kiosk(KIOSK)} (pair with its QR: docs/player.md)", file=out)
+            print(f"demo: staff tablet on {pages.staff('fitting', _overridable())}", file=out, flush=True)
             root = settings.topic_root
             await _couple_known(parts.consents)
             async with (

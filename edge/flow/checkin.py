@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 from edge.clock import Clock, iso_utc
 from edge.events import CheckinReceived, Decision, Purpose
 from edge.flow.floor import Floor
+from edge.flow.pairing import KioskPairing
 from edge.flow.stats import FlowStats
 from edge.identity import Claim, ConsentStore, Rejection, RejectReason, ReplayGuard, TokenVerifier
 from edge.ledger import WRITE_ERRORS
@@ -97,13 +98,18 @@ class CheckinFlow:
         self.committed_listeners: list[Callable[[str, str], None]] = []
         # A kiosk check-in asking "my_data": (shopper, display, zone) once committed (edge/flow/privacy.py).
         self.my_data: Callable[[str, str | None, str], Awaitable[bool]] | None = None
+        # The kiosks' pairing codes (edge/flow/pairing.py): a token naming a kiosk serves that kiosk only.
+        self.pairing: KioskPairing | None = None
 
     def register(self) -> None:
         self._link.on(self._topics.checkin, self.on_checkin)
 
     def prune(self) -> None:
-        """Timer work: forget claims whose tokens can no longer verify (the ledger's purge does it on disk)."""
+        """Timer work: forget claims whose tokens can no longer verify (the ledger's purge does it on disk);
+        rotate the kiosks' pairing codes that are due."""
         self._replay.prune(self._clock.wall())
+        if self.pairing is not None:
+            self.pairing.tick()
 
     async def on_checkin(self, message: Inbound) -> None:
         parsed = parse_checkin(message.payload)
@@ -121,6 +127,7 @@ class CheckinFlow:
             redelivered=message.redelivered,
             committed=asked.append if parsed.request is not None else None,
             cart=parsed.cart,
+            display=parsed.display,
         )
         self._reply(parsed.reply_to, outcome)
         if asked and self.my_data is not None:
@@ -157,6 +164,7 @@ class CheckinFlow:
         redelivered: bool = False,
         committed: Callable[[str], None] | None = None,
         cart: tuple[str, ...] = (),
+        display: str | None = None,
     ) -> Accepted | Refused:
         """One check-in from any source (app/kiosk over MQTT, a QR code seen by a camera): verify, replay,
         consent, presence, decide, record, show. Every refusal is counted under ``origin``.
@@ -164,7 +172,9 @@ class CheckinFlow:
         Returns only once the jti claim and the decisions are durable (one transaction, committed before
         any manifest is published); raises RetryLater if the ledger fails. ``redelivered``: the broker's
         second delivery of a message (MQTT DUP): if the first was committed, it is accepted again, counted
-        as redelivered, and changes nothing.
+        as redelivered, and changes nothing. A token with a ``display`` claim is a kiosk pairing: accepted
+        only with that kiosk's current code (``pairing`` claim), and served on that kiosk alone; ``display``,
+        the message's own field (a ``my_data`` request), must then name the same kiosk.
         """
         if not self._floor.presence.knows_zone(zone):
             return self._refuse(CheckinReject.UNKNOWN_ZONE, origin)
@@ -185,6 +195,12 @@ class CheckinFlow:
         claim = self._replay.claim(verified.jti, verified.replay_until, now)
         if claim is not Claim.NEW:
             return await self._not_new(claim, verified.jti, redelivered, origin)
+        # After the claim (a redelivery of a paired check-in finds its jti, not its used code), and with no
+        # await between the check and the use: one code, one check-in.
+        paired = self._paired_kiosk(verified.claims, zone, display)
+        if paired is False:
+            self._replay.release(verified.jti)
+            return self._refuse(CheckinReject.BAD_PAIRING, origin)
         # Claimed in memory until its durable commit settles; a redelivery meanwhile waits for the outcome.
         settled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._committing[verified.jti] = settled
@@ -208,7 +224,9 @@ class CheckinFlow:
                 return fresh
 
             try:
-                await self._floor.board.request(event.zone, event.shopper_id, commit)
+                await self._floor.board.request(
+                    event.zone, event.shopper_id, commit, only=paired if isinstance(paired, str) else None
+                )
             except WRITE_ERRORS as exc:
                 self._replay.release(verified.jti)
                 settled.set_result(False)
@@ -231,6 +249,19 @@ class CheckinFlow:
             self._stats.redelivered += 1
             return ACCEPTED
         return self._refuse(CheckinReject.REPLAYED_ON_DISK, origin)
+
+    def _paired_kiosk(self, claims: dict[str, object], zone: str, display: str | None) -> str | bool:
+        """The kiosk a token pairs with (its code used now); True: no pairing; False: a pairing that fails."""
+        if "display" not in claims and "pairing" not in claims:
+            return True
+        kiosk = claims.get("display")
+        if self.pairing is None or self.pairing.check(kiosk, claims.get("pairing"), zone) is not None:
+            return False
+        assert isinstance(kiosk, str)  # check() refuses anything else
+        if display is not None and display != kiosk:
+            return False
+        self.pairing.use(kiosk)
+        return kiosk
 
     async def _not_new(self, claim: Claim, jti: str, redelivered: bool, origin: str) -> Accepted | Refused:
         """A check-in whose jti is claimed already (or may have been, before the clock stepped back)."""

@@ -58,6 +58,7 @@ class CheckinReject(StrEnum):
     ERASED = "erased"
     REPLAYED_ON_DISK = "replayed_on_disk"
     CLOCK_BEHIND = "clock_behind"
+    BAD_PAIRING = "bad_pairing"
 
 
 class AckReject(StrEnum):
@@ -208,6 +209,9 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         CheckinReject.BAD_CART: "`cart` present but not a list of at most 200 SKUs (ids, as a POS sale's), or "
         "not from the `app`",
         CheckinReject.UNKNOWN_ZONE: "`zone` is not one of the store's configured zones",
+        CheckinReject.BAD_PAIRING: "a kiosk pairing that does not hold: the token's `display` claim is not a kiosk "
+        "of the check-in's `zone`, its `pairing` claim is not that kiosk's current or previous code (wrong, "
+        "expired, used or another kiosk's), a `pairing` without `display`, or a `display` field naming another kiosk",
         TokenReason.MALFORMED: "the token is not a JWT we can read, or its claims have the wrong types",
         TokenReason.OVERSIZED: "the token is too long (a QR check-in's; an MQTT one is `oversized_token`)",
         **_TOKEN,

@@ -108,6 +108,8 @@ FORBIDDEN_PUBLISHES = [
     ("screen-a", "display/screen-b/ack", "display/screen-a/ack"),
     ("screen-a", "display/screen-b/availability", "display/screen-a/availability"),
     ("screen-a", "gateway/status", "display/screen-a/ack"),
+    ("screen-a", "display/screen-a/pairing", "display/screen-a/ack"),  # only the gateway issues codes
+    ("checkin", "display/screen-a/pairing", "checkin"),
     ("screen-a", "pos/lane-1/transaction", "display/screen-a/ack"),
     ("gateway", "config/desired", "config/reported"),
     ("checkin", "display/screen-a/content", "checkin"),
@@ -165,8 +167,10 @@ async def test_a_forbidden_publish_never_reaches_anyone(
 # (writer, topic, reader): the reader, with its own rights only, receives what the writer published
 ALLOWED_FLOWS = [
     ("gateway", "display/screen-a/content", "screen-a"),
+    ("gateway", "display/screen-a/pairing", "screen-a"),
     ("screen-a", "display/screen-a/ack", "gateway"),
     ("screen-a", "display/screen-a/availability", "gateway"),
+    ("gateway", "gateway/status", "screen-a"),  # a player's offline state (docs/player.md)
     ("checkin", "checkin", "gateway"),
     ("gateway", "checkin/result/app-42", "checkin"),
     ("pos", "pos/lane-1/transaction", "gateway"),
@@ -218,6 +222,8 @@ async def test_a_display_reads_its_retained_content_on_connect(broker: Broker, r
 FORBIDDEN_READS = [
     ("screen-b", "display/+/content", "display/screen-a/content", "display/screen-b/content"),
     ("screen-b", "#", "display/screen-a/content", "display/screen-b/content"),
+    ("screen-b", "#", "display/screen-a/pairing", "display/screen-b/pairing"),
+    ("checkin", "#", "display/screen-a/pairing", "checkin/result/app-42"),
     ("screen-a", "#", "presence/cafe", "display/screen-a/content"),
     ("screen-a", "#", "display/screen-a/ack", "display/screen-a/content"),
     ("screen-a", "#", "checkin", "display/screen-a/content"),
@@ -228,6 +234,7 @@ FORBIDDEN_READS = [
     ("staff", "#", "display/screen-a/content", "staff/notice/fitting"),
     ("staff", "#", "presence/cafe", "staff/notice/fitting"),
     ("screen-a", "#", "staff/notice/fitting", "display/screen-a/content"),
+    ("screen-a", "#", "gateway/health", "gateway/status"),  # the status, not the health
 ]
 
 
