@@ -169,6 +169,9 @@ def alerts(report: HealthReport) -> list[str]:
     missing = report.ble.missing_beacons if report.ble is not None else []
     if missing:
         found.append(f"beacons_missing: {', '.join(missing)}")
+    silent = [camera.id for camera in report.cameras if camera.silent]
+    if silent:
+        found.append(f"cameras_silent: {', '.join(silent)}")
     if report.sync is not None:
         outbox = report.sync.outbox
         if outbox.dropped:

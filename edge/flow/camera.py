@@ -49,6 +49,18 @@ class CameraFlowStats:
     left: int
     mean_dwell_s: float | None
     counters: Mapping[str, int]
+    silence_s: float = 5.0  # the camera's silence_s: no frame for this long and it is in health's alerts
+
+    @property
+    def silent(self) -> bool:
+        """Down: reconnecting, or no frame for ``silence_s``; a file that ended or a stopped capture is not."""
+        capture = self.capture
+        if capture.state in ("ended", "stopped"):
+            return False
+        if capture.state == "reconnecting":
+            return True
+        age = capture.last_frame_age_s
+        return age is not None and age >= self.silence_s
 
 
 @dataclass(slots=True, frozen=True)
@@ -105,6 +117,7 @@ class CameraFlow:
             left=state.left if state is not None else 0,
             mean_dwell_s=round(state.mean_dwell_s, 1) if state is not None else None,
             counters=dict(self.counters),
+            silence_s=self.settings.silence_s,
         )
 
     # ----- the loop -----
@@ -164,13 +177,14 @@ class CameraFlow:
             await self._qr_text(text, analysis.mono)
 
     async def _qr_text(self, text: str, seen_mono: float) -> None:
-        self.counters["qr_decoded"] += 1
+        self.counters["qr_decoded"] += 1  # per frame: every decode of every code
+        # From here on every counter counts showings: the same text in consecutive frames is one showing.
+        if not self._dedupe.fresh(text):
+            self.counters["qr_repeats"] += 1
+            return
         if not looks_like_token(text):
             # Some other code in view (a product, a poster): counted, never logged (it could be anything).
             self.counters["qr_not_a_token"] += 1
-            return
-        if not self._dedupe.fresh(text):
-            self.counters["qr_repeats"] += 1  # the same code in consecutive frames: one check-in
             return
         origin = f"camera/{self.settings.id}"
         try:

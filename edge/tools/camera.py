@@ -19,7 +19,7 @@ from edge.flow.camera import looks_like_token
 from edge.identity import TokenVerifier, fingerprint, load_public_keys
 from edge.identity.tokens import Rejection
 from edge.sources.camera.audience import Audience
-from edge.sources.camera.capture import CameraCapture
+from edge.sources.camera.capture import CameraCapture, not_opened_reason
 from edge.sources.camera.qr import QrDeduper, QrReader
 
 
@@ -56,6 +56,7 @@ def run_test(
                 stats = capture.stats()
                 print(
                     f"t={now - started:4.0f}s {stats.state:<12} fps {stats.fps:5.1f} skipped {stats.skipped:5d} "
+                    f"corrupt {stats.corrupt:4d} failed reads {stats.read_failures:4d} "
                     f"people {people:2d} qr check-ins {totals['qr_checkins']}",
                     file=out,
                     flush=True,
@@ -65,17 +66,29 @@ def run_test(
     stats = capture.stats()
     print(
         f"summary: {stats.frames} frames ({stats.fps:.1f} fps at the end), {stats.skipped} skipped, "
-        f"{stats.corrupt} unreadable, {stats.reopens} reopens; analysed {totals['frames_analysed']}; "
+        f"{stats.corrupt} corrupt (decoded with errors: skipped, never analysed), {stats.read_failures} failed "
+        f"reads, {stats.reopens} reopens; analysed {totals['frames_analysed']}; "
         f"people in view at the end {people} (at most {totals['people_max']}); QR: {totals['qr_checkins']} check-ins, "
         f"{totals['qr_refused']} refused, {totals['qr_not_a_token']} other codes (never shown)",
         file=out,
         flush=True,
     )
     totals["frames"] = stats.frames
+    totals["corrupt"] = stats.corrupt
+    totals["read_failures"] = stats.read_failures
     if stats.frames == 0:
+        why = not_opened_reason(camera) if stats.corrupt == 0 else "every frame read was damaged"
         print(
-            f"no frame read from {source} (state {stats.state}, {stats.errors} errors, "
-            f"{stats.read_failures} failed reads): check the device index, URL or path and its permissions",
+            f"no frame read from {source}: {why} (state {stats.state}, {stats.errors} errors, "
+            f"{stats.corrupt} corrupt, {stats.read_failures} failed reads): check the device index, URL or "
+            "path and its permissions",
+            file=out,
+            flush=True,
+        )
+    elif stats.corrupt or stats.read_failures:
+        print(
+            f"warning: {stats.corrupt + stats.read_failures} of {stats.frames + stats.corrupt + stats.read_failures}"
+            " frames were damaged or unreadable: check the cable, the network or the file",
             file=out,
             flush=True,
         )

@@ -16,7 +16,7 @@ from edge.identity import fingerprint
 from edge.identity.keys import generate_keypair
 from edge.tools.camera import run_test
 from tests.camera.scenes import Walker, place, qr_image, walker_frames
-from tests.camera.videos import write_video
+from tests.camera.videos import corrupt_copy, numbered_frames, write_video
 from tests.support.store import StoreKit, make_store
 
 FPS = 20
@@ -106,3 +106,28 @@ def test_a_source_that_cannot_open_is_reported_not_a_crash(
     assert code == 1
     assert "summary: 0 frames" in out, out
     assert "no frame read from" in out
+
+
+def test_a_damaged_video_is_reported_truthfully(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    video = write_video(tmp_path / "clip.avi", numbered_frames(60), 60.0)
+    broken = corrupt_copy(video, tmp_path / "damaged.avi")
+    out = io.StringIO()
+    totals = run_test(str(broken), 3.0, out)
+    assert totals["corrupt"] >= 15, out.getvalue()
+    assert totals["frames"] + totals["corrupt"] + totals["read_failures"] <= 60
+    assert f"{totals['corrupt']} corrupt (decoded with errors" in out.getvalue()
+    assert "frames were damaged or unreadable" in out.getvalue()
+
+
+def test_a_missing_file_and_an_undecodable_one_read_differently(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    garbage = tmp_path / "garbage.avi"
+    garbage.write_bytes(bytes(range(256)) * 64)
+    _, missing_out = _run(
+        capsys, ["camera", "test", "--source", str(tmp_path / "missing.avi"), "--seconds", "1"]
+    )
+    _, garbage_out = _run(capsys, ["camera", "test", "--source", str(garbage), "--seconds", "1"])
+    assert "the video file is missing" in missing_out
+    assert "FFmpeg could not open it" in garbage_out
+    assert "the video file is missing" not in garbage_out

@@ -68,7 +68,7 @@ def test_alerts_and_problems_read_the_typed_report() -> None:
         sick, ble=replace(healthy.ble, scanner=replace(healthy.ble.scanner, state=ScannerState.RESTARTING))
     )
     kinds = [alert.split(":")[0] for alert in sick.alerts]
-    assert kinds == ["ledger_corrupt", "ledger_disk_full", "clock_behind", "metrics_off"]
+    assert kinds == ["ledger_corrupt", "ledger_disk_full", "cameras_silent", "clock_behind", "metrics_off"]
     assert sick.unhealthy_reasons() == ["mqtt_backoff", *kinds]
     assert sick.problems() == [
         "mqtt: backoff",

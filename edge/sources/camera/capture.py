@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import Enum, StrEnum
+from pathlib import Path
 from types import TracebackType
 from typing import Final, Self, TypeGuard
 
@@ -87,7 +88,7 @@ class CameraStats:
     fps: float  # good frames per second over the last FPS_WINDOW_S, by the clock
     frames: int  # good frames captured
     skipped: int  # frames replaced in the slot before anyone took them (analysis slower than the camera)
-    corrupt: int  # reads that claimed success without a usable BGR uint8 image
+    corrupt: int  # frames decoded with errors (a damaged JPEG) or without a usable BGR image: skipped
     read_failures: int  # reads that failed (an undecodable packet, a device gone), file ends excepted
     errors: int  # exceptions from OpenCV or the opener, each followed by a reopen
     reopens: int  # open attempts after a failure (retries, watchdog); a looping file's rewind is not one
@@ -138,6 +139,19 @@ class _Throttle:
             return None
         self._last[key] = now
         return self._held.pop(key, 0)
+
+
+def not_opened_reason(settings: CameraSettings) -> str:
+    """Why a source did not open, as far as can be told without naming it (a URL may carry a password)."""
+    if settings.is_file:
+        if not Path(settings.source).exists():
+            return "the video file is missing"
+        if not Path(settings.source).is_file():
+            return "the video file's path is not a regular file"
+        return "the video file is there but FFmpeg could not open it (not a video, damaged or still being written)"
+    if settings.is_stream:
+        return "the stream did not open (unreachable, refused, or not a video)"
+    return "the device did not open (absent, busy, or no permission)"
 
 
 class CameraCapture:
@@ -310,8 +324,9 @@ class CameraCapture:
                 held = self._throttle.allow("open")
                 if held is not None:
                     LOG.warning(
-                        "camera %s: the source did not open (attempt %d, %d such lines held back); retrying",
+                        "camera %s: %s (attempt %d, %d such lines held back); retrying",
                         self._settings.id,
+                        not_opened_reason(self._settings),
                         self._attempt + 1,
                         held,
                     )
@@ -427,6 +442,18 @@ class CameraCapture:
                 self._corrupt += 1
             else:
                 self._read_failures += 1
+            corrupt, failures = self._corrupt, self._read_failures
+        # what FFmpeg would have printed line by line on stderr, said here at most once a minute
+        held = self._throttle.allow("corrupt" if ok else "read")
+        if held is not None:
+            LOG.warning(
+                "camera %s: %s (corrupt %d, failed reads %d, %d such lines held back)",
+                self._settings.id,
+                "a frame decoded with errors was skipped" if ok else "a frame could not be read",
+                corrupt,
+                failures,
+                held,
+            )
 
     def _fault(self, doing: str, exc: Exception) -> None:
         with self._cond:
