@@ -94,14 +94,12 @@ class StaffFlow:
         if isinstance(body, Rejected):
             self._parts.rejects.reject(Kind.STAFF_ACK, body.reason, message.topic)
             return
-        notice_id, action = body.get("notice_id"), body.get("action")
-        if not is_id(notice_id):
-            self._parts.rejects.reject(Kind.STAFF_ACK, StaffAckReject.BAD_NOTICE_ID, message.topic)
+        fields = read_ack(body)
+        if isinstance(fields, StaffAckReject):
+            self._parts.rejects.reject(Kind.STAFF_ACK, fields, message.topic)
             return
-        if action not in ACTIONS and action != COLLECTED:
-            self._parts.rejects.reject(Kind.STAFF_ACK, StaffAckReject.BAD_ACTION, message.topic)
-            return
-        notice = self._board.notice(str(notice_id))
+        notice_id, action = fields
+        notice = self._board.notice(notice_id)
         if notice is None or notice.team != team:
             self._parts.rejects.reject(Kind.STAFF_ACK, StaffAckReject.UNKNOWN_NOTICE, message.topic)
             return
@@ -194,3 +192,17 @@ def _text(value: object) -> str | None:
 
 def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e6
+
+
+def read_ack(body: dict[str, Any]) -> tuple[str, str] | StaffAckReject:
+    """An answer's ``notice_id`` and ``action`` (one of ``ACTIONS`` or ``COLLECTED``), or why it is refused.
+
+    Pure: a number, a list or an object in either field is refused, never looked up (a set lookup would
+    hash it: a list is unhashable)."""
+    notice_id, action = body.get("notice_id"), body.get("action")
+    if not is_id(notice_id):
+        return StaffAckReject.BAD_NOTICE_ID
+    if not isinstance(action, str) or (action not in ACTIONS and action != COLLECTED):
+        return StaffAckReject.BAD_ACTION
+    assert isinstance(notice_id, str)
+    return notice_id, action

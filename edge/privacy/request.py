@@ -27,6 +27,10 @@ MAX_BYTES: Final = 16 * 1024
 LEEWAY_S: Final = 60.0
 # A request older than this is refused even if its exp says more: a request is answered within hours.
 MAX_LIFETIME_S: Final = 7 * 86_400.0
+# ``iat`` and ``exp`` are JSON numbers of unix seconds in 0..this (2100-01-01): compared before any arithmetic,
+# so a 401-digit integer (OverflowError in ``exp + LEEWAY_S``), NaN (which every comparison lets through) or
+# ±inf is refused as ``bad_claims``.
+MAX_CLAIM_WALL: Final = 4_102_444_800
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
@@ -95,7 +99,10 @@ def _claims(claims: dict[str, Any], now_wall: float) -> PrivacyRequest | Request
         or not isinstance(sub, str)
         or not 1 <= len(sub) <= 128
         or not sub.isprintable()
-        or not all(isinstance(t, int | float) and not isinstance(t, bool) for t in (iat, exp))
+        or not all(
+            isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t <= MAX_CLAIM_WALL
+            for t in (iat, exp)
+        )
     ):
         return RequestRefused(PrivacyRequestReject.BAD_CLAIMS)
     assert isinstance(iat, int | float)

@@ -10,7 +10,6 @@ names these topics only through ``loggable_topic``.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Container
 from dataclasses import dataclass
 from typing import Final
@@ -116,10 +115,11 @@ def parse_report(
         return Rejected(EspresenseReject.NOT_JSON)
     if not isinstance(body, dict):
         return Rejected(EspresenseReject.NOT_OBJECT)
+    # Only ``rssi`` is read; every other field (``distance``, ``raw``, ``tx``…) is ignored unread. The bounds
+    # are compared before any conversion: ``math.isfinite`` or ``round`` on a 401-digit JSON integer raises
+    # OverflowError, and NaN fails the comparison (inf is outside it).
     rssi = body.get("rssi")
-    if isinstance(rssi, bool) or not isinstance(rssi, int | float) or not math.isfinite(rssi):
-        return Rejected(EspresenseReject.BAD_RSSI)
-    if not RSSI_MIN <= rssi <= RSSI_MAX:
+    if isinstance(rssi, bool) or not isinstance(rssi, int | float) or not RSSI_MIN <= rssi <= RSSI_MAX:
         return Rejected(EspresenseReject.BAD_RSSI)
     if device_id.startswith("eid:"):
         raw = device_id[4:].lower()

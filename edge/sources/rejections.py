@@ -268,17 +268,18 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
     },
     Kind.ESPRESENSE: {
         EspresenseReject.BAD_TOPIC: "not `{prefix}/devices/{id}/{room}` with a room of at most 64 characters",
-        EspresenseReject.NOT_JSON: "not UTF-8 JSON",
+        EspresenseReject.NOT_JSON: "not UTF-8 JSON (or an integer literal beyond Python's 4,300 digits)",
         EspresenseReject.NOT_OBJECT: "JSON, but not an object",
-        EspresenseReject.BAD_RSSI: "`rssi` is not a number in -127..20",
+        EspresenseReject.BAD_RSSI: "`rssi` missing, or not a JSON number in -127..20 (a bool, a string, NaN, "
+        "±inf or a 401-digit integer is refused, never converted); the report's other fields are never read",
         EspresenseReject.BAD_EID: "an `eid:` id that is not 16 hex digits",
     },
     Kind.DEVICE: {
         DeviceReject.OVERSIZED: "a state message larger than 16 KiB",
         DeviceReject.NOT_JSON: "a state message that is not JSON (or nested beyond what the parser takes)",
         DeviceReject.NOT_OBJECT: "a state message that is JSON but not an object",
-        DeviceReject.BAD_VALUE: "a value the gateway sets that is not a finite number (or not `ON`/`OFF`), or "
-        "a colour temperature of 0 mired or less",
+        DeviceReject.BAD_VALUE: "a value the gateway sets that is not a finite number within ±1e15 (or not "
+        "`ON`/`OFF`), or a colour temperature below 1 mired",
         DeviceReject.BAD_AVAILABILITY: "availability that is neither `online`/`offline` (Tasmota: "
         '`Online`/`Offline`) nor JSON `{"state": ...}` with one of them',
     },
@@ -326,7 +327,7 @@ MEANINGS: Final[Mapping[Kind, Mapping[str, str]]] = {
         PrivacyRequestReject.WRONG_STORE: "`aud` does not name this store",
         PrivacyRequestReject.EXPIRED: "`exp` has passed (beyond the leeway), or `iat` is in the future",
         PrivacyRequestReject.BAD_CLAIMS: '`kind` is not `"export"`, or `request_id`, `sub`, `iat` or `exp` is '
-        "missing or malformed",
+        "missing or malformed (`iat`/`exp`: a JSON number of unix seconds in 0..4102444800, not NaN or ±inf)",
     },
     Kind.WEATHER: {
         **_ENVELOPE,

@@ -41,6 +41,9 @@ MAX_CAMPAIGN_SKUS: Final = 64
 MAX_SKU_CHARS: Final = 64
 MAX_ROTATION_EXPONENT: Final = 15
 _COUNTER_MODULUS: Final = 2**32
+# A change's seq and an inventory quantity are stored in SQLite's signed 64-bit INTEGER: above this Python's
+# int would not fit the column (OverflowError where it is written), so the parser refuses it first.
+MAX_SQL_INT: Final = 2**63 - 1
 # A store's weather is replaced by a newer reading or goes stale by itself (docs/context.md): never deleted.
 _UPSERT_ONLY: Final = frozenset({ChangeKind.ERASURE, ChangeKind.WEATHER})
 
@@ -126,8 +129,8 @@ def parse_page(document: object) -> Page:
     last_seq: int | None = None
     for item in changes:
         seq = item.get("seq") if isinstance(item, dict) else None
-        if not _int(seq):
-            raise AnswerError("bad_page", "a change without an integer seq")
+        if not _int(seq) or not 0 <= seq <= MAX_SQL_INT:
+            raise AnswerError("bad_page", "a change without an integer seq in 0..2^63-1")
         if last_seq is not None and seq <= last_seq:
             raise AnswerError("bad_page", f"seq {seq} does not increase (after {last_seq})")
         last_seq = seq
@@ -241,8 +244,8 @@ def _inventory_data(data: dict[str, Any]) -> dict[str, Any]:
     available, quantity = data.get("available"), data.get("quantity")
     if not isinstance(available, bool):
         raise ChangeError("bad_inventory", "available is not a boolean")
-    if quantity is not None and (not _int(quantity) or quantity < 0):
-        raise ChangeError("bad_inventory", "quantity must be a non-negative integer or null")
+    if quantity is not None and (not _int(quantity) or not 0 <= quantity <= MAX_SQL_INT):
+        raise ChangeError("bad_inventory", "quantity must be an integer in 0..2^63-1 or null")
     return {"available": available, "quantity": quantity}
 
 

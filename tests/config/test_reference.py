@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from edge.config import reference
-from edge.config.reference import CONFIG_DOC, REMOTE_DOC, outputs
+from edge.config.reference import BLE_DOC, CONFIG_DOC, REMOTE_DOC, outputs
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("doc", [CONFIG_DOC, REMOTE_DOC])
+@pytest.mark.parametrize("doc", [CONFIG_DOC, REMOTE_DOC, BLE_DOC])
 def test_the_generated_documents_are_up_to_date(doc: Path) -> None:
     expected = outputs(REPO)[REPO / doc]
     assert (REPO / doc).read_text(encoding="utf-8") == expected, (

@@ -15,6 +15,11 @@ from edge.sources.rejections import DeviceReject, RejectedInputError
 
 # A device's state message larger than this is not one (the broker's own limit is larger).
 MAX_STATE_BYTES: Final = 16 * 1024
+# A number a device reports beyond this is junk whatever its unit (a level, a setpoint, mired, kelvin): it is
+# refused as ``bad_value``, so every state value is finite and any arithmetic on it (a unit conversion) is too.
+MAX_STATE_NUMBER: Final = 1e15
+# A colour temperature below 1 mired is above 1,000,000 K: not a lamp's.
+MIN_MIRED: Final = 1.0
 
 
 class DeviceMessageError(RejectedInputError):
@@ -84,18 +89,20 @@ def availability(payload: bytes, *, online: str = "online", offline: str = "offl
 
 
 def number(value: object, what: str) -> float:
-    """A finite JSON number (not a boolean)."""
+    """A finite JSON number (not a boolean) within ±MAX_STATE_NUMBER."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         msg = f"{what} is not a number: {str(value)[:40]!r}"
         raise DeviceMessageError(DeviceReject.BAD_VALUE, msg)
-    if isinstance(value, int) and abs(value) > 1e15:
-        msg = f"{what} is out of range"
+    # Compared before any conversion: float() of a 401-digit JSON integer raises OverflowError. NaN fails the
+    # comparison too, and so does inf.
+    if not -MAX_STATE_NUMBER <= value <= MAX_STATE_NUMBER:
+        msg = (
+            f"{what} is not finite"
+            if isinstance(value, float) and not math.isfinite(value)
+            else f"{what} is out of range"
+        )
         raise DeviceMessageError(DeviceReject.BAD_VALUE, msg)
-    found = float(value)
-    if not math.isfinite(found):
-        msg = f"{what} is not finite"
-        raise DeviceMessageError(DeviceReject.BAD_VALUE, msg)
-    return found
+    return float(value)
 
 
 def kelvin_to_mired(kelvin: float) -> int:
@@ -103,7 +110,8 @@ def kelvin_to_mired(kelvin: float) -> int:
 
 
 def mired_to_kelvin(mired: float) -> float:
-    if mired <= 0:
+    # Below 1 mired (above 1,000,000 K) is junk, and 1e6 / 5e-324 would be inf.
+    if not mired >= MIN_MIRED:
         msg = f"colour temperature of {mired} mired"
         raise DeviceMessageError(DeviceReject.BAD_VALUE, msg)
     return 1_000_000 / mired
