@@ -295,6 +295,8 @@ class Gateway:
             log.info("stopping: draining for at most %.1f s", SHUTDOWN_DEADLINE_S)
             self.notifier.stopping()
             self._publish_health()
+            # Nobody counts the zones while we are down: their retained counts say so (docs/mqtt.md).
+            generation.floor.counts.publish_unknown()
         else:
             log.info("rebuilding for a new configuration")
         generation.link.request_stop(final=outcome == "stop")

@@ -172,7 +172,10 @@ async def build(
         resolver = EidResolver(clock, neighbours=settings.ble.eid_neighbours, consents=consents)
         if settings.ble.eid_keys_file is not None:
             resolver.load(load_eid_keys(settings.ble.eid_keys_file))
-        ble_presence = BlePresence({}, settings.ble.presence, clock)
+        # ESPresense nodes report about once a second: their own filter and timers (docs/ble-presence.md).
+        ble_presence = BlePresence(
+            {}, settings.ble.presence, clock, sources={"espresense": settings.ble.espresense.presence}
+        )
         ble_ingest = BleIngest(resolver, BeaconRegistry(settings.ble.beacons, clock), ble_presence)
     counts = ZoneCounts(
         zones,
@@ -217,7 +220,11 @@ async def build(
         topics=topics,
         publish=lambda topic, payload, retain: link.publish(topic, payload, retain=retain),
         decide=decider.decide,
-        is_present=lambda shopper, zone: presence.zone_of(shopper) == zone,
+        # Check-ins and BLE alike: who is still there is served when a screen frees up or renews.
+        is_present=lambda shopper, zone: (
+            presence.zone_of(shopper) == zone
+            or (ble_ingest is not None and ble_ingest.presence.zone_of(shopper) == zone)
+        ),
         clock=clock,
         version_floor_wall=lambda: watch.high_water_wall,
         ui_for=lambda shopper: (

@@ -3,8 +3,9 @@
 Arbitration (docs/displays.md): one shopper per screen; the newest request wins, but content that is up
 stays at least ``min_display_s``; a request arriving earlier waits in the screen's single pending slot
 (a newer request replaces it, counted as superseded) and is decided when the time is up, if the shopper
-is still in the zone. Personal content expires to the fallback after ``content_ttl_s`` or soon after
-the shopper leaves.
+is still in the zone. Personal content lasts ``content_ttl_s``: then, if its shopper is still in the zone,
+the screen is decided for them again (a renewal, within the offer caps); otherwise it goes back to the
+fallback. It is released soon after the shopper leaves.
 
 A manifest that carries a decision is published only after ``commit`` made that decision durable
 (docs/displays.md "Durable before shown"): a screen can ack anything it was sent, and the ack must find
@@ -323,6 +324,14 @@ class DisplayBoard:
             self.counters["released"] += 1
             self._show(screen, None)
         elif screen.expires_mono is not None and now >= screen.expires_mono:
+            owner = screen.shopper_id
+            if owner is not None and screen.online and self._is_present(owner, screen.settings.zone):
+                # Still standing there: decided again (caps and cooldowns hold; nothing eligible is the
+                # fallback), recorded, then shown, like any request (docs/displays.md, arbitration rule 5).
+                self.counters["renewed"] += 1
+                self._reserve(screen, owner)
+                served.append((screen, owner))
+                return
             self.counters["expired"] += 1
             self._show(screen, None)
 

@@ -155,6 +155,55 @@ class BlePresenceSettings(BaseModel):
         return self
 
 
+class BleSourceTiming(BaseModel):
+    """The filter and timers of one kind of scanner, which depend on how often it reports a phone.
+
+    ``[ble.presence]`` holds them for the gateway's own adapter (every advert, 2-10 Hz); ESPresense nodes
+    report a phone about once a second, so ``[ble.espresense.presence]`` has its own, slower defaults
+    (docs/ble-presence.md section 8).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: int = Field(
+        default=15,
+        ge=1,
+        le=MAX_WINDOW,
+        description="Reports kept per (shopper, node) for the filter (15 s of reports at 1 Hz).",
+    )
+    window_s: float = Field(
+        default=20.0, gt=0, le=600, description="A report counts for this many seconds, then is ignored."
+    )
+    min_samples: int = Field(
+        default=5, ge=1, le=MAX_WINDOW, description="Reports needed in the window before it has a level."
+    )
+    enter_hold_s: float = Field(
+        default=3.0,
+        ge=0,
+        le=600,
+        description="A shopper not yet in a zone enters the best one once it has stayed best this long.",
+    )
+    switch_margin_db: float = Field(
+        default=9.0, ge=0, le=60, description="Another zone must beat the current one by this many dB..."
+    )
+    switch_hold_s: float = Field(
+        default=10.0, ge=0, le=600, description="...continuously for this long before the shopper switches."
+    )
+    leave_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Leave after this long without a report at or above the exit level in the zone.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BleSourceTiming:
+        if self.min_samples > self.window:
+            msg = f"min_samples ({self.min_samples}) cannot exceed window ({self.window})"
+            raise ValueError(msg)
+        return self
+
+
 class BeaconSettings(BaseModel):
     """One fixed store beacon (iBeacon or Eddystone-UID)."""
 
@@ -208,6 +257,11 @@ class EspresenseSettings(_Section):
     rooms: dict[str, str] = Field(
         default_factory=dict,
         description="ESPresense room name -> zone; reports from other rooms are ignored.",
+    )
+    presence: BleSourceTiming = Field(
+        default_factory=BleSourceTiming,
+        description="Filter and timers for the nodes' reports (about 1 Hz); thresholds, dwell and caps "
+        "are [ble.presence]'s.",
     )
 
 

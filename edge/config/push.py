@@ -70,6 +70,7 @@ PUSHABLE: Final[tuple[KeyRule, ...]] = (
     KeyRule("ble.zone", "the zone of the gateway's own adapter (zones may be renamed)"),
     KeyRule("ble.beacons", "the store's fixed beacons and the zones they anchor"),
     KeyRule("ble.espresense.rooms", "which ESPresense room is which zone"),
+    KeyRule("ble.espresense.presence", _TUNING),
     *(
         KeyRule(f"ble.presence.{key}", _TUNING)
         for key in (

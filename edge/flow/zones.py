@@ -113,3 +113,19 @@ class ZoneCounts:
     def publish_all(self) -> None:
         for zone in self.zones:
             self.publish(zone)
+
+    def publish_unknown(self) -> None:
+        """A clean stop: every zone's retained count becomes unknown until the gateway counts again.
+
+        ``people`` and ``identified`` are null, not 0 (nobody counted them), with ``stale: true``; the next
+        start publishes every zone afresh (``publish_all``). A crash cannot do this: ``gateway/status``
+        (the LWT) then says ``offline``, and a dashboard should treat counts as stale while it does.
+        """
+        now = iso_utc(self._clock.wall())
+        body = json.dumps(
+            {"v": 1, "ts": now, "people": None, "identified": None, "since": now, "stale": True},
+            separators=(",", ":"),
+        ).encode()
+        for zone in self.zones:
+            self._link.publish(self._topics.presence(zone), body, retain=True)
+        self._last.clear()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from edge.clock import Clock
-from edge.config.ble import RSSI_MAX_DBM, RSSI_MIN_DBM, BlePresenceSettings
+from edge.config.ble import RSSI_MAX_DBM, RSSI_MIN_DBM, BlePresenceSettings, BleSourceTiming
 from edge.events import PresenceChanged, Sighting
 from edge.presence.rssi import RssiWindow
 
@@ -47,6 +47,30 @@ _Timer = tuple[float, int, str, _Shopper, int]
 
 
 @dataclass(slots=True, frozen=True)
+class _ZoneRules:
+    """A zone's holds, margin and leave timer: the slowest of the sources whose scanners are in it."""
+
+    enter_hold_s: float
+    switch_margin_db: float
+    switch_hold_s: float
+    leave_after_s: float
+
+    @staticmethod
+    def of(timing: BlePresenceSettings | BleSourceTiming) -> _ZoneRules:
+        return _ZoneRules(
+            timing.enter_hold_s, timing.switch_margin_db, timing.switch_hold_s, timing.leave_after_s
+        )
+
+    def slowest(self, other: _ZoneRules) -> _ZoneRules:
+        return _ZoneRules(
+            max(self.enter_hold_s, other.enter_hold_s),
+            max(self.switch_margin_db, other.switch_margin_db),
+            max(self.switch_hold_s, other.switch_hold_s),
+            max(self.leave_after_s, other.leave_after_s),
+        )
+
+
+@dataclass(slots=True, frozen=True)
 class BlePresenceStats:
     """Shoppers tracked now, and the filter's events and refusals by kind (only those that happened)."""
 
@@ -57,10 +81,26 @@ class BlePresenceStats:
 class BlePresence:
     """Presence of identified shoppers in zones; memory bounded by max_tracked x max_scanners_per_identity."""
 
-    def __init__(self, scanner_zones: Mapping[str, str], settings: BlePresenceSettings, clock: Clock) -> None:
-        self._zones: dict[str, str] = dict(scanner_zones)
+    def __init__(
+        self,
+        scanner_zones: Mapping[str, str],
+        settings: BlePresenceSettings,
+        clock: Clock,
+        *,
+        sources: Mapping[str, BleSourceTiming] | None = None,
+    ) -> None:
+        """``sources``: the filter and timers of scanners named ``{source}:...`` (``espresense``), whose
+        report rate differs from the local adapter's; every other scanner uses ``settings``'s own."""
         self._settings = settings
         self._clock = clock
+        self._sources: dict[str, BleSourceTiming] = dict(sources or {})
+        self._default_rules = _ZoneRules.of(settings)
+        # An idle shopper is dropped once every sample has aged out: the longest window of any source.
+        self._idle_s = max([settings.window_s, *(t.window_s for t in self._sources.values())])
+        self._zones: dict[str, str] = {}
+        self._rules: dict[str, _ZoneRules] = {}
+        self._uniform: _ZoneRules | None = None
+        self.set_scanner_zones(scanner_zones)
         self._shoppers: OrderedDict[str, _Shopper] = OrderedDict()  # least recently seen first
         self._present: dict[str, dict[str, None]] = {}  # zone -> shoppers in order of entering
         self._timers: list[_Timer] = []
@@ -104,7 +144,7 @@ class BlePresence:
                 self._evict_one(now, changes)
             state = _Shopper(last_seen=now)
             self._shoppers[shopper_id] = state
-            self._arm(now + self._settings.window_s, shopper_id, state, 0)
+            self._arm(now + self._idle_s, shopper_id, state, 0)
         else:
             self._shoppers.move_to_end(shopper_id)
             # Queues and remote scanners can deliver slightly out of order; each shopper's timeline
@@ -113,7 +153,7 @@ class BlePresence:
             state.last_seen = now
         window = state.windows.get(scanner)
         if window is None:
-            window = self._new_window(state, now)
+            window = self._new_window(state, now, scanner)
             state.windows[scanner] = window
         window.add(rssi, now)
         self._evaluate(shopper_id, state, now, True, changes)
@@ -133,13 +173,13 @@ class BlePresence:
                     self._evaluate(shopper_id, state, now, False, changes)
                 continue
             if state.zone is not None:
-                due = state.last_ok + self._settings.leave_after_s
+                due = state.last_ok + self._rules_of(state.zone).leave_after_s
                 if due <= now:
                     self._leave(shopper_id, state, now, changes)
                     self._drop(shopper_id)
                     continue
             else:
-                due = state.last_seen + self._settings.window_s
+                due = state.last_seen + self._idle_s
                 if due <= now:
                     self._drop(shopper_id)  # every sample has aged out: nothing left worth keeping
                     continue
@@ -160,6 +200,14 @@ class BlePresence:
     def set_scanner_zones(self, mapping: Mapping[str, str]) -> None:
         """Replace the scanner -> zone map (remote scanners added at run time); removed scanners stop counting."""
         self._zones = dict(mapping)
+        rules: dict[str, _ZoneRules] = {}
+        for scanner, zone in self._zones.items():
+            own = _ZoneRules.of(self._timing(scanner))
+            rules[zone] = own if zone not in rules else rules[zone].slowest(own)
+        self._rules = rules
+        # One kind of scanner (the usual store): every zone has the same rules, looked up once, not per advert.
+        kinds = set(rules.values())
+        self._uniform = kinds.pop() if len(kinds) == 1 else None
 
     # --- queries ------------------------------------------------------------------------------------
 
@@ -195,11 +243,10 @@ class BlePresence:
         current_level = _NO_SIGNAL
         best_zone: str | None = None
         best_level = _NO_SIGNAL
-        cutoff = now - settings.window_s
         stale: list[str] | None = None
         for scanner, window in state.windows.items():
             zone = zones.get(scanner)
-            if zone is None or window.last_at <= cutoff:
+            if zone is None or window.last_at <= now - window.span_s:
                 stale = [scanner] if stale is None else [*stale, scanner]
                 continue
             # The window's cache check, inlined: this loop runs for every scanner on every advert.
@@ -220,7 +267,8 @@ class BlePresence:
             if best_zone is not None and best_level >= settings.enter_rssi_dbm:
                 # The first enter is decided on the least data: whichever scanner filled its window first
                 # would win it. Holding a moment lets the other scanners be heard.
-                if self._held(shopper_id, state, best_zone, now, settings.enter_hold_s):
+                hold = self._rules_of(best_zone).enter_hold_s
+                if self._held(shopper_id, state, best_zone, now, hold):
                     self._enter(shopper_id, state, best_zone, now, changes)
             else:
                 state.pending = None
@@ -231,12 +279,19 @@ class BlePresence:
                 state.dwelt = True
                 self._counts["dwells"] += 1
                 changes.append(self._event(shopper_id, current, "dwell", now))
-        if (
-            best_zone is not None
-            and best_level >= settings.enter_rssi_dbm
-            and best_level - current_level >= settings.switch_margin_db
-        ):
-            if self._held(shopper_id, state, best_zone, now, settings.switch_hold_s):
+        takes_over, hold = False, 0.0
+        if best_zone is not None and best_level >= settings.enter_rssi_dbm:
+            uniform = self._uniform
+            if uniform is not None:
+                margin, hold = uniform.switch_margin_db, uniform.switch_hold_s
+            else:
+                # A switch between zones of different sources needs the margin and hold of the slower one.
+                here, there = self._rules_of(current), self._rules_of(best_zone)
+                margin = max(here.switch_margin_db, there.switch_margin_db)
+                hold = max(here.switch_hold_s, there.switch_hold_s)
+            takes_over = best_level - current_level >= margin
+        if takes_over and best_zone is not None:
+            if self._held(shopper_id, state, best_zone, now, hold):
                 self._counts["switches"] += 1
                 self._leave(shopper_id, state, now, changes)
                 self._enter(shopper_id, state, best_zone, now, changes)
@@ -310,18 +365,27 @@ class BlePresence:
                 self._settings.max_tracked,
             )
 
-    def _new_window(self, state: _Shopper, now: float) -> RssiWindow:
+    def _timing(self, scanner: str) -> BlePresenceSettings | BleSourceTiming:
+        source, colon, _ = scanner.partition(":")
+        return self._sources.get(source, self._settings) if colon else self._settings
+
+    def _rules_of(self, zone: str) -> _ZoneRules:
+        return self._rules.get(zone, self._default_rules)
+
+    def _new_window(self, state: _Shopper, now: float, scanner: str) -> RssiWindow:
         settings = self._settings
         windows = state.windows
         if len(windows) >= settings.max_scanners_per_identity:
-            cutoff = now - settings.window_s
-            for scanner in [s for s, w in windows.items() if w.last_at <= cutoff or s not in self._zones]:
-                del windows[scanner]
+            for name in [
+                s for s, w in windows.items() if w.last_at <= now - w.span_s or s not in self._zones
+            ]:
+                del windows[name]
             if len(windows) >= settings.max_scanners_per_identity:
                 oldest = min(windows, key=lambda s: windows[s].last_at)
                 del windows[oldest]
                 self._counts["scanners_dropped"] += 1
-        return RssiWindow(settings.window, settings.window_s, settings.min_samples)
+        timing = self._timing(scanner)
+        return RssiWindow(timing.window, timing.window_s, timing.min_samples)
 
     def _arm(self, due: float, shopper_id: str, state: _Shopper, token: int) -> None:
         self._sequence += 1

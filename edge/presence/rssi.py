@@ -27,11 +27,11 @@ class RssiWindow:
     caller validates it), which fits a signed byte.
     """
 
-    __slots__ = ("_at", "_capacity", "_min_samples", "_rssi", "_span_s", "last_at", "level", "valid_until")
+    __slots__ = ("_at", "_capacity", "_min_samples", "_rssi", "last_at", "level", "span_s", "valid_until")
 
     def __init__(self, capacity: int, span_s: float, min_samples: int) -> None:
         self._capacity = capacity
-        self._span_s = span_s
+        self.span_s = span_s  # how long a sample counts: a window whose newest is older than this is stale
         self._min_samples = min_samples
         # Typed arrays, not lists: no object per sample. A full table (5,000 shoppers x 16 scanners)
         # takes 43 MB instead of 73 MB, at the same speed.
@@ -62,7 +62,7 @@ class RssiWindow:
     def _refresh(self, now: float) -> float | None:
         times = self._at
         values = self._rssi
-        cutoff = now - self._span_s
+        cutoff = now - self.span_s
         while times and times[0] <= cutoff:
             del times[0]
             del values[0]
@@ -74,5 +74,5 @@ class RssiWindow:
         low = _TRIM[count]
         high = count - low
         self.level = sum(sorted(values)[low:high]) / (high - low)
-        self.valid_until = times[0] + self._span_s
+        self.valid_until = times[0] + self.span_s
         return self.level

@@ -78,7 +78,7 @@ def _config(workdir: Path, port: int) -> Path:
         "[decisions.policy]\nepsilon = 0.0\nholdout_percent = 0\n"
         '[ledger]\npath = "ledger.sqlite"\n[control]\nstate_dir = "state"\n[health]\ninterval_s = 1\nmetrics_port = 0\n'
         '[ble]\neid_keys_file = "eid-keys.json"\n'
-        "[ble.presence]\nleave_after_s = 20\n"
+        "[ble.espresense.presence]\nleave_after_s = 20\n"
         '[ble.espresense]\nenabled = true\nrooms = { "room-a" = "cafe", "room-b" = "entrance" }\n'
         '[[zones]]\nid = "cafe"\n[[zones]]\nid = "entrance"\n'
         '[[displays]]\nid = "screen-a"\nzone = "cafe"\nmin_display_s = 0\ncontent_ttl_s = 600\n'
