@@ -5,6 +5,7 @@
 # make model - rebuild models/offers.onnx + manifest from synthetic data with a fixed seed
 # make soak  - the gateway at 200 events/s of mixed load for SOAK_SECONDS: RSS growth, drops, latency
 # make install - (as root) the gateway, its systemd unit and the store broker's config (docs/operations.md)
+# make pi-check - (as root) the gateway on a Pi's CPU: Debian 12 arm64 under QEMU Cortex-A72 and A53 (docs/operations.md)
 # make config-doc - regenerate docs/config.md and the push allow-list in docs/remote-config.md from the schema
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ PY := $(VENV)/bin/python
 DEMO_SECONDS ?= 10
 SOAK_SECONDS ?= 600
 
-.PHONY: demo test venv fresh-venv lint typecheck pytest pytest-anyday bench soak model install clean config-doc
+.PHONY: demo test venv fresh-venv lint typecheck pytest pytest-anyday bench soak model install clean config-doc pi-check
 
 # Three distributions live here (docs/architecture.md): the gateway (.), the contract it shares with the
 # cloud (contract/) and the reference cloud (cloud/). Each pip command names every one it needs, so the
@@ -81,6 +82,11 @@ soak: venv
 
 install:
 	./scripts/install.sh
+
+# The arm64 root is cached in .pi-root/ (git-ignored; rebuilt when missing, ~3 minutes); the probe's x86 side
+# runs in $(VENV). scripts/pi_check.py --help: one CPU, or another onnxruntime (the check's own test, -m pi).
+pi-check: $(VENV)/.runtime
+	$(PY) scripts/pi_check.py
 
 config-doc: $(VENV)/.runtime
 	$(PY) -m edge.config.reference

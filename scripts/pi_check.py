@@ -1,0 +1,357 @@
+"""make pi-check: the gateway on a Raspberry Pi's CPU, emulated: Debian 12 arm64 under QEMU (issue 19).
+
+A Debian bookworm arm64 root (Python 3.11, as Raspberry Pi OS Bookworm) is built with debootstrap from the
+Debian mirror apt uses on this machine and cached under ``.pi-root/`` (git-ignored; rebuilt when missing).
+The project (./contract, .[demo], ./cloud) is installed in a venv inside it from PyPI. Then, for each
+``QEMU_CPU`` (cortex-a72: Pi 4; cortex-a53: Pi 3 and Zero 2 W), where QEMU refuses every instruction that
+CPU does not have:
+
+- ``cpu``: the emulated CPU really is that one (no LSE atomics in AT_HWCAP, which QEMU's default CPU has);
+- ``imports``: every runtime dependency, then every module of ``edge/`` (scripts/pi_imports.py);
+- ``check-config``: ``edge-gateway check-config`` on config/gateway.example.toml, with a token key made by
+  ``edge-gateway token keygen`` in the root (cryptography's arm64 build);
+- ``demo``: ``edge-gateway demo --duration 10`` to its summary, with acked exposures > 0;
+- ``probe``: scripts/pi_probe.py (decisions, BLE frames and EIDs, the QR reader on a generated frame),
+  compared with the same run on this machine: bit-identical, model scores within the probe's tolerance.
+
+Exits 1 naming the step, the module when there is one and the CPU on the first failure, "Illegal
+instruction" (SIGILL, exit 132) called by its name. ``--onnxruntime VERSION`` checks a venv whose
+onnxruntime is that version instead (how the check's own test shows it catches onnxruntime 1.21.0 on the
+Cortex-A72: tests/ops/test_pi_check.py). Needs root (debootstrap, chroot, mount) and apt.
+"""
+
+# ruff: noqa: S603, S607 - fixed commands, run as root by design
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+REPO: Final = Path(__file__).resolve().parents[1]
+CACHE: Final = REPO / ".pi-root"
+SUITE: Final = "bookworm"
+ROOT_PACKAGES: Final = ("python3", "python3-venv", "python3-pip", "ca-certificates")
+HOST_PACKAGES: Final = {"qemu-aarch64-static": "qemu-user-static", "debootstrap": "debootstrap",
+                        "update-binfmts": "binfmt-support"}  # fmt: skip
+BINFMT: Final = Path("/proc/sys/fs/binfmt_misc")
+CPUS: Final = ("cortex-a72", "cortex-a53")
+SRC: Final = "/opt/edge-src"  # the checkout's copy, inside the root
+DISTS: Final = ("pyproject.toml", "contract/pyproject.toml", "cloud/pyproject.toml")
+HWCAP_ATOMICS: Final = 1 << 8  # ARMv8.1 LSE: QEMU's default CPU ("max") has it, the A72 and A53 do not
+SIGILL_EXIT: Final = 128 + signal.SIGILL
+DEMO_SECONDS: Final = 10
+ACKED: Final = re.compile(r"acked exposures (\d+)")
+
+
+class CheckFailedError(Exception):
+    def __init__(self, step: str, cpu: str | None, detail: str) -> None:
+        where = f"{step} [QEMU_CPU={cpu}]" if cpu else step
+        super().__init__(f"pi-check FAILED: {where}: {detail}")
+
+
+def log(message: str) -> None:
+    print(f"pi-check: {message}", flush=True)
+
+
+def host(cmd: Sequence[str], step: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, text=True, capture_output=True, check=False, **kwargs)
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
+        raise CheckFailedError(
+            step, None, f"`{' '.join(cmd)}` exited {result.returncode}\n" + "\n".join(tail)
+        )
+    return result
+
+
+# ----- the host: QEMU, binfmt_misc, debootstrap -----
+
+
+def ensure_host_tools() -> None:
+    missing = sorted({pkg for tool, pkg in HOST_PACKAGES.items() if shutil.which(tool) is None})
+    if missing:
+        log(f"apt-get install {' '.join(missing)}")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        host(["apt-get", "install", "-y", "-q", *missing], "host tools", env=env)
+    if not os.path.ismount(BINFMT):
+        host(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], "binfmt_misc")
+    entry = BINFMT / "qemu-aarch64"
+    if not entry.exists() or not entry.read_text().startswith("enabled"):
+        host(["update-binfmts", "--enable", "qemu-aarch64"], "binfmt qemu-aarch64")
+    text = entry.read_text() if entry.exists() else ""
+    if not text.startswith("enabled") or "flags: " not in text or "F" not in text.split("flags: ")[1][:5]:
+        raise CheckFailedError("binfmt qemu-aarch64", None, f"not enabled with the F flag:\n{text}")
+
+
+def debian_mirror() -> str:
+    """The Debian mirror apt uses here (deb822 .sources or one-line .list), for the main suite."""
+    apt = Path("/etc/apt")
+    for path in sorted([apt / "sources.list", *(apt / "sources.list.d").glob("*.sources")]):
+        if not path.is_file():
+            continue
+        for stanza in re.split(r"\n\s*\n", path.read_text()):
+            fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, re.MULTILINE))
+            if SUITE in fields.get("Suites", "").split() and "main" in fields.get("Components", "").split():
+                return str(fields["URIs"].split()[0])
+            for line in stanza.splitlines():
+                words = line.split()
+                if len(words) >= 4 and words[0] == "deb" and words[2] == SUITE:
+                    return words[1]
+    raise CheckFailedError("mirror", None, f"no apt source for Debian {SUITE} main in /etc/apt")
+
+
+def ensure_root(root: Path) -> None:
+    """Debootstrap the arm64 root unless the cache has a complete one."""
+    stamp = root / ".pi-check-root"
+    wanted = f"{SUITE} arm64 minbase {','.join(ROOT_PACKAGES)}\n"
+    if stamp.is_file() and stamp.read_text() == wanted:
+        log(f"arm64 root: cached ({root.relative_to(REPO)})")
+        return
+    mirror = debian_mirror()
+    log(f"arm64 root: debootstrap {SUITE} from {mirror} (a few minutes)")
+    started = time.monotonic()
+    building = root.with_name(root.name + ".building")
+    unmount_all(building)
+    shutil.rmtree(building, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    host(
+        ["debootstrap", "--arch=arm64", "--variant=minbase", f"--include={','.join(ROOT_PACKAGES)}",
+         SUITE, str(building), mirror],
+        "debootstrap",
+    )  # fmt: skip
+    (building / stamp.name).write_text(wanted)
+    building.rename(root)
+    log(f"arm64 root: built in {time.monotonic() - started:.0f} s")
+
+
+# ----- inside the root -----
+
+MOUNTS: Final = ("proc", "dev", "dev/shm")
+HOST_CA: Final = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
+ROOT_CA: Final = "/etc/ssl/certs/pi-check-host-ca.crt"
+
+
+def mount_all(root: Path) -> None:
+    host(["mount", "-t", "proc", "proc", str(root / "proc")], "mount proc")
+    host(["mount", "--bind", "/dev", str(root / "dev")], "mount dev")
+    host(["mount", "-t", "tmpfs", "shm", str(root / "dev/shm")], "mount dev/shm")
+    shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    # This machine's CA bundle (pip's `cert`, e.g. for a TLS-inspecting egress proxy) for pip in the root.
+    shutil.copyfile(HOST_CA, root / ROOT_CA.lstrip("/"))
+
+
+def unmount_all(root: Path) -> None:
+    for mount in reversed(MOUNTS):
+        target = root / mount
+        if os.path.ismount(target):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def chroot(root: Path, cpu: str, script: str, venv: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``sh -c script`` in the root under QEMU_CPU=cpu: every arm64 process it starts inherits the CPU."""
+    env = {
+        "QEMU_CPU": cpu,
+        "PATH": f"{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "TZ": "UTC",
+        "PIP_CERT": ROOT_CA,
+        "SSL_CERT_FILE": ROOT_CA,
+    }
+    return subprocess.run(
+        [shutil.which("chroot") or "/usr/sbin/chroot", str(root), "/bin/sh", "-c", f"cd {SRC} && {script}"],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def describe_exit(result: subprocess.CompletedProcess[str]) -> str:
+    code = result.returncode
+    output = result.stdout + result.stderr
+    if code in (SIGILL_EXIT, -signal.SIGILL) or "Illegal instruction" in output:
+        return (
+            f"Illegal instruction (SIGILL, exit {code}): a binary uses an instruction this CPU does not have"
+        )
+    if code < 0 or code > 128:
+        number = -code if code < 0 else code - 128
+        return f"killed by signal {signal.Signals(number).name} (exit {code})"
+    return f"exit {code}"
+
+
+def copy_source(root: Path) -> None:
+    """The checkout's files (tracked and untracked, not ignored: no venv, no cache) into ``SRC``."""
+    listing = host(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], "git ls-files",
+                   cwd=REPO)  # fmt: skip
+    target = root / SRC.lstrip("/")
+    keep = {"contract/build", "build"}  # setuptools' build folders are git-ignored; nothing else is kept
+    if target.exists():
+        for child in target.iterdir():
+            if child.name not in keep and not child.name.endswith(".egg-info"):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    for name in listing.stdout.split("\0"):
+        source = REPO / name
+        if name and source.is_file():
+            destination = target / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+
+
+def ensure_venv(root: Path, venv: str, onnxruntime: str | None) -> None:
+    """The project and its runtime dependencies (demo extra and reference cloud included) from PyPI."""
+    digest = hashlib.sha256(b"".join((REPO / name).read_bytes() for name in DISTS))
+    digest.update(str(onnxruntime).encode())
+    stamp = root / venv.lstrip("/") / ".pi-check-venv"
+    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        log(f"venv {venv}: cached")
+        return
+    log(f"venv {venv}: pip install -e ./contract -e '.[demo]' -e ./cloud (under QEMU_CPU={CPUS[-1]})")
+    started = time.monotonic()
+    script = (
+        f"rm -rf {venv} && python3 -m venv {venv} && {venv}/bin/python -m pip install -q --upgrade pip && "
+        f"{venv}/bin/python -m pip install -q -e ./contract -e '.[demo]' -e ./cloud"
+    )
+    if onnxruntime is not None:
+        # Over the project's own constraint (which excludes the known-bad versions): the check must see it.
+        script += f" && {venv}/bin/python -m pip install -q --no-deps 'onnxruntime=={onnxruntime}'"
+    result = chroot(root, CPUS[-1], script, venv, timeout=1800)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
+        raise CheckFailedError("pip install", CPUS[-1], f"{describe_exit(result)}\n{tail}")
+    stamp.write_text(digest.hexdigest())
+    log(f"venv {venv}: installed in {time.monotonic() - started:.0f} s")
+
+
+# ----- the checks, per CPU -----
+
+
+def step(root: Path, cpu: str, name: str, script: str, venv: str, timeout: float = 600) -> str:
+    started = time.monotonic()
+    try:
+        result = chroot(root, cpu, script, venv, timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise CheckFailedError(name, cpu, f"timed out after {timeout:.0f} s") from exc
+    output = result.stdout + result.stderr
+    if result.returncode != 0 or "Illegal instruction" in output:
+        lines = output.strip().splitlines()
+        detail = describe_exit(result)
+        if name == "imports":
+            started_imports = [line for line in lines if line.startswith(("import ", "FAILED "))]
+            failed = [line for line in lines if line.startswith("FAILED ")]
+            last = (failed or started_imports or ["(before the first import)"])[-1]
+            detail = f"{detail}; at `{last}`"
+        raise CheckFailedError(name, cpu, detail + "\n" + "\n".join(lines[-20:]))
+    log(f"[{cpu}] {name}: ok ({time.monotonic() - started:.1f} s)")
+    return result.stdout
+
+
+def check_cpu(root: Path, cpu: str, venv: str) -> None:
+    hwcap = step(root, cpu, "cpu", "python3 -c 'import ctypes; print(ctypes.CDLL(None).getauxval(16))'", venv)
+    if int(hwcap.strip()) & HWCAP_ATOMICS:
+        raise CheckFailedError("cpu", cpu, f"AT_HWCAP {hwcap.strip()} has LSE atomics: QEMU_CPU not honoured")
+
+
+def compare_probe(arm: dict[str, Any], x86: dict[str, Any], cpu: str) -> None:
+    if arm["exact"] != x86["exact"]:
+        keys = sorted(k for k in x86["exact"] if arm["exact"].get(k) != x86["exact"][k])
+        diff = {k: {"arm64": arm["exact"].get(k), "x86": x86["exact"][k]} for k in keys}
+        raise CheckFailedError("probe", cpu, f"outputs differ from x86: {json.dumps(diff)[:3000]}")
+    tolerance = x86["tolerance"]
+    if arm["approx"].keys() != x86["approx"].keys():
+        raise CheckFailedError("probe", cpu, "different float outputs from x86")
+    worst = 0.0
+    for key, values in x86["approx"].items():
+        other = arm["approx"][key]
+        if len(other) != len(values):
+            raise CheckFailedError("probe", cpu, f"{key}: {len(other)} values, x86 has {len(values)}")
+        for a, b in zip(other, values, strict=True):
+            if not math.isclose(a, b, rel_tol=0.0, abs_tol=tolerance):
+                raise CheckFailedError("probe", cpu, f"{key}: {a!r} vs x86 {b!r} (tolerance {tolerance})")
+            worst = max(worst, abs(a - b))
+    log(f"[{cpu}] probe: identical to x86; floats within {worst:.2e} (tolerance {tolerance})")
+
+
+def x86_probe() -> dict[str, Any]:
+    result = subprocess.run([sys.executable, str(REPO / "scripts/pi_probe.py")], text=True,
+                            capture_output=True, check=False, cwd=REPO)  # fmt: skip
+    if result.returncode != 0:
+        raise CheckFailedError("probe on x86", None, result.stderr[-3000:])
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def run_checks(root: Path, cpus: Sequence[str], venv: str, probe: dict[str, Any] | None) -> None:
+    for cpu in cpus:
+        check_cpu(root, cpu, venv)
+        step(root, cpu, "imports", "python scripts/pi_imports.py", venv)
+        step(
+            root,
+            cpu,
+            "check-config",
+            "rm -f config/keys/token-*.pem && edge-gateway token keygen --out config/keys >/dev/null && "
+            "edge-gateway check-config config/gateway.example.toml",
+            venv,
+        )
+        out = step(
+            root, cpu, "demo", f"edge-gateway demo --duration {DEMO_SECONDS} --report-dir /tmp/demo", venv
+        )
+        acked = ACKED.search(out)
+        if acked is None or int(acked.group(1)) <= 0:
+            summary = [line for line in out.splitlines() if line.startswith("summary:")]
+            raise CheckFailedError("demo", cpu, f"no acked exposures: {summary or out[-1500:]}")
+        log(f"[{cpu}] demo: {acked.group(0)}")
+        if probe is not None:
+            compare_probe(
+                json.loads(step(root, cpu, "probe", "python scripts/pi_probe.py", venv)), probe, cpu
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cpu", action="append", choices=CPUS, help="only these CPUs (default: both)")
+    parser.add_argument("--onnxruntime", metavar="VERSION", help="check a venv with this onnxruntime instead")
+    parser.add_argument("--root", type=Path, default=CACHE / f"{SUITE}-arm64", help="the cached arm64 root")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("pi-check: needs root (apt, debootstrap, mount, chroot)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    cpus = args.cpu or list(CPUS)
+    venv = "/opt/venv" if args.onnxruntime is None else f"/opt/venv-onnxruntime-{args.onnxruntime}"
+    root: Path = args.root.resolve()
+    try:
+        ensure_host_tools()
+        ensure_root(root)
+        copy_source(root)
+        mount_all(root)
+        try:
+            ensure_venv(root, venv, args.onnxruntime)
+            probe = x86_probe() if args.onnxruntime is None else None
+            run_checks(root, cpus, venv, probe)
+        finally:
+            unmount_all(root)
+    except CheckFailedError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 1
+    log(f"passed on {', '.join(cpus)} in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
