@@ -122,9 +122,8 @@ def ensure_root(root: Path) -> None:
     log(f"arm64 root: debootstrap {SUITE} from {mirror} (a few minutes)")
     started = time.monotonic()
     building = root.with_name(root.name + ".building")
-    unmount_all(building)
-    shutil.rmtree(building, ignore_errors=True)
-    shutil.rmtree(root, ignore_errors=True)
+    for old in (building, root):
+        remove_root(old)
     root.parent.mkdir(parents=True, exist_ok=True)
     host(
         ["debootstrap", "--arch=arm64", "--variant=minbase", f"--include={','.join(ROOT_PACKAGES)}",
@@ -157,6 +156,26 @@ def unmount_all(root: Path) -> None:
         target = root / mount
         if os.path.ismount(target):
             subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Mount points at or below ``root`` (from /proc/self/mounts)."""
+    prefix = str(root.resolve())
+    lines = Path("/proc/self/mounts").read_text(encoding="utf-8").splitlines()
+    points = [line.split()[1] for line in lines if len(line.split()) > 1]
+    return [point for point in points if point == prefix or point.startswith(prefix + "/")]
+
+
+def remove_root(root: Path) -> None:
+    """Delete a cached root, never through a mount: a /dev still bound inside (a run killed while mounted)
+    would otherwise have the host's device nodes deleted with it."""
+    if not root.exists():
+        return
+    unmount_all(root)
+    left = mounts_under(root)
+    if left:
+        raise CheckFailedError("clean root", None, f"still mounted, not deleting: {', '.join(left)}")
+    shutil.rmtree(root)
 
 
 def chroot(root: Path, cpu: str, script: str, venv: str, timeout: float) -> subprocess.CompletedProcess[str]:
