@@ -5,7 +5,8 @@
 # make model - rebuild models/offers.onnx + manifest from synthetic data with a fixed seed
 # make soak  - the gateway at 200 events/s of mixed load for SOAK_SECONDS: RSS growth, drops, latency
 # make install - (as root) the gateway, its systemd unit and the store broker's config (docs/operations.md)
-# make pi-check - (as root) the gateway on a Pi's CPU: Debian 12 arm64 under QEMU Cortex-A72 and A53 (docs/operations.md)
+# make pi-check - (as root) the gateway on a Pi's CPU: Debian 12 arm64 under QEMU Cortex-A72 and A53, then the
+#              check's own test (it must catch onnxruntime 1.21.0's Illegal instruction); docs/operations.md
 # make config-doc - regenerate docs/config.md and the push allow-list in docs/remote-config.md from the schema
 
 PYTHON ?= python3
@@ -71,8 +72,9 @@ ANYDAY_TESTS ?= tests/decide tests/gateway tests/control/test_remote_config.py t
 pytest-anyday: venv
 	EDGE_TEST_INSTANT=$(ANYDAY_INSTANT) TZ=$(ANYDAY_TZ) $(PY) -m pytest -q $(ANYDAY_TESTS)
 
+# The Pi check comes last: it needs the venv only for its x86 side, and it is the slowest step (docs/testing.md).
 test: fresh-venv
-	$(MAKE) lint typecheck pytest pytest-anyday
+	$(MAKE) lint typecheck pytest pytest-anyday pi-check
 
 bench: venv
 	$(PY) -m bench
@@ -84,9 +86,11 @@ install:
 	./scripts/install.sh
 
 # The arm64 root is cached in .pi-root/ (git-ignored; rebuilt when missing, ~3 minutes); the probe's x86 side
-# runs in $(VENV). scripts/pi_check.py --help: one CPU, or another onnxruntime (the check's own test, -m pi).
-pi-check: $(VENV)/.runtime
+# runs in $(VENV). scripts/pi_check.py --help: one CPU, or another onnxruntime (the check's own test, -m pi,
+# which needs pytest: the dev extra).
+pi-check: venv
 	$(PY) scripts/pi_check.py
+	$(PY) -m pytest -q -m pi tests/ops/test_pi_check.py
 
 config-doc: $(VENV)/.runtime
 	$(PY) -m edge.config.reference
