@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import platform
 import re
 import shutil
 import signal
@@ -140,6 +141,34 @@ def ensure_root(root: Path) -> None:
 MOUNTS: Final = ("proc", "dev", "dev/shm")
 HOST_CA: Final = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
 ROOT_CA: Final = "/etc/ssl/certs/pi-check-host-ca.crt"
+
+
+def mount_options(path: Path) -> set[str]:
+    """The options of the mount that holds ``path`` (the longest mount point above it)."""
+    best, options = "", ""
+    resolved = str(path.resolve())
+    for line in Path("/proc/self/mounts").read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        point = fields[1]
+        above = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if above and len(point) >= len(best):
+            best, options = point, fields[3]
+    return set(options.split(","))
+
+
+def default_root() -> Path:
+    """``.pi-root/`` in the checkout; where the checkout's filesystem forbids executing or device files (a
+    CI runner's mount may), a folder under /var/cache instead, said in the log."""
+    root = CACHE / f"{SUITE}-arm64"
+    CACHE.mkdir(exist_ok=True)
+    refused = mount_options(CACHE) & {"noexec", "nodev"}
+    if not refused:
+        return root
+    fallback = Path("/var/cache/edge-pi-check") / hashlib.sha256(str(REPO).encode()).hexdigest()[:12]
+    log(f"{CACHE} is on a {','.join(sorted(refused))} mount: the arm64 root goes to {fallback}")
+    return fallback / f"{SUITE}-arm64"
 
 
 def mount_all(root: Path) -> None:
@@ -345,15 +374,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cpu", action="append", choices=CPUS, help="only these CPUs (default: both)")
     parser.add_argument("--onnxruntime", metavar="VERSION", help="check a venv with this onnxruntime instead")
-    parser.add_argument("--root", type=Path, default=CACHE / f"{SUITE}-arm64", help="the cached arm64 root")
+    parser.add_argument("--root", type=Path, help="the cached arm64 root (default: .pi-root/bookworm-arm64)")
     args = parser.parse_args(argv)
+    if platform.machine() == "aarch64":
+        # On a Pi (or any arm64 machine) there is nothing to emulate: `make test` has just run the whole
+        # suite on the real CPU. QEMU_CPU would not apply, and the LSE check would fail on a Pi 5's A76.
+        log("this machine is arm64: the suite ran on its own CPU; nothing to emulate")
+        return 0
     if os.geteuid() != 0:
         print("pi-check: needs root (apt, debootstrap, mount, chroot)", file=sys.stderr)
         return 2
     started = time.monotonic()
     cpus = args.cpu or list(CPUS)
     venv = "/opt/venv" if args.onnxruntime is None else f"/opt/venv-onnxruntime-{args.onnxruntime}"
-    root: Path = args.root.resolve()
+    root: Path = (args.root or default_root()).resolve()
     try:
         ensure_host_tools()
         ensure_root(root)
