@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 
 from edge.cli import main
+from edge.decide.catalog import load_catalog
 from edge.demo import cloud as demo_cloud
 from edge.demo.run import run_demo
 from tests.measure.report_sample import assert_self_contained
 from tests.support.launch import child_env, cloud_command
+
+EXAMPLE_OFFERS = Path(__file__).resolve().parents[1] / "config" / "offers.example.toml"
 
 
 @pytest.fixture
@@ -60,6 +63,9 @@ async def test_demo_round_trip_on_the_embedded_broker(pinned_cloud: list[str], t
     assert "cloud profile store on http://127.0.0.1:" in text
     # The browser pages, served while it runs (docs/player.md): the kiosk and the fitting team's tablet
     assert "demo: kiosk on http://127.0.0.1:" in text and "/player/kiosk.html?display=kiosk-cafe&" in text
+    # ...and the player, with a picture for every image the demo's catalog names (tests/browser/test_player.py)
+    named = {offer.data["image"] for offer in load_catalog(EXAMPLE_OFFERS).offers if offer.data.get("image")}
+    assert f"({len(named)} catalog pictures drawn for it)" in text
     assert "demo: staff tablet on http://127.0.0.1:" in text and "/player/staff.html?team=fitting&" in text
     assert "demo: store dashboard on http://127.0.0.1:" in text
     # The fitting room: its devices follow the couple, the fitting team hears about Ana (never her id).

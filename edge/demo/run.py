@@ -14,7 +14,7 @@ import random
 import secrets
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -209,6 +209,16 @@ def demo_settings(
         "dashboard": {"enabled": True, "bind": "127.0.0.1", "port": 0},
     }
     return parse_settings(document, base_dir=REPO_ROOT, source="demo defaults")
+
+
+def catalog_pictures(offers: Iterable[Offer]) -> dict[str, str]:
+    """Every picture the catalog names (its ``image``), captioned with the offer's headline or title."""
+    named: dict[str, str] = {}
+    for offer in offers:
+        image = offer.data.get("image")
+        if isinstance(image, str) and image:
+            named.setdefault(image, str(offer.data.get("headline") or offer.title))
+    return named
 
 
 def _overridable() -> list[tuple[str, str]]:
@@ -507,10 +517,20 @@ async def run_demo(
             )
             if gateway.dashboard is not None:
                 print(f"demo: store dashboard on {gateway.dashboard.url}", file=out, flush=True)
+            pictures = catalog_pictures(offers.values())
             pages = await stack.enter_async_context(
-                serve_pages(REPO_ROOT / "player", store=DEMO_STORE, broker_ws=f"ws://{host}:{ws_port}")
+                serve_pages(
+                    REPO_ROOT / "player",
+                    store=DEMO_STORE,
+                    broker_ws=f"ws://{host}:{ws_port}",
+                    pictures=pictures,
+                )
             )
-            print(f"demo: display player on {pages.player('screen-cafe-1')}", file=out)
+            print(
+                f"demo: display player on {pages.player('screen-cafe-1')} "
+                f"({len(pictures)} catalog pictures drawn for it)",
+                file=out,
+            )
             print(f"demo: kiosk on {pages.kiosk(KIOSK)} (pair with its QR: docs/player.md)", file=out)
             print(f"demo: staff tablet on {pages.staff('fitting', _overridable())}", file=out, flush=True)
             root = settings.topic_root

@@ -23,6 +23,9 @@ from PIL import Image
 from playwright.async_api import Page, Route
 
 from edge.clock import ManualClock, parse_iso_utc
+from edge.decide.catalog import load_catalog
+from edge.demo.pages import CARD_SIZE, serve_pages
+from edge.demo.run import catalog_pictures as demo_pictures
 from tests.ops.clients import REPO, Client, make_passwords, write_password_file
 from tests.support.broker import Mosquitto
 from tests.support.browser import serve_static
@@ -182,6 +185,52 @@ async def test_a_checkin_is_painted_acked_and_becomes_an_exposure(
         assert [e["decision_id"] for e in exposures] == [manifest["decision_id"]]
         assert len(probe.json_on(ACK)) == 1  # one ack: the idle fallback was not acked
         assert await page.evaluate("window.player.stats.rejected") == {}
+
+
+async def test_the_demos_page_server_gives_the_player_every_picture_the_catalog_names(
+    page: Page, broker: Broker, clock: ManualClock, tmp_path: Path
+) -> None:
+    """`make demo` serves the player with a drawn picture per catalog image (the repository ships none): an
+    offer with an image is painted with it and acked `shown`, with the player's default asset folder."""
+    catalog = load_catalog(REPO / "config/offers.example.toml").offers
+    pictures = demo_pictures(catalog)
+    named = {str(offer.data["image"]) for offer in catalog if offer.data.get("image")}
+    assert set(pictures) == named and len(named) >= 5
+    store = store_for(tmp_path, broker)
+    async with (
+        serve_pages(REPO / "player", store=STORE, broker_ws="ws://unused", pictures=pictures) as pages,
+        running_gateway(store.settings(), clock=clock),
+        broker.client("observer", f"{ROOT}/#") as probe,
+        broker.client("checkin") as app,
+    ):
+        query = {
+            "display": DISPLAY,
+            "password": broker.passwords[DISPLAY],
+            "store": STORE,
+            "broker": f"ws://127.0.0.1:{broker.mosquitto.ws_port}",
+            "keepalive_s": 120,
+        }  # no `assets`: the default, assets/ beside index.html, is where the demo serves them
+        await page.clock.install(time=clock.wall())
+        await page.goto(f"{pages.base}/player/index.html?{urlencode(query)}")
+        await page.locator("#stage[data-fallback=true]").wait_for()
+        await app.publish(f"{ROOT}/checkin", store.checkin("p-full", zone="cafe"))
+        await probe.wait_for(lambda: probe.json_on(ACK))
+        manifest = decided(probe)[-1]
+        assert manifest["data"].get("image"), "the chosen offer has no image: this test needs one"
+        ack = probe.json_on(ACK)[-1]
+        assert (ack["decision_id"], ack["status"]) == (manifest["decision_id"], "shown"), ack
+        width = await page.locator("#stage img").evaluate("(img) => img.complete && img.naturalWidth")
+        assert width == CARD_SIZE[0]
+        # Every other picture too, and nothing else: a name the catalog does not use is a 404.
+        for name in sorted(named):
+            response = await page.request.get(f"{pages.base}/player/assets/{name}")
+            assert (response.status, response.headers["content-type"]) == (200, "image/webp"), name
+            with Image.open(io.BytesIO(await response.body())) as drawn:
+                assert drawn.size == CARD_SIZE
+        missing = await page.request.get(f"{pages.base}/player/assets/coffee/nothing.webp")
+        assert missing.status == 404
+        index = await page.request.get(f"{pages.base}/player/index.html")
+        assert index.status == 200
 
 
 async def test_the_player_returns_to_the_fallback_when_the_offer_expires_by_its_own_clock(
