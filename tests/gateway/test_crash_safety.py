@@ -1,5 +1,7 @@
 """The gateway process SIGKILLed at random instants, again and again, while shoppers check in and screens ack
-at once: no check-in is lost or done twice, and no acked exposure of a published manifest is lost.
+at once and the tills ring up sales: no check-in is lost or done twice, no acked exposure of a published
+manifest is lost, and every sale the broker accepted is one ``conversions`` row with all its lines, its
+verified shopper kept (issue 16's promise: a sale and its outbox event are one transaction).
 
 Every check-in has its own shopper (with measurement consent, so decisions keep the shopper's id) and goes
 to a zone of its own within any burst (256 zones round-robin, more than a restart's backlog), so no screen
@@ -25,6 +27,7 @@ import aiomqtt
 
 from edge.clock import SystemClock
 from edge.events import Purpose
+from edge.flow.pos import sale_event_id
 from edge.ledger import ConsentRow, Ledger
 from tests.gateway.test_process import start_gateway
 from tests.support.broker import Mosquitto
@@ -35,7 +38,11 @@ ZONES = (*(f"z{index:03d}" for index in range(254)), "cafe", "entrance")
 SEEDS = (11, 12, 13, 14)
 KILLS_PER_SEED = 50
 RATE_PER_S = 40
+SALES_PER_S = 10
 SHOPPERS = 12_000
+SALE_TS = "2026-11-22T10:00:00Z"  # the POS's own stamp: a resent sale keeps its id whenever it is heard
+SALE_TS_WALL = 1795341600.0
+LINES = [{"sku": "FLAT-WHITE", "qty": 2, "price": 3.5}, {"sku": "BREAD", "qty": 1, "price": 1.25}]
 
 
 def shopper(index: int) -> str:
@@ -51,6 +58,7 @@ class Traffic:
     acked: set[tuple[str, str]] = field(default_factory=set)  # (decision_id, display)
     statuses: list[dict[str, object]] = field(default_factory=list)
     decision_manifests: int = 0
+    sales: dict[str, str | None] = field(default_factory=dict)  # conversion event id -> verified shopper
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)  # the screens listen from now on
 
@@ -116,6 +124,23 @@ async def checkins(port: int, store: StoreKit, traffic: Traffic, stop: asyncio.E
             await asyncio.sleep(1 / RATE_PER_S)
 
 
+async def tills(port: int, store: StoreKit, traffic: Traffic, stop: asyncio.Event) -> None:
+    """One sale every 1/SALES_PER_S s on three lanes (QoS 1); every fourth names its shopper with a token,
+    from shoppers the check-ins never reach (they count up from 0)."""
+    async with aiomqtt.Client("127.0.0.1", port, identifier="crash-tills") as client:
+        index = 0
+        while not stop.is_set():
+            lane, txn = str(index % 3), f"T-{index:05d}"
+            body: dict[str, object] = {"v": 1, "txn_id": txn, "ts": SALE_TS, "items": LINES}
+            who = shopper(SHOPPERS - 1 - index) if index % 4 == 0 else None
+            if who is not None:
+                body["token"] = store.token(who, jti=f"sale-{index:05d}")
+            await client.publish(f"{ROOT}/pos/{lane}/transaction", json.dumps(body), qos=1)
+            traffic.sales[sale_event_id(ROOT, lane, txn, SALE_TS_WALL, 0.0)] = who
+            index += 1
+            await asyncio.sleep(1 / SALES_PER_S)
+
+
 async def wait_until(predicate: object, traffic: Traffic, timeout: float) -> None:
     assert callable(predicate)
     async with asyncio.timeout(timeout):
@@ -160,6 +185,7 @@ async def kill_again_and_again(seed: int, workdir: Path) -> Outcome:
     stop = asyncio.Event()
     screen_task = asyncio.create_task(screens(broker.port, traffic))
     app_task: asyncio.Task[None] | None = None
+    till_task: asyncio.Task[None] | None = None
     kinds = {"after_manifest": 0, "after_online": 0, "during_start": 0}
     try:
         await asyncio.wait_for(traffic.subscribed.wait(), 10)
@@ -175,6 +201,7 @@ async def kill_again_and_again(seed: int, workdir: Path) -> Outcome:
                     await wait_until(lambda seen=seen: online_since(traffic, seen), traffic, 30)
                     if app_task is None:
                         app_task = asyncio.create_task(checkins(broker.port, store, traffic, stop))
+                        till_task = asyncio.create_task(tills(broker.port, store, traffic, stop))
                     if kind == "after_manifest":
                         before = traffic.decision_manifests
                         await wait_until(
@@ -191,8 +218,9 @@ async def kill_again_and_again(seed: int, workdir: Path) -> Outcome:
 
         # No more check-ins; one last gateway takes what the broker kept for it and finishes the work.
         stop.set()
-        assert app_task is not None
+        assert app_task is not None and till_task is not None
         await app_task
+        await till_task
         expected = dict(traffic.published)
         seen = len(traffic.statuses)
         proc = start_gateway(store)
@@ -204,8 +232,10 @@ async def kill_again_and_again(seed: int, workdir: Path) -> Outcome:
             while asyncio.get_running_loop().time() < deadline:
                 claimed = {row[0] for row in rows(db, "SELECT jti FROM jti")}
                 exposures = set(rows(db, "SELECT decision_id, display_id FROM exposures"))
-                now = (traffic.decision_manifests, len(exposures))
-                if set(expected) <= claimed and traffic.acked <= exposures and now == last:
+                sold = {row[0] for row in rows(db, "SELECT event_id FROM conversions")}
+                now = (traffic.decision_manifests, len(exposures), len(sold))
+                done = set(expected) <= claimed and traffic.acked <= exposures and set(traffic.sales) <= sold
+                if done and now == last:
                     break
                 last = now
                 await asyncio.sleep(0.3)
@@ -215,7 +245,7 @@ async def kill_again_and_again(seed: int, workdir: Path) -> Outcome:
         assert code == 0, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
     finally:
         stop.set()
-        for task in (screen_task, app_task):
+        for task in (screen_task, app_task, till_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
@@ -253,11 +283,17 @@ def check(outcome: Outcome) -> None:
     doubled = {who: n for who, n in per_shopper.items() if n > 1}
     unknown_shown = set(traffic.manifests) - {row[0] for row in decisions}
     lost_exposures = traffic.acked - set(exposures)
+    sales = dict(rows(db, "SELECT event_id, shopper_id FROM conversions"))
+    lines = dict(rows(db, "SELECT event_id, COUNT(*) FROM conversion_items GROUP BY event_id"))
+    lost_sales = set(traffic.sales) - set(sales)
+    wrong_shopper = {e: (who, sales[e]) for e, who in traffic.sales.items() if e in sales and sales[e] != who}
+    wrong_lines = {e: n for e, n in lines.items() if n != len(LINES)}
     print(
         f"seed {seed}: {sum(kinds.values())} kills {kinds}; {len(expected)} check-ins, {len(claimed)} claimed, "
         f"{len(decisions)} decisions, {len(traffic.manifests)} manifests seen, {len(traffic.acked)} acked, "
         f"{len(exposures)} exposures; lost check-ins {len(lost_checkins)}, doubled {len(doubled)}, "
-        f"lost exposures {len(lost_exposures)}"
+        f"lost exposures {len(lost_exposures)}; {len(traffic.sales)} sales, {len(sales)} conversions, "
+        f"lost {len(lost_sales)}, shopper changed {len(wrong_shopper)}"
     )
     assert sum(kinds.values()) == KILLS_PER_SEED and all(kinds.values())
     assert len(expected) > KILLS_PER_SEED  # real traffic crossed the kills
@@ -267,3 +303,8 @@ def check(outcome: Outcome) -> None:
     assert lost_exposures == set()
     assert len(exposures) == len(set(exposures))
     assert len(decisions) == len(expected)  # exactly one decision per check-in, nothing else
+    assert len(traffic.sales) > KILLS_PER_SEED // 4  # sales crossed the kills too
+    assert lost_sales == set(), f"e.g. {sorted(lost_sales)[:3]}"
+    assert set(sales) == set(traffic.sales)  # nothing but the sales, each once (the event id is the key)
+    assert wrong_shopper == {}, f"a resent sale lost or changed its verified shopper: {wrong_shopper}"
+    assert wrong_lines == {} and set(lines) == set(sales)  # every sale with all its lines, none doubled
