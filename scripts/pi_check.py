@@ -84,7 +84,10 @@ def ensure_host_tools() -> None:
     if missing:
         log(f"apt-get install {' '.join(missing)}")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        host(["apt-get", "install", "-y", "-q", *missing], "host tools", env=env)
+        if subprocess.run(["apt-get", "install", "-y", "-q", *missing], env=env, capture_output=True,
+                          check=False).returncode != 0:  # fmt: skip
+            host(["apt-get", "update", "-q"], "apt-get update", env=env)  # a fresh machine has no lists yet
+            host(["apt-get", "install", "-y", "-q", *missing], "host tools", env=env)
     if not os.path.ismount(BINFMT):
         host(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], "binfmt_misc")
     entry = BINFMT / "qemu-aarch64"
