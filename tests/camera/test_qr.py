@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from edge.clock import ManualClock
+from edge.sources.camera import qr
 from edge.sources.camera.masks import MaskSet
 from edge.sources.camera.qr import QrDeduper, QrReader
 from tests.camera.scenes import RENDER_PX, VGA, background, noisy, place, qr_image, qr_modules, token_text
@@ -157,8 +158,43 @@ def test_an_opencv_failure_is_counted_not_raised(reader: QrReader, scene: np.nda
             raise cv2.error("simulated")
 
     reader._fine = Broken()  # type: ignore[assignment]
+    # The fast pass reads this code by itself; without it, the OpenCV pass is the one that fails.
+    reader._read_fast = lambda gray: []  # type: ignore[method-assign]
     assert reader.read(frame_with(scene, center=CENTRE, scale=px(4.0))) == []
     assert reader.errors == 1
+
+
+def test_a_fast_pass_failure_is_counted_and_opencv_still_reads(
+    reader: QrReader, scene: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> list[object]:
+        raise RuntimeError("simulated")
+
+    monkeypatch.setattr(qr.zxingcpp, "read_barcodes", broken)
+    assert reader.read(frame_with(scene, center=CENTRE, scale=px(4.0))) == [TOKEN]
+    assert (reader.errors, reader.fast_reads) == (1, 0)
+
+
+def test_the_fast_pass_reads_alone_and_opencv_checks_every_nth_frame(
+    reader: QrReader, scene: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = frame_with(scene, center=CENTRE, scale=px(4.0))
+    full_passes = 0
+    slow = reader._read
+
+    def counted(gray: np.ndarray, texts: list[str]) -> None:
+        nonlocal full_passes
+        full_passes += 1
+        slow(gray, texts)
+
+    monkeypatch.setattr(reader, "_read", counted)
+    for _ in range(2 * qr.FULL_PASS_EVERY):
+        assert reader.read(frame) == [TOKEN]
+    assert full_passes == 2
+    assert reader.fast_reads == 2 * qr.FULL_PASS_EVERY - 2
+    # A frame the fast pass reads nothing in goes to OpenCV at once.
+    assert reader.read(scene) == []
+    assert full_passes == 3
 
 
 # ----- one check-in per code in view -------------------------------------------------------------------

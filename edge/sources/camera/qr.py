@@ -11,11 +11,20 @@ from typing import Final
 
 import cv2
 import numpy as np
+import zxingcpp
 
 from edge.clock import Clock
 
 # A version-1 code is 21 modules wide: a frame with a smaller side cannot hold one.
 MIN_SIDE_PX: Final = 21
+# The fast pass: zxing-cpp (the C++ port of ZXing, Apache-2.0, wheels for x86-64 and arm64) reads a
+# check-in token in a 640x480 frame in ~1 ms where the OpenCV path below takes ~12 ms, and reads 58 of the
+# 60 frames of bench/camera_qr.py where that path reads 60 (docs/camera.md, "QR reading"). So it goes
+# first; the OpenCV path runs when it reads nothing (every frame without a code, and the hard codes: small
+# modules, steep tilts), and on every FULL_PASS_EVERY-th frame whatever it read, so that a second code in
+# view that only OpenCV reads is read within that many frames even while an easy one stays in front.
+FULL_PASS_EVERY: Final = 8
+_QR: Final = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
 # Where the time goes: the decoder's cost grows with the area of the image it is given (~50 ns/px here),
 # detection costs ~6 ms at 640x480 with a code in view and ~2 ms without. So: detect once at full
 # resolution, and decode each code on a crop around it, never on the whole frame.
@@ -84,14 +93,16 @@ def _texts(ok: bool, decoded: Sequence[bytes] | None) -> list[str]:
 class QrReader:
     """Every QR code in a frame, several at once, rotated and perspective-warped ones included.
 
-    Detection at full resolution, then each code is read on a crop around it: as it is, else scaled up
+    zxing-cpp first (``FULL_PASS_EVERY``); then, when it read nothing or every that many frames, OpenCV's:
+    detection at full resolution, then each code is read on a crop around it: as it is, else scaled up
     (small codes: from 2 px per module at 640x480), else found again on the scaled-up crop. When
     nothing is read, a second search at half resolution catches codes too big for the first one.
 
     ``read`` never raises: a frame that is not an image gives ``[]`` (counted in ``rejected``), an OpenCV
     failure gives what was read so far (counted in ``errors``). Measured (bench/camera_qr.py, one x86
-    core): ~50 fps with a token in view at 2-5 px per module, all of them read, where the bare library
-    call reads two thirds at the same speed; ~190 fps on frames without a code.
+    core): ~290 fps with a token in view at 2-5 px per module, all of them read (~57 fps with the OpenCV
+    path alone), where the bare library call reads two thirds at ~63 fps; ~210 fps on frames without a
+    code.
     """
 
     def __init__(self) -> None:
@@ -103,8 +114,10 @@ class QrReader:
         params.adaptiveThreshWinSizeStep = FINE_WINDOWS_PX[-1] - FINE_WINDOWS_PX[0]
         self._fine.setArucoParameters(params)
         self._crop = _detector()
+        self._frames = 0
         self.errors = 0
         self.rejected = 0
+        self.fast_reads = 0  # frames whose codes the fast pass alone read
 
     def read(self, frame: np.ndarray) -> list[str]:
         """The non-empty texts of the codes in ``frame`` (BGR, BGRA or grey uint8), in no set order."""
@@ -114,10 +127,24 @@ class QrReader:
             if gray is None:
                 self.rejected += 1
                 return []
+            self._frames += 1
+            texts.extend(self._read_fast(gray))
+            if texts and self._frames % FULL_PASS_EVERY:
+                self.fast_reads += 1
+                return list(dict.fromkeys(texts))
             self._read(gray, texts)
         except cv2.error:
             self.errors += 1
         return list(dict.fromkeys(texts))
+
+    def _read_fast(self, gray: np.ndarray) -> list[str]:
+        """zxing-cpp's reading of the whole frame; [] (counted in ``errors``) when it fails."""
+        try:
+            found = zxingcpp.read_barcodes(np.ascontiguousarray(gray), formats=_QR)
+        except (RuntimeError, ValueError, TypeError):
+            self.errors += 1
+            return []
+        return [code.bytes.decode("utf-8", errors="replace") for code in found if code.valid and code.bytes]
 
     def _read(self, gray: np.ndarray, texts: list[str]) -> None:
         found, quads = self._fine.detectMulti(gray)
