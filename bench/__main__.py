@@ -108,6 +108,26 @@ def _machine() -> dict[str, object]:
     }
 
 
+def table(results: dict[str, object]) -> str:
+    """Every targeted figure against its target, the figures shown beside them, and the Pi 4 column: an
+    ESTIMATE for one Raspberry Pi 4 core from published per-core ratios against a 3.65 GHz Zen 4 host
+    (bench/pi4.py; docs/benchmarks.md "Pi 4 estimates"), never a measurement."""
+    lines = [f"{'benchmark':<26} {'figure':<16} {'value':>10}  {'target':<22} Pi 4 estimate"]
+    for name, checks in TARGETS.items():
+        figures = results[name]
+        assert isinstance(figures, dict)
+        for key, op, limit in checks:
+            value = figures[key]
+            met = value <= limit if op == "<=" else value >= limit
+            target = f"{op} {limit} {'ok' if met else 'MISSED'}"
+            lines.append(f"{name:<26} {key:<16} {value:>10}  {target:<22} {pi4.estimate(name, key, value)}")
+        for key, label in ALSO_SHOWN.items():
+            if key in figures:
+                shown, estimate = f"({label})", pi4.estimate(name, key, figures[key])
+                lines.append(f"{name:<26} {key:<16} {figures[key]:>10}  {shown:<22} {estimate}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
@@ -143,23 +163,7 @@ def main() -> None:
     keep("report", bench_report.run(repeats=repeats))
     keep("player_render", bench_player.run(repeats=repeats))
     print(f"machine: {results['machine']}")
-    # The last column is an ESTIMATE for one Raspberry Pi 4 core, from published per-core ratios against a
-    # 3.65 GHz Zen 4 host (bench/pi4.py; docs/benchmarks.md "Pi 4 estimates"), never a measurement.
-    print(f"{'benchmark':<26} {'figure':<16} {'value':>10}  {'target':<22} Pi 4 estimate")
-    for name, checks in TARGETS.items():
-        figures = results[name]
-        assert isinstance(figures, dict)
-        for key, op, limit in checks:
-            value = figures[key]
-            met = value <= limit if op == "<=" else value >= limit
-            verdict = "ok" if met else "MISSED"
-            target = f"{op} {limit} {verdict}"
-            print(f"{name:<26} {key:<16} {value:>10}  {target:<22} {pi4.estimate(name, key, value)}")
-        for key, label in ALSO_SHOWN.items():
-            if key in figures:
-                shown = f"({label})"
-                estimate = pi4.estimate(name, key, figures[key])
-                print(f"{name:<26} {key:<16} {figures[key]:>10}  {shown:<22} {estimate}")
+    print(table(results))
     scaling = results["e2e_display_scaling"]
     assert isinstance(scaling, dict)
     print(f"\ne2e_display_scaling, median (min … max) over {scaling['repeats']} runs:")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from bench import pi4
-from bench.__main__ import ALSO_SHOWN, TARGETS
+from bench.__main__ import ALSO_SHOWN, TARGETS, table
 
 
 def test_every_figure_make_bench_prints_has_an_estimate() -> None:
@@ -44,3 +44,21 @@ def test_the_factors_follow_from_the_published_scores() -> None:
         assert factor.high == pytest.approx(host / pi4.PI4_1500MHZ[column], abs=0.05)
         assert 1 < factor.low < factor.high
     assert pi4.PYTHON.high < pi4.NATIVE.low
+
+
+def test_the_table_make_bench_prints_has_the_column_on_every_line() -> None:
+    # A results.json as `make bench` writes it, every figure 2.0 (and the extras shown beside them).
+    results: dict[str, object] = {
+        name: {key: 2.0 for key, _, _ in checks}
+        | {key: 2.0 for key in ALSO_SHOWN if (name, key) in pi4.KINDS}
+        for name, checks in TARGETS.items()
+    }
+    lines = table(results).splitlines()
+    assert lines[0].endswith("Pi 4 estimate")
+    figures = sum(len(checks) for checks in TARGETS.values())
+    extras = sum(1 for name in TARGETS for key in ALSO_SHOWN if (name, key) in pi4.KINDS)
+    assert len(lines) == 1 + figures + extras
+    decision = next(line for line in lines if line.startswith("decision_50_offers") and " p50_us " in line)
+    assert decision.endswith(f"{2 * pi4.PYTHON.low:.3g}…{2 * pi4.PYTHON.high:.3g}")
+    assert "<= 100.0 ok" in decision
+    assert not any(line.rstrip().endswith("?") for line in lines)
