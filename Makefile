@@ -5,7 +5,7 @@
 # make model - rebuild models/offers.onnx + manifest from synthetic data with a fixed seed
 # make soak  - the gateway at 200 events/s of mixed load for SOAK_SECONDS: RSS growth, drops, latency
 # make install - (as root) the gateway, its systemd unit and the store broker's config (docs/operations.md)
-# make pi-check - (as root) the gateway on a Pi's CPU: Debian 12 arm64 under QEMU Cortex-A72 and A53, then the
+# make pi-check - (as root) the gateway on a Pi's CPU: Debian 12 arm64 under QEMU Cortex-A72, A53 and A76, then the
 #              check's own test (it must catch onnxruntime 1.21.0's Illegal instruction); docs/operations.md
 # make config-doc - regenerate docs/config.md and the push allow-list in docs/remote-config.md from the schema
 

@@ -3,10 +3,12 @@
 A Debian bookworm arm64 root (Python 3.11, as Raspberry Pi OS Bookworm) is built with debootstrap from the
 Debian mirror apt uses on this machine and cached under ``.pi-root/`` (git-ignored; rebuilt when missing).
 The project (./contract, .[demo], ./cloud) is installed in a venv inside it from PyPI. Then, for each
-``QEMU_CPU`` (cortex-a72: Pi 4; cortex-a53: Pi 3 and Zero 2 W), where QEMU refuses every instruction that
-CPU does not have:
+``QEMU_CPU`` (cortex-a72: Pi 4; cortex-a53: Pi 3 and Zero 2 W; cortex-a76: Pi 5), where QEMU refuses every
+instruction that CPU does not have (but for the crypto extensions: QEMU's A72 and A53 have them, the Pi 4's
+and Pi 3's do not; docs/operations.md):
 
-- ``cpu``: the emulated CPU really is that one (no LSE atomics in AT_HWCAP, which QEMU's default CPU has);
+- ``cpu``: the emulated CPU really is that one (AT_HWCAP: LSE atomics and the dot product only on the A76,
+  SVE on none, where QEMU's default CPU has all three);
 - ``imports``: every runtime dependency, then every module of ``edge/`` (scripts/pi_imports.py);
 - ``check-config``: ``edge-gateway check-config`` on config/gateway.example.toml, with a token key made by
   ``edge-gateway token keygen`` in the root (cryptography's arm64 build);
@@ -47,10 +49,22 @@ ROOT_PACKAGES: Final = ("python3", "python3-venv", "python3-pip", "ca-certificat
 HOST_PACKAGES: Final = {"qemu-aarch64-static": "qemu-user-static", "debootstrap": "debootstrap",
                         "update-binfmts": "binfmt-support"}  # fmt: skip
 BINFMT: Final = Path("/proc/sys/fs/binfmt_misc")
-CPUS: Final = ("cortex-a72", "cortex-a53")
+# Pi 4, Pi 3 / Zero 2 W, Pi 5. The A76 has every instruction of the other two; it is run for the code paths
+# libraries choose only on ARMv8.2 (onnxruntime's dot-product kernels, LSE atomics), not for SIGILL.
+CPUS: Final = ("cortex-a72", "cortex-a53", "cortex-a76")
+INSTALL_CPU: Final = "cortex-a53"  # pip and the wheels' own build steps run on the least capable core
 SRC: Final = "/opt/edge-src"  # the checkout's copy, inside the root
 DISTS: Final = ("pyproject.toml", "contract/pyproject.toml", "cloud/pyproject.toml")
-HWCAP_ATOMICS: Final = 1 << 8  # ARMv8.1 LSE: QEMU's default CPU ("max") has it, the A72 and A53 do not
+# AT_HWCAP bits that tell the CPU asked for from QEMU's default ("max", which has all three): LSE atomics
+# (ARMv8.1) and the dot product (ARMv8.2) are the A76's and not the A72's or A53's; no core of a Pi has SVE.
+HWCAP_ATOMICS: Final = 1 << 8
+HWCAP_ASIMDDP: Final = 1 << 20
+HWCAP_SVE: Final = 1 << 22
+HWCAP_EXPECTED: Final[dict[str, tuple[int, int]]] = {  # cpu -> (bits it must have, bits it must not)
+    "cortex-a72": (0, HWCAP_ATOMICS | HWCAP_ASIMDDP | HWCAP_SVE),
+    "cortex-a53": (0, HWCAP_ATOMICS | HWCAP_ASIMDDP | HWCAP_SVE),
+    "cortex-a76": (HWCAP_ATOMICS | HWCAP_ASIMDDP, HWCAP_SVE),
+}
 SIGILL_EXIT: Final = 128 + signal.SIGILL
 DEMO_SECONDS: Final = 10
 ACKED: Final = re.compile(r"acked exposures (\d+)")
@@ -288,7 +302,7 @@ def ensure_venv(root: Path, venv: str, onnxruntime: str | None) -> None:
         return
     started = time.monotonic()
     if onnxruntime is None:
-        log(f"venv {venv}: pip install -e ./contract -e '.[demo]' -e ./cloud (under QEMU_CPU={CPUS[-1]})")
+        log(f"venv {venv}: pip install -e ./contract -e '.[demo]' -e ./cloud (under QEMU_CPU={INSTALL_CPU})")
         script = (
             f"rm -rf {venv} && python3 -m venv {venv} && {venv}/bin/python -m pip install -q --upgrade pip && "
             f"{venv}/bin/python -m pip install -q -e ./contract -e '.[demo]' -e ./cloud"
@@ -301,10 +315,10 @@ def ensure_venv(root: Path, venv: str, onnxruntime: str | None) -> None:
         script = (
             f"{venv}/bin/python -m pip install -q --no-deps --force-reinstall 'onnxruntime=={onnxruntime}'"
         )
-    result = chroot(root, CPUS[-1], script, venv, timeout=1800)
+    result = chroot(root, INSTALL_CPU, script, venv, timeout=1800)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
-        raise CheckFailedError("pip install", CPUS[-1], f"{describe_exit(result)}\n{tail}")
+        raise CheckFailedError("pip install", INSTALL_CPU, f"{describe_exit(result)}\n{tail}")
     stamp.write_text(venv_digest(onnxruntime))
     log(f"venv {venv}: installed in {time.monotonic() - started:.0f} s")
 
@@ -350,10 +364,18 @@ def step(root: Path, cpu: str, name: str, script: str, venv: str, timeout: float
     return result.stdout
 
 
+AUXVAL: Final = (
+    "python3 -c 'import ctypes; f = ctypes.CDLL(None).getauxval; f.restype = ctypes.c_ulong; "
+    "f.argtypes = [ctypes.c_ulong]; print(f(16))'"
+)
+
+
 def check_cpu(root: Path, cpu: str, venv: str) -> None:
-    hwcap = step(root, cpu, "cpu", "python3 -c 'import ctypes; print(ctypes.CDLL(None).getauxval(16))'", venv)
-    if int(hwcap.strip()) & HWCAP_ATOMICS:
-        raise CheckFailedError("cpu", cpu, f"AT_HWCAP {hwcap.strip()} has LSE atomics: QEMU_CPU not honoured")
+    """The emulated CPU is the one asked for: its AT_HWCAP has what that core has and lacks what it lacks."""
+    hwcap = int(step(root, cpu, "cpu", AUXVAL, venv).strip())
+    must, must_not = HWCAP_EXPECTED[cpu]
+    if hwcap & must != must or hwcap & must_not:
+        raise CheckFailedError("cpu", cpu, f"AT_HWCAP {hwcap:#x} is not this core's: QEMU_CPU not honoured")
 
 
 def compare_probe(arm: dict[str, Any], x86: dict[str, Any], cpu: str) -> None:
@@ -413,7 +435,7 @@ def run_checks(root: Path, cpus: Sequence[str], venv: str, probe: dict[str, Any]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cpu", action="append", choices=CPUS, help="only these CPUs (default: both)")
+    parser.add_argument("--cpu", action="append", choices=CPUS, help="only these CPUs (default: all)")
     parser.add_argument("--onnxruntime", metavar="VERSION", help="check a venv with this onnxruntime instead")
     parser.add_argument("--root", type=Path, help="the cached arm64 root (default: .pi-root/bookworm-arm64)")
     args = parser.parse_args(argv)
