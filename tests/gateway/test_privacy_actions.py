@@ -161,6 +161,16 @@ async def test_the_clouds_signed_request_is_answered_once_through_the_outbox(
         await until(lambda: ga.consents.has("p-ana", Purpose.PERSONALIZATION))
         await probe.publish(f"{ROOT}/checkin", here.checkin("p-ana", zone="entrance"))
         await until(lambda: ga.floor.presence.zone_of("p-ana") == "entrance")
+        # Presence is set when the check-in is taken, the decision is recorded after it: the export below must
+        # find the decision, so the request goes out once it is in the ledger (a loaded CI machine once sent
+        # it in between, and the export rightly had no decision yet).
+        ledger = a.ledger
+        assert ledger is not None
+
+        async def decided() -> bool:
+            return bool((await ledger.privacy_rows("p-ana")).decisions)
+
+        await until(decided, what="p-ana's decision in the ledger")
         topic = f"{ROOT}/privacy/request"
         for _ in range(2):
             await probe.publish(topic, _request(here))
