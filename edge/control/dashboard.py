@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from edge.clock import Clock
 from edge.config.dashboard import DashboardSettings, is_loopback_bind
+from edge.control.http import serve
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -181,14 +182,7 @@ class DashboardServer:
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/snapshot", self._json)
         app.router.add_get("/api/events", self._events)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
+        runner = await serve(app, self.host, self.port)
         self._runner = runner
         self._broadcaster = asyncio.get_running_loop().create_task(
             self._broadcast(), name="dashboard-broadcast"

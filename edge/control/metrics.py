@@ -22,6 +22,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
+from edge.control.http import serve
+
 if TYPE_CHECKING:
     from aiohttp import web
     from prometheus_client import CollectorRegistry
@@ -158,15 +160,7 @@ class MetricsServer:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
-        # No access log: a scrape every 15 s would be most of the journal.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
+        runner = await serve(app, self.host, self.port)
         self._runner = runner
         for address in runner.addresses:
             if isinstance(address, tuple) and len(address) >= 2:
