@@ -18,7 +18,7 @@ from edge.clock import Clock
 # A version-1 code is 21 modules wide: a frame with a smaller side cannot hold one.
 MIN_SIDE_PX: Final = 21
 # The fast pass: zxing-cpp (the C++ port of ZXing, Apache-2.0, wheels for x86-64 and arm64) reads a
-# check-in token in a 640x480 frame in ~1 ms where the OpenCV path below takes ~12 ms, and reads 58 of the
+# check-in token in a 640x480 frame in ~1 ms where the OpenCV path below takes ~16 ms, and reads 58 of the
 # 60 frames of bench/camera_qr.py where that path reads 60 (docs/camera.md, "QR reading"). So it goes
 # first; the OpenCV path runs when it reads nothing (every frame without a code, and the hard codes: small
 # modules, steep tilts), and on every FULL_PASS_EVERY-th frame whatever it read, so that a second code in
