@@ -29,6 +29,7 @@ NETWORK_HOMES = (
     "edge/sync/client.py",  # the cloud profile store (HTTPS)
     "edge/control/metrics.py",  # the /metrics endpoint
     "edge/control/dashboard.py",  # the store dashboard (HTTP, server-sent events)
+    "edge/control/http.py",  # binds those two endpoints' listening sockets
     "edge/control/systemd.py",  # sd_notify's datagram socket
     "edge/sources/ble/",  # BlueZ over D-Bus
     "edge/demo/",  # the demo's own broker, screens and cloud calls around the gateway
